@@ -1,0 +1,1 @@
+"""threadguard adapters: platform surfaces that translate to and from the core engine."""

@@ -1,0 +1,1 @@
+"""threadguard core: engine, ladder policy, store and model client. No platform imports."""

@@ -1,0 +1,134 @@
+"""``ModelClient`` backed by Claude through the official ``anthropic`` SDK.
+
+The only module that imports ``anthropic``. Streams text to the caller, marks the stable prefix
+(system, tools, earlier history) for prompt caching, leaves retries with back-off to the SDK
+(``max_retries``, honouring ``retry-after``) and turns SDK errors into ``bot.errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anthropic
+
+from bot.errors import ModelError, ModelOverloaded, ModelRateLimited, ModelRequestRejected
+from bot.model import (
+    TOOLS,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    TextBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    Usage,
+)
+from bot.policy import ToolCall
+from bot.types import TextSink
+
+log = logging.getLogger(__name__)
+
+_CACHE = {"type": "ephemeral"}
+
+
+def _block_param(block: TextBlock | ToolUseBlock | ToolResultBlock) -> dict[str, Any]:
+    if isinstance(block, TextBlock):
+        return {"type": "text", "text": block.text}
+    if isinstance(block, ToolUseBlock):
+        return {"type": "tool_use", "id": block.call.id, "name": block.call.name, "input": block.call.input}
+    return {"type": "tool_result", "tool_use_id": block.tool_use_id, "content": block.content,
+            "is_error": block.is_error}
+
+
+def _message_param(message: ModelMessage, cache: bool) -> dict[str, Any]:
+    content = [_block_param(b) for b in message.blocks]
+    if message.system_note:
+        content.append({"type": "text", "text": message.system_note})
+    if not content:
+        content = [{"type": "text", "text": "(empty)"}]
+    if cache:
+        content[-1] = {**content[-1], "cache_control": _CACHE}
+    return {"role": message.role, "content": content}
+
+
+def build_params(request: ModelRequest, model: str, max_tokens: int) -> dict[str, Any]:
+    """The Messages API parameters for a request (pure; exposed for tests)."""
+    tools = [dict(t) for t in TOOLS]
+    tools[-1] = {**tools[-1], "cache_control": _CACHE}
+    return {
+        "model": model,
+        "max_tokens": max_tokens,
+        "system": [{"type": "text", "text": request.system, "cache_control": _CACHE}],
+        "tools": tools,
+        "messages": [
+            _message_param(m, cache=(i == request.cache_until)) for i, m in enumerate(request.messages)
+        ],
+    }
+
+
+def _translate_error(exc: anthropic.AnthropicError) -> ModelError:
+    if isinstance(exc, anthropic.RateLimitError):
+        return ModelRateLimited("model API rate limited after retries")
+    if isinstance(exc, anthropic.APIStatusError):
+        status = exc.status_code
+        if status >= 500 or status in (408, 409):
+            return ModelOverloaded(f"model API unavailable (HTTP {status})")
+        if status == 200:  # an error event in the middle of a stream
+            return ModelOverloaded("model API stream failed")
+        return ModelRequestRejected(f"model API rejected the request (HTTP {status})")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ModelOverloaded("model API unreachable")
+    return ModelError(f"model API error ({type(exc).__name__})")
+
+
+class AnthropicModelClient:
+    """Claude through the Messages API."""
+
+    offline = False
+
+    def __init__(self, *, api_key: str, model: str, max_tokens: int = 1024, base_url: str | None = None,
+                 timeout: float = 60.0, max_retries: int = 2, client: anthropic.AsyncAnthropic | None = None,
+                 ) -> None:
+        self.model = model
+        self.max_tokens = max_tokens
+        self.label = model
+        self._client = client or anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
+
+    async def respond(self, request: ModelRequest, sink: TextSink | None = None) -> ModelResponse:
+        params = build_params(request, self.model, self.max_tokens)
+        try:
+            async with self._client.messages.stream(**params) as stream:
+                async for event in stream:
+                    if event.type == "text" and sink is not None and event.text:
+                        await sink(event.text)
+                message = await stream.get_final_message()
+        except anthropic.AnthropicError as exc:
+            err = _translate_error(exc)
+            log.warning("model call failed: %s", err)
+            raise err from exc
+        return self._response(message)
+
+    @staticmethod
+    def _response(message: Any) -> ModelResponse:
+        blocks: list[TextBlock | ToolUseBlock] = []
+        for block in message.content:
+            if block.type == "text":
+                blocks.append(TextBlock(block.text))
+            elif block.type == "tool_use":
+                data = block.input if isinstance(block.input, dict) else {}
+                blocks.append(ToolUseBlock(ToolCall(block.id, block.name, data)))
+        usage = message.usage
+        return ModelResponse(
+            blocks=blocks,
+            stop_reason=message.stop_reason or "end_turn",
+            usage=Usage(
+                input_tokens=usage.input_tokens or 0,
+                output_tokens=usage.output_tokens or 0,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()

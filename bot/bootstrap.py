@@ -1,0 +1,75 @@
+"""The composition root: the one place that builds the engine from settings. Tests build through it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot.caselog import CaseLog
+from bot.demo_model import DemoModel
+from bot.engine import ConversationEngine, EngineLimits
+from bot.model import ModelClient
+from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from config.communities import Communities
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """Everything a run mode needs, built once."""
+
+    settings: Settings
+    engine: ConversationEngine
+    store: RedisConversationStore
+    model: ModelClient
+    communities: Communities
+    #: True when no REDIS_URL was given and the in-process Redis holds the state.
+    embedded_store: bool
+
+    @property
+    def cases(self) -> CaseLog:
+        return self.engine.cases
+
+    async def aclose(self) -> None:
+        await self.model.aclose()
+        await self.store.aclose()
+
+
+def build_model(settings: Settings) -> ModelClient:
+    section = settings.anthropic
+    if section.api_key is None or not section.api_key.get_secret_value():
+        log.warning("no ANTHROPIC_API_KEY set: using the offline demo model")
+        return DemoModel()
+    from bot.anthropic_client import AnthropicModelClient
+
+    return AnthropicModelClient(
+        api_key=section.api_key.get_secret_value(), model=section.model, max_tokens=section.max_tokens,
+        base_url=section.base_url, timeout=section.timeout, max_retries=section.max_retries)
+
+
+def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
+                  communities: Communities | None = None) -> Runtime:
+    """Build the engine and its collaborators. ``redis`` and ``model`` may be injected (tests)."""
+    engine_settings = settings.engine
+    url = settings.redis.url.get_secret_value() if settings.redis.url else None
+    client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
+    store = RedisConversationStore(
+        client,
+        lock_ttl_ms=int(engine_settings.lock_ttl_seconds * 1000),
+        dedupe_ttl_s=engine_settings.dedupe_ttl_seconds,
+        idle_ttl_ms=int(engine_settings.idle_ttl_days * DAY_MS),
+        ended_ttl_ms=int(engine_settings.case_retention_days * DAY_MS),
+    )
+    communities = communities or engine_settings.communities()
+    chosen = model or build_model(settings)
+    limits = EngineLimits(
+        max_message_chars=engine_settings.max_message_chars,
+        history_token_budget=engine_settings.history_token_budget,
+        max_tool_rounds=engine_settings.max_tool_rounds,
+        lock_wait_seconds=engine_settings.lock_wait_seconds,
+    )
+    engine = ConversationEngine(store, chosen, communities, limits)
+    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None)

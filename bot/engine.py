@@ -1,0 +1,379 @@
+"""The conversation engine: one turn at a time per thread, the ladder enforced, every end a case."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from bot.caselog import CaseLog
+from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.history import build_history, ladder_from_prefix
+from bot.model import (
+    SYSTEM_PROMPT,
+    ModelClient,
+    ModelMessage,
+    ModelRequest,
+    TextBlock,
+    ToolResultBlock,
+    ladder_note,
+)
+from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
+from bot.store import BeginStatus, CommitStatus, ConversationStore, TurnCommit, TurnStart
+from bot.types import (
+    Author,
+    BranchOpener,
+    Case,
+    EditedMessage,
+    Entry,
+    EntryKind,
+    IncomingMessage,
+    LadderState,
+    Outcome,
+    Participant,
+    Reply,
+    ReplyKind,
+    TextSink,
+    ThreadRef,
+    ThreadState,
+    ThreadStatus,
+    iso,
+)
+from bot.validation import check_message
+from config.communities import Communities, CommunityConfig
+
+from . import notices
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineLimits:
+    max_message_chars: int = 4000
+    history_token_budget: int = 24000
+    max_tool_rounds: int = 4
+    lock_wait_seconds: float = 120.0
+
+
+@dataclass
+class _Turn:
+    """What one turn produced, before it is committed."""
+
+    ladder: LadderState
+    entries: list[Entry]
+    replies: list[Reply] = field(default_factory=list)
+    answer: str = ""
+    redirects: int = 0
+    warned_turn: int | None = None
+    end: EndDecision | None = None
+    refused: bool = False
+
+
+class ConversationEngine:
+    """Handles member messages, edits, user ends and moderator reopens for every platform."""
+
+    def __init__(self, store: ConversationStore, model: ModelClient, communities: Communities,
+                 limits: EngineLimits | None = None) -> None:
+        self.store = store
+        self.model = model
+        self.communities = communities
+        self.limits = limits or EngineLimits()
+        self.cases = CaseLog(store)
+
+    # --- public API ----------------------------------------------------------------------------
+
+    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
+        """Answer one member message (or explain why not)."""
+        thread = msg.thread
+        checked = check_message(msg.text, self.limits.max_message_chars)
+        if checked.problem:
+            return Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
+        config = self.communities.get(thread.community)
+        try:
+            start = await self._begin(thread, msg.dedupe_id, config)
+        except ThreadguardError as exc:
+            return self._failed(thread, exc)
+        if start.status is BeginStatus.DUPLICATE:
+            return Outcome(thread, duplicate=True)
+        if start.status is BeginStatus.FROZEN:
+            return await self._frozen(thread, start)
+        try:
+            return await self._answer(msg, checked.text, start, config, sink)
+        except (ModelError, StoreUnavailable) as exc:
+            await self._abandon(thread, start.token, msg.dedupe_id)
+            return self._failed(thread, exc)
+        except BaseException:
+            await self._abandon(thread, start.token, msg.dedupe_id)
+            raise
+
+    async def handle_edit(self, edit: EditedMessage, open_branch: BranchOpener,
+                          sink: TextSink | None = None) -> Outcome:
+        """An edit in an ended thread opens a branch seeded with the history before that message."""
+        old = edit.thread
+        checked = check_message(edit.new_text, self.limits.max_message_chars)
+        try:
+            state, entries = await self.store.load(old)
+            if state.status is not ThreadStatus.ENDED:
+                return Outcome(old, status=state.status)
+            index = _find_user_message(entries, edit.message_id, edit.author.id)
+            if index is None:
+                return Outcome(old, status=state.status, replies=[Reply(
+                    ReplyKind.INFO, "I couldn't find that message of yours in this conversation, so there "
+                    "is nothing to branch from.", ephemeral=True)])
+            if checked.problem:
+                return Outcome(old, status=state.status,
+                               replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
+            if not await self.store.claim_event(old, edit.dedupe_id):
+                return Outcome(old, status=state.status, duplicate=True)
+            new_thread = await open_branch(checked.text)
+            prefix = entries[:index]
+            ladder = ladder_from_prefix(prefix, entries[index].turn)
+            link = Entry(EntryKind.BRANCH, f"Branched from {old.key} by editing message {edit.message_id}.",
+                         turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
+            await self.store.seed_branch(new_thread, [*prefix, link],
+                                         ThreadState(new_thread, ladder=ladder, branch_of=old.key))
+            if state.case_id is not None:
+                await self.store.link_branch(old.community, state.case_id, new_thread.key)
+        except ThreadguardError as exc:
+            return self._failed(old, exc)
+        log.info("thread %s branched into %s", old.key, new_thread.key)
+        first = IncomingMessage(new_thread, edit.author, checked.text, message_id=edit.message_id,
+                                event_id=f"branch:{edit.dedupe_id}")
+        outcome = await self.handle_message(first, sink)
+        outcome.branch = new_thread
+        return outcome
+
+    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
+        """The member's own end command: freeze the thread and file a case."""
+        config = self.communities.get(thread.community)
+        try:
+            start = await self._begin(thread, f"end:{secrets.token_hex(8)}", config)
+            if start.status is BeginStatus.FROZEN:
+                return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
+                    Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
+            assert start.state is not None
+            if not start.log:
+                await self._abandon(thread, start.token, None)
+                return Outcome(thread, replies=[Reply(
+                    ReplyKind.INFO, "There is no conversation with me here to end.", ephemeral=True)])
+            ladder = start.state.ladder
+            end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
+            entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
+                          author_id=author.id, author_name=author.name)
+            turn = _Turn(ladder, [entry], end=end)
+            return await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}")
+        except ThreadguardError as exc:
+            return self._failed(thread, exc)
+
+    async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome:
+        """A moderator unfreezes the thread of an end case; the reopen is filed as its own case."""
+        case = await self.cases.get(community, case_id)
+        thread = ThreadRef.from_key(case.thread)
+        if case.action != "end":
+            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"Case {case_id} is a {case.action} "
+                                                  "entry, not an ended thread.", ephemeral=True)])
+        entry = Entry(EntryKind.REOPEN, f"Reopened by moderator {moderator.name} (case {case_id}).",
+                      author_id=moderator.id, author_name=moderator.name)
+        if not await self.store.reopen(thread, entry):
+            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"The thread of case {case_id} is not "
+                                                  "ended any more (already reopened or expired).",
+                                                  ephemeral=True)])
+        action = await self.cases.add_action(community, case_id, "reopen", moderator,
+                                             f"Reopened the thread of case {case_id}.")
+        log.info("thread %s reopened by moderator %s (case %s)", thread.key, moderator.id, case_id)
+        return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
+                       replies=[Reply(ReplyKind.INFO, notices.reopened())])
+
+    async def thread_state(self, thread: ThreadRef) -> ThreadState:
+        state, _ = await self.store.load(thread)
+        return state
+
+    async def reconcile(self) -> list[Case]:
+        """File every case a crashed process left unnumbered (run at start-up)."""
+        filed: list[Case] = []
+        for thread in await self.store.threads_with_pending_cases():
+            filed.extend(await self.store.file_pending_cases(thread))
+        if filed:
+            log.warning("filed %d case(s) left pending by an earlier process", len(filed))
+        return filed
+
+    # --- the turn ------------------------------------------------------------------------------
+
+    async def _begin(self, thread: ThreadRef, event_id: str, config: CommunityConfig) -> TurnStart:
+        deadline = time.monotonic() + self.limits.lock_wait_seconds
+        delay = 0.005
+        while True:
+            start = await self.store.begin_turn(thread, event_id,
+                                                reminder_cooldown=config.frozen_reminder_cooldown)
+            if start.status is not BeginStatus.BUSY:
+                return start
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(f"thread {thread.key} stayed busy")
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 0.25)
+
+    async def _frozen(self, thread: ThreadRef, start: TurnStart) -> Outcome:
+        if start.pending_cases:
+            await self.store.file_pending_cases(thread)
+        replies = [Reply(ReplyKind.FROZEN_REMINDER, notices.frozen_reminder(), ephemeral=True)]
+        return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=replies if start.remind else [])
+
+    async def _answer(self, msg: IncomingMessage, text: str, start: TurnStart, config: CommunityConfig,
+                      sink: TextSink | None) -> Outcome:
+        assert start.state is not None
+        if start.pending_cases:
+            await self.store.file_pending_cases(msg.thread)
+        ladder = start.state.ladder
+        user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
+                           author_name=msg.author.name, message_id=msg.message_id, in_history=True)
+        turn = _Turn(ladder, [user_entry])
+        streamed = await self._run_model(turn, build_history(start.log, self.limits.history_token_budget),
+                                         text, config, sink)
+        if turn.end is None:
+            answer = turn.answer.strip() or notices.empty_answer()
+            turn.entries.append(Entry(EntryKind.ASSISTANT, answer, turn=ladder.turn,
+                                      in_history=not turn.refused))
+            if not streamed or not turn.answer.strip() or turn.refused:
+                turn.replies.insert(0, Reply(ReplyKind.ANSWER, answer))
+                streamed = False
+        if turn.refused:
+            user_entry.in_history = False
+        outcome = await self._commit(msg.thread, start, turn, msg.jump_url or start.state.jump_url,
+                                     ended_by="model")
+        outcome.model_called = True
+        outcome.streamed = streamed
+        return outcome
+
+    async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
+                         sink: TextSink | None) -> bool:
+        """The bounded tool loop. Returns whether answer text went out through ``sink``."""
+        messages = [*history, ModelMessage("user", (TextBlock(text),),
+                                           system_note=ladder_note(turn.ladder, config.threshold))]
+        streamed = False
+
+        async def forward(delta: str) -> None:
+            nonlocal streamed
+            streamed = True
+            if sink is not None:
+                await sink(delta)
+
+        for _ in range(self.limits.max_tool_rounds):
+            request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
+                                   ladder=turn.ladder, threshold=config.threshold)
+            response = await self.model.respond(request, forward if sink is not None else None)
+            if response.stop_reason == "refusal":
+                self._api_refusal(turn, config)
+                return streamed
+            turn.answer += response.text
+            calls = response.tool_calls
+            if not calls:
+                break
+            results = [ToolResultBlock(c.id, *self._apply(turn, c, config)) for c in calls]
+            if turn.end is not None:
+                break
+            messages += [ModelMessage("assistant", tuple(response.blocks)),
+                         ModelMessage("user", tuple(results))]
+        return streamed
+
+    def _apply(self, turn: _Turn, call: ToolCall, config: CommunityConfig) -> tuple[str, bool]:
+        verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None)
+        turn.ladder = verdict.state
+        self._record(turn, verdict, call.input, config)
+        log.info("tool %s %s", call.name, "accepted" if verdict.accepted else "refused")
+        return verdict.result, not verdict.accepted
+
+    def _record(self, turn: _Turn, verdict: Verdict, data: dict[str, object], config: CommunityConfig) -> None:
+        n = turn.ladder.turn
+        note = str(data.get("note") or "")[:500]
+        if verdict.redirection:
+            turn.redirects += 1
+            turn.entries.append(Entry(EntryKind.REDIRECTION, note, turn=n, category=verdict.redirection))
+        if verdict.post_warning:
+            turn.warned_turn = n
+            text = notices.warning(verdict.redirection, turn.ladder.redirects)
+            turn.entries.append(Entry(EntryKind.WARNING, text, turn=n, category=verdict.redirection))
+            turn.replies.append(Reply(ReplyKind.WARNING, text))
+        if verdict.risk_flagged:
+            turn.entries.append(Entry(EntryKind.RISK, note, turn=n, category=verdict.risk_flagged))
+        if verdict.post_crisis:
+            turn.entries.append(Entry(EntryKind.CRISIS, config.crisis_resources, turn=n))
+            turn.replies.append(Reply(ReplyKind.CRISIS, config.crisis_resources))
+        if verdict.end:
+            turn.end = verdict.end
+            turn.entries.append(Entry(EntryKind.END, verdict.end.summary, turn=n, category=verdict.end.category))
+        elif not verdict.accepted:
+            turn.entries.append(Entry(EntryKind.NOTICE, f"Refused {verdict.result}"[:300], turn=n))
+
+    def _api_refusal(self, turn: _Turn, config: CommunityConfig) -> None:
+        """The API's own refusal stop counts as a redirection; the refused turn leaves the history."""
+        turn.refused = True
+        turn.answer = notices.refusal_answer()
+        verdict = apply_tool_call(turn.ladder, _refusal_call(), config.threshold)
+        turn.ladder = verdict.state
+        turn.entries.append(Entry(EntryKind.REFUSAL, "The model API refused this turn.", turn=turn.ladder.turn))
+        self._record(turn, verdict, {"note": "API refusal stop"}, config)
+
+    async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
+                      ended_by: str) -> Outcome:
+        assert start.state is not None
+        case = self._case(thread, start, turn, jump_url, ended_by) if turn.end else None
+        commit = TurnCommit(turn.entries, redirects=turn.redirects, warned_turn=turn.warned_turn,
+                            at_risk=turn.ladder.at_risk and not start.state.ladder.at_risk,
+                            crisis_posted=turn.ladder.crisis_posted and not start.state.ladder.crisis_posted,
+                            jump_url=jump_url, end_case=case)
+        result = await self.store.commit_turn(thread, start.token, commit)
+        if result.status is CommitStatus.LOST_LOCK:
+            raise ThreadBusy(f"thread {thread.key}: turn outlived its lock")
+        if result.status is CommitStatus.ALREADY_ENDED:
+            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True)
+        outcome = Outcome(thread, replies=turn.replies)
+        if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
+            outcome.status = ThreadStatus.ENDED
+            outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
+            outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
+                                         notices.freeze_notice(turn.end.reason, turn.end.category)))
+            log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
+        return outcome
+
+    def _case(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
+              ended_by: str) -> Case:
+        assert start.state is not None
+        assert turn.end is not None
+        transcript = [*start.log, *turn.entries]
+        seen: dict[str, Participant] = {}
+        for e in transcript:
+            if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
+                seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
+        return Case(
+            case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
+            channel=thread.channel, action="end", reason=turn.end.reason, category=turn.end.category,
+            summary=turn.end.summary, redirect_count=turn.ladder.redirects, warned=turn.ladder.warned,
+            at_risk=turn.ladder.at_risk, ended_at=iso(time.time()), ended_by=ended_by,
+            participants=list(seen.values()), transcript=transcript, jump_url=jump_url,
+            branch_of=start.state.branch_of,
+        )
+
+    async def _abandon(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
+        try:
+            await self.store.abandon_turn(thread, token, event_id)
+        except StoreUnavailable:
+            log.warning("could not release thread %s; its lock will expire", thread.key)
+
+    @staticmethod
+    def _failed(thread: ThreadRef, exc: ThreadguardError) -> Outcome:
+        log.warning("thread %s: %s (%s)", thread.key, type(exc).__name__, exc)
+        return Outcome(thread, replies=[Reply(ReplyKind.ERROR, exc.user_message, ephemeral=True)])
+
+
+def _refusal_call() -> ToolCall:
+    return ToolCall("api-refusal", "record_redirection", {"category": "other", "note": "API refusal stop"})
+
+
+def _find_user_message(entries: list[Entry], message_id: str, author_id: str) -> int | None:
+    for i, e in enumerate(entries):
+        if e.kind is EntryKind.USER and e.message_id == message_id and e.author_id == author_id:
+            return i
+    return None

@@ -1,0 +1,69 @@
+"""One error hierarchy for threadguard.
+
+Every error carries a ``user_message``: plain words that can be shown to a community member.
+Nothing else about an error (its ``str``, its traceback) is ever shown to users.
+"""
+
+from __future__ import annotations
+
+
+class ThreadguardError(Exception):
+    """Root of every error threadguard raises on purpose."""
+
+    user_message = "Something went wrong on my side. Please try again in a moment."
+
+
+class ConfigurationError(ThreadguardError):
+    """Settings are missing or inconsistent; raised at start-up, never mid-conversation."""
+
+    user_message = "The bot is not configured correctly. Please tell the server admin."
+
+
+class StoreUnavailable(ThreadguardError):
+    """The conversation store (Redis) cannot be reached or failed mid-operation."""
+
+    user_message = (
+        "I can't reach my conversation storage right now, so I didn't process your message. "
+        "Please send it again in a minute."
+    )
+
+
+class ThreadBusy(ThreadguardError):
+    """Another turn in the same thread held the thread for longer than we were willing to wait."""
+
+    user_message = "I'm still answering an earlier message in this thread. Please send yours again shortly."
+
+
+class ModelError(ThreadguardError):
+    """The model API failed in a way retries did not fix."""
+
+    user_message = (
+        "I couldn't reach the AI service just now, so I didn't answer. Nothing in this conversation "
+        "changed; please send your message again in a minute."
+    )
+
+
+class ModelRateLimited(ModelError):
+    """The model API kept answering 429 after our retries."""
+
+
+class ModelOverloaded(ModelError):
+    """The model API kept answering 529/5xx after our retries."""
+
+
+class ModelRequestRejected(ModelError):
+    """The model API rejected our request (4xx other than 429): a bug or a configuration problem."""
+
+    user_message = "The AI service rejected this request. The admin has been told; please try again later."
+
+
+class CaseNotFound(ThreadguardError):
+    """A moderator asked for a case number that does not exist in their community."""
+
+    user_message = "There is no case with that number in this community."
+
+
+class NotAllowed(ThreadguardError):
+    """The actor may not do this (e.g. a non-moderator running a moderator command)."""
+
+    user_message = "You don't have permission to do that."

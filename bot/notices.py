@@ -1,0 +1,50 @@
+"""The engine's own words to community members: plain, kind, and never repeating harmful details."""
+
+from __future__ import annotations
+
+from bot.types import CATEGORY_LABELS
+
+HOW_TO_GO_ON = (
+    "You can start a new conversation at any time, or edit one of your earlier messages in this thread "
+    "to continue from that point in a new thread."
+)
+
+
+def _label(category: str | None) -> str:
+    return CATEGORY_LABELS.get(category or "other", "Other").lower()
+
+
+def warning(category: str | None, redirects: int) -> str:
+    return (
+        f"\u26a0\ufe0f Warning: this conversation has asked {redirects} times for help I can't give "
+        f"({_label(category)}). If it continues, I may end this conversation. I'm glad to keep talking "
+        "about something else."
+    )
+
+
+def freeze_notice(reason: str, category: str | None) -> str:
+    if reason == "user_requested":
+        head = "This conversation has been ended at your request, and this thread is now closed."
+    else:
+        head = (
+            "This conversation has been ended because it kept asking for help I can't give "
+            f"({_label(category)}) after repeated redirections and a warning. This thread is now closed "
+            "and a moderator will review it."
+        )
+    return f"{head} {HOW_TO_GO_ON}"
+
+
+def frozen_reminder() -> str:
+    return f"This conversation has ended, so I won't answer here. {HOW_TO_GO_ON}"
+
+
+def refusal_answer() -> str:
+    return "I can't continue with that request. I'm happy to help with something else."
+
+
+def empty_answer() -> str:
+    return "I'm not sure how to answer that. Could you say a bit more?"
+
+
+def reopened() -> str:
+    return "A moderator has reopened this conversation. You can continue here."

@@ -1,0 +1,87 @@
+"""The Redis key schema, in one place.
+
+Thread keys share the hash tag ``{t:<thread key>}`` so one thread's keys live in one cluster slot and
+every per-thread Lua script works on Redis Cluster. Community keys share ``{c:<community>}``.
+
+Per thread (``T`` = ``ThreadRef.key``):
+    tg:{t:T}:state        hash   status, redirects, warned, warned_turn, at_risk, crisis_posted, turn,
+                                 end_seq, case_id, branch_of, ended_reason, ended_category,
+                                 platform, community, channel, created_at, updated_at, jump_url
+    tg:{t:T}:log          list   Entry JSON, oldest first (transcript and ladder timeline)
+    tg:{t:T}:lock         string lock token of the turn in progress (PX TTL)
+    tg:{t:T}:seen:<id>    string platform event already handled (EX TTL)
+    tg:{t:T}:remind       string a frozen-thread reminder was posted (EX cooldown)
+    tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
+
+Per community (``C``):
+    tg:{c:C}:seq          string last case number
+    tg:{c:C}:case:<n>     hash   body (Case JSON; its case_id is taken from the key), ref, created
+    tg:{c:C}:case:<n>:links   list  thread keys of branches opened from this case's thread
+    tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
+    tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
+    tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
+
+Global:
+    tg:communities        set    every community that has cases
+"""
+
+from __future__ import annotations
+
+PREFIX = "tg"
+COMMUNITIES = f"{PREFIX}:communities"
+
+
+def thread_tag(thread_key: str) -> str:
+    return f"{PREFIX}:{{t:{thread_key}}}"
+
+
+def state(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:state"
+
+
+def log(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:log"
+
+
+def lock(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:lock"
+
+
+def seen(thread_key: str, event_id: str) -> str:
+    return f"{thread_tag(thread_key)}:seen:{event_id}"
+
+
+def remind(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:remind"
+
+
+def pending(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:pending"
+
+
+def community_tag(community: str) -> str:
+    return f"{PREFIX}:{{c:{community}}}"
+
+
+def case_seq(community: str) -> str:
+    return f"{community_tag(community)}:seq"
+
+
+def case(community: str, case_id: int) -> str:
+    return f"{community_tag(community)}:case:{case_id}"
+
+
+def case_index(community: str) -> str:
+    return f"{community_tag(community)}:index"
+
+
+def case_refs(community: str) -> str:
+    return f"{community_tag(community)}:refs"
+
+
+def case_links(community: str, case_id: int) -> str:
+    return f"{case(community, case_id)}:links"
+
+
+def case_actions(community: str, case_id: int) -> str:
+    return f"{case(community, case_id)}:actions"

@@ -1,0 +1,330 @@
+"""Core value types shared by the engine, the store, the model client and every adapter.
+
+Adapters translate platform events into these types and the engine's ``Outcome`` back into platform
+calls. Nothing here knows about Discord, Slack or Redis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+Platform = Literal["discord", "slack", "console"]
+EndReason = Literal["persistent_abuse", "user_requested"]
+RiskKind = Literal["self_harm", "harm_to_others"]
+
+#: The published category taxonomy used by the model tools, the cases and the dashboard filters.
+CATEGORIES: tuple[str, ...] = (
+    "child_sexual_exploitation",
+    "violent_extremism",
+    "weapons_of_mass_harm",
+    "violent_threats",
+    "harassment",
+    "hate",
+    "self_harm",
+    "other",
+)
+
+CATEGORY_LABELS: dict[str, str] = {
+    "child_sexual_exploitation": "Child sexual exploitation",
+    "violent_extremism": "Violent extremism / terrorism",
+    "weapons_of_mass_harm": "Weapons of mass harm",
+    "violent_threats": "Violent threats",
+    "harassment": "Harassment / relentless abuse",
+    "hate": "Hateful conduct",
+    "self_harm": "Self-harm",
+    "other": "Other",
+}
+
+
+def _safe_part(value: str) -> str:
+    """Keep a key component free of the characters Redis hash tags and our separators rely on."""
+    return value.replace("{", "(").replace("}", ")").replace(" ", "_")
+
+
+@dataclass(frozen=True)
+class ThreadRef:
+    """Where a conversation lives.
+
+    ``community`` is the Discord guild id (``"dm"`` for direct messages), the Slack team id, or
+    ``"local"`` for the console. ``channel`` is the parent channel; ``thread`` is the Discord thread
+    channel id, the Slack ``thread_ts``, or a console conversation id.
+    """
+
+    platform: Platform
+    community: str
+    channel: str
+    thread: str
+
+    @property
+    def key(self) -> str:
+        """A stable string naming this thread across processes (used in Redis keys and cases)."""
+        parts = (self.platform, self.community, self.channel, self.thread)
+        return ":".join(_safe_part(p) for p in parts)
+
+    @classmethod
+    def from_key(cls, key: str) -> ThreadRef:
+        platform, community, channel, thread = key.split(":", 3)
+        if platform not in ("discord", "slack", "console"):
+            raise ValueError(f"unknown platform in thread key: {platform!r}")
+        return cls(platform, community, channel, thread)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Author:
+    """A message author as the platform names them."""
+
+    id: str
+    name: str
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A new message from a community member in a thread the bot takes part in."""
+
+    thread: ThreadRef
+    author: Author
+    text: str
+    message_id: str
+    #: Deduplication id: Slack's ``event_id``; Discord's message id. Defaults to ``message_id``.
+    event_id: str | None = None
+    jump_url: str | None = None
+
+    @property
+    def dedupe_id(self) -> str:
+        return self.event_id or self.message_id
+
+
+@dataclass(frozen=True)
+class EditedMessage:
+    """A member edited one of their earlier messages in a thread."""
+
+    thread: ThreadRef
+    author: Author
+    message_id: str
+    new_text: str
+    event_id: str | None = None
+
+    @property
+    def dedupe_id(self) -> str:
+        return self.event_id or f"edit:{self.message_id}:{hash(self.new_text) & 0xFFFFFFFF:x}"
+
+
+class EntryKind(enum.StrEnum):
+    """What one line of a thread's log records. User and assistant lines form the model history;
+    the others are the ladder timeline and the engine's own notices."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+    REDIRECTION = "redirection"
+    WARNING = "warning"
+    RISK = "risk"
+    CRISIS = "crisis"
+    REFUSAL = "refusal"
+    END = "end"
+    REOPEN = "reopen"
+    BRANCH = "branch"
+    NOTICE = "notice"
+
+
+LADDER_KINDS = frozenset(
+    {EntryKind.REDIRECTION, EntryKind.WARNING, EntryKind.RISK, EntryKind.REFUSAL, EntryKind.END,
+     EntryKind.REOPEN}
+)
+
+
+@dataclass
+class Entry:
+    """One line of a thread's log (transcript plus ladder timeline)."""
+
+    kind: EntryKind
+    text: str = ""
+    at: float = field(default_factory=time.time)
+    turn: int = 0
+    author_id: str | None = None
+    author_name: str | None = None
+    message_id: str | None = None
+    category: str | None = None
+    #: Only user/assistant entries with ``in_history`` are sent to the model. A turn the API refused
+    #: keeps its lines in the transcript for moderators but drops them from the model history.
+    in_history: bool = False
+
+    def to_json(self) -> str:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "", False)}
+        data["kind"] = self.kind.value
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Entry:
+        data = json.loads(raw)
+        data["kind"] = EntryKind(data["kind"])
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class ThreadStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+@dataclass
+class LadderState:
+    """The per-thread ladder counters the engine enforces."""
+
+    redirects: int = 0
+    warned: bool = False
+    #: The turn in which the warning was posted; an abuse end is allowed only in a later turn.
+    warned_turn: int = -1
+    at_risk: bool = False
+    crisis_posted: bool = False
+    #: Number of turns committed so far in this thread.
+    turn: int = 0
+
+
+@dataclass
+class ThreadState:
+    """What the store knows about one thread."""
+
+    thread: ThreadRef
+    status: ThreadStatus = ThreadStatus.ACTIVE
+    ladder: LadderState = field(default_factory=LadderState)
+    branch_of: str | None = None
+    ended_reason: str | None = None
+    ended_category: str | None = None
+    case_id: int | None = None
+    jump_url: str | None = None
+
+
+class ReplyKind(enum.StrEnum):
+    ANSWER = "answer"
+    WARNING = "warning"
+    CRISIS = "crisis"
+    FREEZE_NOTICE = "freeze_notice"
+    FROZEN_REMINDER = "frozen_reminder"
+    CONFIRM = "confirm"
+    INFO = "info"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One message the adapter should post, in order.
+
+    ``ephemeral`` replies go only to the author where the platform can (Slack ephemeral messages,
+    Discord interaction responses); elsewhere they are posted normally.
+    """
+
+    kind: ReplyKind
+    text: str
+    ephemeral: bool = False
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: str
+    name: str
+
+
+@dataclass
+class Case:
+    """A numbered moderator case. ``action`` is ``end`` for an ended thread; moderator actions
+    (``reopen``, ``note``, ``mistaken``, ``delete``) are cases of their own that refer to it."""
+
+    case_id: int
+    community: str
+    platform: str
+    thread: str
+    channel: str
+    action: str = "end"
+    reason: str | None = None
+    category: str | None = None
+    summary: str = ""
+    redirect_count: int = 0
+    warned: bool = False
+    at_risk: bool = False
+    ended_at: str = ""
+    ended_by: str = ""
+    participants: list[Participant] = field(default_factory=list)
+    transcript: list[Entry] = field(default_factory=list)
+    jump_url: str | None = None
+    branch_of: str | None = None
+    branches: list[str] = field(default_factory=list)
+    refers_to: int | None = None
+    moderator: str | None = None
+    note: str | None = None
+    actions: list[int] = field(default_factory=list)
+    #: Idempotency key of the end that produced this case (``<thread key>#<end number>``).
+    case_ref: str = ""
+
+    @property
+    def ladder_timeline(self) -> list[Entry]:
+        return [e for e in self.transcript if e.kind in LADDER_KINDS]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["transcript"] = [json.loads(e.to_json()) for e in self.transcript]
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Case:
+        data = dict(data)
+        data["participants"] = [Participant(**p) for p in data.get("participants", [])]
+        data["transcript"] = [Entry.from_json(json.dumps(e)) for e in data.get("transcript", [])]
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Case:
+        return cls.from_dict(json.loads(raw))
+
+
+def iso(ts: float) -> str:
+    """An ISO 8601 UTC timestamp for epoch seconds."""
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Outcome:
+    """What the engine decided for one event; the adapter carries it out and decides nothing."""
+
+    thread: ThreadRef
+    replies: list[Reply] = field(default_factory=list)
+    status: ThreadStatus = ThreadStatus.ACTIVE
+    #: The event was already handled (platform redelivery): post nothing.
+    duplicate: bool = False
+    #: The message arrived in a thread that was already ended (no model call was made).
+    frozen: bool = False
+    model_called: bool = False
+    #: Set when this event ended the thread: the filed case (post it to the mod-log channel).
+    case: Case | None = None
+    #: Set when an edit opened a branch: the new thread the conversation continues in.
+    branch: ThreadRef | None = None
+    #: Set when a moderator action (reopen) was filed as its own case.
+    action: Case | None = None
+    #: The answer text was already delivered through the stream sink given to the engine.
+    streamed: bool = False
+
+    @property
+    def ended_now(self) -> bool:
+        return self.case is not None
+
+
+class TextSink(Protocol):
+    """Receives the answer text while the model streams it (adapters edit a message with it)."""
+
+    async def __call__(self, delta: str) -> None: ...
+
+
+#: Creates the platform thread a branch continues in; called by the engine with the branch's first
+#: (edited) text, returns where the new conversation lives.
+BranchOpener = Callable[[str], Awaitable[ThreadRef]]

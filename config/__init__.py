@@ -1,0 +1,1 @@
+"""Settings (environment variables and ``.env``) and per-community configuration."""

@@ -1,0 +1,86 @@
+"""Per-community configuration: ladder threshold, crisis resources, moderators, mod-log channel.
+
+Loaded from a TOML file (``THREADGUARD_COMMUNITIES_FILE``); a ``[default]`` table applies to every
+community that has no table of its own. See ``config/communities.example.toml``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.errors import ConfigurationError
+
+DEFAULT_CRISIS_RESOURCES = (
+    "If you are thinking about harming yourself or someone else, please reach out now: in the US call "
+    "or text 988 (Suicide & Crisis Lifeline); in the UK and Ireland call Samaritans on 116 123; "
+    "elsewhere see https://findahelpline.com. If anyone is in immediate danger, call your local "
+    "emergency number."
+)
+
+
+class CommunityConfig(BaseModel):
+    """How threadguard behaves in one community (a Discord guild, a Slack team, the console)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Redirections before the explicit warning; an abuse end is possible only after it.
+    threshold: int = Field(default=3, ge=1, le=20)
+    crisis_resources: str = DEFAULT_CRISIS_RESOURCES
+    #: Channel id that receives one post per case.
+    mod_log_channel: str | None = None
+    #: Discord role id whose members may use moderator commands (besides Manage Messages).
+    moderator_role: str | None = None
+    #: Platform user ids allowed to use moderator commands (Slack; Discord in addition to roles).
+    moderators: tuple[str, ...] = ()
+    #: Slack user group id whose members are moderators.
+    moderator_group: str | None = None
+    #: Channel ids the bot answers in; empty means every channel it can see.
+    allowed_channels: tuple[str, ...] = ()
+    #: Seconds between two reminders posted into the same frozen thread.
+    frozen_reminder_cooldown: int = Field(default=300, ge=0)
+
+
+class Communities:
+    """Looks up the configuration for a community id, falling back to the defaults."""
+
+    def __init__(self, default: CommunityConfig | None = None,
+                 overrides: dict[str, CommunityConfig] | None = None) -> None:
+        self.default = default or CommunityConfig()
+        self._overrides = dict(overrides or {})
+
+    def get(self, community: str) -> CommunityConfig:
+        return self._overrides.get(community, self.default)
+
+    def known(self) -> list[str]:
+        return sorted(self._overrides)
+
+    @classmethod
+    def from_file(cls, path: Path | None) -> Communities:
+        if path is None:
+            return cls()
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read communities file {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError(f"communities file {path} is not valid TOML: {exc}") from exc
+        return cls.from_mapping(raw, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, raw: dict[str, object], source: str = "<mapping>") -> Communities:
+        default_raw = raw.get("default", {})
+        communities_raw = raw.get("community", {})
+        if not isinstance(default_raw, dict) or not isinstance(communities_raw, dict):
+            raise ConfigurationError(f"{source}: [default] and [community.<id>] must be tables")
+        try:
+            default = CommunityConfig(**default_raw)
+            overrides = {
+                str(cid): CommunityConfig(**{**default_raw, **body})
+                for cid, body in communities_raw.items()
+            }
+        except (ValidationError, TypeError) as exc:
+            raise ConfigurationError(f"{source}: invalid community configuration: {exc}") from exc
+        return cls(default, overrides)

@@ -1,0 +1,75 @@
+"""Settings from environment variables (and a ``.env`` file), one section per concern.
+
+Secrets are ``SecretStr``: they never appear in ``repr`` or logs. Nothing here reads the environment
+at import time; ``Settings()`` does, when the composition root builds the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.communities import Communities
+
+
+def _section(prefix: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=prefix, env_file=".env", extra="ignore")
+
+
+class AnthropicSettings(BaseSettings):
+    """``ANTHROPIC_*``: the Claude API. Without an API key the offline demo model is used."""
+
+    model_config = _section("ANTHROPIC_")
+
+    api_key: SecretStr | None = None
+    base_url: str | None = None
+    model: str = "claude-sonnet-4-5"
+    max_tokens: int = Field(default=1024, ge=16)
+    timeout: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=2, ge=0)
+
+
+class RedisSettings(BaseSettings):
+    """``REDIS_*``: where conversation state lives. Without a URL an in-process store is used."""
+
+    model_config = _section("REDIS_")
+
+    url: SecretStr | None = None
+    cluster: bool = False
+
+
+class EngineSettings(BaseSettings):
+    """``THREADGUARD_*``: how the conversation engine behaves."""
+
+    model_config = _section("THREADGUARD_")
+
+    communities_file: Path | None = None
+    max_message_chars: int = Field(default=4000, ge=1)
+    history_token_budget: int = Field(default=24000, ge=500)
+    max_tool_rounds: int = Field(default=4, ge=1)
+    #: How long one turn may hold its thread; longer than the model timeout times its retries.
+    lock_ttl_seconds: float = Field(default=300.0, gt=0)
+    #: How long a message waits for an earlier turn in the same thread before giving up.
+    lock_wait_seconds: float = Field(default=120.0, gt=0)
+    #: Idle conversations expire after this many days (ended threads keep their case).
+    idle_ttl_days: float = Field(default=30.0, gt=0)
+    #: Platform events are remembered this long for deduplication.
+    dedupe_ttl_seconds: int = Field(default=86400, ge=60)
+    #: Case transcripts are kept this many days; the case itself (numbers, reason) stays.
+    case_retention_days: float = Field(default=365.0, gt=0)
+    log_level: str = "INFO"
+
+    def communities(self) -> Communities:
+        return Communities.from_file(self.communities_file)
+
+
+class Settings:
+    """All sections together; each reads its own prefix."""
+
+    def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
+                 engine: EngineSettings | None = None) -> None:
+        self.anthropic = anthropic or AnthropicSettings()
+        self.redis = redis or RedisSettings()
+        self.engine = engine or EngineSettings()
