@@ -1,0 +1,144 @@
+"""The ``threadguard`` command: one entry point for every run mode and the moderators' CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from bot.bootstrap import Runtime, build_runtime
+from bot.casefile import render_case_text
+from bot.errors import ThreadguardError
+from bot.types import Case
+from config.settings import Settings
+
+T = TypeVar("T")
+
+
+def _setup_logging(settings: Settings, quiet: bool = False) -> None:
+    level = getattr(logging, settings.engine.log_level.upper(), logging.INFO)
+    if quiet:
+        level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _run(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = False) -> T:
+    """Build the runtime, run ``fn`` with it, close it; users see messages, never tracebacks."""
+    try:
+        settings = Settings()
+        _setup_logging(settings, quiet)
+        runtime = build_runtime(settings)
+    except ThreadguardError as exc:
+        raise click.ClickException(exc.user_message + f" ({exc})") from exc
+
+    async def main() -> T:
+        try:
+            return await fn(runtime)
+        finally:
+            await runtime.aclose()
+
+    try:
+        return asyncio.run(main())
+    except ThreadguardError as exc:
+        raise click.ClickException(exc.user_message) from exc
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+@click.group()
+def main() -> None:
+    """threadguard: a Claude chat bot for community threads that ends abuse only as a last resort."""
+
+
+@main.command()
+@click.option("--community", default="local", show_default=True, help="Community id whose settings apply.")
+def console(community: str) -> None:
+    """Chat with the bot in this terminal (reads one message per line when stdin is not a terminal)."""
+    from adapters.console.app import run_console
+
+    code = _run(lambda rt: run_console(rt, community=community), quiet=True)
+    raise SystemExit(code)
+
+
+@main.group()
+def cases() -> None:
+    """Moderator cases: every ended thread and every moderator action."""
+
+
+def _case_summary(case: Case) -> dict[str, Any]:
+    return case.to_dict()
+
+
+@cases.command("list")
+@click.option("--community", default=None, help="Only this community's cases.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per case, one per line.")
+def list_cases(community: str | None, limit: int, as_json: bool) -> None:
+    """List cases, newest first."""
+    found = _run(lambda rt: rt.cases.list(community, limit=limit), quiet=True)
+    if as_json:
+        for case in found:
+            click.echo(json.dumps(_case_summary(case), ensure_ascii=False))
+        return
+    if not found:
+        click.echo("No cases.")
+        return
+    for c in found:
+        click.echo(f"#{c.case_id:<5} {c.community:<20} {c.platform:<8} {c.action:<9} {c.reason or '-':<17} "
+                   f"{c.category or '-':<26} {c.ended_at}")
+
+
+@cases.command("show")
+@click.argument("case_id", type=int)
+@click.option("--community", default=None, help="Community of the case (needed when there are several).")
+@click.option("--json", "as_json", is_flag=True, help="The case as one JSON object.")
+def show_case(case_id: int, community: str | None, as_json: bool) -> None:
+    """Show one case with its transcript and ladder timeline."""
+
+    async def fetch(rt: Runtime) -> Case:
+        chosen = community
+        if chosen is None:
+            known = await rt.cases.communities()
+            if len(known) > 1:
+                raise click.UsageError(f"several communities have cases ({', '.join(known)}): pass --community")
+            chosen = known[0] if known else "local"
+        return await rt.cases.get(chosen, case_id)
+
+    case = _run(fetch, quiet=True)
+    click.echo(json.dumps(_case_summary(case), ensure_ascii=False, indent=2) if as_json
+               else render_case_text(case))
+
+
+@main.command()
+def discord() -> None:
+    """Run the Discord bot (needs DISCORD_TOKEN)."""
+    from adapters.discord.app import run_discord
+
+    _run(lambda rt: run_discord(rt.settings, runtime=rt))
+
+
+@main.command()
+@click.option("--http", "http_port", type=int, default=None,
+              help="Serve the HTTP events endpoint on this port instead of Socket Mode.")
+def slack(http_port: int | None) -> None:
+    """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN)."""
+    from adapters.slack.app import run_slack
+
+    _run(lambda rt: run_slack(rt.settings, http_port=http_port, runtime=rt))
+
+
+def _register_optional() -> None:
+    try:
+        from adapters.dashboard.cli import register
+    except ImportError:  # pragma: no cover - the dashboard package is part of the distribution
+        return
+    register(main, cases)
+
+
+_register_optional()

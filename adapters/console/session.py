@@ -1,0 +1,161 @@
+"""The console surface: a terminal chat that drives the whole engine, and the end-to-end harness.
+
+``ConsoleSession`` turns one line of input into lines of output; ``run_console`` is the loop around it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Awaitable, Callable
+
+from bot.casefile import render_case_text
+from bot.engine import ConversationEngine
+from bot.types import (
+    Author,
+    EditedMessage,
+    IncomingMessage,
+    Outcome,
+    ReplyKind,
+    ThreadRef,
+    ThreadStatus,
+)
+
+HELP = """\
+Commands:
+  /new            start a new conversation
+  /end            end this conversation (permanent for this thread)
+  /edit N text    edit your Nth message of this conversation; after an end this opens a branch
+  /cases          list this community's moderator cases
+  /case N         show case N with its transcript
+  /quit           leave"""
+
+_PREFIX = {
+    ReplyKind.ANSWER: "bot> ",
+    ReplyKind.WARNING: "[warning] ",
+    ReplyKind.CRISIS: "[crisis resources] ",
+    ReplyKind.FREEZE_NOTICE: "[ended] ",
+    ReplyKind.FROZEN_REMINDER: "[ended] ",
+    ReplyKind.CONFIRM: "bot> ",
+    ReplyKind.INFO: "[info] ",
+    ReplyKind.ERROR: "[error] ",
+}
+
+Write = Callable[[str], Awaitable[None]]
+
+
+class ConsoleSession:
+    """One person chatting with the engine in a terminal."""
+
+    def __init__(self, engine: ConversationEngine, *, community: str = "local", user: Author | None = None,
+                 write: Write | None = None, stream: bool = False) -> None:
+        self.engine = engine
+        self.community = community
+        self.user = user or Author("console-user", "you")
+        self._session = secrets.token_hex(3)
+        self._threads = itertools.count(1)
+        self._ids = itertools.count(1)
+        self.thread = self._new_thread()
+        self.my_messages: list[str] = []
+        self._write = write
+        self._stream = stream
+        self.quit = False
+
+    def _new_thread(self) -> ThreadRef:
+        return ThreadRef("console", self.community, "cli", f"{self._session}-{next(self._threads)}")
+
+    async def handle_line(self, line: str) -> list[str]:
+        """Process one line of input; returns the lines to show (streamed text excluded)."""
+        stripped = line.strip()
+        if stripped.startswith("/"):
+            return await self._command(stripped)
+        message_id = f"{self.thread.thread}-m{next(self._ids)}"
+        sink = self._sink() if self._stream else None
+        outcome = await self.engine.handle_message(
+            IncomingMessage(self.thread, self.user, line, message_id=message_id), sink)
+        if outcome.model_called:
+            self.my_messages.append(message_id)
+        return self._render(outcome, streamed_newline=outcome.streamed)
+
+    def _sink(self) -> Callable[[str], Awaitable[None]]:
+        started = False
+
+        async def sink(delta: str) -> None:
+            nonlocal started
+            if self._write is None:
+                return
+            if not started:
+                started = True
+                await self._write("bot> ")
+            await self._write(delta)
+
+        return sink
+
+    async def _command(self, line: str) -> list[str]:
+        name, _, rest = line.partition(" ")
+        if name == "/quit":
+            self.quit = True
+            return ["bye"]
+        if name == "/help":
+            return HELP.splitlines()
+        if name == "/new":
+            self.thread = self._new_thread()
+            self.my_messages = []
+            return ["[info] Started a new conversation."]
+        if name == "/end":
+            return self._render(await self.engine.end_by_user(self.thread, self.user))
+        if name == "/edit":
+            return await self._edit(rest)
+        if name == "/cases":
+            return await self._cases()
+        if name == "/case":
+            return await self._case(rest)
+        return [f"[info] Unknown command {name}. Type /help for the commands."]
+
+    async def _edit(self, rest: str) -> list[str]:
+        number, _, text = rest.strip().partition(" ")
+        if not number.isdigit() or not text.strip():
+            return ["[info] Usage: /edit N new text   (N counts your messages in this conversation from 1)"]
+        n = int(number)
+        if not 1 <= n <= len(self.my_messages):
+            return [f"[info] This conversation has {len(self.my_messages)} message(s) of yours; "
+                    f"there is no message {n}."]
+        message_id = self.my_messages[n - 1]
+        edited_prefix = self.my_messages[: n - 1]
+
+        async def open_branch(_first_text: str) -> ThreadRef:
+            return self._new_thread()
+
+        sink = self._sink() if self._stream else None
+        outcome = await self.engine.handle_edit(
+            EditedMessage(self.thread, self.user, message_id, text), open_branch, sink)
+        lines = self._render(outcome, streamed_newline=outcome.streamed)
+        if outcome.branch is not None:
+            self.thread = outcome.branch
+            self.my_messages = [*edited_prefix, message_id]
+            lines.insert(0, f"[info] Branched into a new conversation from your message {n}.")
+        elif outcome.status is ThreadStatus.ACTIVE and not outcome.replies:
+            lines.append("[info] This conversation is still going; edits branch only after it has ended. "
+                         "Just send a new message.")
+        return lines
+
+    async def _cases(self) -> list[str]:
+        cases = await self.engine.cases.list(self.community, limit=20)
+        if not cases:
+            return ["[info] No cases yet."]
+        return [f"#{c.case_id} {c.ended_at} {c.action} {c.reason or '-'} {c.category or '-'} "
+                f"redirections={c.redirect_count} warned={'yes' if c.warned else 'no'}" for c in cases]
+
+    async def _case(self, rest: str) -> list[str]:
+        if not rest.strip().isdigit():
+            return ["[info] Usage: /case N"]
+        case = await self.engine.cases.get(self.community, int(rest))
+        return render_case_text(case).rstrip("\n").splitlines()
+
+    def _render(self, outcome: Outcome, streamed_newline: bool = False) -> list[str]:
+        lines = [""] if streamed_newline else []
+        for reply in outcome.replies:
+            lines.append(_PREFIX.get(reply.kind, "") + reply.text)
+        if outcome.case is not None:
+            lines.append(f"[info] Moderator case #{outcome.case.case_id} was filed.")
+        return lines
