@@ -41,7 +41,7 @@ class Runtime:
 def build_model(settings: Settings) -> ModelClient:
     section = settings.anthropic
     if section.api_key is None or not section.api_key.get_secret_value():
-        log.warning("no ANTHROPIC_API_KEY set: using the offline demo model")
+        log.info("no ANTHROPIC_API_KEY set: using the offline demo model")
         return DemoModel()
     from bot.anthropic_client import AnthropicModelClient
 

@@ -25,7 +25,7 @@ class AnthropicSettings(BaseSettings):
 
     api_key: SecretStr | None = None
     base_url: str | None = None
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"
     max_tokens: int = Field(default=1024, ge=16)
     timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0)

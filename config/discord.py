@@ -1,0 +1,69 @@
+"""``DISCORD_*`` settings: the bot token, the endpoints, and where the bot may talk.
+
+Per-guild settings (mod-log channel, moderator role, allowed channels) live in the communities file
+(``config/communities.py``), keyed by guild id.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigurationError
+
+IdList = Annotated[tuple[str, ...], NoDecode]
+
+
+class DiscordSettings(BaseSettings):
+    """``DISCORD_TOKEN`` is required to run; everything else has a sensible default."""
+
+    model_config = SettingsConfigDict(env_prefix="DISCORD_", env_file=".env", extra="ignore")
+
+    token: SecretStr | None = None
+    #: REST base, e.g. ``https://discord.com/api/v10`` (tests point it at a local stand-in).
+    api_base_url: str = "https://discord.com/api/v10"
+    #: Gateway websocket URL; with sharding, ``GET /gateway/bot`` may announce another one.
+    gateway_url: str = "wss://gateway.discord.gg/"
+    #: Guild ids the bot answers in (comma separated); empty means every guild it is in.
+    allowed_guilds: IdList = ()
+    #: Channel ids the bot answers in, in every guild (comma separated); empty means every channel.
+    allowed_channels: IdList = ()
+    allow_direct_messages: bool = True
+    #: ``None``: one connection. A number: that many shards (``0`` lets Discord choose).
+    shard_count: int | None = Field(default=None, ge=0)
+    #: Register the slash commands with Discord at start-up (a bulk overwrite).
+    sync_commands: bool = True
+    #: Minimum seconds between two edits of a streaming answer (Discord allows about 5 per 5 s).
+    stream_edit_interval: float = Field(default=1.2, ge=0.0)
+    #: Lock and archive a thread when the engine ends it (turn off to only post the notice).
+    lock_ended_threads: bool = True
+    #: Attempts to post one case to the mod-log channel before giving up (the case stays filed).
+    modlog_attempts: int = Field(default=3, ge=1, le=10)
+    modlog_retry_delay: float = Field(default=2.0, ge=0.0)
+    #: Seconds the ``/end`` confirmation buttons stay active.
+    confirm_timeout: float = Field(default=120.0, gt=0)
+
+    @field_validator("allowed_guilds", "allowed_channels", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, int):
+            return (str(value),)
+        if isinstance(value, list | tuple):
+            return tuple(str(v).strip() for v in value if str(v).strip())
+        return value
+
+    def require_token(self) -> str:
+        """The token, or a configuration error that says which variable to set (never the value)."""
+        if self.token is None or not self.token.get_secret_value().strip():
+            raise ConfigurationError("DISCORD_TOKEN is not set")
+        return self.token.get_secret_value().strip()
+
+    def guild_allowed(self, guild_id: str) -> bool:
+        return not self.allowed_guilds or guild_id in self.allowed_guilds
+
+    def channel_allowed(self, channel_id: str) -> bool:
+        return not self.allowed_channels or channel_id in self.allowed_channels
