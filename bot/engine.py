@@ -332,9 +332,15 @@ class ConversationEngine:
         outcome = Outcome(thread, replies=turn.replies)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
-            outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          notices.freeze_notice(turn.end.reason, turn.end.category)))
+            try:
+                outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
+            except StoreUnavailable:
+                # The freeze and the case body are already stored together; the case gets its number
+                # from the next event in this thread or from start-up reconciliation.
+                log.warning("thread %s ended; numbering its case is deferred", thread.key)
+                return outcome
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
         return outcome
 

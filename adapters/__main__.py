@@ -1,0 +1,5 @@
+"""``python -m adapters`` runs the ``threadguard`` command."""
+
+from adapters.cli import main
+
+main()
