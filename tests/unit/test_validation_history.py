@@ -40,7 +40,8 @@ def test_history_keeps_only_model_lines_and_merges_roles():
 def test_history_budget_drops_oldest_and_starts_with_user():
     entries = []
     for i in range(40):
-        entries += [_e(EntryKind.USER, f"question {i} " + "x" * 400), _e(EntryKind.ASSISTANT, f"answer {i} " + "y" * 400)]
+        entries += [_e(EntryKind.USER, f"question {i} " + "x" * 400),
+                    _e(EntryKind.ASSISTANT, f"answer {i} " + "y" * 400)]
     budget = 2000
     history = build_history(entries, budget)
     total = sum(estimate_tokens(b.text) for m in history for b in m.blocks)
