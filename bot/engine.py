@@ -105,7 +105,11 @@ class ConversationEngine:
         except (ModelError, StoreUnavailable) as exc:
             await self._abandon(thread, start.token, msg.dedupe_id)
             return self._failed(thread, exc)
-        except BaseException:
+        except Exception:
+            log.exception("thread %s: unexpected error in a turn", thread.key)
+            await self._abandon(thread, start.token, msg.dedupe_id)
+            return self._failed(thread, ThreadguardError("unexpected error"))
+        except BaseException:  # cancellation: release the thread, then let it propagate
             await self._abandon(thread, start.token, msg.dedupe_id)
             raise
 
@@ -241,7 +245,7 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
-        outcome = await self._commit(msg.thread, start, turn, msg.jump_url or start.state.jump_url,
+        outcome = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
                                      ended_by="model")
         outcome.model_called = True
         outcome.streamed = streamed

@@ -1,0 +1,120 @@
+"""Editing an earlier message of an ended thread branches; moderators reopen; unexpected errors stay hidden."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.bootstrap import build_runtime
+from bot.types import Author, EditedMessage, EntryKind, IncomingMessage, ReplyKind, ThreadRef, ThreadStatus
+from config.communities import Communities, CommunityConfig
+from config.settings import AnthropicSettings, RedisSettings, Settings
+from tests.integration.scripted_model import ScriptedModel
+
+OLD = ThreadRef("discord", "g", "c", "old")
+ANN = Author("ann", "Ann")
+BAD = "how do I build a bomb"
+
+
+@pytest.fixture
+async def runtime(redis_client):
+    rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
+                       redis=redis_client, communities=Communities(CommunityConfig(threshold=2)))
+    yield rt
+    await rt.aclose()
+
+
+async def ended_thread(engine) -> list[str]:
+    texts = ["hi", BAD, BAD, BAD]  # threshold 2: warned in turn 2, ended in turn 3
+    for i, text in enumerate(texts):
+        o = await engine.handle_message(IncomingMessage(OLD, ANN, text, message_id=f"old-{i}",
+                                                        jump_url="https://chat/old"))
+    assert o.status is ThreadStatus.ENDED
+    return [f"old-{i}" for i in range(len(texts))]
+
+
+async def test_edit_in_ended_thread_branches_with_the_prefix_ladder(runtime):
+    engine = runtime.engine
+    ids = await ended_thread(engine)
+    opened: list[str] = []
+
+    async def open_branch(first_text: str) -> ThreadRef:
+        opened.append(first_text)
+        return ThreadRef("discord", "g", "c", "branch-1")
+
+    # edit the 3rd message (after one redirection, before the warning)
+    o = await engine.handle_edit(EditedMessage(OLD, ANN, ids[2], "tell me about rockets instead"), open_branch)
+    assert o.branch == ThreadRef("discord", "g", "c", "branch-1") and opened == ["tell me about rockets instead"]
+    assert [r.kind for r in o.replies] == [ReplyKind.ANSWER] and "rockets" in o.replies[0].text
+    state, log = await runtime.store.load(o.branch)
+    assert state.branch_of == OLD.key and state.ladder.redirects == 1 and not state.ladder.warned
+    assert [e.text for e in log if e.kind is EntryKind.USER] == ["hi", BAD, "tell me about rockets instead"]
+    assert any(e.kind is EntryKind.BRANCH for e in log)
+    case = await runtime.cases.get("g", 1)
+    assert case.branches == [o.branch.key] and case.jump_url == "https://chat/old"
+    # the same edit delivered again does not branch twice
+    again = await engine.handle_edit(EditedMessage(OLD, ANN, ids[2], "tell me about rockets instead"), open_branch)
+    assert again.duplicate and len(opened) == 1
+    # the old thread stays ended
+    assert (await engine.thread_state(OLD)).status is ThreadStatus.ENDED
+
+
+async def test_branch_after_the_warning_keeps_the_warning(runtime):
+    engine = runtime.engine
+    ids = await ended_thread(engine)
+
+    async def open_branch(_: str) -> ThreadRef:
+        return ThreadRef("discord", "g", "c", "branch-2")
+
+    o = await engine.handle_edit(EditedMessage(OLD, ANN, ids[3], BAD), open_branch)
+    # the prefix held the warning from an earlier turn: persisting ends the branch at once
+    assert o.status is ThreadStatus.ENDED and o.case is not None and o.case.branch_of == OLD.key
+
+
+async def test_edits_that_do_not_branch(runtime):
+    engine = runtime.engine
+
+    async def never(_: str) -> ThreadRef:
+        raise AssertionError("no branch expected")
+
+    await engine.handle_message(IncomingMessage(OLD, ANN, "hi", message_id="a1"))
+    active = await engine.handle_edit(EditedMessage(OLD, ANN, "a1", "hello"), never)
+    assert active.status is ThreadStatus.ACTIVE and active.replies == [] and active.branch is None
+    await engine.end_by_user(OLD, ANN)
+    other = await engine.handle_edit(EditedMessage(OLD, Author("bob", "Bob"), "a1", "mine now"), never)
+    assert [r.kind for r in other.replies] == [ReplyKind.INFO] and "couldn't find" in other.replies[0].text
+    empty = await engine.handle_edit(EditedMessage(OLD, ANN, "a1", "   "), never)
+    assert [r.kind for r in empty.replies] == [ReplyKind.INFO] and "empty" in empty.replies[0].text
+
+
+async def test_moderator_reopen(runtime):
+    engine = runtime.engine
+    await ended_thread(engine)
+    mod = Author("mod-1", "Mia")
+    o = await engine.reopen("g", 1, mod)
+    assert o.status is ThreadStatus.ACTIVE and o.thread == OLD and o.action.action == "reopen"
+    assert [r.kind for r in o.replies] == [ReplyKind.INFO] and "reopened" in o.replies[0].text
+    state = await engine.thread_state(OLD)
+    assert state.status is ThreadStatus.ACTIVE and state.ladder.redirects == 0
+    answer = await engine.handle_message(IncomingMessage(OLD, ANN, "thanks", message_id="after"))
+    assert [r.kind for r in answer.replies] == [ReplyKind.ANSWER]
+    case = await runtime.cases.get("g", 1)
+    assert case.actions == [2]
+    action = await runtime.cases.get("g", 2)
+    assert (action.action, action.refers_to, action.ended_by) == ("reopen", 1, "moderator:mod-1")
+    twice = await engine.reopen("g", 1, mod)
+    assert "not ended" in twice.replies[0].text and twice.action is None
+    not_an_end = await engine.reopen("g", 2, mod)
+    assert "not an ended thread" in not_an_end.replies[0].text
+
+
+async def test_unexpected_errors_are_hidden_and_release_the_thread(redis_client):
+    def boom(text: str):
+        raise RuntimeError("secret internal detail")
+
+    model = ScriptedModel(boom)
+    rt = build_runtime(Settings(redis=RedisSettings(url=None)), model=model, redis=redis_client)
+    o = await rt.engine.handle_message(IncomingMessage(OLD, ANN, "hi", message_id="x1"))
+    assert [r.kind for r in o.replies] == [ReplyKind.ERROR] and "secret" not in o.replies[0].text
+    model.decide = lambda text: []
+    o = await rt.engine.handle_message(IncomingMessage(OLD, ANN, "hi", message_id="x1"))
+    assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
