@@ -74,3 +74,25 @@ def test_unreachable_redis_is_a_clear_message():
     result = run(["cases", "list"], env={"REDIS_URL": "redis://127.0.0.1:1/0"})
     assert result.returncode != 0
     assert "storage" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_console_talks_to_claude_through_the_configured_base_url(anthropic_standin):
+    import asyncio
+
+    from tests.support.anthropic_standin import reply
+
+    anthropic_standin.enqueue(reply("Hello from the Messages API."))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "REDIS_", "THREADGUARD_"))}
+    env = {**base, "ANTHROPIC_API_KEY": "sk-test-secret", "ANTHROPIC_BASE_URL": anthropic_standin.base_url,
+           "ANTHROPIC_MAX_RETRIES": "0"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "adapters", "console", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env)
+    out, err = await asyncio.wait_for(proc.communicate(b"hi there\n/quit\n"), timeout=60)
+    text = out.decode()
+    assert proc.returncode == 0, err.decode()
+    assert "model: claude-" in text and "offline demo" not in text
+    assert "bot> Hello from the Messages API." in text
+    assert anthropic_standin.calls == 1
+    assert anthropic_standin.last_body["messages"][-1]["content"][0]["text"] == "hi there"
+    assert "sk-test-secret" not in text + err.decode()

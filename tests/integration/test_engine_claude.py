@@ -196,3 +196,18 @@ async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runti
     api.enqueue(reply("Back again."))
     o = await engine.handle_message(failing)
     assert kinds(o) == ["answer"] and o.replies[0].text == "Back again."
+
+
+async def test_logs_carry_thread_keys_but_no_message_text_or_secrets(runtime, anthropic_standin, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+    api = anthropic_standin
+    api.enqueue(reply("No.", redirect()), reply("SECRET-ANSWER-TEXT"), http_error(400))
+    await runtime.engine.handle_message(message(T, "SECRET-USER-TEXT one"))
+    await runtime.engine.handle_message(message(T, "SECRET-USER-TEXT two"))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert T.key in logged
+    assert "SECRET-USER-TEXT" not in logged and "SECRET-ANSWER-TEXT" not in logged
+    assert "test-key" not in logged
+    assert "test-key" not in repr(runtime.settings.anthropic)
