@@ -234,12 +234,12 @@ class ConversationEngine:
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
-        streamed = await self._run_model(turn, build_history(start.log, self.limits.history_token_budget),
-                                         text, config, sink)
-        if turn.end is None:
-            answer = turn.answer.strip() or notices.empty_answer()
-            turn.entries.append(Entry(EntryKind.ASSISTANT, answer, turn=ladder.turn,
-                                      in_history=not turn.refused))
+        history = build_history(start.log, self.limits.history_token_budget)
+        streamed = await self._run_model(turn, history, text, config, sink, msg.thread, start.token)
+        answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
+        if answer:
+            turn.entries.insert(-1 if turn.end else len(turn.entries),
+                                Entry(EntryKind.ASSISTANT, answer, turn=ladder.turn, in_history=not turn.refused))
             if not streamed or not turn.answer.strip() or turn.refused:
                 turn.replies.insert(0, Reply(ReplyKind.ANSWER, answer))
                 streamed = False
@@ -252,7 +252,7 @@ class ConversationEngine:
         return outcome
 
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None) -> bool:
+                         sink: TextSink | None, thread: ThreadRef, token: str) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``."""
         messages = [*history, ModelMessage("user", (TextBlock(text),),
                                            system_note=ladder_note(turn.ladder, config.threshold))]
@@ -264,7 +264,9 @@ class ConversationEngine:
             if sink is not None:
                 await sink(delta)
 
-        for _ in range(self.limits.max_tool_rounds):
+        for round_number in range(self.limits.max_tool_rounds):
+            if round_number and token:
+                await self.store.extend_lock(thread, token)
             request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
                                    ladder=turn.ladder, threshold=config.threshold)
             response = await self.model.respond(request, forward if sink is not None else None)

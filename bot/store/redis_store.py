@@ -96,6 +96,7 @@ class RedisConversationStore:
         self._finish = client.register_script(scripts.FINISH_FILING)
         self._seed = client.register_script(scripts.SEED_BRANCH)
         self._reopen = client.register_script(scripts.REOPEN)
+        self._extend = client.register_script(scripts.EXTEND_LOCK)
 
     @asynccontextmanager
     async def _trip(self, what: str) -> AsyncIterator[None]:
@@ -145,6 +146,11 @@ class RedisConversationStore:
             res = await self._commit(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.pending(k)],
                                      args=args)
         return CommitResult(CommitStatus(res[0]), int(res[1]))
+
+    async def extend_lock(self, thread: ThreadRef, token: str) -> bool:
+        """Give a long turn (several tool rounds) a fresh lock TTL; False if the lock was lost."""
+        async with self._trip("extend_lock"):
+            return bool(await self._extend(keys=[keys.lock(thread.key)], args=[token, self.lock_ttl_ms]))
 
     async def abandon_turn(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
         k = thread.key

@@ -89,3 +89,14 @@ async def test_redelivered_event_is_answered_once(pair):
     assert model.calls == 1
     _, log = await a.store.load(T)
     assert [e.message_id for e in log if e.kind.value == "user"] == ["m1"]
+
+
+async def test_a_turn_with_tool_rounds_longer_than_the_lock_ttl_keeps_its_lock(redis_client):
+    model = ScriptedModel(lambda text: [ScriptedModel.tool(model, "record_redirection", category="other", note="n")],
+                          delay=0.25)
+    settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_ttl_seconds=0.4))
+    rt = build_runtime(settings, model=model, redis=redis_client)
+    outcome = await rt.engine.handle_message(msg(1))
+    assert model.calls == 2  # the tool round and the answer: 0.5 s in all, past the 0.4 s TTL
+    assert [r.kind for r in outcome.replies] == [ReplyKind.ANSWER]
+    assert (await rt.engine.thread_state(T)).ladder.redirects == 1

@@ -159,3 +159,14 @@ async def test_keys_of_a_thread_share_one_hash_tag():
     assert len({key_slot(n.encode()) for n in names}) == 1
     c = [k.case_seq("g1"), k.case_refs("g1"), k.case_index("g1"), k.case("g1", 7), k.case_links("g1", 7)]
     assert len({key_slot(n.encode()) for n in c}) == 1
+
+
+async def test_extend_lock_only_for_the_holder(store):
+    store.lock_ttl_ms = 300
+    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
+    await asyncio.sleep(0.2)
+    assert await store.extend_lock(T, start.token)
+    assert not await store.extend_lock(T, "other-token")
+    await asyncio.sleep(0.2)  # past the first TTL, within the extended one
+    assert (await store.begin_turn(T, "e2", reminder_cooldown=60)).status is BeginStatus.BUSY
+    assert (await store.commit_turn(T, start.token, TurnCommit([user("x")]))).status is CommitStatus.OK
