@@ -1,0 +1,119 @@
+"""``threadguard discord``: build the discord.py client around the engine and run it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+from discord import app_commands
+
+from bot.bootstrap import Runtime, build_runtime
+from bot.errors import ConfigurationError
+from config.discord import DiscordSettings
+from config.settings import Settings
+
+from .commands import Commands
+from .conversations import Conversations
+from .freeze import ThreadLocker
+from .modlog import ModLog
+
+log = logging.getLogger(__name__)
+
+
+def intents() -> discord.Intents:
+    """Guilds, guild and DM messages, and Message Content (privileged: enable it in the portal)."""
+    chosen = discord.Intents.none()
+    chosen.guilds = True
+    chosen.guild_messages = True
+    chosen.dm_messages = True
+    chosen.message_content = True
+    return chosen
+
+
+def point_at(settings: DiscordSettings) -> None:
+    """Aim discord.py at the configured REST and gateway endpoints (Discord by default).
+
+    discord.py keeps both as class attributes, so this applies to every client in the process.
+    """
+    discord.http.Route.BASE = settings.api_base_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+@dataclass
+class DiscordBot:
+    """The client and the adapter parts wired to it."""
+
+    client: discord.Client
+    tree: app_commands.CommandTree[discord.Client]
+    conversations: Conversations
+    commands: Commands
+    settings: DiscordSettings
+
+    async def start(self) -> None:
+        await self.client.start(self.settings.require_token())
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: float = 0.3,
+              guild_ready_timeout: float = 2.0) -> DiscordBot:
+    """Build the client (sharded when ``DISCORD_SHARD_COUNT`` is set); nothing connects yet."""
+    point_at(settings)
+    options: dict[str, object] = {"intents": intents(), "guild_ready_timeout": guild_ready_timeout,
+                                  "allowed_mentions": discord.AllowedMentions.none()}
+    client: discord.Client
+    if settings.shard_count is not None:
+        client = discord.AutoShardedClient(shard_count=settings.shard_count or None, **options)  # type: ignore[arg-type]
+    else:
+        client = discord.Client(**options)  # type: ignore[arg-type]
+    tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
+    locker = ThreadLocker(client, enabled=settings.lock_ended_threads)
+    modlog = ModLog(client, runtime.communities, attempts=settings.modlog_attempts,
+                    retry_delay=settings.modlog_retry_delay)
+    conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
+                                  typing_delay=typing_delay)
+    commands = Commands(tree, conversations, confirm_timeout=settings.confirm_timeout)
+    bot = DiscordBot(client, tree, conversations, commands, settings)
+
+    async def setup_hook() -> None:
+        await runtime.engine.reconcile()
+        if settings.sync_commands:
+            synced = await tree.sync()
+            log.info("registered %d slash command(s)", len(synced))
+
+    async def on_ready() -> None:
+        user = client.user
+        log.info("connected to Discord as %s (%s) in %d guild(s)", user, user.id if user else "?",
+                 len(client.guilds))
+
+    client.setup_hook = setup_hook  # type: ignore[method-assign]
+    client.event(on_ready)
+    client.event(conversations.on_message)
+    client.event(conversations.on_raw_message_edit)
+    return bot
+
+
+async def run_discord(settings: Settings, *, runtime: Runtime | None = None,
+                      discord_settings: DiscordSettings | None = None) -> None:
+    """Run until the process is stopped. ``DISCORD_TOKEN`` is required."""
+    chosen = discord_settings or DiscordSettings()
+    try:
+        chosen.require_token()
+    except ConfigurationError:
+        log.error("DISCORD_TOKEN is not set: add a bot to your application in the Discord developer portal "
+                  "and put its token in DISCORD_TOKEN")
+        raise
+    own = runtime is None
+    rt = runtime or build_runtime(settings)
+    bot = build_bot(rt, chosen)
+    try:
+        await bot.start()
+    finally:
+        await bot.close()
+        if own:
+            await rt.aclose()

@@ -1,0 +1,222 @@
+"""Slash commands: ``/chat``, ``/end`` (with a confirmation) and the moderators' ``/threadguard``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from bot.engine import ConversationEngine
+from bot.errors import NotAllowed, ThreadguardError
+from bot.types import CATEGORY_LABELS, Case, IncomingMessage, Outcome, ReplyKind, ThreadRef
+
+from .conversations import Conversations, Place
+from .modlog import case_embed, transcript_file
+from .translate import author_of, dm_ref, ref_url, thread_name, thread_ref
+
+log = logging.getLogger(__name__)
+
+EPHEMERAL_KINDS = (ReplyKind.INFO, ReplyKind.ERROR, ReplyKind.CONFIRM)
+MOD_REFUSAL = (f"{NotAllowed.user_message} Moderator commands need the Manage Messages permission or "
+               "this server's moderator role.")
+CASES_PER_PAGE = 10
+_NO_PINGS = discord.AllowedMentions.none()
+
+
+def conversation_place(interaction: discord.Interaction) -> Place | None:
+    """The conversation an interaction was used in: a guild thread or a direct message."""
+    channel = interaction.channel
+    if interaction.guild_id is None and channel is not None:
+        return Place(dm_ref(channel.id), channel)  # type: ignore[arg-type]
+    if isinstance(channel, discord.Thread) and interaction.guild_id is not None:
+        return Place(thread_ref(interaction.guild_id, channel.parent_id, channel.id), channel)
+    return None
+
+
+def is_moderator(interaction: discord.Interaction, conversations: Conversations) -> bool:
+    """Manage Messages (as Discord computed it for this channel), the moderator role, or a listed id."""
+    if interaction.guild_id is None or not isinstance(interaction.user, discord.Member):
+        return False
+    config = conversations.communities.get(str(interaction.guild_id))
+    if interaction.permissions.manage_messages:
+        return True
+    roles = {str(role_id) for role_id in interaction.user._roles}
+    return (config.moderator_role is not None and config.moderator_role in roles) or \
+        str(interaction.user.id) in config.moderators
+
+
+class EndConfirmView(discord.ui.View):
+    """The ``/end`` confirmation: only the member who asked sees it (it is ephemeral)."""
+
+    def __init__(self, on_confirm: Callable[[discord.Interaction], Awaitable[None]], timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._on_confirm = on_confirm
+
+    @discord.ui.button(label="End this conversation", style=discord.ButtonStyle.danger, custom_id="tg:end:yes")
+    async def confirm(self, interaction: discord.Interaction, _: discord.ui.Button[EndConfirmView]) -> None:
+        self.stop()
+        await self._on_confirm(interaction)
+
+    @discord.ui.button(label="Keep talking", style=discord.ButtonStyle.secondary, custom_id="tg:end:no")
+    async def cancel(self, interaction: discord.Interaction, _: discord.ui.Button[EndConfirmView]) -> None:
+        self.stop()
+        await interaction.response.edit_message(content="Okay, the conversation stays open.", view=None)
+
+
+def _case_line(case: Case) -> str:
+    label = CATEGORY_LABELS.get(case.category or "", case.category or "-")
+    ref = f" of #{case.refers_to}" if case.refers_to is not None else ""
+    try:
+        link = f" · [thread]({case.jump_url or ref_url(ThreadRef.from_key(case.thread))})"
+    except ValueError:
+        link = ""
+    return f"**#{case.case_id}** {case.action}{ref} · {case.reason or '-'} · {label} · {case.ended_at}{link}"
+
+
+class Commands:
+    """Registers the commands on a tree and carries them out through the engine."""
+
+    def __init__(self, tree: app_commands.CommandTree[discord.Client], conversations: Conversations,
+                 confirm_timeout: float = 120.0) -> None:
+        self.tree = tree
+        self.conversations = conversations
+        self.confirm_timeout = confirm_timeout
+        tree.on_error = self.on_error  # type: ignore[method-assign]
+        tree.add_command(self._command("chat", "Start a conversation with the bot", Commands.chat))
+        tree.add_command(self._command("end", "End your conversation in this thread", Commands.end))
+        tree.add_command(self._moderator_group())
+
+    def _command(self, name: str, description: str, func: Callable[..., Any],
+                 parent: app_commands.Group | None = None) -> app_commands.Command[Any, ..., None]:
+        """A command whose callback is a method of this object (``binding`` supplies ``self``)."""
+        command: app_commands.Command[Any, ..., None] = app_commands.Command(
+            name=name, description=description, callback=func, parent=parent)
+        command.binding = self
+        return command
+
+    @property
+    def engine(self) -> ConversationEngine:
+        return self.conversations.engine
+
+    # --- members -------------------------------------------------------------------------------
+
+    @app_commands.describe(message="What you want to say")
+    async def chat(self, interaction: discord.Interaction, message: app_commands.Range[str, 1, 4000]) -> None:
+        conv = self.conversations
+        author = author_of(interaction.user)
+        channel = interaction.channel
+        place = conversation_place(interaction)
+        if place is None and not isinstance(channel, discord.TextChannel):
+            await interaction.response.send_message("I can only chat in text channels, threads and direct "
+                                                    "messages.", ephemeral=True)
+            return
+        if interaction.guild_id is not None:
+            parent = channel.parent_id if isinstance(channel, discord.Thread) else channel.id  # type: ignore[union-attr]
+            if not conv.allowed_in_guild(interaction.guild_id, parent):
+                await interaction.response.send_message("I'm not enabled in this channel.", ephemeral=True)
+                return
+        await interaction.response.send_message(f"**{author.name}:** {message}", allowed_mentions=_NO_PINGS)
+        if place is None:
+            opening = await interaction.original_response()
+            thread = await opening.create_thread(name=thread_name(message), auto_archive_duration=1440)
+            place = Place(thread_ref(thread.guild.id, thread.parent_id, thread.id), thread)
+        incoming = IncomingMessage(place.ref, author, message, message_id=str(interaction.id),
+                                   jump_url=ref_url(place.ref) if interaction.guild_id else None)
+        await conv.converse(place, incoming)
+
+    async def end(self, interaction: discord.Interaction) -> None:
+        place = conversation_place(interaction)
+        if place is None:
+            await interaction.response.send_message("Use /end inside the conversation thread you want to end.",
+                                                    ephemeral=True)
+            return
+
+        async def confirmed(click: discord.Interaction) -> None:
+            await click.response.edit_message(content="Ending the conversation…", view=None)
+            outcome = await self.engine.end_by_user(place.ref, author_of(click.user), ref_url(place.ref))
+            private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
+            await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
+            outcome.replies = [r for r in outcome.replies if r.text not in private]
+            await self.conversations.deliver(place, outcome, None)
+
+        view = EndConfirmView(confirmed, self.confirm_timeout)
+        await interaction.response.send_message(
+            "Ending is permanent: I won't answer in this thread again (a moderator can reopen it). You can "
+            "start a new conversation any time. End it?", view=view, ephemeral=True)
+
+    # --- moderators ----------------------------------------------------------------------------
+
+    def _moderator_group(self) -> app_commands.Group:
+        group = app_commands.Group(name="threadguard", description="Moderator tools for ended conversations",
+                                   guild_only=True,
+                                   default_permissions=discord.Permissions(manage_messages=True))
+        group.add_command(self._command("cases", "Recent cases in this server", Commands.cases, group))
+        group.add_command(self._command("case", "One case with its transcript", Commands.case, group))
+        group.add_command(self._command("reopen", "Reopen the thread of a case", Commands.reopen, group))
+        return group
+
+    async def _refuse_non_moderator(self, interaction: discord.Interaction) -> bool:
+        if is_moderator(interaction, self.conversations):
+            return False
+        log.info("moderator command refused for user %s in guild %s", interaction.user.id, interaction.guild_id)
+        await interaction.response.send_message(MOD_REFUSAL, ephemeral=True)
+        return True
+
+    @app_commands.describe(page="Page number (10 cases per page)")
+    async def cases(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 1000] = 1) -> None:
+        if await self._refuse_non_moderator(interaction):
+            return
+        found = await self.engine.cases.list(str(interaction.guild_id), offset=(page - 1) * CASES_PER_PAGE,
+                                             limit=CASES_PER_PAGE)
+        text = "\n".join(_case_line(c) for c in found) if found else "No cases on this page."
+        await interaction.response.send_message(text[:2000], ephemeral=True, allowed_mentions=_NO_PINGS)
+
+    @app_commands.describe(number="Case number")
+    async def case(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
+        if await self._refuse_non_moderator(interaction):
+            return
+        found = await self.engine.cases.get(str(interaction.guild_id), number)
+        await interaction.response.send_message(embed=case_embed(found), file=transcript_file(found),
+                                                ephemeral=True, allowed_mentions=_NO_PINGS)
+
+    @app_commands.describe(number="Case number of the ended thread")
+    async def reopen(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
+        if await self._refuse_non_moderator(interaction):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        outcome: Outcome = await self.engine.reopen(str(interaction.guild_id), number, author_of(interaction.user))
+        if outcome.action is None:
+            await interaction.followup.send("\n".join(r.text for r in outcome.replies) or "Nothing changed.",
+                                            ephemeral=True)
+            return
+        conv = self.conversations
+        await conv.locker.unfreeze(outcome.thread)
+        thread = conv.client.get_partial_messageable(int(outcome.thread.thread),
+                                                     guild_id=interaction.guild_id)
+        for reply in outcome.replies:
+            await conv._safe_send(thread, reply.text)
+        await conv.modlog.post(outcome.action)
+        await interaction.followup.send(f"Reopened case #{number}: {ref_url(outcome.thread)}", ephemeral=True)
+
+    # --- errors --------------------------------------------------------------------------------
+
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        cause = getattr(error, "original", error)
+        if isinstance(cause, ThreadguardError):
+            text = cause.user_message
+            log.info("command %s: %s", interaction.command.name if interaction.command else "?",
+                     type(cause).__name__)
+        else:
+            text = "Something went wrong on my side. Please try again in a moment."
+            log.error("command %s failed", interaction.command.name if interaction.command else "?",
+                      exc_info=cause)
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not report a command error to the user")

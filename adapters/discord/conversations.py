@@ -1,0 +1,245 @@
+"""Member messages and edits: find the conversation, call the engine, carry out its outcome."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import discord
+
+from bot.engine import ConversationEngine
+from bot.types import EditedMessage, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
+from config.communities import Communities
+from config.discord import DiscordSettings
+
+from .freeze import ThreadLocker
+from .modlog import ModLog
+from .replies import StreamingMessage, TypingIndicator, send_text
+from .translate import (
+    author_of,
+    channel_allowed,
+    dm_ref,
+    ref_url,
+    strip_bot_mention,
+    thread_name,
+    thread_ref,
+)
+
+log = logging.getLogger(__name__)
+
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+_ANSWERING = (discord.MessageType.default, discord.MessageType.reply)
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a conversation lives on Discord and in the engine."""
+
+    ref: ThreadRef
+    channel: discord.abc.Messageable
+
+
+class Conversations:
+    """Translates member messages into engine turns and posts what the engine decided."""
+
+    def __init__(self, client: discord.Client, engine: ConversationEngine, communities: Communities,
+                 settings: DiscordSettings, locker: ThreadLocker, modlog: ModLog, *,
+                 typing_delay: float = 0.3) -> None:
+        self.client = client
+        self.engine = engine
+        self.communities = communities
+        self.settings = settings
+        self.locker = locker
+        self.modlog = modlog
+        self.typing_delay = typing_delay
+
+    # --- routing -------------------------------------------------------------------------------
+
+    def _me(self) -> discord.ClientUser:
+        user = self.client.user
+        assert user is not None, "the client is not logged in"
+        return user
+
+    def _addressed(self, message: discord.Message) -> bool:
+        me = self._me().id
+        return any(u.id == me for u in message.mentions)
+
+    def allowed_in_guild(self, guild_id: int, parent_id: int) -> bool:
+        gid = str(guild_id)
+        if not self.settings.guild_allowed(gid):
+            return False
+        return channel_allowed(str(parent_id), self.settings.allowed_channels,
+                               self.communities.get(gid).allowed_channels)
+
+    async def _resolve(self, channel: object) -> object:
+        """An uncached channel (e.g. an archived thread after a restart) is fetched once."""
+        if isinstance(channel, discord.PartialMessageable):
+            try:
+                return await self.client.fetch_channel(channel.id)
+            except discord.HTTPException as exc:
+                log.debug("cannot fetch channel %s (%s)", channel.id, exc.status)
+        return channel
+
+    async def place_for(self, message: discord.Message) -> Place | None:
+        """The conversation a member message belongs to, opening a thread for a mention; ``None``
+        when the bot should stay silent."""
+        if message.guild is None:
+            if not self.settings.allow_direct_messages:
+                return None
+            return Place(dm_ref(message.channel.id), message.channel)
+        channel = await self._resolve(message.channel)
+        if isinstance(channel, discord.Thread):
+            if not self.allowed_in_guild(message.guild.id, channel.parent_id):
+                return None
+            if channel.owner_id != self._me().id and not self._addressed(message):
+                return None
+            return Place(thread_ref(message.guild.id, channel.parent_id, channel.id), channel)
+        if isinstance(channel, discord.TextChannel) and self._addressed(message):
+            if not self.allowed_in_guild(message.guild.id, channel.id):
+                return None
+            return await self._open_thread(message, channel)
+        return None
+
+    async def _open_thread(self, message: discord.Message, channel: discord.TextChannel) -> Place | None:
+        text = strip_bot_mention(message.content, self._me().id)
+        try:
+            thread = await message.create_thread(name=thread_name(text), auto_archive_duration=1440)
+            target: discord.abc.Messageable = thread
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_EXISTS:  # a redelivered mention: the thread is already there
+                log.warning("cannot open a thread in channel %s of guild %s (HTTP %s, code %s): grant the "
+                            "bot Create Public Threads and Send Messages in Threads", channel.id,
+                            channel.guild.id, exc.status, exc.code)
+                return None
+            target = self.client.get_partial_messageable(message.id, guild_id=channel.guild.id)
+        ref = thread_ref(channel.guild.id, channel.id, message.id)  # a thread from a message shares its id
+        return Place(ref, target)
+
+    # --- events --------------------------------------------------------------------------------
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or message.type not in _ANSWERING or self.client.user is None:
+            return
+        if message.author.id == self._me().id:
+            return
+        place = await self.place_for(message)
+        if place is None:
+            return
+        text = strip_bot_mention(message.content, self._me().id)
+        incoming = IncomingMessage(place.ref, author_of(message.author), text, message_id=str(message.id),
+                                   jump_url=ref_url(place.ref) if place.ref.community != "dm" else None)
+        log.debug("message %s in thread %s: %r", message.id, place.ref.key, text)
+        await self.converse(place, incoming)
+
+    async def converse(self, place: Place, incoming: IncomingMessage) -> Outcome:
+        stream = StreamingMessage(place.channel, interval=self.settings.stream_edit_interval)
+        async with TypingIndicator(place.channel, self.typing_delay):
+            outcome = await self.engine.handle_message(incoming, sink=stream)
+        await self.deliver(place, outcome, stream)
+        return outcome
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        message = payload.message
+        if message.author.bot or "content" not in payload.data or self.client.user is None:
+            return
+        if payload.cached_message is not None and payload.cached_message.content == message.content:
+            return  # an embed or unfurl update, not an edit by the member
+        place = await self.place_for_edit(message)
+        if place is None:
+            return
+        edit = EditedMessage(place.ref, author_of(message.author), str(message.id),
+                             strip_bot_mention(message.content, self._me().id))
+        opened: list[Place] = []
+
+        async def open_branch(first_text: str) -> ThreadRef:
+            branch = await self.open_branch(place, first_text, message.author)
+            opened.append(branch)
+            return branch.ref
+
+        outcome = await self.engine.handle_edit(edit, open_branch)
+        if outcome.duplicate:
+            return
+        if outcome.branch is None or not opened:
+            await self.deliver(place, outcome, None)
+            return
+        await self.link_branch(place, opened[0])
+        await self.deliver(opened[0], outcome, None)
+
+    async def place_for_edit(self, message: discord.Message) -> Place | None:
+        if message.guild is None:
+            return Place(dm_ref(message.channel.id), message.channel) if self.settings.allow_direct_messages \
+                else None
+        channel = await self._resolve(message.channel)
+        if not isinstance(channel, discord.Thread) or not self.allowed_in_guild(message.guild.id, channel.parent_id):
+            return None
+        return Place(thread_ref(message.guild.id, channel.parent_id, channel.id), channel)
+
+    # --- branches ------------------------------------------------------------------------------
+
+    async def open_branch(self, old: Place, first_text: str, member: discord.abc.User) -> Place:
+        """A new public thread in the same channel, for the conversation the engine seeds."""
+        if old.ref.community == "dm":
+            return old  # direct messages have no threads; the engine's branch lives in the same channel
+        parent = self.client.get_partial_messageable(int(old.ref.channel), guild_id=int(old.ref.community))
+        thread_data = await self.client.http.start_thread_without_message(
+            parent.id, name=thread_name(first_text, "Branched conversation"), auto_archive_duration=1440,
+            type=discord.ChannelType.public_thread.value, invitable=True,
+            reason="threadguard: branch from an edited message")
+        thread_id = int(thread_data["id"])
+        branch = self.client.get_partial_messageable(thread_id, guild_id=int(old.ref.community))
+        try:
+            await self.client.http.add_user_to_thread(thread_id, member.id)
+        except discord.HTTPException as exc:
+            log.debug("could not add the member to branch thread %s (%s)", thread_id, exc.status)
+        await self._safe_send(branch, f"{member.mention} continues from an edited message in "
+                                      f"{ref_url(old.ref)}. This is a new conversation; the earlier one stays "
+                                      "closed.", ping=True)
+        return Place(thread_ref(int(old.ref.community), int(old.ref.channel), thread_id), branch)
+
+    async def link_branch(self, old: Place, new: Place) -> None:
+        """Point the ended thread at its branch (posting reopens the archive, so archive again)."""
+        if old.ref.community == "dm":
+            return
+        if await self._safe_send(old.channel, f"This conversation continues in a new thread: {ref_url(new.ref)}"):
+            await self.locker.rearchive(old.ref)
+
+    # --- carrying out an outcome ---------------------------------------------------------------
+
+    async def deliver(self, place: Place, outcome: Outcome, stream: StreamingMessage | None) -> None:
+        """Post the replies in order, then lock and archive an ended thread, then file the mod-log."""
+        if outcome.duplicate:
+            log.info("thread %s: duplicate event ignored", place.ref.key)
+            return
+        replies = list(outcome.replies)
+        if stream is not None and stream.started:
+            if outcome.streamed:
+                await self._guard(stream.finish(), place)
+            elif replies and replies[0].kind in (ReplyKind.ANSWER, ReplyKind.ERROR):
+                await self._guard(stream.replace(replies.pop(0).text), place)
+        for reply in replies:
+            if reply.kind is ReplyKind.ANSWER and outcome.streamed:
+                continue
+            await self._safe_send(place.channel, reply.text)
+        if outcome.case is not None and outcome.status is ThreadStatus.ENDED:
+            await self.locker.freeze(place.ref)
+        if outcome.case is not None:
+            await self.modlog.post(outcome.case)
+
+    async def _guard(self, coro: object, place: Place) -> None:
+        try:
+            await coro  # type: ignore[misc]
+        except discord.HTTPException as exc:
+            log.warning("thread %s: could not update the streamed answer (HTTP %s, code %s)", place.ref.key,
+                        exc.status, exc.code)
+
+    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False) -> bool:
+        try:
+            if ping:
+                await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True))
+            else:
+                await send_text(channel, text)
+        except discord.HTTPException as exc:
+            log.warning("could not post in channel %s (HTTP %s, code %s)", getattr(channel, "id", "?"),
+                        exc.status, exc.code)
+            return False
+        return True

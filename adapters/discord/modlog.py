@@ -1,0 +1,106 @@
+"""Mod-log posts: one embed per case with the transcript attached as a text file."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+
+import discord
+
+from bot.casefile import render_case_text
+from bot.types import CATEGORY_LABELS, Case, ThreadRef
+from config.communities import Communities
+
+from .translate import ref_url
+
+log = logging.getLogger(__name__)
+
+_COLOURS = {"end": discord.Colour.red(), "reopen": discord.Colour.green()}
+_FIELD_LIMIT = 1024
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _clip(text: str, limit: int = _FIELD_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _thread_link(case: Case) -> str:
+    try:
+        url = case.jump_url or ref_url(ThreadRef.from_key(case.thread))
+    except ValueError:
+        return case.thread
+    return f"[open thread]({url})"
+
+
+def case_embed(case: Case) -> discord.Embed:
+    """The moderator's summary of a case; details stay in the attached transcript."""
+    title = f"Case #{case.case_id} · {case.action}"
+    if case.refers_to is not None:
+        title += f" of case #{case.refers_to}"
+    embed = discord.Embed(title=title, colour=_COLOURS.get(case.action, discord.Colour.orange()),
+                          description=_clip(case.summary or "", 4000) or None)
+    embed.add_field(name="Reason", value=case.reason or "-")
+    embed.add_field(name="Category", value=CATEGORY_LABELS.get(case.category or "", case.category or "-"))
+    embed.add_field(name="Redirections", value=str(case.redirect_count))
+    embed.add_field(name="Warned", value=_yes(case.warned))
+    embed.add_field(name="Risk flag", value=_yes(case.at_risk))
+    embed.add_field(name="Thread", value=_thread_link(case))
+    embed.add_field(name="Ended by" if case.action == "end" else "Moderator",
+                    value=_clip(case.moderator or case.ended_by or "-"))
+    if case.participants:
+        embed.add_field(name="Participants", inline=False,
+                        value=_clip(", ".join(f"{p.name} (<@{p.id}>)" for p in case.participants)))
+    if case.branch_of:
+        embed.add_field(name="Branched from", value=_clip(case.branch_of), inline=False)
+    if case.branches:
+        embed.add_field(name="Branches", value=_clip(", ".join(case.branches)), inline=False)
+    embed.set_footer(text=f"{case.platform} · {case.thread}")
+    if case.ended_at:
+        embed.timestamp = discord.utils.parse_time(case.ended_at)
+    return embed
+
+
+def transcript_file(case: Case) -> discord.File:
+    data = io.BytesIO(render_case_text(case).encode("utf-8"))
+    return discord.File(data, filename=f"case-{case.case_id}.txt")
+
+
+class ModLog:
+    """Posts cases to each community's mod-log channel. A post that fails is logged with the case
+    number; the case itself is already filed in the store and stays visible to moderators."""
+
+    def __init__(self, client: discord.Client, communities: Communities, *, attempts: int = 3,
+                 retry_delay: float = 2.0) -> None:
+        self._client = client
+        self._communities = communities
+        self._attempts = attempts
+        self._retry_delay = retry_delay
+
+    async def post(self, case: Case) -> discord.Message | None:
+        channel_id = self._communities.get(case.community).mod_log_channel
+        if not channel_id:
+            log.info("case %s of %s filed; no mod-log channel configured", case.case_id, case.community)
+            return None
+        channel = self._client.get_partial_messageable(int(channel_id))
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await channel.send(embed=case_embed(case), file=transcript_file(case),
+                                          allowed_mentions=discord.AllowedMentions.none())
+            except (discord.Forbidden, discord.NotFound) as exc:
+                log.error("mod-log channel %s refused case %s of %s (HTTP %s, code %s): grant the bot View "
+                          "Channel, Send Messages, Embed Links and Attach Files there", channel_id,
+                          case.case_id, case.community, exc.status, exc.code)
+                return None
+            except (TimeoutError, discord.HTTPException, OSError) as exc:
+                status = getattr(exc, "status", type(exc).__name__)
+                log.warning("mod-log post of case %s of %s failed (attempt %d/%d, %s)", case.case_id,
+                            case.community, attempt, self._attempts, status)
+                if attempt < self._attempts:
+                    await asyncio.sleep(self._retry_delay * attempt)
+        log.error("case %s of %s was filed but not posted to the mod-log; see /threadguard case %s",
+                  case.case_id, case.community, case.case_id)
+        return None

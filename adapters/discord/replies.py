@@ -1,0 +1,140 @@
+"""Posting replies: clean splits past Discord's 2,000 characters, streaming by edits, typing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import discord
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000
+_NO_PINGS = discord.AllowedMentions.none()
+
+
+def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
+    """Split at paragraph, line, sentence or word boundaries; hard-split only a single huge word."""
+    text = text.strip()
+    pieces: list[str] = []
+    while len(text) > limit:
+        window = text[:limit]
+        cut = -1
+        for sep in ("\n\n", "\n", ". ", " "):
+            at = window.rfind(sep)
+            if at > limit // 4:
+                cut = at + (1 if sep == ". " else 0)
+                break
+        if cut <= 0:
+            cut = limit
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+async def send_text(channel: discord.abc.Messageable, text: str) -> list[discord.Message]:
+    """Post ``text`` in as many messages as it needs; mentions in it never ping anyone."""
+    return [await channel.send(piece, allowed_mentions=_NO_PINGS) for piece in split_text(text)]
+
+
+class StreamingMessage:
+    """A ``TextSink``: the answer grows in one message, edited at most once per ``interval``;
+    past 2,000 characters the full part is finished and the answer continues in a new message."""
+
+    def __init__(self, channel: discord.abc.Messageable, *, interval: float = 1.2,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._channel = channel
+        self._interval = interval
+        self._clock = clock
+        self._text = ""
+        self._done_chars = 0  # characters already finished in earlier messages
+        self._live: discord.Message | None = None
+        self._live_text = ""
+        self._last_flush = 0.0
+        self.messages: list[discord.Message] = []
+
+    @property
+    def started(self) -> bool:
+        return bool(self.messages)
+
+    async def __call__(self, delta: str) -> None:
+        self._text += delta
+        if not self._text[self._done_chars:].strip():
+            return
+        if self._live is None or self._clock() - self._last_flush >= self._interval:
+            await self._flush()
+
+    async def finish(self) -> None:
+        """Write out whatever the last edit did not show yet."""
+        if self._text[self._done_chars:].strip():
+            await self._flush()
+
+    async def replace(self, text: str) -> None:
+        """The engine decided the answer differently (an API refusal, an error): show ``text`` instead."""
+        extra, self.messages = self.messages[1:], self.messages[:1]
+        for message in extra:
+            with contextlib.suppress(discord.HTTPException):
+                await message.delete()
+        self._live = self.messages[0] if self.messages else None
+        self._live_text = ""
+        self._text, self._done_chars = text, 0
+        await self._flush()
+
+    async def _flush(self) -> None:
+        pending = split_text(self._text[self._done_chars:])
+        if not pending:
+            return
+        for piece in pending[:-1]:
+            await self._show(piece)
+            self._done_chars = self._text.find(piece, self._done_chars) + len(piece)
+            self._live, self._live_text = None, ""
+        await self._show(pending[-1])
+        self._last_flush = self._clock()
+
+    async def _show(self, piece: str) -> None:
+        if self._live is None:
+            self._live = await self._channel.send(piece, allowed_mentions=_NO_PINGS)
+            self.messages.append(self._live)
+        elif piece != self._live_text:
+            self._live = await self._live.edit(content=piece, allowed_mentions=_NO_PINGS)
+            self.messages[-1] = self._live
+        self._live_text = piece
+
+
+class TypingIndicator:
+    """Shows "typing…" while the engine works, but only if it takes longer than ``delay`` (a message
+    to a frozen thread is answered at once and should not flash the indicator). Failures are ignored."""
+
+    REFRESH = 8.0
+
+    def __init__(self, channel: discord.abc.Messageable, delay: float = 0.3) -> None:
+        self._channel = channel
+        self._delay = delay
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        await asyncio.sleep(self._delay)
+        while True:
+            try:
+                await self._channel.typing()
+            except discord.HTTPException as exc:
+                log.debug("typing indicator refused (%s)", exc.status)
+                return
+            await asyncio.sleep(self.REFRESH)
+
+    async def __aenter__(self) -> TypingIndicator:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

@@ -1,0 +1,70 @@
+"""Pure translation between Discord objects and the core types (no I/O)."""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from bot.types import Author, ThreadRef
+
+#: ``community`` of direct-message conversations.
+DM_COMMUNITY = "dm"
+THREAD_NAME_LIMIT = 90
+_WHITESPACE = re.compile(r"\s+")
+
+
+class AuthorLike(Protocol):
+    """What we read from a ``discord.User`` / ``discord.Member``."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def display_name(self) -> str: ...
+
+    @property
+    def bot(self) -> bool: ...
+
+
+def author_of(user: AuthorLike) -> Author:
+    return Author(id=str(user.id), name=str(user.display_name), is_bot=bool(user.bot))
+
+
+def thread_ref(guild_id: int, parent_id: int, thread_id: int) -> ThreadRef:
+    """A conversation in a guild thread: community = guild, channel = parent channel."""
+    return ThreadRef("discord", str(guild_id), str(parent_id), str(thread_id))
+
+
+def dm_ref(channel_id: int) -> ThreadRef:
+    """A conversation in a direct-message channel (the channel is the conversation)."""
+    return ThreadRef("discord", DM_COMMUNITY, str(channel_id), str(channel_id))
+
+
+def strip_bot_mention(content: str, bot_id: int) -> str:
+    """The message text without the mentions of the bot that addressed it."""
+    cleaned = re.sub(rf"<@!?{bot_id}>", " ", content)
+    return _WHITESPACE.sub(" ", cleaned).strip() if cleaned != content else content.strip()
+
+
+def thread_name(text: str, fallback: str = "Conversation") -> str:
+    """A one-line thread title from the first message (Discord allows 100 characters)."""
+    line = _WHITESPACE.sub(" ", re.sub(r"<[@#][!&]?\d+>", "", text)).strip()
+    if not line:
+        return fallback
+    if len(line) <= THREAD_NAME_LIMIT:
+        return line
+    return line[: THREAD_NAME_LIMIT - 1].rstrip() + "…"
+
+
+def thread_url(guild_id: str, thread_id: str) -> str:
+    return f"https://discord.com/channels/{guild_id}/{thread_id}"
+
+
+def ref_url(ref: ThreadRef) -> str:
+    guild = "@me" if ref.community == DM_COMMUNITY else ref.community
+    return thread_url(guild, ref.thread)
+
+
+def channel_allowed(channel_id: str, global_allowed: tuple[str, ...], guild_allowed: tuple[str, ...]) -> bool:
+    """Both the bot-wide list (``DISCORD_ALLOWED_CHANNELS``) and the guild's list must allow it."""
+    return (not global_allowed or channel_id in global_allowed) and (not guild_allowed or channel_id in guild_allowed)

@@ -1,0 +1,69 @@
+"""Discord failing: 429, 5xx, missing permissions, a deleted thread. Cases are never lost."""
+
+from __future__ import annotations
+
+import logging
+
+from adapters.discord.app import DiscordBot
+from adapters.discord.replies import split_text
+from tests.e2e.discord.conftest import HARMFUL, CountingModel, say
+from tests.support.discord_standin import DiscordStandin
+
+
+async def test_a_429_is_waited_out_and_the_answer_still_arrives(bot: DiscordBot, standin: DiscordStandin) -> None:
+    standin.fail("POST", r"/channels/\d+/messages", 429, retry_after=0.05)
+    opening = await say(standin, standin.general_id, "hello there", mention=True)
+    posts = standin.find("POST", rf"/channels/{opening['id']}/messages")
+    assert [c.status for c in posts] == [429, 200]
+    assert standin.bot_texts(opening["id"])[0].startswith("(demo)")
+
+
+async def test_modlog_5xx_is_retried_and_a_lasting_failure_keeps_the_case(
+        bot: DiscordBot, standin: DiscordStandin, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.discord")
+    standin.fail("POST", rf"/channels/{standin.modlog_id}/messages", 503, times=2)
+    opening = await say(standin, standin.general_id, HARMFUL, mention=True)
+    for _ in range(3):
+        await say(standin, opening["id"], HARMFUL)
+    assert [c.status for c in standin.find("POST", rf"/channels/{standin.modlog_id}/messages")] == [503, 503, 200]
+
+    standin.fail("POST", rf"/channels/{standin.modlog_id}/messages", 503, times=10)
+    second = await say(standin, standin.general_id, "please end this conversation", mention=True)
+    asked = await standin.slash("end", second["id"])
+    await standin.settle()
+    await standin.click(asked, "tg:end:yes")
+    await standin.settle(quiet=0.3)
+    case = await bot.conversations.engine.cases.get(standin.guild_id, 2)
+    assert case.reason == "user_requested"
+    assert any("case 2" in r.getMessage() and "not posted" in r.getMessage() for r in caplog.records)
+    assert standin.thread(second["id"])["thread_metadata"]["locked"]
+
+
+async def test_a_deleted_thread_still_files_and_posts_the_case(bot: DiscordBot, standin: DiscordStandin) -> None:
+    opening = await say(standin, standin.general_id, HARMFUL, mention=True)
+    thread_id = opening["id"]
+    for _ in range(2):
+        await say(standin, thread_id, HARMFUL)
+    standin.delete_channel(thread_id)
+    await say(standin, thread_id, HARMFUL)  # arrived just before the thread was deleted
+    assert {c.status for c in standin.find("PATCH", rf"/channels/{thread_id}")} == {404}
+    assert await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    assert len(standin.find("POST", rf"/channels/{standin.modlog_id}/messages", status=200)) == 1
+
+
+async def test_missing_permission_to_create_threads_is_logged_not_crashed(
+        bot: DiscordBot, standin: DiscordStandin, model: CountingModel, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.discord")
+    standin.fail("POST", r"/channels/\d+/messages/\d+/threads", 403, code=50013)
+    await say(standin, standin.general_id, "hello there", mention=True)
+    assert model.calls == 0
+    assert any("Create Public Threads" in r.getMessage() for r in caplog.records)
+    await say(standin, standin.general_id, "hello again", mention=True)
+    assert model.calls == 1  # the bot is still running
+
+
+def test_split_text_prefers_boundaries() -> None:
+    assert split_text("a" * 10, limit=4) == ["aaaa", "aaaa", "aa"]
+    words = " ".join(["word"] * 600)
+    pieces = split_text(words)
+    assert all(len(p) <= 2000 for p in pieces) and " ".join(pieces) == words
