@@ -191,6 +191,19 @@ class ConversationEngine:
         return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
                        replies=[Reply(ReplyKind.INFO, notices.reopened())])
 
+    async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
+        """The conversation now running in a place without threads (a Discord DM channel).
+
+        ``channel`` names the place itself; the first conversation there uses that very key, later ones
+        (after ``new_conversation_in``) get keys of their own, so an ended one stays frozen for review.
+        """
+        number = await self.store.current_conversation(channel)
+        return _numbered(channel, number)
+
+    async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
+        """Start a fresh conversation in a place without threads; later messages go to it."""
+        return _numbered(channel, await self.store.next_conversation(channel))
+
     async def thread_state(self, thread: ThreadRef) -> ThreadState:
         state, _ = await self.store.load(thread)
         return state
@@ -382,6 +395,12 @@ class ConversationEngine:
 
 def _refusal_call() -> ToolCall:
     return ToolCall("api-refusal", "record_redirection", {"category": "other", "note": "API refusal stop"})
+
+
+def _numbered(channel: ThreadRef, number: int) -> ThreadRef:
+    if number == 0:
+        return channel
+    return ThreadRef(channel.platform, channel.community, channel.channel, f"{channel.thread}~{number}")
 
 
 def _find_user_message(entries: list[Entry], message_id: str, author_id: str) -> int | None:

@@ -12,6 +12,8 @@ Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:seen:<id>    string platform event already handled (EX TTL)
     tg:{t:T}:remind       string a frozen-thread reminder was posted (EX cooldown)
     tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
+    tg:{t:T}:current      string number of the conversation now running in a channel without threads
+                                 (a Discord DM): conversation n lives at thread key ``T~n``
 
 Per community (``C``):
     tg:{c:C}:seq          string last case number
@@ -57,6 +59,10 @@ def remind(thread_key: str) -> str:
 
 def pending(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:pending"
+
+
+def current(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:current"
 
 
 def community_tag(community: str) -> str:

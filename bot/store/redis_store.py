@@ -279,6 +279,19 @@ class RedisConversationStore:
                                      args=[entry.to_json(), f"{time.time():.3f}", self.idle_ttl_ms])
         return bool(res)
 
+    async def current_conversation(self, channel: ThreadRef) -> int:
+        async with self._trip("current_conversation"):
+            value = await self.client.get(keys.current(channel.key))
+        return int(value or 0)
+
+    async def next_conversation(self, channel: ThreadRef) -> int:
+        async with self._trip("next_conversation"):
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incr(keys.current(channel.key))
+            pipe.pexpire(keys.current(channel.key), self.ended_ttl_ms)
+            number, _ = await pipe.execute()
+        return int(number)
+
     async def ping(self) -> float:
         start = time.perf_counter()
         async with self._trip("ping"):

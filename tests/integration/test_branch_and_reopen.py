@@ -118,3 +118,19 @@ async def test_unexpected_errors_are_hidden_and_release_the_thread(redis_client)
     model.decide = lambda text: []
     o = await rt.engine.handle_message(IncomingMessage(OLD, ANN, "hi", message_id="x1"))
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
+
+
+async def test_new_conversation_in_a_place_without_threads(runtime):
+    engine = runtime.engine
+    dm = ThreadRef("discord", "dm", "dm-chan", "dm-chan")
+    assert await engine.conversation_in(dm) == dm
+    await engine.handle_message(IncomingMessage(dm, ANN, "hi", message_id="d1"))
+    await engine.end_by_user(dm, ANN)
+    frozen = await engine.handle_message(IncomingMessage(dm, ANN, "hello?", message_id="d2"))
+    assert frozen.frozen
+    fresh = await engine.new_conversation_in(dm)
+    assert fresh != dm and await engine.conversation_in(dm) == fresh
+    o = await engine.handle_message(IncomingMessage(fresh, ANN, "hello again", message_id="d3"))
+    assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
+    assert (await engine.thread_state(dm)).status is ThreadStatus.ENDED
+    assert await engine.new_conversation_in(dm) != fresh

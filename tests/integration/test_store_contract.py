@@ -170,3 +170,11 @@ async def test_extend_lock_only_for_the_holder(store):
     await asyncio.sleep(0.2)  # past the first TTL, within the extended one
     assert (await store.begin_turn(T, "e2", reminder_cooldown=60)).status is BeginStatus.BUSY
     assert (await store.commit_turn(T, start.token, TurnCommit([user("x")]))).status is CommitStatus.OK
+
+
+async def test_conversation_numbers_in_a_place_without_threads(store):
+    dm = ThreadRef("discord", "dm", "d1", "d1")
+    assert await store.current_conversation(dm) == 0
+    assert [await store.next_conversation(dm) for _ in range(3)] == [1, 2, 3]
+    assert await store.current_conversation(dm) == 3
+    assert 0 < await store.client.pttl(k.current(dm.key)) <= 120_000
