@@ -1,0 +1,1 @@
+"""The Slack adapter: slack-bolt (async) over Socket Mode or HTTP, translating to the core engine."""

@@ -1,0 +1,212 @@
+"""The Slack run mode: a slack-bolt ``AsyncApp`` over Socket Mode or the HTTP events endpoint.
+
+Every listener only schedules work and returns, so Bolt acknowledges within Slack's 3 seconds; the work
+runs in a bounded task set that is drained on shutdown. Redeliveries are deduplicated by the engine on
+the event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.bootstrap import Runtime, build_runtime
+from config.settings import Settings
+from config.slack import SlackSettings
+
+from .commands import Commands, Moderators
+from .conversations import Conversations, Delivery, IdentityCache
+from .modlog import ModLog
+from .replies import Poster
+from .tasks import EventTasks, OverCapacity
+
+log = logging.getLogger(__name__)
+
+END_SHORTCUT = "threadguard_end"
+COMMAND = "/threadguard"
+_BUSY = "I'm handling a lot right now. Please try again in a minute."
+
+
+def web_client(slack: SlackSettings) -> AsyncWebClient:
+    """The Web API client with retries on 429 (obeying Retry-After), on 500/503 and on connection errors."""
+    interval = FixedValueRetryIntervalCalculator(fixed_internal=slack.retry_interval)
+    return AsyncWebClient(
+        token=slack.require_bot_token(), base_url=slack.api_base_url, timeout=slack.api_timeout,
+        retry_handlers=[
+            AsyncRateLimitErrorRetryHandler(max_retry_count=slack.rate_limit_retries),
+            AsyncServerErrorRetryHandler(max_retry_count=slack.server_error_retries, interval_calculator=interval),
+            AsyncConnectionErrorRetryHandler(max_retry_count=slack.connection_error_retries,
+                                             interval_calculator=interval),
+        ],
+    )
+
+
+class SlackBot:
+    """The Bolt app wired to the engine. ``app`` is what Socket Mode or the HTTP endpoint dispatches to."""
+
+    def __init__(self, runtime: Runtime, slack: SlackSettings, *, client: AsyncWebClient | None = None) -> None:
+        self.runtime = runtime
+        self.slack = slack
+        self.client = client or web_client(slack)
+        self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
+        self.identity = IdentityCache(self.client)
+        poster = Poster(self.client, limit=slack.message_limit)
+        self.modlog = ModLog(self.client, poster, runtime.communities, slack)
+        self.delivery = Delivery(poster, self.modlog, self.identity)
+        self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery)
+        self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
+        secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
+        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
+                            name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
+        self._register()
+
+    def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        try:
+            self.tasks.spawn(work, name=name)
+        except OverCapacity:
+            log.warning("over capacity (%d events in progress): %s left for Slack to redeliver",
+                        self.tasks.pending, name)
+            raise
+
+    def _register(self) -> None:
+        app, conv, cmds = self.app, self.conversations, self.commands
+
+        @app.event("app_mention")
+        async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
+            self._spawn(lambda: conv.on_mention(body, event), f"app_mention {body.get('event_id')}")
+
+        @app.event("message")
+        async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
+            self._spawn(lambda: conv.on_message(body, event), f"message {body.get('event_id')}")
+
+        @app.command(COMMAND)
+        async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
+            try:
+                self._spawn(lambda: cmds.command(body, respond), "command")
+            except OverCapacity:
+                await ack(text=_BUSY)
+                return
+            await ack()
+
+        @app.shortcut(END_SHORTCUT)
+        async def on_end_shortcut(ack: Any, body: dict[str, Any], respond: Any) -> None:
+            await ack()
+            with contextlib.suppress(OverCapacity):
+                self._spawn(lambda: cmds.shortcut(body, respond), "end shortcut")
+
+    async def start(self) -> None:
+        """Learn who the bot is, and post the cases an earlier process filed but never delivered."""
+        await self.identity.get()
+        for case in await self.runtime.engine.reconcile():
+            if case.platform == "slack":
+                await self.delivery.case(case)
+
+    async def drain(self, within: float | None = None) -> bool:
+        """Wait for every accepted event to be processed (tests; shutdown)."""
+        return await self.tasks.drain(within)
+
+    async def aclose(self) -> None:
+        await self.tasks.aclose(self.slack.shutdown_grace)
+        session = getattr(self.client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+
+    # --- HTTP mode ----------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        """The events endpoint (signature-verified by Bolt) plus ``GET /healthz``."""
+        async def events(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({"ok": True, "pending": self.tasks.pending})
+
+        application = web.Application(client_max_size=1024 * 1024)
+        application.add_routes([web.post(self.slack.http_path, events), web.get("/healthz", health)])
+        return application
+
+
+def create_bot(runtime: Runtime, slack: SlackSettings, *, client: AsyncWebClient | None = None) -> SlackBot:
+    return SlackBot(runtime, slack, client=client)
+
+
+def build_app(runtime: Runtime, slack: SlackSettings, *, client: AsyncWebClient | None = None) -> AsyncApp:
+    """The Bolt app alone (for embedding it elsewhere); use ``create_bot`` to also drain its work."""
+    return create_bot(runtime, slack, client=client).app
+
+
+async def run_slack(settings: Settings, http_port: int | None = None, *, runtime: Runtime | None = None,
+                    slack: SlackSettings | None = None, host: str = "0.0.0.0",  # noqa: S104 - a server
+                    stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set): Socket Mode, or HTTP on ``http_port``."""
+    slack = slack or SlackSettings()
+    slack.require_bot_token()
+    if http_port is None:
+        slack.require_app_token()
+    else:
+        slack.require_signing_secret()
+    own_runtime = runtime is None
+    runtime = runtime or build_runtime(settings)
+    stop = stop or asyncio.Event()
+    installed = _on_signals(stop)
+    bot = create_bot(runtime, slack)
+    try:
+        await bot.start()
+        if http_port is None:
+            await _socket_mode(bot, slack, stop)
+        else:
+            await _http(bot, host, http_port, stop)
+    finally:
+        await bot.aclose()
+        if own_runtime:
+            await runtime.aclose()
+        loop = asyncio.get_running_loop()
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+async def _socket_mode(bot: SlackBot, slack: SlackSettings, stop: asyncio.Event) -> None:
+    handler = AsyncSocketModeHandler(bot.app, slack.require_app_token(), web_client=bot.client)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    log.info("slack: connected in Socket Mode")
+    try:
+        await stop.wait()
+    finally:
+        await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+async def _http(bot: SlackBot, host: str, port: int, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(bot.web_app(), shutdown_timeout=5)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("slack: HTTP events endpoint on %s:%d%s", host, port, bot.slack.http_path)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def _on_signals(stop: asyncio.Event) -> list[signal.Signals]:
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    return installed

@@ -1,0 +1,234 @@
+"""Member messages, mentions and edits: routed to the engine, its outcome carried out in Slack."""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.engine import ConversationEngine
+from bot.errors import ThreadguardError
+from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
+from config.communities import Communities
+from config.slack import SlackSettings
+
+from . import translate
+from .modlog import ModLog
+from .replies import API_ERRORS, Poster, StreamingReply, error_code
+from .translate import Identity
+
+log = logging.getLogger(__name__)
+
+#: Message subtypes that are a member speaking (everything else, such as joins, is not).
+_SPOKEN = frozenset({None, "thread_broadcast", "file_share", "me_message"})
+_RECENT_LIMIT = 2048
+
+
+class SlackUnavailable(ThreadguardError):
+    """Slack refused or failed a call the engine depended on (opening a branch thread)."""
+
+    user_message = "I couldn't reach Slack to open the new thread. Please edit your message again in a minute."
+
+
+class IdentityCache:
+    """``auth.test`` once: the bot's user id (to strip mentions) and the workspace URL (for links)."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._identity: Identity | None = None
+
+    async def get(self) -> Identity:
+        if self._identity is None:
+            try:
+                resp = await self._client.auth_test()
+            except API_ERRORS as exc:
+                log.warning("auth.test failed (%s); links and mention stripping wait for the next try",
+                            error_code(exc))
+                return Identity()
+            self._identity = Identity(user_id=str(resp.get("user_id") or ""), bot_id=str(resp.get("bot_id") or ""),
+                                      team_id=str(resp.get("team_id") or ""), url=str(resp.get("url") or ""))
+        return self._identity
+
+
+class Delivery:
+    """Carries out an engine outcome: replies in order (ephemeral ones to the member), then the mod-log."""
+
+    def __init__(self, poster: Poster, modlog: ModLog, identity: IdentityCache) -> None:
+        self.poster = poster
+        self.modlog = modlog
+        self.identity = identity
+
+    async def outcome(self, outcome: Outcome, user: str, stream: StreamingReply | None = None) -> None:
+        if outcome.duplicate:
+            return
+        thread = outcome.thread
+        where = thread.key
+        answer_shown = await self._settle_stream(outcome, stream)
+        for reply in outcome.replies:
+            if reply.kind is ReplyKind.ANSWER and answer_shown:
+                continue
+            if reply.ephemeral:
+                await self.poster.ephemeral(thread.channel, user, thread.thread, reply.text, where=where)
+            else:
+                await self.poster.post(thread.channel, thread.thread, reply.text, where=where)
+        for case in (outcome.case, outcome.action):
+            if case is not None:
+                await self.case(case)
+
+    async def case(self, case: Case) -> None:
+        await self.modlog.post(case, await self.identity.get())
+
+    @staticmethod
+    async def _settle_stream(outcome: Outcome, stream: StreamingReply | None) -> bool:
+        """Finish the streamed answer, or put the engine's final answer in its place. Returns whether
+        the ANSWER reply is already on screen."""
+        if stream is None:
+            return False
+        if outcome.streamed:
+            await stream.finish()
+            return True
+        if not stream.started:
+            return False
+        answer = next((r for r in outcome.replies if r.kind is ReplyKind.ANSWER), None)
+        if answer is None:
+            await stream.discard()
+            return False
+        await stream.replace(answer.text)
+        return True
+
+
+class Conversations:
+    """Routes Slack message events to the engine. Decides only what Slack makes an adapter decide:
+    which messages are addressed to the bot."""
+
+    def __init__(self, engine: ConversationEngine, communities: Communities, slack: SlackSettings,
+                 delivery: Delivery) -> None:
+        self._engine = engine
+        self._communities = communities
+        self._slack = slack
+        self._delivery = delivery
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    # --- routing ------------------------------------------------------------------------------
+
+    async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        identity = await self._delivery.identity.get()
+        channel = str(event.get("channel") or "")
+        if translate.is_direct(channel) or translate.from_bot(event, identity):
+            return  # direct messages arrive as message events
+        if not self._allowed(body, event, channel):
+            log.debug("mention in channel %s ignored: not an allowed channel", channel)
+            return
+        await self._converse(translate.incoming(body, event, identity), channel)
+
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            await self.on_edit(body, event)
+            return
+        identity = await self._delivery.identity.get()
+        if subtype not in _SPOKEN or translate.from_bot(event, identity) or "ts" not in event:
+            return
+        channel = str(event.get("channel") or "")
+        if translate.is_direct(channel, event.get("channel_type")):
+            if self._slack.allow_direct_messages:
+                await self._converse(translate.incoming(body, event, identity), channel)
+            return
+        if not self._allowed(body, event, channel) or translate.mentions(event.get("text", ""), identity.user_id):
+            return  # a mention is handled by its app_mention event
+        thread_ts = event.get("thread_ts")
+        if not thread_ts or thread_ts == event["ts"]:
+            return  # a top-level message that does not mention the bot
+        msg = translate.incoming(body, event, identity)
+        if await self._takes_part(msg.thread):
+            await self._converse(msg, channel)
+
+    async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        identity = await self._delivery.identity.get()
+        edit = translate.edited(body, event, identity)
+        if edit is None:
+            return
+        channel = edit.thread.channel
+        if not translate.is_direct(channel, event.get("channel_type")) and not self._allowed(body, event, channel):
+            return
+        await self._edit(edit, identity)
+
+    # --- the engine ---------------------------------------------------------------------------
+
+    async def _converse(self, msg: IncomingMessage, channel: str) -> None:
+        self._remember(msg.thread)
+        stream = StreamingReply(self._delivery.poster, channel, msg.thread.thread, where=msg.thread.key,
+                                interval=self._slack.stream_edit_interval)
+        log.info("thread %s: message %s from %s", msg.thread.key, msg.message_id, msg.author.id)
+        log.debug("thread %s: text %r", msg.thread.key, msg.text)
+        try:
+            outcome = await self._engine.handle_message(msg, stream)
+        except ThreadguardError as exc:
+            await self._failed(msg.thread, msg.author.id, exc)
+            return
+        await self._delivery.outcome(outcome, msg.author.id, stream)
+
+    async def _edit(self, edit: EditedMessage, identity: Identity) -> None:
+        old = edit.thread
+        stream = StreamingReply(self._delivery.poster, old.channel, old.thread, where=old.key,
+                                interval=self._slack.stream_edit_interval)
+
+        async def open_branch(first_text: str) -> ThreadRef:
+            new = await self._open_branch(edit, first_text, identity)
+            stream.move(new.thread, where=new.key)
+            self._remember(new)
+            return new
+
+        try:
+            outcome = await self._engine.handle_edit(edit, open_branch, stream)
+        except ThreadguardError as exc:
+            await self._failed(old, edit.author.id, exc)
+            return
+        await self._delivery.outcome(outcome, edit.author.id, stream)
+
+    async def _open_branch(self, edit: EditedMessage, first_text: str, identity: Identity) -> ThreadRef:
+        """A new top-level message starts the branch's thread; the old thread links to it."""
+        old = edit.thread
+        old_link = translate.thread_link(identity, old)
+        source = f"<{old_link}|an ended conversation>" if old_link else "an ended conversation"
+        quoted = "\n".join(f">{line}" for line in translate.escape(first_text[:500]).splitlines() or [""])
+        root = await self._delivery.poster.post(
+            old.channel, None, f"\u21aa\ufe0f <@{edit.author.id}> continued {source} from an edited message:\n"
+            f"{quoted}", where=old.key, raw=True)
+        if root is None:
+            raise SlackUnavailable(f"could not open a branch of {old.key}")
+        new = translate.thread_ref(old.community, old.channel, root)
+        new_link = translate.thread_link(identity, new)
+        note = f"<{new_link}|in a new thread>" if new_link else "in a new thread"
+        await self._delivery.poster.post(old.channel, old.thread, f"\u21aa\ufe0f This conversation continues {note}.",
+                                         where=old.key, raw=True)
+        return new
+
+    async def _failed(self, thread: ThreadRef, user: str, exc: ThreadguardError) -> None:
+        log.warning("thread %s: %s", thread.key, type(exc).__name__)
+        await self._delivery.poster.ephemeral(thread.channel, user, thread.thread, exc.user_message, where=thread.key)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _allowed(self, body: dict[str, Any], event: dict[str, Any], channel: str) -> bool:
+        community = self._communities.get(translate.team_of(body, event))
+        return self._slack.channel_allowed(channel, community)
+
+    def _remember(self, thread: ThreadRef) -> None:
+        self._recent[thread.key] = None
+        self._recent.move_to_end(thread.key)
+        while len(self._recent) > _RECENT_LIMIT:
+            self._recent.popitem(last=False)
+
+    async def _takes_part(self, thread: ThreadRef) -> bool:
+        """The bot answers replies only in threads it is part of (it was mentioned there, or branched)."""
+        if thread.key in self._recent:
+            return True
+        try:
+            state = await self._engine.thread_state(thread)
+        except ThreadguardError as exc:
+            log.warning("thread %s: state unavailable (%s)", thread.key, type(exc).__name__)
+            return False
+        return state.status is ThreadStatus.ENDED or state.ladder.turn > 0 or state.branch_of is not None

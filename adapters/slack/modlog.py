@@ -1,0 +1,124 @@
+"""Mod-log posts: one Block Kit message per case, the transcript attached as a file (or, when the
+upload is refused, posted as a snippet in the post's thread)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.casefile import render_case_text
+from bot.types import CATEGORY_LABELS, Case, ThreadRef
+from config.communities import Communities
+from config.slack import SlackSettings
+
+from .replies import API_ERRORS, Poster, error_code, split_text
+from .translate import Identity, escape, thread_link
+
+log = logging.getLogger(__name__)
+
+_FIELD_LIMIT = 1900
+_SECTION_LIMIT = 2900
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def case_link(case: Case, identity: Identity) -> str | None:
+    if case.jump_url:
+        return case.jump_url
+    try:
+        return thread_link(identity, ThreadRef.from_key(case.thread))
+    except ValueError:
+        return None
+
+
+def case_title(case: Case) -> str:
+    title = f"Case #{case.case_id} · {case.action}"
+    if case.refers_to is not None:
+        title += f" of case #{case.refers_to}"
+    return title
+
+
+def case_blocks(case: Case, identity: Identity) -> list[dict[str, Any]]:
+    """The moderator's summary of a case; the details stay in the transcript."""
+    link = case_link(case, identity)
+    fields = [
+        ("Reason", case.reason or "-"),
+        ("Category", CATEGORY_LABELS.get(case.category or "", case.category or "-")),
+        ("Redirections", str(case.redirect_count)),
+        ("Warned", _yes(case.warned)),
+        ("Risk flag", _yes(case.at_risk)),
+        ("Ended by" if case.action == "end" else "Moderator", case.moderator or case.ended_by or "-"),
+        ("Thread", f"<{link}|open thread>" if link else escape(case.thread)),
+        ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-"),
+    ]
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": _clip(case_title(case), 150)}},
+        {"type": "section", "fields": [
+            {"type": "mrkdwn", "text": _clip(f"*{name}*\n{value}", _FIELD_LIMIT)} for name, value in fields
+        ]},
+    ]
+    if case.summary:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn",
+                                                   "text": _clip(escape(case.summary), _SECTION_LIMIT)}})
+    context = [f"Thread key `{escape(case.thread)}`", f"at {case.ended_at}"]
+    if case.branch_of:
+        context.append(f"branched from `{escape(case.branch_of)}`")
+    if case.branches:
+        context.append(f"{len(case.branches)} branch(es)")
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(" · ".join(context), 2900)}]})
+    return blocks
+
+
+def case_fallback_text(case: Case) -> str:
+    """Notification text of the post (shown where blocks are not)."""
+    label = CATEGORY_LABELS.get(case.category or "", case.category or "-")
+    return f"{case_title(case)}: {case.reason or '-'} ({label})"
+
+
+class ModLog:
+    """Posts each case to its community's mod-log channel. A failed post is logged; the case itself is
+    already filed in the store, so moderators still find it in the commands, dashboard and CLI."""
+
+    def __init__(self, client: AsyncWebClient, poster: Poster, communities: Communities,
+                 slack: SlackSettings) -> None:
+        self._client = client
+        self._poster = poster
+        self._communities = communities
+        self._slack = slack
+
+    async def post(self, case: Case, identity: Identity) -> str | None:
+        """Returns the ts of the mod-log post, or ``None`` when there is no channel or posting failed."""
+        channel = self._slack.mod_log_for(self._communities.get(case.community))
+        if not channel:
+            log.info("case %s in %s: no mod-log channel configured", case.case_id, case.community)
+            return None
+        where = f"mod-log case {case.community}#{case.case_id}"
+        ts = await self._poster.post(channel, None, case_fallback_text(case), where=where,
+                                     blocks=case_blocks(case, identity), raw=True)
+        if ts is None:
+            log.error("%s: not posted; the case stays filed (thread %s)", where, case.thread)
+            return None
+        if case.transcript:
+            await self._attach_transcript(case, channel, ts, where)
+        return ts
+
+    async def _attach_transcript(self, case: Case, channel: str, ts: str, where: str) -> None:
+        text = render_case_text(case)
+        try:
+            await self._client.files_upload_v2(
+                channel=channel, thread_ts=ts, content=text, filename=f"case-{case.case_id}.txt",
+                title=f"Transcript of case #{case.case_id}", snippet_type="text")
+            return
+        except API_ERRORS as exc:
+            log.warning("%s: transcript upload failed (%s); posting it as a snippet", where, error_code(exc))
+        limit = self._poster.limit - 8
+        for piece in split_text(text, limit):
+            await self._poster.post(channel, ts, f"```{escape(piece)}```", where=where, raw=True)

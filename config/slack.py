@@ -1,0 +1,99 @@
+"""``SLACK_*`` settings: the tokens, the Web API endpoint, and where the bot may talk.
+
+Per-workspace settings (mod-log channel, moderators, moderator user group, allowed channels) live in the
+communities file (``config/communities.py``), keyed by Slack team id. The ``SLACK_MOD_LOG_CHANNEL``,
+``SLACK_MODERATORS`` and ``SLACK_MODERATOR_GROUP`` variables are the fallback for a single workspace
+whose communities entry does not set them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bot.errors import ConfigurationError
+from config.communities import CommunityConfig
+
+IdList = Annotated[tuple[str, ...], NoDecode]
+
+
+class SlackSettings(BaseSettings):
+    """``SLACK_BOT_TOKEN`` is always required; Socket Mode needs ``SLACK_APP_TOKEN``, HTTP mode
+    ``SLACK_SIGNING_SECRET``."""
+
+    model_config = SettingsConfigDict(env_prefix="SLACK_", env_file=".env", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    app_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    #: Web API base URL; the trailing slash matters (tests point it at a local stand-in).
+    api_base_url: str = "https://slack.com/api/"
+    #: Path of the HTTP events endpoint (events, slash commands and shortcuts all post here).
+    http_path: str = "/slack/events"
+    #: Channel ids the bot answers in, in every workspace (comma separated); empty means every channel.
+    allowed_channels: IdList = ()
+    allow_direct_messages: bool = True
+    #: Fallbacks for a workspace whose communities entry does not name them.
+    mod_log_channel: str | None = None
+    moderators: IdList = ()
+    moderator_group: str | None = None
+    #: Minimum seconds between two ``chat.update`` calls of a streaming answer (Tier 3: ~50 a minute).
+    stream_edit_interval: float = Field(default=1.0, ge=0.0)
+    #: Characters per Slack message before an answer continues in the next one.
+    message_limit: int = Field(default=3500, ge=200, le=39000)
+    #: Events processed at the same time; more wait their turn (each is already acknowledged).
+    max_concurrent_events: int = Field(default=16, ge=1)
+    #: Events accepted but not finished; beyond this the event is not acknowledged and Slack redelivers.
+    max_pending_events: int = Field(default=512, ge=1)
+    #: Seconds to let work in progress finish when the bot shuts down.
+    shutdown_grace: float = Field(default=30.0, ge=0.0)
+    #: Web API retries on 429 (obeying Retry-After), on 500/503, and on connection errors.
+    rate_limit_retries: int = Field(default=3, ge=0, le=10)
+    server_error_retries: int = Field(default=2, ge=0, le=10)
+    connection_error_retries: int = Field(default=2, ge=0, le=10)
+    #: Seconds between two retries of a server or connection error.
+    retry_interval: float = Field(default=1.0, ge=0.0)
+    #: Seconds a Web API call may take.
+    api_timeout: int = Field(default=30, ge=1)
+
+    @field_validator("allowed_channels", "moderators", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, list | tuple):
+            return tuple(str(v).strip() for v in value if str(v).strip())
+        return value
+
+    @staticmethod
+    def _secret(value: SecretStr | None, name: str) -> str:
+        if value is None or not value.get_secret_value().strip():
+            raise ConfigurationError(f"{name} is not set")
+        return value.get_secret_value().strip()
+
+    def require_bot_token(self) -> str:
+        """The token, or a configuration error naming the variable (never the value)."""
+        return self._secret(self.bot_token, "SLACK_BOT_TOKEN")
+
+    def require_app_token(self) -> str:
+        return self._secret(self.app_token, "SLACK_APP_TOKEN")
+
+    def require_signing_secret(self) -> str:
+        return self._secret(self.signing_secret, "SLACK_SIGNING_SECRET")
+
+    def channel_allowed(self, channel_id: str, community: CommunityConfig) -> bool:
+        """Both the global list and the workspace's own list must allow the channel (empty allows all)."""
+        if self.allowed_channels and channel_id not in self.allowed_channels:
+            return False
+        return not community.allowed_channels or channel_id in community.allowed_channels
+
+    def mod_log_for(self, community: CommunityConfig) -> str | None:
+        return community.mod_log_channel or self.mod_log_channel
+
+    def moderators_for(self, community: CommunityConfig) -> tuple[str, ...]:
+        return community.moderators or self.moderators
+
+    def moderator_group_for(self, community: CommunityConfig) -> str | None:
+        return community.moderator_group or self.moderator_group

@@ -1,0 +1,71 @@
+"""Socket Mode through ``run_slack`` itself: the real Bolt Socket Mode handler opens a connection via
+``apps.connections.open`` on the stand-in, receives envelopes and acknowledges each one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from adapters.slack.app import run_slack
+from adapters.slack.translate import thread_ref
+from bot.types import ThreadStatus
+from tests.e2e.slack.conftest import CHANNEL, HARMFUL, MODLOG, TEAM, slack_settings, thread_texts
+
+
+@contextlib.asynccontextmanager
+async def running(env):
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_slack(env.runtime.settings, runtime=env.runtime,
+                                         slack=slack_settings(env.standin), stop=stop))
+    try:
+        await env.standin.wait_connected()
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def _event(standin, body, **retry):
+    envelope_id = await standin.push("events_api", body, **retry)
+    ack = await standin.wait_ack(envelope_id)
+    assert set(ack) == {"envelope_id"}
+
+
+async def test_socket_mode_carries_the_ladder_to_a_frozen_thread(make_env, payloads):
+    env = await make_env()
+    standin = env.standin
+    async with running(env):
+        assert standin.attempts("apps.connections.open")
+        first = payloads.mention(HARMFUL)
+        root = first["event"]["ts"]
+        expected = 1
+        await _event(standin, first)
+        for _ in range(3):
+            await standin.wait_for(lambda n=expected: len(thread_texts(standin, root)) >= n)
+            await asyncio.sleep(0.05)  # let the answer's last update land before the next message
+            body = payloads.message(HARMFUL, root)
+            await _event(standin, body)
+            expected += 2 if expected == 2 else 1
+        # The 4th message ends the thread: the notice, the mod-log post and the case.
+        await standin.wait_for(lambda: standin.calls_to("files.completeUploadExternal", channel_id=MODLOG))
+        shown = thread_texts(standin, root)
+        assert shown[3].startswith("⚠️ Warning")
+        assert shown[4].startswith("This conversation has been ended because")
+        assert (await env.runtime.cases.get(TEAM, 1)).reason == "persistent_abuse"
+        state = await env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+        assert state.status is ThreadStatus.ENDED
+        turns = env.model.turns
+        assert turns == 4
+
+        # A later post: an ephemeral notice, no model call. A redelivery of it: nothing more.
+        later = payloads.message("still there?", root)
+        await _event(standin, later)
+        await standin.wait_for(lambda: standin.calls_to("chat.postEphemeral", thread_ts=root))
+        await _event(standin, later, retry_attempt=1, retry_reason="timeout")
+        refused_id = await standin.push("slash_commands", payloads.command(
+            "cases", "UALICE", standin.response_url("sm")))
+        await standin.wait_ack(refused_id)
+        await standin.wait_for(lambda: standin.responses)
+    assert standin.responses[0]["text"] == "Only this workspace's moderators can use that command."
+    assert len(standin.calls_to("chat.postEphemeral", thread_ts=root)) == 1
+    assert env.model.turns == turns

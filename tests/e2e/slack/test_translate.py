@@ -1,0 +1,67 @@
+"""The adapter's pure translation: links, mentions, escaping, splitting, and the stream's update pacing."""
+
+from __future__ import annotations
+
+from adapters.slack.replies import StreamingReply, split_text
+from adapters.slack.translate import Identity, clean_text, escape, parse_thread_link, permalink
+
+IDENTITY = Identity(user_id="UBOT", url="https://example.slack.com/")
+
+
+def test_thread_links_round_trip():
+    link = permalink(IDENTITY, "C1", "1700000000.000100")
+    assert link == "https://example.slack.com/archives/C1/p1700000000000100"
+    assert parse_thread_link(f"<{link}>") == ("C1", "1700000000.000100")
+    reply = permalink(IDENTITY, "C1", "1700000009.000200", thread_ts="1700000000.000100")
+    assert parse_thread_link(reply) == ("C1", "1700000000.000100")
+    assert parse_thread_link("end it please") is None
+    assert permalink(Identity(), "C1", "1.2") is None
+
+
+def test_text_in_and_out():
+    assert clean_text("<@UBOT>  what is &lt;b&gt; &amp; co?", "UBOT") == "what is <b> & co?"
+    assert escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
+
+
+def test_split_prefers_paragraphs_then_words():
+    text = "a" * 150 + "\n\n" + "b " * 100
+    pieces = split_text(text, 200)
+    assert pieces[0] == "a" * 150
+    assert all(len(p) <= 200 for p in pieces)
+    assert split_text("x" * 450, 200) == ["x" * 200, "x" * 200, "x" * 50]
+
+
+class _FakePoster:
+    limit = 50
+
+    def __init__(self):
+        self.posts: list[str] = []
+        self.updates: list[tuple[str, str]] = []
+
+    async def post(self, channel, thread_ts, text, *, where, **_):
+        self.posts.append(text)
+        return f"ts{len(self.posts)}"
+
+    async def update(self, channel, ts, text, *, where):
+        self.updates.append((ts, text))
+        return True
+
+    async def delete(self, channel, ts, *, where):
+        return True
+
+
+async def test_stream_updates_at_most_once_per_interval_and_continues_past_the_limit():
+    now = [0.0]
+    poster = _FakePoster()
+    stream = StreamingReply(poster, "C1", "1.0", where="t", interval=1.0, clock=lambda: now[0])
+    for word in ["one ", "two ", "three "]:
+        await stream(word)
+    assert poster.posts == ["one"] and poster.updates == []
+    now[0] = 1.5
+    await stream("four ")
+    assert poster.updates == [("ts1", "one two three four")]
+    await stream("x" * 40 + " tail")
+    await stream.finish()
+    assert len(poster.posts) == 2
+    assert poster.updates[-1][1] == "one two three four"
+    assert poster.posts[1].startswith("x") and stream.messages == ["ts1", "ts2"]
