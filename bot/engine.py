@@ -163,6 +163,10 @@ class ConversationEngine:
                 await self._abandon(thread, start.token, None)
                 return Outcome(thread, replies=[Reply(
                     ReplyKind.INFO, "There is no conversation with me here to end.", ephemeral=True)])
+            if not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
+                await self._abandon(thread, start.token, None)
+                return Outcome(thread, replies=[Reply(
+                    ReplyKind.INFO, "Only someone taking part in this conversation can end it.", ephemeral=True)])
             ladder = start.state.ladder
             end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
             entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,

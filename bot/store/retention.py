@@ -119,16 +119,25 @@ def transcript_expired(case: Case) -> bool:
     return len(case.transcript) == 1 and case.transcript[0].text == TRANSCRIPT_EXPIRED
 
 
+#: Lines the model wrote in a turn; they may quote the member, so they go with the member's message.
+MODEL_WRITTEN = frozenset({EntryKind.ASSISTANT, EntryKind.REDIRECTION, EntryKind.RISK, EntryKind.END})
+
+
 def _anonymise_entries(entries: list[Entry], user_id: str) -> int:
+    """Remove the user's words, id and name, and the model's words in the turns they wrote in (it may
+    quote them). Engine notices, kinds, categories and times stay, so the ladder timeline survives."""
+    turns = {e.turn for e in entries if e.kind is EntryKind.USER and e.author_id == user_id}
     changed = 0
     for entry in entries:
-        if entry.author_id != user_id:
-            continue
-        if entry.kind is EntryKind.USER:
+        if entry.author_id == user_id:
+            if entry.kind is EntryKind.USER:
+                entry.text = REMOVED_TEXT
+            entry.author_id = None
+            entry.author_name = None
+            changed += 1
+        elif entry.kind in MODEL_WRITTEN and entry.turn in turns and entry.text not in ("", REMOVED_TEXT):
             entry.text = REMOVED_TEXT
-        entry.author_id = None
-        entry.author_name = None
-        changed += 1
+            changed += 1
     return changed
 
 
@@ -272,10 +281,13 @@ class Retention:
         async for key in self.scan(f"{keys.PREFIX}:{{t:{platform}:*}}:log"):
             changed = 0
             for _ in range(_RETRIES):
+                raws = await self.client.lrange(key, 0, -1)
+                entries = [Entry.from_json(raw) for raw in raws]
+                before = [e.to_json() for e in entries]
+                _anonymise_entries(entries, user_id)
                 swaps: list[str | int] = []
-                for index, raw in enumerate(await self.client.lrange(key, 0, -1)):
-                    entry = Entry.from_json(raw)
-                    if _anonymise_entries([entry], user_id):
+                for index, (raw, old, entry) in enumerate(zip(raws, before, entries, strict=True)):
+                    if entry.to_json() != old:
                         swaps.extend([index, raw, entry.to_json()])
                 if not swaps:
                     break

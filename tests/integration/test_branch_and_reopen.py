@@ -134,3 +134,13 @@ async def test_new_conversation_in_a_place_without_threads(runtime):
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
     assert (await engine.thread_state(dm)).status is ThreadStatus.ENDED
     assert await engine.new_conversation_in(dm) != fresh
+
+
+async def test_only_participants_can_end_a_conversation(runtime):
+    engine = runtime.engine
+    await engine.handle_message(IncomingMessage(OLD, ANN, "hi", message_id="p1"))
+    stranger = await engine.end_by_user(OLD, Author("mallory", "Mallory"))
+    assert [r.kind for r in stranger.replies] == [ReplyKind.INFO] and "taking part" in stranger.replies[0].text
+    assert (await engine.thread_state(OLD)).status is ThreadStatus.ACTIVE
+    own = await engine.end_by_user(OLD, ANN)
+    assert own.status is ThreadStatus.ENDED and own.case.ended_by == "user:ann"
