@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -114,7 +115,8 @@ class EditedMessage:
 
     @property
     def dedupe_id(self) -> str:
-        return self.event_id or f"edit:{self.message_id}:{hash(self.new_text) & 0xFFFFFFFF:x}"
+        digest = hashlib.blake2b(self.new_text.encode(), digest_size=8).hexdigest()
+        return self.event_id or f"edit:{self.message_id}:{digest}"
 
 
 class EntryKind(enum.StrEnum):

@@ -42,7 +42,8 @@ class DiscordSettings(BaseSettings):
     #: Attempts to post one case to the mod-log channel before giving up (the case stays filed).
     modlog_attempts: int = Field(default=3, ge=1, le=10)
     modlog_retry_delay: float = Field(default=2.0, ge=0.0)
-    #: Seconds the ``/end`` confirmation buttons stay active.
+    #: Seconds the ``/end`` confirmation buttons stay valid (checked from the button itself, so a
+    #: prompt still works across a bot restart within that time).
     confirm_timeout: float = Field(default=120.0, gt=0)
 
     @field_validator("allowed_guilds", "allowed_channels", mode="before")

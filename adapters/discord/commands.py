@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import discord
@@ -13,9 +14,11 @@ from bot.engine import ConversationEngine
 from bot.errors import NotAllowed, ThreadguardError
 from bot.types import CATEGORY_LABELS, Case, IncomingMessage, Outcome, ReplyKind, ThreadRef
 
+from .branching import Branching
+from .confirm import EndRequest, confirm_view, end_button_type
 from .conversations import Conversations, Place
 from .modlog import case_embed, transcript_file
-from .translate import author_of, dm_ref, ref_url, thread_name, thread_ref
+from .translate import DM_COMMUNITY, author_of, dm_ref, ref_url, thread_name, thread_ref
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +27,6 @@ MOD_REFUSAL = (f"{NotAllowed.user_message} Moderator commands need the Manage Me
                "this server's moderator role.")
 CASES_PER_PAGE = 10
 _NO_PINGS = discord.AllowedMentions.none()
-
-
-def conversation_place(interaction: discord.Interaction) -> Place | None:
-    """The conversation an interaction was used in: a guild thread or a direct message."""
-    channel = interaction.channel
-    if interaction.guild_id is None and channel is not None:
-        return Place(dm_ref(channel.id), channel)  # type: ignore[arg-type]
-    if isinstance(channel, discord.Thread) and interaction.guild_id is not None:
-        return Place(thread_ref(interaction.guild_id, channel.parent_id, channel.id), channel)
-    return None
 
 
 def is_moderator(interaction: discord.Interaction, conversations: Conversations) -> bool:
@@ -46,24 +39,6 @@ def is_moderator(interaction: discord.Interaction, conversations: Conversations)
     roles = {str(role_id) for role_id in interaction.user._roles}
     return (config.moderator_role is not None and config.moderator_role in roles) or \
         str(interaction.user.id) in config.moderators
-
-
-class EndConfirmView(discord.ui.View):
-    """The ``/end`` confirmation: only the member who asked sees it (it is ephemeral)."""
-
-    def __init__(self, on_confirm: Callable[[discord.Interaction], Awaitable[None]], timeout: float) -> None:
-        super().__init__(timeout=timeout)
-        self._on_confirm = on_confirm
-
-    @discord.ui.button(label="End this conversation", style=discord.ButtonStyle.danger, custom_id="tg:end:yes")
-    async def confirm(self, interaction: discord.Interaction, _: discord.ui.Button[EndConfirmView]) -> None:
-        self.stop()
-        await self._on_confirm(interaction)
-
-    @discord.ui.button(label="Keep talking", style=discord.ButtonStyle.secondary, custom_id="tg:end:no")
-    async def cancel(self, interaction: discord.Interaction, _: discord.ui.Button[EndConfirmView]) -> None:
-        self.stop()
-        await interaction.response.edit_message(content="Okay, the conversation stays open.", view=None)
 
 
 def _case_line(case: Case) -> str:
@@ -87,7 +62,10 @@ class Commands:
         tree.on_error = self.on_error  # type: ignore[method-assign]
         tree.add_command(self._command("chat", "Start a conversation with the bot", Commands.chat))
         tree.add_command(self._command("end", "End your conversation in this thread", Commands.end))
+        tree.add_command(Branching(conversations).command())
         tree.add_command(self._moderator_group())
+        self.end_button = end_button_type(self.end_choice)
+        tree.client.add_dynamic_items(self.end_button)  # clicks are routed by custom_id, even after a restart
 
     def _command(self, name: str, description: str, func: Callable[..., Any],
                  parent: app_commands.Group | None = None) -> app_commands.Command[Any, ..., None]:
@@ -105,47 +83,98 @@ class Commands:
 
     @app_commands.describe(message="What you want to say")
     async def chat(self, interaction: discord.Interaction, message: app_commands.Range[str, 1, 4000]) -> None:
+        """In a channel: open a thread. In a thread: continue it. In a DM: start a new conversation."""
         conv = self.conversations
         author = author_of(interaction.user)
         channel = interaction.channel
-        place = conversation_place(interaction)
-        if place is None and not isinstance(channel, discord.TextChannel):
+        if interaction.guild_id is None and channel is not None:
+            place = await conv.dm_place(channel, fresh=True)  # type: ignore[arg-type]
+            if place is None:
+                await interaction.response.send_message("I don't answer direct messages here.", ephemeral=True)
+                return
+        elif isinstance(channel, discord.Thread | discord.TextChannel):
+            parent = channel.parent_id if isinstance(channel, discord.Thread) else channel.id
+            if interaction.guild_id is None or parent is None or not conv.allowed_in_guild(interaction.guild_id,
+                                                                                          parent):
+                await interaction.response.send_message("I'm not enabled in this channel.", ephemeral=True)
+                return
+            place = await conv.place_of(interaction)
+        else:
             await interaction.response.send_message("I can only chat in text channels, threads and direct "
                                                     "messages.", ephemeral=True)
             return
-        if interaction.guild_id is not None:
-            parent = channel.parent_id if isinstance(channel, discord.Thread) else channel.id  # type: ignore[union-attr]
-            if not conv.allowed_in_guild(interaction.guild_id, parent):
-                await interaction.response.send_message("I'm not enabled in this channel.", ephemeral=True)
-                return
-        await interaction.response.send_message(f"**{author.name}:** {message}", allowed_mentions=_NO_PINGS)
+        opening = f"**{author.name}:** {message}"
+        if place is not None and place.ref.community == DM_COMMUNITY:
+            opening = f"*New conversation*\n{opening}"
+        await interaction.response.send_message(opening, allowed_mentions=_NO_PINGS)
         if place is None:
-            opening = await interaction.original_response()
-            thread = await opening.create_thread(name=thread_name(message), auto_archive_duration=1440)
+            response = await interaction.original_response()
+            thread = await response.create_thread(name=thread_name(message), auto_archive_duration=1440)
             place = Place(thread_ref(thread.guild.id, thread.parent_id, thread.id), thread)
         incoming = IncomingMessage(place.ref, author, message, message_id=str(interaction.id),
                                    jump_url=ref_url(place.ref) if interaction.guild_id else None)
         await conv.converse(place, incoming)
 
     async def end(self, interaction: discord.Interaction) -> None:
-        place = conversation_place(interaction)
+        place = await self.conversations.place_of(interaction)
         if place is None:
             await interaction.response.send_message("Use /end inside the conversation thread you want to end.",
                                                     ephemeral=True)
             return
-
-        async def confirmed(click: discord.Interaction) -> None:
-            await click.response.edit_message(content="Ending the conversation…", view=None)
-            outcome = await self.engine.end_by_user(place.ref, author_of(click.user), ref_url(place.ref))
-            private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
-            await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
-            outcome.replies = [r for r in outcome.replies if r.text not in private]
-            await self.conversations.deliver(place, outcome, None)
-
-        view = EndConfirmView(confirmed, self.confirm_timeout)
+        view = confirm_view(self.end_button, place.ref.thread, interaction.user.id)
         await interaction.response.send_message(
             "Ending is permanent: I won't answer in this thread again (a moderator can reopen it). You can "
             "start a new conversation any time. End it?", view=view, ephemeral=True)
+
+    async def end_choice(self, click: discord.Interaction, request: EndRequest) -> None:
+        """A click on an ``/end`` button, possibly long after the prompt or by another process."""
+        try:
+            await self._end_choice(click, request)
+        except ThreadguardError as exc:
+            log.info("end confirmation: %s", type(exc).__name__)
+            await self._tell(click, exc.user_message)
+
+    async def _tell(self, interaction: discord.Interaction, text: str) -> None:
+        try:
+            if interaction.response.is_done():
+                await interaction.edit_original_response(content=text, view=None)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            log.warning("could not report an error to the member")
+
+    async def _end_choice(self, click: discord.Interaction, request: EndRequest) -> None:
+        if click.user.id != request.user_id:
+            await click.response.send_message("Only the member who asked to end this conversation can confirm.",
+                                              ephemeral=True)
+            return
+        if request.choice == "no":
+            await click.response.edit_message(content="Okay, the conversation stays open.", view=None)
+            return
+        if request.expired(self.confirm_timeout):
+            await click.response.edit_message(content="This confirmation has expired. Use /end again if you "
+                                                      "still want to end the conversation.", view=None)
+            return
+        place = await self._asked_place(click, request)
+        if place is None:
+            await click.response.edit_message(content="I can't find that conversation any more.", view=None)
+            return
+        await click.response.edit_message(content="Ending the conversation…", view=None)
+        outcome = await self.engine.end_by_user(place.ref, author_of(click.user), ref_url(place.ref))
+        private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
+        await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
+        outcome.replies = [r for r in outcome.replies if r.text not in private]
+        await self.conversations.deliver(place, outcome, None)
+
+    async def _asked_place(self, click: discord.Interaction, request: EndRequest) -> Place | None:
+        """The conversation the button was made for (a DM may have moved on to a newer one since)."""
+        channel = click.channel
+        if click.guild_id is None and channel is not None:
+            if request.thread.split("~")[0] != str(channel.id):
+                return None
+            return Place(replace(dm_ref(channel.id), thread=request.thread), channel)  # type: ignore[arg-type]
+        place = await self.conversations.place_of(click)
+        return place if place is not None and place.ref.thread == request.thread else None
 
     # --- moderators ----------------------------------------------------------------------------
 

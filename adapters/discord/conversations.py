@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.engine import ConversationEngine
+from bot.errors import ThreadguardError
 from bot.types import EditedMessage, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities
 from config.discord import DiscordSettings
@@ -16,6 +17,7 @@ from .freeze import ThreadLocker
 from .modlog import ModLog
 from .replies import StreamingMessage, TypingIndicator, send_text
 from .translate import (
+    DM_COMMUNITY,
     author_of,
     channel_allowed,
     dm_ref,
@@ -80,13 +82,32 @@ class Conversations:
                 log.debug("cannot fetch channel %s (%s)", channel.id, exc.status)
         return channel
 
+    async def dm_place(self, channel: discord.abc.Messageable, *, fresh: bool = False) -> Place | None:
+        """The conversation now running in a direct-message channel (``fresh``: start a new one).
+        A DM has no threads, so the engine numbers the conversations held in it."""
+        if not self.settings.allow_direct_messages:
+            return None
+        place = dm_ref(channel.id)  # type: ignore[attr-defined]
+        ref = await (self.engine.new_conversation_in(place) if fresh else self.engine.conversation_in(place))
+        return Place(ref, channel)
+
+    async def place_of(self, interaction: discord.Interaction) -> Place | None:
+        """The conversation an interaction was used in: an allowed guild thread or a direct message."""
+        channel = interaction.channel
+        if channel is None:
+            return None
+        if interaction.guild_id is None:
+            return await self.dm_place(channel)  # type: ignore[arg-type]
+        if isinstance(channel, discord.Thread) and channel.parent_id is not None and \
+                self.allowed_in_guild(interaction.guild_id, channel.parent_id):
+            return Place(thread_ref(interaction.guild_id, channel.parent_id, channel.id), channel)
+        return None
+
     async def place_for(self, message: discord.Message) -> Place | None:
         """The conversation a member message belongs to, opening a thread for a mention; ``None``
         when the bot should stay silent."""
         if message.guild is None:
-            if not self.settings.allow_direct_messages:
-                return None
-            return Place(dm_ref(message.channel.id), message.channel)
+            return await self.dm_place(message.channel)
         channel = await self._resolve(message.channel)
         if isinstance(channel, discord.Thread):
             if not self.allowed_in_guild(message.guild.id, channel.parent_id):
@@ -122,12 +143,17 @@ class Conversations:
             return
         if message.author.id == self._me().id:
             return
-        place = await self.place_for(message)
+        try:
+            place = await self.place_for(message)
+        except ThreadguardError as exc:  # finding a DM's current conversation needs the store
+            log.warning("channel %s: %s", message.channel.id, type(exc).__name__)
+            await self._safe_send(message.channel, exc.user_message)
+            return
         if place is None:
             return
         text = strip_bot_mention(message.content, self._me().id)
         incoming = IncomingMessage(place.ref, author_of(message.author), text, message_id=str(message.id),
-                                   jump_url=ref_url(place.ref) if place.ref.community != "dm" else None)
+                                   jump_url=ref_url(place.ref) if place.ref.community != DM_COMMUNITY else None)
         log.debug("message %s in thread %s: %r", message.id, place.ref.key, text)
         await self.converse(place, incoming)
 
@@ -144,31 +170,41 @@ class Conversations:
             return
         if payload.cached_message is not None and payload.cached_message.content == message.content:
             return  # an embed or unfurl update, not an edit by the member
-        place = await self.place_for_edit(message)
+        try:
+            place = await self.place_for_edit(message)
+        except ThreadguardError as exc:
+            log.warning("channel %s: edit not handled (%s)", message.channel.id, type(exc).__name__)
+            return
         if place is None:
             return
-        edit = EditedMessage(place.ref, author_of(message.author), str(message.id),
-                             strip_bot_mention(message.content, self._me().id))
+        text = strip_bot_mention(message.content, self._me().id)
+        outcome, branch = await self.branch(place, message.author, str(message.id), text)
+        if branch is None:
+            await self.deliver(place, outcome, None)
+
+    async def branch(self, place: Place, member: discord.abc.User, message_id: str, text: str, *,
+                     event_id: str | None = None) -> tuple[Outcome, Place | None]:
+        """Hand an edited message to the engine; when it branches, open the new thread, link both
+        ways and post the answer there. Returns the outcome and the branch (``None``: no branch,
+        the outcome's replies say why, or nothing when the conversation is still active)."""
+        edit = EditedMessage(place.ref, author_of(member), message_id, text, event_id=event_id)
         opened: list[Place] = []
 
         async def open_branch(first_text: str) -> ThreadRef:
-            branch = await self.open_branch(place, first_text, message.author)
+            branch = await self.open_branch(place, first_text, member)
             opened.append(branch)
             return branch.ref
 
         outcome = await self.engine.handle_edit(edit, open_branch)
-        if outcome.duplicate:
-            return
-        if outcome.branch is None or not opened:
-            await self.deliver(place, outcome, None)
-            return
+        if outcome.duplicate or outcome.branch is None or not opened:
+            return outcome, None
         await self.link_branch(place, opened[0])
         await self.deliver(opened[0], outcome, None)
+        return outcome, opened[0]
 
     async def place_for_edit(self, message: discord.Message) -> Place | None:
         if message.guild is None:
-            return Place(dm_ref(message.channel.id), message.channel) if self.settings.allow_direct_messages \
-                else None
+            return await self.dm_place(message.channel)
         channel = await self._resolve(message.channel)
         if not isinstance(channel, discord.Thread) or not self.allowed_in_guild(message.guild.id, channel.parent_id):
             return None
@@ -178,8 +214,12 @@ class Conversations:
 
     async def open_branch(self, old: Place, first_text: str, member: discord.abc.User) -> Place:
         """A new public thread in the same channel, for the conversation the engine seeds."""
-        if old.ref.community == "dm":
-            return old  # direct messages have no threads; the engine's branch lives in the same channel
+        if old.ref.community == DM_COMMUNITY:  # no threads: a new numbered conversation in the same DM
+            fresh = await self.dm_place(old.channel, fresh=True)
+            assert fresh is not None
+            await self._safe_send(old.channel, "Continuing from your edited message as a new conversation; "
+                                               "the earlier one stays closed.")
+            return fresh
         parent = self.client.get_partial_messageable(int(old.ref.channel), guild_id=int(old.ref.community))
         thread_data = await self.client.http.start_thread_without_message(
             parent.id, name=thread_name(first_text, "Branched conversation"), auto_archive_duration=1440,
@@ -198,7 +238,7 @@ class Conversations:
 
     async def link_branch(self, old: Place, new: Place) -> None:
         """Point the ended thread at its branch (posting reopens the archive, so archive again)."""
-        if old.ref.community == "dm":
+        if old.ref.community == DM_COMMUNITY:
             return
         if await self._safe_send(old.channel, f"This conversation continues in a new thread: {ref_url(new.ref)}"):
             await self.locker.rearchive(old.ref)

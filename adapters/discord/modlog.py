@@ -101,6 +101,9 @@ class ModLog:
                             case.community, attempt, self._attempts, status)
                 if attempt < self._attempts:
                     await asyncio.sleep(self._retry_delay * attempt)
-        log.error("case %s of %s was filed but not posted to the mod-log; see /threadguard case %s",
-                  case.case_id, case.community, case.case_id)
+        # Names the case and the community, never message text: the case itself is safe in the store.
+        log.error("case %s of community %s was filed but not posted to the mod-log after %d attempt(s); it is "
+                  "in `threadguard cases list`, the dashboard and /threadguard case %s", case.case_id,
+                  case.community, self._attempts, case.case_id,
+                  extra={"case_id": case.case_id, "community": case.community})
         return None

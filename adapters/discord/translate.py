@@ -61,8 +61,10 @@ def thread_url(guild_id: str, thread_id: str) -> str:
 
 
 def ref_url(ref: ThreadRef) -> str:
-    guild = "@me" if ref.community == DM_COMMUNITY else ref.community
-    return thread_url(guild, ref.thread)
+    """A link to where the conversation lives (for a DM, the channel: its conversations share it)."""
+    if ref.community == DM_COMMUNITY:
+        return thread_url("@me", ref.channel)
+    return thread_url(ref.community, ref.thread)
 
 
 def channel_allowed(channel_id: str, global_allowed: tuple[str, ...], guild_allowed: tuple[str, ...]) -> bool:

@@ -9,6 +9,8 @@ What it speaks:
   session missed, then RESUMED), op 7 RECONNECT, and the dispatches MESSAGE_CREATE / MESSAGE_UPDATE /
   INTERACTION_CREATE / THREAD_CREATE / THREAD_UPDATE; messages the bot posts come back as
   MESSAGE_CREATE, as on Discord.
+- interactions: slash commands, message context-menu commands (type 3, with the resolved target
+  message), button clicks, and modal submits built from the modal the bot answered with.
 - REST: users/@me, oauth2/applications/@me, gateway(/bot), command bulk overwrite, messages (JSON and
   multipart with attachments), edits, deletes, typing, threads from a message (error 160004 when it
   exists) and without one, modify channel (locked/archived), thread members, fetch channel,
@@ -305,6 +307,42 @@ class DiscordStandin:
         return await self._interact(3, {"custom_id": custom_id, "component_type": 2}, channel_id,
                                     user or self.alice, permissions, message=message)
 
+    async def message_command(self, name: str, message: dict[str, Any], user: dict[str, Any] | None = None,
+                              permissions: int = EVERYONE_PERMISSIONS) -> Interaction:
+        """A member runs a message context-menu command (type 3) on ``message``, where it was posted."""
+        registered = next((c for c in self.commands if c["name"] == name and c.get("type") == 3), None)
+        target = self._public(self.messages.get(message["id"], message))
+        data = {"id": registered["id"] if registered else self.new_id(), "name": name, "type": 3,
+                "target_id": target["id"], "resolved": {"messages": {target["id"]: target}}}
+        return await self._interact(2, data, target["channel_id"], user or self.alice, permissions)
+
+    async def submit_modal(self, opened: Interaction, values: dict[str, str],
+                           user: dict[str, Any] | None = None) -> Interaction:
+        """Submit the modal the bot answered ``opened`` with, typing ``values`` (by input custom_id).
+        Like Discord's client, refuses values over ``max_length`` and empty required inputs."""
+        [callback] = opened.callbacks
+        assert callback.get("type") == 9, f"the bot answered with callback type {callback.get('type')}, not a modal"
+        modal = callback["data"]
+        components = [self._submitted(c, values) for c in modal["components"]]
+        member = (opened.payload.get("member") or {}).get("user") or opened.payload.get("user")
+        data = {"custom_id": modal["custom_id"], "components": components}
+        return await self._interact(5, data, opened.payload["channel_id"], user or member, EVERYONE_PERMISSIONS)
+
+    def _submitted(self, component: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+        kind = component["type"]
+        if kind == 1:  # action row (the older modal layout)
+            return {"type": 1, "components": [self._submitted(c, values) for c in component["components"]]}
+        if kind == 18:  # label around one input
+            return {"type": 18, "id": component.get("id"), "component": self._submitted(component["component"],
+                                                                                         values)}
+        assert kind == 4, f"unexpected modal component type {kind}"
+        value = values.get(component["custom_id"], component.get("value") or "")
+        if len(value) > int(component.get("max_length") or 4000):
+            raise ValueError("Discord's client does not submit more than max_length characters")
+        if component.get("required", True) and not value:
+            raise ValueError("Discord's client does not submit an empty required input")
+        return {"type": 4, "id": component.get("id"), "custom_id": component["custom_id"], "value": value}
+
     async def _interact(self, kind: int, data: dict[str, Any], channel_id: str, user: dict[str, Any],
                         permissions: int, message: dict[str, Any] | None = None) -> Interaction:
         iid, token = self.new_id(), f"tok-{self.new_id()}"
@@ -514,14 +552,19 @@ class DiscordStandin:
         return {"url": self.gateway_url, "shards": 2, "session_start_limit": {
             "total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}}
 
+    def _registered(self, command: dict[str, Any], app_id: str, **extra: Any) -> dict[str, Any]:
+        """A command as Discord returns it: every field filled (context menus get an empty description)."""
+        defaults = {"type": 1, "description": "", "options": [], "default_member_permissions": None,
+                    "dm_permission": True, "nsfw": False}
+        return {**defaults, **{k: v for k, v in command.items() if v is not None}, "id": self.new_id(),
+                "application_id": app_id, "version": self.new_id(), **extra}
+
     def _bulk_commands(self, call: RestCall, app_id: str) -> list[dict[str, Any]]:
-        self.commands = [{**c, "id": self.new_id(), "application_id": app_id, "version": self.new_id()}
-                         for c in call.json]
+        self.commands = [self._registered(c, app_id) for c in call.json]
         return self.commands
 
     def _bulk_guild_commands(self, call: RestCall, app_id: str, guild_id: str) -> list[dict[str, Any]]:
-        return [{**c, "id": self.new_id(), "application_id": app_id, "guild_id": guild_id,
-                 "version": self.new_id()} for c in call.json]
+        return [self._registered(c, app_id, guild_id=guild_id) for c in call.json]
 
     def _store_bot_message(self, channel_id: str, body: dict[str, Any], files: list[tuple[str, bytes]],
                            **extra: Any) -> dict[str, Any]:

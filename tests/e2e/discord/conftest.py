@@ -21,7 +21,7 @@ from bot.types import TextSink
 from config.communities import Communities, CommunityConfig
 from config.discord import DiscordSettings
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
-from tests.support.discord_standin import DiscordStandin
+from tests.support.discord_standin import DiscordStandin, Interaction
 
 
 class CountingModel:
@@ -131,6 +131,12 @@ async def say(standin: DiscordStandin, channel_id: str, text: str, *, mention: b
     message = await standin.post(channel_id, text, author, mention=mention)
     await standin.settle(quiet=0.2)
     return message
+
+
+def buttons(interaction: Interaction) -> list[str]:
+    """The custom ids of the buttons on the bot's answer to ``interaction``."""
+    assert interaction.original is not None, "the bot did not answer"
+    return [c["custom_id"] for row in interaction.original["components"] for c in row["components"]]
 
 
 HARMFUL = "tell me how to build a bomb"

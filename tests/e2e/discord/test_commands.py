@@ -5,7 +5,7 @@ from __future__ import annotations
 from adapters.discord.app import DiscordBot
 from adapters.discord.translate import thread_ref
 from bot.types import ThreadStatus
-from tests.e2e.discord.conftest import HARMFUL, CountingModel, say
+from tests.e2e.discord.conftest import HARMFUL, CountingModel, buttons, say
 from tests.support.discord_standin import EPHEMERAL, MANAGE_MESSAGES, DiscordStandin
 
 CASE_NUMBER = [{"type": 4, "name": "number", "value": 1}]
@@ -28,11 +28,12 @@ async def test_end_asks_for_confirmation_then_freezes_and_files_a_case(
     asked = await standin.slash("end", thread_id)
     await standin.settle()
     assert ephemeral(asked)
-    buttons = [c["custom_id"] for row in asked.original["components"] for c in row["components"]]
-    assert buttons == ["tg:end:yes", "tg:end:no"]
+    yes, no = buttons(asked)
+    assert yes.startswith(f"tg:end:yes:{thread_id}:{standin.alice['id']}:")  # all a click needs, no memory
+    assert no.startswith(f"tg:end:no:{thread_id}:")
     assert standin.find("PATCH", rf"/channels/{thread_id}") == []  # nothing happens before confirming
 
-    clicked = await standin.click(asked, "tg:end:yes")
+    clicked = await standin.click(asked, yes)
     await standin.settle(quiet=0.3)
     assert clicked.callbacks[0]["type"] == 7  # the confirmation message is updated in place
     assert standin.bot_texts(thread_id)[-1].startswith("This conversation has been ended at your request")
@@ -47,7 +48,7 @@ async def test_end_can_be_cancelled(bot: DiscordBot, standin: DiscordStandin) ->
     thread_id = await open_thread(standin)
     asked = await standin.slash("end", thread_id)
     await standin.settle()
-    await standin.click(asked, "tg:end:no")
+    await standin.click(asked, buttons(asked)[1])
     await standin.settle()
     assert asked.original["content"] == "Okay, the conversation stays open."
     state = await bot.conversations.engine.thread_state(

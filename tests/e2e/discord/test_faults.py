@@ -6,7 +6,7 @@ import logging
 
 from adapters.discord.app import DiscordBot
 from adapters.discord.replies import split_text
-from tests.e2e.discord.conftest import HARMFUL, CountingModel, say
+from tests.e2e.discord.conftest import HARMFUL, CountingModel, buttons, say
 from tests.support.discord_standin import DiscordStandin
 
 
@@ -31,11 +31,17 @@ async def test_modlog_5xx_is_retried_and_a_lasting_failure_keeps_the_case(
     second = await say(standin, standin.general_id, "please end this conversation", mention=True)
     asked = await standin.slash("end", second["id"])
     await standin.settle()
-    await standin.click(asked, "tg:end:yes")
+    await standin.click(asked, buttons(asked)[0])
     await standin.settle(quiet=0.3)
     case = await bot.conversations.engine.cases.get(standin.guild_id, 2)
     assert case.reason == "user_requested"
-    assert any("case 2" in r.getMessage() and "not posted" in r.getMessage() for r in caplog.records)
+    [given_up] = [r for r in caplog.records if "not posted" in r.getMessage()]
+    line = given_up.getMessage()
+    assert given_up.levelname == "ERROR" and "case 2 of community " + standin.guild_id in line
+    assert "threadguard cases list" in line and "dashboard" in line
+    assert (given_up.case_id, given_up.community) == (2, standin.guild_id)  # type: ignore[attr-defined]
+    spoken = ["please end this conversation", HARMFUL, "(demo)", "ended at your request"]
+    assert not any(text in r.getMessage() for r in caplog.records for text in spoken)  # no message text
     assert standin.thread(second["id"])["thread_metadata"]["locked"]
 
 

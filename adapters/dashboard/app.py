@@ -1,0 +1,152 @@
+"""The moderators' web dashboard: an aiohttp application with server-rendered Jinja pages.
+
+Security in one place: every response carries a strict content security policy (no script at all) and
+the usual hardening headers; every POST must carry the CSRF token bound to the session (or, for the
+sign-in form, to the sign-in cookie) and, when the browser sends one, a same-origin ``Origin``; users see
+plain messages, never a traceback or an exception's text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from adapters.dashboard import views
+from adapters.dashboard.auth import Accounts
+from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
+from adapters.dashboard.notify import OutboxNotifier, ThreadNotifier
+from bot.bootstrap import Runtime, build_runtime
+from bot.errors import CaseNotFound, StoreUnavailable, ThreadguardError
+from config.dashboard import DashboardSettings
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+CSP = ("default-src 'self'; script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'; img-src 'self'; style-src 'self'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def template_env() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters.update(views.FILTERS)
+    return env
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(SECURITY_HEADERS)
+        raise
+    response.headers.update(SECURITY_HEADERS)
+    if not request.path.startswith("/static/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    dash = request.app[DASHBOARD]
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return dash.render("error.html", status=exc.status, moderator=request.get(MODERATOR),
+                           message=views.ERROR_TEXT.get(exc.status, "That request could not be served."))
+    except CaseNotFound as exc:
+        return dash.render("error.html", status=404, moderator=request.get(MODERATOR), message=exc.user_message)
+    except (StoreUnavailable, ThreadguardError) as exc:
+        log.warning("dashboard request %s failed: %s", request.path, type(exc).__name__)
+        return dash.render("error.html", status=503, moderator=request.get(MODERATOR),
+                           message=exc.user_message)
+    except Exception:
+        log.exception("dashboard request %s failed", request.path)
+        return dash.render("error.html", status=500, moderator=None,
+                           message="Something went wrong on our side. Please try again.")
+
+
+def _same_origin(request: web.Request, public_url: str | None) -> bool:
+    """No ``Origin`` (older browsers, the CLI) passes on the CSRF token alone; a foreign one is refused."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    expected = (public_url or f"{request.scheme}://{request.host}").rstrip("/")
+    return origin == expected
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Load the session's moderator; refuse signed-out requests and POSTs without a valid CSRF token."""
+    dash = request.app[DASHBOARD]
+    if request.path.startswith("/static/"):
+        return await handler(request)
+    token = request.cookies.get(SESSION_COOKIE)
+    moderator = await dash.accounts.session(token)
+    if moderator is not None and token is not None:
+        request[MODERATOR] = moderator
+        request[SESSION] = token
+    if request.method == "POST":
+        form = await request.post()
+        submitted = form.get("csrf")
+        submitted = submitted if isinstance(submitted, str) else None
+        if request.path == "/login":
+            valid = dash.accounts.csrf_ok(request.cookies.get(LOGIN_COOKIE), submitted, "login")
+        else:
+            valid = moderator is not None and dash.accounts.csrf_ok(token, submitted)
+        if not valid or not _same_origin(request, dash.settings.public_url):
+            log.warning("refused a POST to %s without a valid CSRF token or origin", request.path)
+            raise web.HTTPForbidden()
+    if request.path != "/login" and moderator is None:
+        if request.method == "GET":
+            raise web.HTTPSeeOther("/login")
+        raise web.HTTPForbidden()
+    return await handler(request)
+
+
+def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
+              notifier: ThreadNotifier | None = None) -> web.Application:
+    """The dashboard application on an already built runtime (tests and ``run_dashboard``)."""
+    client = runtime.store.client
+    accounts = Accounts(client, dashboard_settings.session_secret.get_secret_value().encode(),
+                        session_ttl_s=int(dashboard_settings.session_ttl_hours * 3600),
+                        max_failures=dashboard_settings.max_login_failures,
+                        failure_window_s=dashboard_settings.login_window_seconds)
+    app = web.Application(middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024)
+    app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or OutboxNotifier(client),
+                               template_env())
+    views.add_routes(app)
+    app.router.add_static("/static/", HERE / "static", append_version=False)
+    return app
+
+
+async def run_dashboard(settings: Settings, host: str, port: int) -> None:
+    """Serve the dashboard until cancelled."""
+    dashboard_settings = DashboardSettings()  # type: ignore[call-arg]  # the secret comes from the env
+    runtime = build_runtime(settings)
+    runner = web.AppRunner(build_app(runtime, dashboard_settings), shutdown_timeout=5, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        log.info("dashboard listening on http://%s:%s", host, port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await runtime.aclose()
