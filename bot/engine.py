@@ -37,6 +37,7 @@ from bot.types import (
     Reply,
     ReplyKind,
     TextSink,
+    ThreadNotice,
     ThreadRef,
     ThreadState,
     ThreadStatus,
@@ -207,6 +208,25 @@ class ConversationEngine:
     async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """Start a fresh conversation in a place without threads; later messages go to it."""
         return _numbered(channel, await self.store.next_conversation(channel))
+
+    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None) -> None:
+        """Hand an outcome's replies to the bot process of the thread's platform (see ``take_notices``).
+
+        For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
+        thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
+        """
+        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id)
+        await self.store.push_notice(outcome.thread.platform, notice.to_json())
+
+    async def take_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
+        """Notices queued for ``platform``, oldest first; each is handed out once."""
+        notices_: list[ThreadNotice] = []
+        for raw in await self.store.take_notices(platform, limit):
+            try:
+                notices_.append(ThreadNotice.from_json(raw))
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropped a malformed thread notice for %s", platform)
+        return notices_
 
     async def thread_state(self, thread: ThreadRef) -> ThreadState:
         state, _ = await self.store.load(thread)

@@ -321,6 +321,29 @@ class Outcome:
         return self.case is not None
 
 
+@dataclass
+class ThreadNotice:
+    """Something to carry out in a thread from another process (a dashboard reopen for the Discord bot)."""
+
+    thread: ThreadRef
+    action: str
+    replies: list[Reply]
+    case_id: int | None = None
+    at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps({"thread": self.thread.key, "action": self.action, "case_id": self.case_id,
+                           "at": self.at, "replies": [{"kind": r.kind.value, "text": r.text, "ephemeral": r.ephemeral}
+                                                      for r in self.replies]}, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ThreadNotice:
+        data = json.loads(raw)
+        replies = [Reply(ReplyKind(r["kind"]), r["text"], bool(r.get("ephemeral"))) for r in data["replies"]]
+        return cls(ThreadRef.from_key(data["thread"]), data["action"], replies, data.get("case_id"),
+                   float(data.get("at", 0)))
+
+
 class TextSink(Protocol):
     """Receives the answer text while the model streams it (adapters edit a message with it)."""
 

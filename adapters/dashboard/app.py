@@ -19,7 +19,7 @@ from aiohttp import web
 from adapters.dashboard import views
 from adapters.dashboard.auth import Accounts
 from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
-from adapters.dashboard.notify import OutboxNotifier, ThreadNotifier
+from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import CaseNotFound, StoreUnavailable, ThreadguardError
 from config.dashboard import DashboardSettings
@@ -130,7 +130,7 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
                         max_failures=dashboard_settings.max_login_failures,
                         failure_window_s=dashboard_settings.login_window_seconds)
     app = web.Application(middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024)
-    app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or OutboxNotifier(client),
+    app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or EngineNotifier(runtime.engine),
                                template_env())
     views.add_routes(app)
     app.router.add_static("/static/", HERE / "static", append_version=False)

@@ -242,7 +242,7 @@ async def case_action(request: web.Request) -> web.Response:
     elif action == "reopen":
         outcome = await dash.runtime.engine.reopen(case.community, case.case_id, moderator)
         if outcome.action is not None:
-            await dash.notifier.notify("reopen", outcome.thread, case.case_id, outcome.replies)
+            await dash.notifier.notify("reopen", outcome, case.case_id)
             done = "reopened"
         else:
             done = "not_ended"

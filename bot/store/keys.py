@@ -25,12 +25,17 @@ Per community (``C``):
 
 Global:
     tg:communities        set    every community that has cases
+    tg:outbox:<platform>  list   ThreadNotice JSON for that platform's bot process, oldest first
 """
 
 from __future__ import annotations
 
 PREFIX = "tg"
 COMMUNITIES = f"{PREFIX}:communities"
+
+
+def outbox(platform: str) -> str:
+    return f"{PREFIX}:outbox:{platform}"
 
 
 def thread_tag(thread_key: str) -> str:

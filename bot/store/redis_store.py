@@ -292,6 +292,18 @@ class RedisConversationStore:
             number, _ = await pipe.execute()
         return int(number)
 
+    async def push_notice(self, platform: str, payload: str, keep: int = 10_000) -> None:
+        async with self._trip("push_notice"):
+            pipe = self.client.pipeline(transaction=False)
+            pipe.rpush(keys.outbox(platform), payload)
+            pipe.ltrim(keys.outbox(platform), -keep, -1)
+            await pipe.execute()
+
+    async def take_notices(self, platform: str, limit: int) -> list[str]:
+        async with self._trip("take_notices"):
+            items = await self.client.lpop(keys.outbox(platform), limit)
+        return list(items or [])
+
     async def ping(self) -> float:
         start = time.perf_counter()
         async with self._trip("ping"):

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
-from adapters.dashboard.notify import OUTBOX
 from bot.types import EntryKind, ThreadStatus
 from tests.browser.conftest import SCRIPT_PAYLOAD, LiveDashboard, sign_in
 
@@ -113,11 +112,11 @@ def test_reopen_unfreezes_the_thread_in_the_engine_and_tells_the_thread(page: Pa
     case = _case(live, "guild-a", s.abuse)
     action = _case(live, "guild-a", case.actions[-1])
     assert action.action == "reopen" and action.refers_to == s.abuse and "mod-a" in action.moderator
-    client = live.runtime.store.client
-    queued = [json.loads(x) for x in live.call(lambda: client.lrange(OUTBOX, 0, -1))]
-    assert queued[-1]["action"] == "reopen"
-    assert queued[-1]["thread"] == live.seeded.threads["abuse"].key
-    assert "reopened" in queued[-1]["replies"][0]["text"]
+    platform = live.seeded.threads["abuse"].platform
+    queued = live.call(lambda: live.engine.take_notices(platform))
+    assert queued[-1].action == "reopen" and queued[-1].case_id == s.abuse
+    assert queued[-1].thread == live.seeded.threads["abuse"]
+    assert "reopened" in queued[-1].replies[0].text
 
     from bot.types import IncomingMessage
     from tests.browser.conftest import ALICE

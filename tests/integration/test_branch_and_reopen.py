@@ -144,3 +144,18 @@ async def test_only_participants_can_end_a_conversation(runtime):
     assert (await engine.thread_state(OLD)).status is ThreadStatus.ACTIVE
     own = await engine.end_by_user(OLD, ANN)
     assert own.status is ThreadStatus.ENDED and own.case.ended_by == "user:ann"
+
+
+async def test_notices_for_another_process_are_handed_out_once_in_order(runtime):
+    engine = runtime.engine
+    await ended_thread(engine)
+    reopened = await engine.reopen("g", 1, Author("mod", "Mod"))
+    await engine.queue_notice(reopened, "reopen", case_id=1)
+    await runtime.store.push_notice("discord", "{not json")
+    other = ThreadRef("slack", "T", "C", "1.2")
+    await engine.queue_notice(type(reopened)(other, replies=reopened.replies), "reopen", case_id=9)
+    got = await engine.take_notices("discord")
+    assert [(n.thread, n.action, n.case_id) for n in got] == [(OLD, "reopen", 1)]
+    assert got[0].replies == reopened.replies
+    assert await engine.take_notices("discord") == []
+    assert [n.thread for n in await engine.take_notices("slack")] == [other]
