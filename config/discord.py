@@ -45,6 +45,9 @@ class DiscordSettings(BaseSettings):
     #: Seconds the ``/end`` confirmation buttons stay valid (checked from the button itself, so a
     #: prompt still works across a bot restart within that time).
     confirm_timeout: float = Field(default=120.0, gt=0)
+    #: Seconds between two looks at the notices other processes queued for Discord threads (a reopen on
+    #: the moderators' dashboard: the bot unlocks the thread and posts the notice).
+    notice_poll_interval: float = Field(default=2.0, gt=0)
 
     @field_validator("allowed_guilds", "allowed_channels", mode="before")
     @classmethod

@@ -20,6 +20,7 @@ from .commands import Commands
 from .conversations import Conversations
 from .freeze import ThreadLocker
 from .modlog import ModLog
+from .notices import NoticeRelay
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,13 @@ class DiscordBot:
     conversations: Conversations
     commands: Commands
     settings: DiscordSettings
+    notices: NoticeRelay
 
     async def start(self) -> None:
         await self.client.start(self.settings.require_token())
 
     async def close(self) -> None:
+        await self.notices.stop()
         await self.client.close()
 
 
@@ -78,13 +81,15 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
                                   typing_delay=typing_delay)
     commands = Commands(tree, conversations, confirm_timeout=settings.confirm_timeout)
-    bot = DiscordBot(client, tree, conversations, commands, settings)
+    notices = NoticeRelay(runtime.engine, conversations, interval=settings.notice_poll_interval)
+    bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 
     async def setup_hook() -> None:
         await runtime.engine.reconcile()
         if settings.sync_commands:
             synced = await tree.sync()
             log.info("registered %d slash command(s)", len(synced))
+        notices.start()
 
     async def on_ready() -> None:
         user = client.user

@@ -222,11 +222,7 @@ class Commands:
                                             ephemeral=True)
             return
         conv = self.conversations
-        await conv.locker.unfreeze(outcome.thread)
-        thread = conv.client.get_partial_messageable(int(outcome.thread.thread),
-                                                     guild_id=interaction.guild_id)
-        for reply in outcome.replies:
-            await conv._safe_send(thread, reply.text)
+        await conv.reopened(outcome.thread, outcome.replies)
         await conv.modlog.post(outcome.action)
         await interaction.followup.send(f"Reopened case #{number}: {ref_url(outcome.thread)}", ephemeral=True)
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import discord
 
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.types import EditedMessage, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities
 from config.discord import DiscordSettings
 
@@ -242,6 +243,31 @@ class Conversations:
             return
         if await self._safe_send(old.channel, f"This conversation continues in a new thread: {ref_url(new.ref)}"):
             await self.locker.rearchive(old.ref)
+
+    # --- posting where a conversation lives ----------------------------------------------------
+
+    def channel_for(self, ref: ThreadRef) -> discord.PartialMessageable:
+        """Where the bot posts in a conversation: its thread, or for a DM conversation the DM channel
+        itself (the engine numbers the conversations of a DM, so their thread part may read ``123~2``)."""
+        if ref.community == DM_COMMUNITY:
+            return self.client.get_partial_messageable(int(ref.channel))
+        return self.client.get_partial_messageable(int(ref.thread), guild_id=int(ref.community))
+
+    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
+        """Post each reply in the conversation, in order; ``False`` if Discord refused any of them."""
+        channel = self.channel_for(ref)
+        posted = True
+        for reply in replies:
+            if not await self._safe_send(channel, reply.text):
+                log.warning("thread %s: a %s reply was not posted", ref.key, reply.kind.value)
+                posted = False
+        return posted
+
+    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
+        """The engine reopened the conversation: unlock and unarchive its thread, then post the notice.
+        (``/threadguard reopen`` and dashboard reopens relayed by ``NoticeRelay`` both come here.)"""
+        await self.locker.unfreeze(ref)
+        return await self.post_replies(ref, replies)
 
     # --- carrying out an outcome ---------------------------------------------------------------
 

@@ -11,36 +11,17 @@ from types import TracebackType
 
 import discord
 
+from adapters.text import split_text
+
 log = logging.getLogger(__name__)
 
 MESSAGE_LIMIT = 2000
 _NO_PINGS = discord.AllowedMentions.none()
 
 
-def split_text(text: str, limit: int = MESSAGE_LIMIT) -> list[str]:
-    """Split at paragraph, line, sentence or word boundaries; hard-split only a single huge word."""
-    text = text.strip()
-    pieces: list[str] = []
-    while len(text) > limit:
-        window = text[:limit]
-        cut = -1
-        for sep in ("\n\n", "\n", ". ", " "):
-            at = window.rfind(sep)
-            if at > limit // 4:
-                cut = at + (1 if sep == ". " else 0)
-                break
-        if cut <= 0:
-            cut = limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        pieces.append(text)
-    return pieces
-
-
 async def send_text(channel: discord.abc.Messageable, text: str) -> list[discord.Message]:
     """Post ``text`` in as many messages as it needs; mentions in it never ping anyone."""
-    return [await channel.send(piece, allowed_mentions=_NO_PINGS) for piece in split_text(text)]
+    return [await channel.send(piece, allowed_mentions=_NO_PINGS) for piece in split_text(text, MESSAGE_LIMIT)]
 
 
 class StreamingMessage:
@@ -87,7 +68,7 @@ class StreamingMessage:
         await self._flush()
 
     async def _flush(self) -> None:
-        pending = split_text(self._text[self._done_chars:])
+        pending = split_text(self._text[self._done_chars:], MESSAGE_LIMIT)
         if not pending:
             return
         for piece in pending[:-1]:

@@ -8,12 +8,13 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.text import split_text
 from bot.casefile import render_case_text
 from bot.types import CATEGORY_LABELS, Case, ThreadRef
 from config.communities import Communities
 from config.slack import SlackSettings
 
-from .replies import API_ERRORS, Poster, error_code, split_text
+from .replies import API_ERRORS, Poster, error_code
 from .translate import Identity, escape, thread_link
 
 log = logging.getLogger(__name__)

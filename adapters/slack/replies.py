@@ -17,6 +17,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.text import split_text
+
 from .translate import escape
 
 log = logging.getLogger(__name__)
@@ -33,27 +35,6 @@ def error_code(exc: BaseException) -> str:
             return str(data["error"])
         return f"http_{getattr(exc.response, 'status_code', '?')}"
     return type(exc).__name__
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Split at paragraph, line, sentence or word boundaries; hard-split only a single huge word."""
-    text = text.strip()
-    pieces: list[str] = []
-    while len(text) > limit:
-        window = text[:limit]
-        cut = -1
-        for sep in ("\n\n", "\n", ". ", " "):
-            at = window.rfind(sep)
-            if at > limit // 4:
-                cut = at + (1 if sep == ". " else 0)
-                break
-        if cut <= 0:
-            cut = limit
-        pieces.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    if text:
-        pieces.append(text)
-    return pieces
 
 
 class Poster:

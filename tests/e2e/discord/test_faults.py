@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from adapters.discord.app import DiscordBot
-from adapters.discord.replies import split_text
+from adapters.discord.replies import MESSAGE_LIMIT
+from adapters.text import split_text
 from tests.e2e.discord.conftest import HARMFUL, CountingModel, buttons, say
 from tests.support.discord_standin import DiscordStandin
 
@@ -71,5 +72,6 @@ async def test_missing_permission_to_create_threads_is_logged_not_crashed(
 def test_split_text_prefers_boundaries() -> None:
     assert split_text("a" * 10, limit=4) == ["aaaa", "aaaa", "aa"]
     words = " ".join(["word"] * 600)
-    pieces = split_text(words)
-    assert all(len(p) <= 2000 for p in pieces) and " ".join(pieces) == words
+    pieces = split_text(words, MESSAGE_LIMIT)
+    assert MESSAGE_LIMIT == 2000 and len(pieces) == 2
+    assert all(len(p) <= MESSAGE_LIMIT for p in pieces) and " ".join(pieces) == words

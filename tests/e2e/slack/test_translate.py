@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from adapters.slack.replies import StreamingReply, split_text
+from adapters.slack.replies import StreamingReply
 from adapters.slack.translate import Identity, clean_text, escape, parse_thread_link, permalink
+from adapters.text import split_text
 
 IDENTITY = Identity(user_id="UBOT", url="https://example.slack.com/")
 
