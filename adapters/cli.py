@@ -2,53 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from bot.bootstrap import Runtime, build_runtime
+from adapters.runner import run_with_runtime
+from bot.bootstrap import Runtime
 from bot.casefile import render_case_text
-from bot.errors import ThreadguardError
 from bot.types import Case
-from config.settings import Settings
-
-T = TypeVar("T")
-
-
-def _setup_logging(settings: Settings, quiet: bool = False) -> None:
-    level = getattr(logging, settings.engine.log_level.upper(), logging.INFO)
-    if quiet:
-        level = max(level, logging.WARNING)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-def _run(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = False) -> T:
-    """Build the runtime, run ``fn`` with it, close it; users see messages, never tracebacks."""
-    try:
-        settings = Settings()
-        _setup_logging(settings, quiet)
-        runtime = build_runtime(settings)
-    except ThreadguardError as exc:
-        raise click.ClickException(exc.user_message + f" ({exc})") from exc
-
-    async def main() -> T:
-        try:
-            return await fn(runtime)
-        finally:
-            await runtime.aclose()
-
-    try:
-        return asyncio.run(main())
-    except ThreadguardError as exc:
-        raise click.ClickException(exc.user_message) from exc
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
 
 
 @click.group()
@@ -62,7 +24,7 @@ def console(community: str) -> None:
     """Chat with the bot in this terminal (reads one message per line when stdin is not a terminal)."""
     from adapters.console.app import run_console
 
-    code = _run(lambda rt: run_console(rt, community=community), quiet=True)
+    code = run_with_runtime(lambda rt: run_console(rt, community=community), quiet=True)
     raise SystemExit(code)
 
 
@@ -81,7 +43,7 @@ def _case_summary(case: Case) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per case, one per line.")
 def list_cases(community: str | None, limit: int, as_json: bool) -> None:
     """List cases, newest first."""
-    found = _run(lambda rt: rt.cases.list(community, limit=limit), quiet=True)
+    found = run_with_runtime(lambda rt: rt.cases.list(community, limit=limit), quiet=True)
     if as_json:
         for case in found:
             click.echo(json.dumps(_case_summary(case), ensure_ascii=False))
@@ -110,7 +72,7 @@ def show_case(case_id: int, community: str | None, as_json: bool) -> None:
             chosen = known[0] if known else "local"
         return await rt.cases.get(chosen, case_id)
 
-    case = _run(fetch, quiet=True)
+    case = run_with_runtime(fetch, quiet=True)
     click.echo(json.dumps(_case_summary(case), ensure_ascii=False, indent=2) if as_json
                else render_case_text(case))
 
@@ -120,7 +82,7 @@ def discord() -> None:
     """Run the Discord bot (needs DISCORD_TOKEN)."""
     from adapters.discord.app import run_discord
 
-    _run(lambda rt: run_discord(rt.settings, runtime=rt))
+    run_with_runtime(lambda rt: run_discord(rt.settings, runtime=rt), quiet=False)
 
 
 @main.command()
@@ -130,7 +92,7 @@ def slack(http_port: int | None) -> None:
     """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN)."""
     from adapters.slack.app import run_slack
 
-    _run(lambda rt: run_slack(rt.settings, http_port=http_port, runtime=rt))
+    run_with_runtime(lambda rt: run_slack(rt.settings, http_port=http_port, runtime=rt), quiet=False)
 
 
 def _register_optional() -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,32 +12,14 @@ import click
 from adapters.dashboard import export
 from adapters.dashboard.auth import AccountError, Accounts, Moderator
 from adapters.dashboard.query import CaseFilter, load_cases
-from bot.bootstrap import Runtime, build_runtime
+from adapters.runner import run_with_runtime, setup_logging
+from bot.bootstrap import Runtime
 from bot.errors import ThreadguardError
 from bot.store.retention import Retention, parse_user
 from config.settings import Settings
 
 T = TypeVar("T")
 ADMIN = Moderator("cli", frozenset(), admin=True)
-
-
-def _run(fn: Callable[[Runtime], Awaitable[T]]) -> T:
-    """Build the runtime, run ``fn``, close it; errors become plain messages."""
-    try:
-        runtime = build_runtime(Settings())
-    except ThreadguardError as exc:
-        raise click.ClickException(exc.user_message) from exc
-
-    async def main() -> T:
-        try:
-            return await fn(runtime)
-        finally:
-            await runtime.aclose()
-
-    try:
-        return asyncio.run(main())
-    except ThreadguardError as exc:
-        raise click.ClickException(exc.user_message) from exc
 
 
 def _retention(runtime: Runtime) -> Retention:
@@ -76,8 +56,7 @@ def register(main: click.Group, cases: click.Group) -> None:
             fields = ", ".join(f"DASHBOARD_{str(e['loc'][0]).upper()}" for e in exc.errors() if e["loc"])
             raise click.ClickException(f"invalid or missing dashboard settings: {fields}") from None
         settings = Settings()
-        logging.basicConfig(level=getattr(logging, settings.engine.log_level.upper(), logging.INFO),
-                            stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        setup_logging(settings)
         try:
             asyncio.run(run_dashboard(settings, host or dash.host, port or dash.port))
         except ThreadguardError as exc:
@@ -95,7 +74,7 @@ def register(main: click.Group, cases: click.Group) -> None:
     def export_cases(fmt: str, community: str, since: str, until: str, output: Path | None) -> None:
         """Export cases (newest first) as JSON lines (with transcripts) or CSV (one row per case)."""
         wanted = CaseFilter.from_query({"community": community, "since": since, "until": until})
-        found = _run(lambda rt: load_cases(rt.cases, ADMIN, wanted))
+        found = run_with_runtime(lambda rt: load_cases(rt.cases, ADMIN, wanted))
         text = export.to_jsonl(found) if fmt == "jsonl" else export.to_csv(found)
         if output is None:
             sys.stdout.write(text)
@@ -113,7 +92,7 @@ def register(main: click.Group, cases: click.Group) -> None:
             return (f"Expired {report.transcripts_expired} case transcripts, deleted {report.threads_deleted} "
                     f"old conversations, set {report.ttls_set} missing expiries.")
 
-        click.echo(_run(go))
+        click.echo(run_with_runtime(go))
 
     @main.command("forget-user")
     @click.argument("user")
@@ -134,7 +113,7 @@ def register(main: click.Group, cases: click.Group) -> None:
             return (f"Removed {r.case_entries} entries in {r.cases_changed} cases, {r.log_entries} messages in "
                     f"{r.threads_changed} conversations and {r.pending_changed} unfiled cases.")
 
-        click.echo(_run(go))
+        click.echo(run_with_runtime(go))
 
     @main.group()
     def moderator() -> None:
@@ -157,7 +136,7 @@ def register(main: click.Group, cases: click.Group) -> None:
             await _accounts(rt).add(name, password, communities, admin=admin)
 
         try:
-            _run(go)
+            run_with_runtime(go)
         except AccountError as exc:
             raise click.ClickException(str(exc)) from None
         scope = "every community" if admin else ", ".join(sorted(set(communities)))
@@ -167,7 +146,7 @@ def register(main: click.Group, cases: click.Group) -> None:
     @click.argument("name")
     def remove_moderator(name: str) -> None:
         """Delete the dashboard account NAME."""
-        removed = _run(lambda rt: _accounts(rt).remove(name))
+        removed = run_with_runtime(lambda rt: _accounts(rt).remove(name))
         click.echo(f"Removed {name}." if removed else f"No account named {name}.")
 
     @moderator.command("list")
@@ -179,5 +158,5 @@ def register(main: click.Group, cases: click.Group) -> None:
             found = [await accounts.get(n) for n in await accounts.names()]
             return [m for m in found if m is not None]
 
-        for m in _run(go):
+        for m in run_with_runtime(go):
             click.echo(f"{m.name:<24} {'admin' if m.admin else ', '.join(sorted(m.communities))}")
