@@ -49,6 +49,8 @@ class SlackSettings(BaseSettings):
     max_pending_events: int = Field(default=512, ge=1)
     #: Seconds to let work in progress finish when the bot shuts down.
     shutdown_grace: float = Field(default=30.0, ge=0.0)
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen).
+    notice_poll_interval: float = Field(default=2.0, gt=0.0)
     #: Web API retries on 429 (obeying Retry-After), on 500/503, and on connection errors.
     rate_limit_retries: int = Field(default=3, ge=0, le=10)
     server_error_retries: int = Field(default=2, ge=0, le=10)

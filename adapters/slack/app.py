@@ -27,6 +27,7 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import Runtime, build_runtime
+from bot.errors import ThreadguardError
 from config.settings import Settings
 from config.slack import SlackSettings
 
@@ -72,6 +73,7 @@ class SlackBot:
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery)
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
+        self._relay: asyncio.Task[None] | None = None
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
         self._register()
@@ -116,12 +118,42 @@ class SlackBot:
         for case in await self.runtime.engine.reconcile():
             if case.platform == "slack":
                 await self.delivery.case(case)
+        if self._relay is None:
+            self._relay = asyncio.create_task(self._relay_notices(), name="threadguard slack notices")
+
+    async def relay_notices(self) -> int:
+        """Post the notices other processes queued for Slack threads (a dashboard reopen); returns how many."""
+        try:
+            notices = await self.runtime.engine.take_notices("slack")
+        except ThreadguardError as exc:
+            log.warning("could not take thread notices (%s); trying again", type(exc).__name__)
+            return 0
+        for notice in notices:
+            thread = notice.thread
+            for reply in notice.replies:
+                if not reply.ephemeral:  # nobody to show an ephemeral notice to
+                    await self.delivery.poster.post(thread.channel, thread.thread, reply.text, where=thread.key)
+            log.info("thread %s: %s notice posted (case %s)", thread.key, notice.action, notice.case_id)
+        return len(notices)
+
+    async def _relay_notices(self) -> None:
+        while True:
+            try:
+                await self.relay_notices()
+            except Exception:
+                log.exception("the thread notice relay failed; trying again")
+            await asyncio.sleep(self.slack.notice_poll_interval)
 
     async def drain(self, within: float | None = None) -> bool:
         """Wait for every accepted event to be processed (tests; shutdown)."""
         return await self.tasks.drain(within)
 
     async def aclose(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None:
+            relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await relay
         await self.tasks.aclose(self.slack.shutdown_grace)
         session = getattr(self.client, "session", None)
         if session is not None and not session.closed:
