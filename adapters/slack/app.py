@@ -152,8 +152,9 @@ class SlackBot:
         relay, self._relay = self._relay, None
         if relay is not None:
             relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
+            done, _ = await asyncio.wait({relay}, timeout=5)
+            if not done:
+                log.warning("the thread notice relay did not stop within 5 s")
         await self.tasks.aclose(self.slack.shutdown_grace)
         session = getattr(self.client, "session", None)
         if session is not None and not session.closed:
