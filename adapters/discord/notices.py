@@ -8,7 +8,6 @@ any other action only posts its replies. A failure is logged with the thread key
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from bot.engine import ConversationEngine
@@ -32,6 +31,7 @@ class NoticeRelay:
         self._interval = interval
         self._batch = batch
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -40,15 +40,16 @@ class NoticeRelay:
     def start(self) -> None:
         """Start polling in the background (again after a reconnect: a running relay is kept)."""
         if not self.running:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="threadguard discord notices")
 
     async def stop(self) -> None:
         """Cancel the polling task and wait for it (a notice being posted is cut short)."""
         task, self._task = self._task, None
+        self._stopping = True
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task}, timeout=5)
 
     async def poll(self) -> int:
         """Carry out the notices waiting now; returns how many were taken."""
@@ -76,7 +77,9 @@ class NoticeRelay:
                      notice.case_id)
 
     async def _run(self) -> None:
-        while True:
+        # A flag as well as cancel(): a cancellation that lands inside a Redis call can come back as a
+        # connection error, which the relay logs and survives.
+        while not self._stopping:
             try:
                 taken = await self.poll()
             except Exception:

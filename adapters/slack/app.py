@@ -74,6 +74,7 @@ class SlackBot:
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._relay: asyncio.Task[None] | None = None
+        self._stopping = False
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
         self._register()
@@ -137,7 +138,9 @@ class SlackBot:
         return len(notices)
 
     async def _relay_notices(self) -> None:
-        while True:
+        # A flag as well as cancel(): a cancellation that lands inside a Redis call can come back as a
+        # connection error, which the relay logs and survives.
+        while not self._stopping:
             try:
                 await self.relay_notices()
             except Exception:
@@ -150,6 +153,7 @@ class SlackBot:
 
     async def aclose(self) -> None:
         relay, self._relay = self._relay, None
+        self._stopping = True
         if relay is not None:
             relay.cancel()
             done, _ = await asyncio.wait({relay}, timeout=5)
