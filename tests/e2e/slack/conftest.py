@@ -285,7 +285,7 @@ def thread_texts(standin: SlackStandin, thread_ts: str, channel: str = CHANNEL) 
         if call.status != 200:
             continue
         if call.method == "chat.postMessage" and call.args.get("channel") == channel \
-                and call.args.get("thread_ts") == thread_ts:
+                and call.args.get("thread_ts") == thread_ts and "_ts" in call.args:  # refused: no ts
             order.append(call.args["_ts"])
             shown[call.args["_ts"]] = call.args.get("text", "")
         elif call.method == "chat.update" and call.args.get("ts") in shown:
