@@ -14,6 +14,7 @@ from bot.errors import ThreadguardError
 from bot.types import Outcome, ReplyKind, ThreadStatus
 
 from .conversations import Conversations, Place
+from .replies import answer_privately
 from .translate import DM_COMMUNITY, ref_url, strip_bot_mention
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,7 @@ class BranchModal(discord.ui.Modal):
         else:
             text = FAILED
             log.error("branch form failed", exc_info=error)
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("could not report a branch error to the member")
+        await answer_privately(interaction, text, what="a branch error")
 
 
 def branch_answer(outcome: Outcome, branch: Place | None) -> str:

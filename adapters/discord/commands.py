@@ -18,6 +18,7 @@ from .branching import Branching
 from .confirm import EndRequest, confirm_view, end_button_type
 from .conversations import Conversations, Place
 from .modlog import case_embed, transcript_file
+from .replies import answer_privately
 from .translate import DM_COMMUNITY, author_of, dm_ref, ref_url, thread_name, thread_ref
 
 log = logging.getLogger(__name__)
@@ -238,10 +239,4 @@ class Commands:
             text = "Something went wrong on my side. Please try again in a moment."
             log.error("command %s failed", interaction.command.name if interaction.command else "?",
                       exc_info=cause)
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException:
-            log.warning("could not report a command error to the user")
+        await answer_privately(interaction, text, what="a command error")

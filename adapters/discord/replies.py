@@ -119,3 +119,14 @@ class TypingIndicator:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+
+async def answer_privately(interaction: discord.Interaction, text: str, *, what: str) -> None:
+    """Tell the member ``text`` ephemerally, whether or not the interaction was answered already."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            await interaction.response.send_message(text, ephemeral=True)
+    except discord.HTTPException:
+        log.warning("could not report %s to the member", what)
