@@ -40,6 +40,8 @@ def render_case_text(case: Case) -> str:
         f"Ended at: {case.ended_at}   Ended by: {case.ended_by or '-'}",
         "Participants: " + (", ".join(f"{p.name} ({p.id})" for p in case.participants) or "-"),
     ]
+    if case.self_harm_marker:
+        lines.append(f"!! {case.self_harm_marker}")
     if case.summary:
         lines.append(f"Summary: {case.summary}")
     if case.jump_url:

@@ -42,7 +42,9 @@ def ladder_from_prefix(prefix: list[Entry], turn: int) -> LadderState:
     """The ladder a thread held after ``prefix``: what a branch from that point starts with."""
     ladder = LadderState(turn=turn)
     for e in prefix:
-        if e.kind is EntryKind.REDIRECTION:
+        if e.kind is EntryKind.REDIRECTION and e.category == "self_harm":
+            ladder.at_risk = True  # logs written before self-harm counted as risk
+        elif e.kind is EntryKind.REDIRECTION:
             ladder.redirects += 1
         elif e.kind is EntryKind.WARNING:
             ladder.warned, ladder.warned_turn = True, e.turn

@@ -10,14 +10,22 @@ HOW_TO_GO_ON = (
 )
 
 
-def _label(category: str | None) -> str:
-    return CATEGORY_LABELS.get(category or "other", "Other").lower()
+#: Categories never named to the member as something they "asked for": a member talking about hurting
+#: themselves is someone who may be at risk, not someone asking for forbidden help.
+_UNNAMED = frozenset({"self_harm", "other"})
+
+
+def _about(category: str | None) -> str:
+    """`` (label)`` for a category that may be named to the member, else nothing."""
+    if not category or category in _UNNAMED or category not in CATEGORY_LABELS:
+        return ""
+    return f" ({CATEGORY_LABELS[category].lower()})"
 
 
 def warning(category: str | None, redirects: int) -> str:
     return (
-        f"\u26a0\ufe0f Warning: this conversation has asked {redirects} times for help I can't give "
-        f"({_label(category)}). If it continues, I may end this conversation. I'm glad to keep talking "
+        f"\u26a0\ufe0f Warning: this conversation has asked {redirects} times for help I can't give"
+        f"{_about(category)}. If it continues, I may end this conversation. I'm glad to keep talking "
         "about something else."
     )
 
@@ -27,8 +35,8 @@ def freeze_notice(reason: str, category: str | None) -> str:
         head = "This conversation has been ended at your request, and this thread is now closed."
     else:
         head = (
-            "This conversation has been ended because it kept asking for help I can't give "
-            f"({_label(category)}) after repeated redirections and a warning. This thread is now closed "
+            "This conversation has been ended because it kept asking for help I can't give"
+            f"{_about(category)} after repeated redirections and a warning. This thread is now closed "
             "and a moderator will review it."
         )
     return f"{head} {HOW_TO_GO_ON}"

@@ -2,6 +2,17 @@
 
 No I/O here. The engine feeds the thread's ``LadderState`` and a ``ToolCall`` in and gets back the
 new state, the tool result for the model and the effects to carry out (notices to post, an end).
+
+Risk beats abuse. Every self-harm signal is taken as risk, whatever tool carries it: ``flag_risk``, a
+``record_redirection`` under ``self_harm`` (flags the thread at risk, posts crisis resources once, never
+counts toward the warning) and an ``end_conversation`` under ``self_harm`` (refused, and flags the thread
+at risk). Once a thread is at risk, no model-initiated end is accepted there, for either reason; the
+member's own end command stays available (it does not pass through this module).
+
+Harm to others: ``flag_risk(kind="harm_to_others")`` is the signal that a member may act on it, and it
+blocks every model-initiated end like self-harm does. A redirection under ``violent_threats`` stays a
+redirection: threats aimed at people are the relentless abuse the ladder exists for, and the model is
+told to call ``flag_risk`` instead when it believes the member may really act.
 """
 
 from __future__ import annotations
@@ -18,6 +29,8 @@ FLAG_RISK = "flag_risk"
 TOOL_NAMES = frozenset({RECORD_REDIRECTION, END_CONVERSATION, FLAG_RISK})
 END_REASONS = frozenset({"persistent_abuse", "user_requested"})
 RISK_KINDS = frozenset({"self_harm", "harm_to_others"})
+#: A signal in this category means the member may be at risk, never that they are abusive: it flags risk.
+SELF_HARM = "self_harm"
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,15 @@ def apply_tool_call(state: LadderState, call: ToolCall, threshold: int, *, ended
 
 
 def _record_redirection(state: LadderState, call: ToolCall, threshold: int) -> Verdict:
-    new = dataclasses.replace(state, redirects=state.redirects + 1)
     category = _category(call.input.get("category"))
+    if category == SELF_HARM:
+        return _self_harm_signal(
+            state,
+            "Not counted as a redirection: a member talking about hurting themselves may be at risk, "
+            "not abusive. The thread is now flagged at risk and will not be ended; next time call "
+            "flag_risk with kind 'self_harm' instead.",
+        )
+    new = dataclasses.replace(state, redirects=state.redirects + 1)
     if new.redirects >= threshold and not state.warned:
         new = dataclasses.replace(new, warned=True, warned_turn=state.turn)
         return Verdict(
@@ -98,20 +118,35 @@ def _record_redirection(state: LadderState, call: ToolCall, threshold: int) -> V
 def _flag_risk(state: LadderState, call: ToolCall) -> Verdict:
     kind = str(call.input.get("kind", "")).strip()
     if kind not in RISK_KINDS:
-        kind = "self_harm"
+        kind = SELF_HARM
+    return _risk(state, kind, "Risk flagged.", accepted=True)
+
+
+def _self_harm_signal(state: LadderState, head: str, *, accepted: bool = True) -> Verdict:
+    """Any self-harm signal the model gives, whatever tool it used, is taken as risk."""
+    return _risk(state, SELF_HARM, head, accepted=accepted)
+
+
+def _risk(state: LadderState, kind: str, head: str, *, accepted: bool) -> Verdict:
     first_post = not state.crisis_posted
     new = dataclasses.replace(state, at_risk=True, crisis_posted=True)
-    result = ("Risk flagged. Stay engaged and supportive; this conversation will not be ended by the "
-              "system. ")
+    result = f"{head} Stay engaged and supportive; this conversation will not be ended by the system. "
     result += ("Crisis resources are being posted to the user." if first_post
                else "Crisis resources were already posted; you may remind the user of them.")
-    return Verdict(new, result, accepted=True, risk_flagged=kind, post_crisis=first_post)
+    return Verdict(new, result, accepted=accepted, risk_flagged=kind, post_crisis=first_post)
 
 
 def _end_conversation(state: LadderState, call: ToolCall) -> Verdict:
     reason = str(call.input.get("reason", "")).strip()
     category = _category(call.input.get("category"))
     summary = _text(call.input.get("summary"))
+    if category == SELF_HARM:
+        return _self_harm_signal(
+            state,
+            "Refused: a conversation about self-harm is never ended; the member may be at risk. The "
+            "thread is now flagged at risk. Answer the user now.",
+            accepted=False,
+        )
     if reason not in END_REASONS:
         return Verdict(state, "Refused: reason must be 'persistent_abuse' or 'user_requested'. "
                        "Answer the user instead.", accepted=False)

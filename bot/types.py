@@ -44,6 +44,14 @@ CATEGORY_LABELS: dict[str, str] = {
 }
 
 
+#: Shown to moderators on every ended-thread case filed under self-harm: such a thread is never ended now,
+#: so one that was may have shut out a member at risk.
+SELF_HARM_MARKER = (
+    "Self-harm: this thread was ended under the self-harm category. The member may have been at risk; "
+    "consider reopening it or reaching out to them."
+)
+
+
 def _safe_part(value: str) -> str:
     """Keep a key component free of the characters Redis hash tags and our separators rely on."""
     return value.replace("{", "(").replace("}", ")").replace(" ", "_")
@@ -264,6 +272,13 @@ class Case:
     actions: list[int] = field(default_factory=list)
     #: Idempotency key of the end that produced this case (``<thread key>#<end number>``).
     case_ref: str = ""
+
+    @property
+    def self_harm_marker(self) -> str | None:
+        """What moderators are told about an end filed under self-harm (older versions allowed it)."""
+        if self.action != "end" or self.category != "self_harm":
+            return None
+        return SELF_HARM_MARKER
 
     @property
     def ladder_timeline(self) -> list[Entry]:

@@ -43,6 +43,8 @@ def case_embed(case: Case) -> discord.Embed:
         title += f" of case #{case.refers_to}"
     embed = discord.Embed(title=title, colour=_COLOURS.get(case.action, discord.Colour.orange()),
                           description=_clip(case.summary or "", 4000) or None)
+    if case.self_harm_marker:
+        embed.add_field(name="\u26a0\ufe0f Check on this member", value=case.self_harm_marker, inline=False)
     embed.add_field(name="Reason", value=case.reason or "-")
     embed.add_field(name="Category", value=CATEGORY_LABELS.get(case.category or "", case.category or "-"))
     embed.add_field(name="Redirections", value=str(case.redirect_count))

@@ -55,7 +55,7 @@ def case_blocks(case: Case, identity: Identity) -> list[dict[str, Any]]:
         ("Category", CATEGORY_LABELS.get(case.category or "", case.category or "-")),
         ("Redirections", str(case.redirect_count)),
         ("Warned", _yes(case.warned)),
-        ("Risk flag", _yes(case.at_risk)),
+        ("Risk flag", _yes(case.at_risk) + (f" \u2014 {case.self_harm_marker}" if case.self_harm_marker else "")),
         ("Ended by" if case.action == "end" else "Moderator", case.moderator or case.ended_by or "-"),
         ("Thread", f"<{link}|open thread>" if link else escape(case.thread)),
         ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-"),
