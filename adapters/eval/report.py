@@ -89,14 +89,20 @@ def render_text(report: dict[str, Any], failures: int = 12) -> str:
     return "\n".join(lines)
 
 
-def render_changes(baseline: dict[str, Any]) -> list[str]:
+def render_changes(baseline: dict[str, Any], names: int = 15) -> list[str]:
     changes = baseline["changes"]
     regressions = [c for c in changes if c["regression"]]
     head = (f"Compared with {baseline['file']}: {len(regressions)} regression(s), "
             f"{len(changes) - len(regressions)} other change(s).")
-    rows = [[("REGRESSION " if c["regression"] else "") + c["group"], c["label"] if c["group"] != "scenario"
-             else c["metric"], _pct(c["baseline"]), _pct(c["now"])] for c in changes]
-    return [head, *(_table(["where", "metric", "baseline", "now"], rows) if rows else [])]
+    rows = [[("REGRESSION " if c["regression"] else "") + c["group"], c["label"], _pct(c["baseline"]),
+             _pct(c["now"])] for c in changes if c["group"] != "scenario"]
+    lines = [head, *(_table(["where", "metric", "baseline", "now"], rows) if rows else [])]
+    failing = [c["metric"] for c in changes if c["group"] == "scenario"]
+    if failing:
+        more = f" and {len(failing) - names} more" if len(failing) > names else ""
+        lines.append(f"Scenarios that passed in the baseline and now fail ({len(failing)}): "
+                     f"{', '.join(failing[:names])}{more}")
+    return lines
 
 
 def _pct(v: float | None) -> str:
