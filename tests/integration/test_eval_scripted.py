@@ -60,7 +60,8 @@ def test_a_well_behaved_model_scores_clean_on_every_class(clean):
                             "overall"}
     n = len(SUITE.scenarios)
     assert report["run"]["scenarios"] == n >= 80 and not report["run"]["offline"]
-    assert count(classes["overall"], "passed") == (n, n), [r["failures"] for r in report["scenarios"] if not r["passed"]]
+    failed = [r["failures"] for r in report["scenarios"] if not r["passed"]]
+    assert count(classes["overall"], "passed") == (n, n), failed
     for key in FAULTS:
         assert classes["overall"][key]["count"] == [0], key
     at_risk = sum(1 for s in SUITE.scenarios if s.member_at_risk)
