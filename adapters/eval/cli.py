@@ -68,7 +68,7 @@ def eval_command(suite: tuple[Path, ...], only: tuple[str, ...], model_name: str
     setup_logging(settings, quiet=True)
     options = RunOptions(community=community, concurrency=concurrency, repeat=repeat, retries=retries)
     try:
-        report = asyncio.run(_run(settings, chosen, options, price))
+        report = asyncio.run(run_report(settings, chosen, options, price))
     except ThreadguardError as exc:
         raise click.ClickException(exc.user_message) from exc
     except ValueError as exc:
@@ -112,7 +112,9 @@ def _write(path: Path, text: str) -> None:
         raise click.ClickException(f"cannot write {path}: {exc.strerror}") from exc
 
 
-async def _run(settings: Settings, suite: Suite, options: RunOptions, price: str | None) -> dict[str, Any]:
+async def run_report(settings: Settings, suite: Suite, options: RunOptions, price: str | None = None,
+                     progress: bool = True) -> dict[str, Any]:
+    """Run the suite with the model the settings name and return the report (what --json writes)."""
     base = build_runtime(settings)
     try:
         model = base.model
@@ -120,8 +122,11 @@ async def _run(settings: Settings, suite: Suite, options: RunOptions, price: str
         runner = SuiteRunner(base, options)
         started, clock = datetime.datetime.now(datetime.UTC), time.perf_counter()
         total = len(suite.scenarios) * options.repeat
-        with _progress(total) as tick:
-            runs = await runner.run(suite, tick)
+        if progress:
+            with _progress(total) as tick:
+                runs = await runner.run(suite, tick)
+        else:
+            runs = await runner.run(suite)
         seconds = time.perf_counter() - clock
     finally:
         await base.aclose()
