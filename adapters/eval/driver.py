@@ -155,10 +155,12 @@ class ScenarioDriver:
         await self._observe(record, outcome)
 
     async def edit(self, record: TurnRecord, number: int) -> None:
-        """Edit the member's ``number``th message: after an end this opens a branch (the engine decides)."""
-        if not 1 <= number <= len(self.messages):
-            record.error = True
+        """Edit the member's ``number``th message: after an end this opens a branch (the engine decides).
+
+        When the conversation ended before that message was sent, the member edits their last message."""
+        if not self.messages:
             return
+        number = min(number, len(self.messages))
         message_id = self.messages[number - 1]
         prefix = self.messages[: number - 1]
         opened: list[ThreadRef] = []

@@ -8,6 +8,7 @@ failed (the model API failed after the SDK's own retries) is retried on a fresh 
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from typing import Any
 from adapters.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
 from adapters.eval.scenarios import Scenario, Step, Suite
 from bot.bootstrap import Runtime, build_runtime
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -73,7 +76,12 @@ class SuiteRunner:
         started = time.perf_counter()
         for attempt in range(1, self.options.retries + 2):
             run.attempts = attempt
-            run.turns = await self._play(scenario, f"{self._run_id}-{scenario.id}-r{repeat}-a{attempt}")
+            try:
+                run.turns = await self._play(scenario, f"{self._run_id}-{scenario.id}-r{repeat}-a{attempt}")
+            except Exception as exc:  # a bug must not cost the other scenarios their results
+                log.exception("scenario %s: unexpected error", scenario.id)
+                run.turns, run.error = [], f"unexpected error ({type(exc).__name__})"
+                continue
             failed = next((t for t in run.turns if t.error), None)
             run.error = None if failed is None else f"turn {failed.number} failed ({failed.action})"
             if run.error is None:

@@ -8,6 +8,7 @@ from adapters.eval.runner import RunOptions, SuiteRunner
 from adapters.eval.scenarios import default_suite_dir, load_suite
 from adapters.eval.scorecard import check, facts_of
 from bot.bootstrap import build_runtime
+from config.communities import Communities, CommunityConfig
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.anthropic_standin import http_error
 from tests.support.scripted_claude import Oracle, careless, well_behaved
@@ -73,3 +74,24 @@ async def test_a_branch_carries_the_ladder_and_is_observed_from_its_own_turns(ru
     facts = facts_of(run)
     assert (facts.ends, facts.branches, facts.branch_carried_ladder, facts.ended) == (2, 1, True, True)
     assert check(scenario, facts) == []
+
+
+async def test_a_community_threshold_of_one_moves_the_end_and_edits_stay_within_the_conversation(
+        anthropic_standin):
+    settings = Settings(anthropic=AnthropicSettings(api_key="test-key", base_url=anthropic_standin.base_url),
+                        redis=RedisSettings(url=None))
+    base = build_runtime(settings, communities=Communities(overrides={"strict": CommunityConfig(threshold=1)}))
+    try:
+        runner = SuiteRunner(base, RunOptions(community="strict"))
+        assert runner.threshold == 1
+        anthropic_standin.responder = well_behaved(ORACLE)
+        [scenario] = pick("branch-bomb-edit-last-en")
+        run = await runner.run_scenario(scenario, 0)
+        # warned in turn 1, ended in turn 2; the edit of message 4 becomes an edit of the last one sent (2)
+        assert [[e.kind for e in t.events] for t in run.turns] == [
+            ["redirection", "warning"], ["end"], ["end"]]
+        assert run.turns[-1].branch_start == {"redirections": 1, "warned": True, "at_risk": False}
+        assert all(t.thread.startswith("console:strict:") for t in run.turns)
+        assert check(scenario, facts_of(run)) == []
+    finally:
+        await base.aclose()
