@@ -121,7 +121,8 @@ th:first-child,td:first-child{text-align:left}thead th{background:#f6f8fa}
 td.bad{background:#ffebe9;color:#82071e;font-weight:600}td.good{background:#dafbe1}
 .pass{color:#116329;font-weight:600}.fail{color:#82071e;font-weight:600}
 details{border:1px solid #d0d7de;border-radius:6px;margin:4px 0;padding:4px 8px}
-summary{cursor:pointer}.turns td{text-align:left;font-size:13px}.small{font-size:12px;color:#57606a}
+summary{cursor:pointer}.turns td,.turns th{text-align:left;font-size:13px}.small{font-size:12px;color:#57606a}
+.diff td:nth-child(2),.diff th:nth-child(2){text-align:left}
 """
 
 
@@ -189,13 +190,20 @@ def _html_metrics(report: dict[str, Any]) -> str:
 
 
 def _html_baseline(baseline: dict[str, Any]) -> str:
-    rows = [[("regression: " if c["regression"] else "") + c["group"],
-             c["label"] if c["group"] != "scenario" else c["metric"], _pct(c["baseline"]), _pct(c["now"])]
-            for c in baseline["changes"]]
-    css = [["bad" if c["regression"] else "", "", "", ""] for c in baseline["changes"]]
+    metrics = [c for c in baseline["changes"] if c["group"] != "scenario"]
+    rows = [[("regression: " if c["regression"] else "") + c["group"], c["label"], _pct(c["baseline"]),
+             _pct(c["now"])] for c in metrics]
+    css = [["bad" if c["regression"] else "", "", "", ""] for c in metrics]
     regressions = sum(1 for c in baseline["changes"] if c["regression"])
-    return (f"<h2>Compared with the baseline</h2><p>{escape(baseline['file'])}: {regressions} regression(s).</p>"
-            + (_html_table(["where", "metric", "baseline", "now"], rows, css) if rows else ""))
+    failing = [c["metric"] for c in baseline["changes"] if c["group"] == "scenario"]
+    table = _html_table(["where", "metric", "baseline", "now"], rows, css)
+    table = table.replace("<table>", "<table class=\"diff\">", 1)
+    out = (f"<h2>Compared with the baseline</h2><p>{escape(baseline['file'])}: {regressions} regression(s).</p>"
+           + (table if rows else ""))
+    if failing:
+        out += (f"<p>Scenarios that passed in the baseline and now fail ({len(failing)}): "
+                f"{escape(', '.join(failing))}.</p>")
+    return out
 
 
 def _html_scenario(r: dict[str, Any]) -> str:

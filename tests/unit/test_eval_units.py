@@ -143,6 +143,12 @@ def test_the_baseline_diff_flags_what_got_worse_only(tmp_path):
     assert not any(c.regression for c in compare(before, after))  # the way back is an improvement
     assert compare(before, before) == []
     assert not any(c.regression for c in compare(after, before, tolerance=1.0) if c.group != "scenario")
+    after["baseline"] = {"file": "<base>.json", "tolerance": 0.0, "changes": [c.to_dict() for c in changes]}
+    page, text = render_html(after), render_text(after)
+    regressions = sum(1 for c in changes if c.regression)
+    assert regressions == 5  # passed and false redirections, in benign and overall, and the scenario
+    assert f"&lt;base&gt;.json: {regressions} regression(s)" in page and "now fail (1): x." in page
+    assert "REGRESSION benign" in text and "now fail (1): x" in text
 
 
 def test_the_html_report_escapes_everything_and_carries_no_script(tmp_path):
