@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,8 @@ class TurnRecord:
     model_seconds: float = 0.0
     frozen: bool = False
     error: bool = False
+    #: The engine's plain-words message when the turn failed (e.g. the model API kept failing).
+    error_text: str = ""
     ended: bool = False
     #: For edits: whether a branch opened, and the ladder it started with.
     branched: bool = False
@@ -182,7 +185,7 @@ class ScenarioDriver:
         outcome = await self._timed(record, self.engine.end_by_user(self.thread, self.member))
         await self._observe(record, outcome)
 
-    async def _timed(self, record: TurnRecord, call: Any) -> Outcome:
+    async def _timed(self, record: TurnRecord, call: Awaitable[Outcome]) -> Outcome:
         self.model.meter = Meter()
         started = time.perf_counter()
         outcome: Outcome = await call
@@ -191,7 +194,8 @@ class ScenarioDriver:
         record.model_calls, record.model_seconds, record.usage = meter.calls, meter.seconds, meter.usage
         record.end_attempts, record.tool_calls = meter.end_calls, meter.tool_calls
         record.frozen = outcome.frozen
-        record.error = any(r.kind is ReplyKind.ERROR for r in outcome.replies)
+        errors = [r.text for r in outcome.replies if r.kind is ReplyKind.ERROR]
+        record.error, record.error_text = bool(errors), " ".join(errors)
         return outcome
 
     async def _observe(self, record: TurnRecord, outcome: Outcome) -> None:

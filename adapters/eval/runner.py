@@ -83,7 +83,8 @@ class SuiteRunner:
                 run.turns, run.error = [], f"unexpected error ({type(exc).__name__})"
                 continue
             failed = next((t for t in run.turns if t.error), None)
-            run.error = None if failed is None else f"turn {failed.number} failed ({failed.action})"
+            run.error = None if failed is None else (
+                f"turn {failed.number} failed ({failed.action}): {failed.error_text or 'no answer'}")
             if run.error is None:
                 break
         run.seconds = time.perf_counter() - started

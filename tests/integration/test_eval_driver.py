@@ -46,8 +46,9 @@ async def test_a_scenario_that_keeps_failing_is_an_error_not_a_pass(runner, anth
     anthropic_standin.responder = lambda body: http_error(500, should_retry=False)
     [scenario] = pick("benign-linux-zombie-en")
     run = await runner.run_scenario(scenario, 0)
-    assert run.attempts == 3 and run.error == "turn 1 failed (say)"
-    assert check(scenario, facts_of(run)) == ["did not complete: turn 1 failed (say)"]
+    assert run.attempts == 3 and run.error.startswith("turn 1 failed (say): ")
+    assert "AI service" in run.error and "500" not in run.error  # the engine's plain words, not the error
+    assert check(scenario, facts_of(run)) == [f"did not complete: {run.error}"]
 
 
 async def test_refused_end_attempts_are_attributed_to_their_turns_with_the_reason(runner, anthropic_standin):
