@@ -218,7 +218,6 @@ class ScenarioDriver:
                                    for a in refused]
 
 
-
 def _event(entry: Entry, ended_reason: str | None) -> Event:
     kind = _EVENT_KINDS[entry.kind]
     return Event(kind, entry.category, ended_reason if kind == "end" else None)
