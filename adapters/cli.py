@@ -104,3 +104,12 @@ def _register_optional() -> None:
 
 
 _register_optional()
+
+
+def _register_eval() -> None:
+    from adapters.eval.cli import register
+
+    register(main)
+
+
+_register_eval()

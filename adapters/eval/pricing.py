@@ -1,0 +1,56 @@
+"""A cost estimate from token usage, at list prices per million tokens (USD).
+
+Prices change; pass ``--price INPUT,OUTPUT`` to use your own. Cache writes cost 1.25 times the input
+price and cache reads 0.1 times, as Anthropic prices 5-minute prompt caching.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+#: (input, output) USD per million tokens by model family, matched as a substring of the model name.
+LIST_PRICES: dict[str, tuple[float, float]] = {
+    "haiku": (1.0, 5.0),
+    "sonnet": (3.0, 15.0),
+    "opus": (5.0, 25.0),
+}
+CACHE_WRITE_FACTOR = 1.25
+CACHE_READ_FACTOR = 0.1
+
+
+class Tokens(Protocol):
+    input_tokens: int
+    output_tokens: int
+    cache_write_tokens: int
+    cache_read_tokens: int
+
+
+@dataclass(frozen=True)
+class Prices:
+    input: float
+    output: float
+    source: str
+
+    def cost(self, usage: Tokens) -> float:
+        total = (usage.input_tokens * self.input + usage.output_tokens * self.output
+                 + usage.cache_write_tokens * self.input * CACHE_WRITE_FACTOR
+                 + usage.cache_read_tokens * self.input * CACHE_READ_FACTOR)
+        return round(total / 1_000_000, 6)
+
+
+def prices_for(model: str, offline: bool, override: str | None = None) -> Prices | None:
+    """The prices to estimate with, or ``None`` when unknown (the cost is then not estimated)."""
+    if override:
+        try:
+            inp, out = (float(x) for x in override.split(","))
+        except ValueError as exc:
+            raise ValueError("--price takes INPUT,OUTPUT in USD per million tokens, e.g. 3,15") from exc
+        return Prices(inp, out, "given with --price")
+    if offline:
+        return Prices(0.0, 0.0, "offline demo model: no cost")
+    name = model.lower()
+    for family, (inp, out) in LIST_PRICES.items():
+        if family in name:
+            return Prices(inp, out, f"list price of Claude {family.title()} (USD/MTok {inp:g} in, {out:g} out)")
+    return None
