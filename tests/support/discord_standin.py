@@ -16,8 +16,10 @@ What it speaks:
   exists) and without one, modify channel (locked/archived), thread members, fetch channel,
   interaction callbacks, original response, followups.
 - faults: ``fail()`` injects 429 (with ``retry_after``, as Discord's edge sends it), 5xx, 403 (50013)
-  or 400 (50083); ``delete_channel()`` makes a channel answer 404 (10003); posting to a locked,
-  archived thread answers 50083 unless the bot may manage threads.
+  or 400 (50083); ``delete_channel()`` makes a channel answer 404 (10003); ``moderator_delete()``
+  removes a message (MESSAGE_DELETE), after which editing it answers 404 (10008 Unknown Message);
+  posting to a locked, archived thread answers 50083 unless the bot may manage threads; content over
+  2,000 characters answers 400 (50035 Invalid Form Body), as Discord does.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ MANAGE_MESSAGES = 0x2000
 MANAGE_THREADS = 0x400000000
 ADMIN_LIKE = EVERYONE_PERMISSIONS | MANAGE_MESSAGES | MANAGE_THREADS
 EPHEMERAL = 64
+CONTENT_LIMIT = 2000
 
 
 def now_iso() -> str:
@@ -238,6 +241,14 @@ class DiscordStandin:
 
     def delete_channel(self, channel_id: str) -> None:
         self.deleted.add(channel_id)
+
+    async def moderator_delete(self, message_id: str) -> None:
+        """A moderator deletes a message (the bot's, say): it is gone for every later request."""
+        data = self.messages.pop(message_id)
+        payload = {"id": message_id, "channel_id": data["channel_id"]}
+        if data.get("guild_id"):
+            payload["guild_id"] = data["guild_id"]
+        await self.dispatch("MESSAGE_DELETE", payload, data.get("guild_id"))
 
     def fail(self, method: str, path_regex: str, status: int, *, code: int = 0, times: int = 1,
              retry_after: float = 0.05) -> None:
@@ -493,7 +504,7 @@ class DiscordStandin:
                     result = handler(call, *match.groups())
                 except _ApiError as err:
                     call.status = err.status
-                    return _json({"message": err.message, "code": err.code}, err.status)
+                    return _json(err.body(), err.status)
                 if result is None:
                     call.status = 204
                     return web.Response(status=204)
@@ -566,8 +577,16 @@ class DiscordStandin:
     def _bulk_guild_commands(self, call: RestCall, app_id: str, guild_id: str) -> list[dict[str, Any]]:
         return [self._registered(c, app_id, guild_id=guild_id) for c in call.json]
 
+    @staticmethod
+    def _check_content(body: dict[str, Any]) -> None:
+        """Discord refuses message content over 2,000 characters with a form error."""
+        if len(body.get("content") or "") > CONTENT_LIMIT:
+            raise _ApiError(400, 50035, "Invalid Form Body", {"content": {"_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {CONTENT_LIMIT} or fewer in length."}]}})
+
     def _store_bot_message(self, channel_id: str, body: dict[str, Any], files: list[tuple[str, bytes]],
                            **extra: Any) -> dict[str, Any]:
+        self._check_content(body)
         attachments = [{"id": self.new_id(), "filename": name, "size": len(data), "url": f"https://cdn/{name}",
                         "proxy_url": f"https://cdn/{name}"} for name, data in files]
         data = self._message(channel_id, self.bot, body.get("content") or "", embeds=body.get("embeds") or [],
@@ -595,6 +614,7 @@ class DiscordStandin:
         if data is None or data["channel_id"] != channel_id:
             raise _ApiError(404, 10008, "Unknown Message")
         body = call.json or {}
+        self._check_content(body)
         if "content" in body:
             data["content"] = body["content"] or ""
         if "embeds" in body:
@@ -706,6 +726,7 @@ class DiscordStandin:
         if record.original is None:
             raise _ApiError(404, 10008, "Unknown Message")
         body = call.json or {}
+        self._check_content(body)
         for key in ("content", "embeds", "components"):
             if key in body:
                 record.original[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
@@ -723,6 +744,7 @@ class DiscordStandin:
         data = self.messages.get(message_id)
         if data is None:
             raise _ApiError(404, 10008, "Unknown Message")
+        self._check_content(call.json or {})
         data.update({k: v for k, v in (call.json or {}).items() if k in ("content", "embeds", "components")})
         return self._public(data)
 
@@ -770,9 +792,14 @@ class DiscordStandin:
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str, errors: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def body(self) -> dict[str, Any]:
+        """Discord's JSON error body: ``{"code": 10008, "message": "Unknown Message"}`` (plus ``errors``
+        for a form error)."""
+        return {"code": self.code, "message": self.message, **({"errors": self.errors} if self.errors else {})}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
