@@ -289,6 +289,7 @@ class DiscordStandin:
         """A member edits one of their messages (a full MESSAGE_UPDATE, as Discord sends now)."""
         data = self.messages[message_id]
         data["content"] = content
+        data["mentions"] = [self.bot] if f"<@{self.bot['id']}>" in content else []  # as Discord re-reads them
         data["edited_timestamp"] = now_iso()
         await self.dispatch("MESSAGE_UPDATE", dict(data), data.get("guild_id"))
         return data
