@@ -61,6 +61,8 @@ class RestCall:
     query: dict[str, str] = field(default_factory=dict)
     status: int = 200
     reason: str | None = None
+    #: The bot token the request carried (``Authorization: Bot <token>``): which process made it.
+    token: str | None = None
     at: float = field(default_factory=time.monotonic)
 
     def __repr__(self) -> str:
@@ -199,6 +201,23 @@ class DiscordStandin:
                           "flags": 0})
         self.guilds[guild_id] = {"id": guild_id, "name": name, "owner_id": self.new_id(), "roles": roles,
                                  "channel_ids": channel_ids}
+
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> tuple[str, str]:
+        """Another guild with one text channel; returns (guild id, channel id). With ``shard=(id, count)``
+        its id is one that shard serves (Discord's rule: ``(guild_id >> 22) % count``)."""
+        guild_id = int(self.new_id())
+        if shard is not None:
+            shard_id, count = shard
+            base = (guild_id >> 22) + 1000 * len(self.guilds)
+            guild_id = (base - base % count + shard_id) << 22
+        channel_id = self.new_id()
+        self._add_guild(str(guild_id), name, [channel_id])
+        return str(guild_id), channel_id
+
+    def identified_shards(self, token: str | None = None) -> list[tuple[int, int]]:
+        """The ``[shard_id, shard_count]`` of every IDENTIFY (only those sent with ``token``, if given)."""
+        return [(int(i["shard"][0]), int(i["shard"][1])) if "shard" in i else (0, 1) for i in self.identifies
+                if token is None or i.get("token") == token]
 
     def member(self, user: dict[str, Any], permissions: int | None = None) -> dict[str, Any]:
         data = {"user": user, "roles": list(self.member_roles.get(user["id"], [])), "joined_at": now_iso(),
@@ -422,6 +441,10 @@ class DiscordStandin:
                 self.heartbeats += 1
                 await ws.send_str(json.dumps({"op": 11}))
             elif op == 2:
+                shard = frame["d"].get("shard", (0, 1))
+                if not 0 <= int(shard[0]) < int(shard[1]):
+                    await ws.close(code=4010, message=b"Invalid shard")  # as Discord closes it
+                    break
                 session = await self._identify(ws, frame["d"])
             elif op == 6:
                 session = await self._resume(ws, frame["d"])
@@ -492,7 +515,8 @@ class DiscordStandin:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
         call = RestCall(request.method, path, query=dict(request.query),
-                        reason=request.headers.get("X-Audit-Log-Reason"))
+                        reason=request.headers.get("X-Audit-Log-Reason"),
+                        token=request.headers.get("Authorization", "").removeprefix("Bot ") or None)
         await self._read_body(request, call)
         self.calls.append(call)
         failure = self._failure_for(call)
