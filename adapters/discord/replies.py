@@ -40,7 +40,6 @@ class StreamingMessage:
         self._last_flush = 0.0
         self._broken = False  # a post failed: stop trying until ``finish``
         self.messages: list[discord.Message] = []
-        self.reposts = 0  # times an edit was refused and the part was posted anew
 
     @property
     def started(self) -> bool:
@@ -98,7 +97,6 @@ class StreamingMessage:
                          exc.status, exc.code)
                 self.messages.pop()
                 self._live = None
-                self.reposts += 1
         if self._live is None:
             self._live = await self._channel.send(piece, allowed_mentions=_NO_PINGS)
             self.messages.append(self._live)
