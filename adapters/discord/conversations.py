@@ -16,7 +16,7 @@ from config.discord import DiscordSettings
 
 from .freeze import ThreadLocker
 from .modlog import ModLog
-from .openings import answer_bare_mention, is_bare_mention, opening_ref
+from .openings import BareMentions, is_bare_mention, opening_ref
 from .replies import StreamingMessage, TypingIndicator, send_text
 from .translate import (
     DM_COMMUNITY,
@@ -56,6 +56,7 @@ class Conversations:
         self.locker = locker
         self.modlog = modlog
         self.typing_delay = typing_delay
+        self.bare_mentions = BareMentions()
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ class Conversations:
             if not self.allowed_in_guild(message.guild.id, channel.id):
                 return None
             if is_bare_mention(message, self._me().id):  # nothing to answer: say how, open nothing
-                await answer_bare_mention(message)
+                await self.bare_mentions.answer(message)
                 return None
             return await self._open_thread(message, channel)
         return None

@@ -9,6 +9,7 @@ told, in a short reply, how to talk with the bot.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 
 import discord
 
@@ -33,13 +34,27 @@ def is_bare_mention(message: discord.Message, bot_id: int) -> bool:
     return mentions(message, bot_id) and looks_empty(strip_bot_mention(message.content, bot_id))
 
 
-async def answer_bare_mention(message: discord.Message) -> None:
-    """Reply with how to use the bot, where the member mentioned it; no thread, no model call."""
-    try:
-        await message.reply(HOW_TO, mention_author=False, allowed_mentions=_NO_PINGS)
-    except discord.HTTPException as exc:
-        log.warning("cannot answer a bare mention in channel %s (HTTP %s, code %s)", message.channel.id,
-                    exc.status, exc.code)
+class BareMentions:
+    """Replies with how to use the bot, where the member mentioned it; no thread, no model call.
+
+    Once per message: the gateway replays events after a RESUME, and a shard's events always reach the
+    process that runs it, so remembering the last ``keep`` message ids in this process is enough."""
+
+    def __init__(self, keep: int = 1024) -> None:
+        self._answered: OrderedDict[int, None] = OrderedDict()
+        self._keep = keep
+
+    async def answer(self, message: discord.Message) -> None:
+        if message.id in self._answered:
+            return
+        self._answered[message.id] = None
+        while len(self._answered) > self._keep:
+            self._answered.popitem(last=False)
+        try:
+            await message.reply(HOW_TO, mention_author=False, allowed_mentions=_NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("cannot answer a bare mention in channel %s (HTTP %s, code %s)", message.channel.id,
+                        exc.status, exc.code)
 
 
 def opening_ref(message: discord.Message, channel: object, bot_id: int) -> ThreadRef | None:

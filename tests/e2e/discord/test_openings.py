@@ -107,3 +107,11 @@ async def test_a_bare_mention_gets_a_short_answer_and_no_thread(
     assert str(post.json["message_reference"]["message_id"]) == opening["id"]  # a reply to the mention
     assert post.json["allowed_mentions"]["parse"] == []  # pings nobody
     assert model.calls == 0
+
+
+async def test_a_replayed_bare_mention_is_answered_once(bot: DiscordBot, standin: DiscordStandin) -> None:
+    await say(standin, standin.general_id, "", mention=True)
+    await standin.request_reconnect(redeliver_last=5)  # op 7, RESUME, then the mention again
+    await standin.wait_until(lambda: standin.sessions[0].resumes == 1, what="RESUME")
+    await standin.settle(quiet=0.4)
+    assert standin.bot_texts(standin.general_id) == [HOW_TO]
