@@ -5,10 +5,12 @@ A real ``discord.Client`` connects to it (point ``discord.http.Route.BASE`` at `
 slash commands, click buttons) and assert on ``calls``: every REST request the bot made, in order.
 
 What it speaks:
-- gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE (per shard), heartbeats, RESUME (replays what the
-  session missed, then RESUMED), op 7 RECONNECT, and the dispatches MESSAGE_CREATE / MESSAGE_UPDATE /
-  INTERACTION_CREATE / THREAD_CREATE / THREAD_UPDATE; messages the bot posts come back as
-  MESSAGE_CREATE, as on Discord.
+- gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE (per shard: a guild goes to shard
+  ``(guild_id >> 22) % count``, DMs to shard 0; a shard outside the count is closed with 4010),
+  heartbeats, RESUME (replays what the session missed, then RESUMED), op 7 RECONNECT, and the dispatches
+  MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE / INTERACTION_CREATE / THREAD_CREATE / THREAD_UPDATE;
+  messages the bot posts come back as MESSAGE_CREATE, as on Discord. ``add_guild(shard=...)`` puts a
+  guild on a chosen shard; ``identified_shards(token)`` and ``RestCall.token`` tell processes apart.
 - interactions: slash commands, message context-menu commands (type 3, with the resolved target
   message), button clicks, and modal submits built from the modal the bot answered with.
 - REST: users/@me, oauth2/applications/@me, gateway(/bot), command bulk overwrite, messages (JSON and
