@@ -8,12 +8,44 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bot.errors import ConfigurationError
 
 IdList = Annotated[tuple[str, ...], NoDecode]
+ShardIds = Annotated[tuple[int, ...], NoDecode]
+SHARD_IDS_FORMAT = "shard numbers and ranges separated by commas, e.g. 0,1 or 2-3"
+
+
+def parse_shard_ids(text: str) -> tuple[int, ...]:
+    """``"0,1"``, ``"2-3"``, ``"0, 4-6"`` -> sorted distinct shard ids; ``ValueError`` names the bad part."""
+    ids: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, dash, high = part.partition("-")
+        if not low.strip().isdigit() or (dash and not high.strip().isdigit()):
+            raise ValueError(f"DISCORD_SHARD_IDS: {part!r} is not a shard number or range ({SHARD_IDS_FORMAT})")
+        first, last = int(low), int(high) if dash else int(low)
+        if last < first:
+            raise ValueError(f"DISCORD_SHARD_IDS: the range {part!r} runs backwards ({SHARD_IDS_FORMAT})")
+        ids.update(range(first, last + 1))
+    return tuple(sorted(ids))
+
+
+def shard_problem(count: int | None, ids: tuple[int, ...]) -> str | None:
+    """Why ``DISCORD_SHARD_COUNT`` and ``DISCORD_SHARD_IDS`` cannot run together, or ``None``."""
+    if not ids:
+        return None
+    if not count:
+        return ("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT set to the total number of shards across all "
+                "processes (a number above 0: every process must agree on it)")
+    outside = [i for i in ids if i >= count]
+    if outside:
+        return (f"DISCORD_SHARD_IDS names shard {', '.join(map(str, outside))}, but with DISCORD_SHARD_COUNT="
+                f"{count} the shards are numbered 0 to {count - 1}")
+    return None
 
 
 class DiscordSettings(BaseSettings):
@@ -33,6 +65,9 @@ class DiscordSettings(BaseSettings):
     allow_direct_messages: bool = True
     #: ``None``: one connection. A number: that many shards (``0`` lets Discord choose).
     shard_count: int | None = Field(default=None, ge=0)
+    #: The shards this process runs (``0,1`` or ``2-3``), out of ``shard_count`` across every process;
+    #: empty: all of them.
+    shard_ids: ShardIds = ()
     #: Register the slash commands with Discord at start-up (a bulk overwrite).
     sync_commands: bool = True
     #: Minimum seconds between two edits of a streaming answer (Discord allows about 5 per 5 s).
@@ -59,6 +94,29 @@ class DiscordSettings(BaseSettings):
         if isinstance(value, list | tuple):
             return tuple(str(v).strip() for v in value if str(v).strip())
         return value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _parse_shard_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            return parse_shard_ids(value)
+        if isinstance(value, int):
+            return (value,)
+        return value
+
+    @model_validator(mode="after")
+    def _check_shards(self) -> DiscordSettings:
+        problem = shard_problem(self.shard_count, self.shard_ids)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def require_shards(self) -> None:
+        """A configuration error that says what is wrong with the shard settings (also for settings
+        copied with ``model_copy``, which skips validation)."""
+        problem = shard_problem(self.shard_count, self.shard_ids)
+        if problem:
+            raise ConfigurationError(problem)
 
     def require_token(self) -> str:
         """The token, or a configuration error that says which variable to set (never the value)."""

@@ -10,6 +10,7 @@ import discord.gateway
 import discord.http
 import yarl
 from discord import app_commands
+from pydantic import ValidationError
 
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import ConfigurationError
@@ -63,17 +64,30 @@ class DiscordBot:
         await self.client.close()
 
 
+def make_client(settings: DiscordSettings, guild_ready_timeout: float) -> discord.Client:
+    """One connection; or, with ``DISCORD_SHARD_COUNT``, every shard; or, with ``DISCORD_SHARD_IDS`` too,
+    only the shards this process runs (other processes run the rest, on the same Redis)."""
+    settings.require_shards()
+    options: dict[str, object] = {"intents": intents(), "guild_ready_timeout": guild_ready_timeout,
+                                  "allowed_mentions": discord.AllowedMentions.none()}
+    if settings.shard_ids:
+        return discord.AutoShardedClient(shard_count=settings.shard_count, shard_ids=list(settings.shard_ids),
+                                         **options)  # type: ignore[arg-type]
+    if settings.shard_count is not None:
+        return discord.AutoShardedClient(shard_count=settings.shard_count or None, **options)  # type: ignore[arg-type]
+    return discord.Client(**options)  # type: ignore[arg-type]
+
+
+def runs_first_shard(settings: DiscordSettings) -> bool:
+    """Whether this process runs shard 0 (direct messages arrive there; it registers the commands)."""
+    return not settings.shard_ids or 0 in settings.shard_ids
+
+
 def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: float = 0.3,
               guild_ready_timeout: float = 2.0) -> DiscordBot:
     """Build the client (sharded when ``DISCORD_SHARD_COUNT`` is set); nothing connects yet."""
     point_at(settings)
-    options: dict[str, object] = {"intents": intents(), "guild_ready_timeout": guild_ready_timeout,
-                                  "allowed_mentions": discord.AllowedMentions.none()}
-    client: discord.Client
-    if settings.shard_count is not None:
-        client = discord.AutoShardedClient(shard_count=settings.shard_count or None, **options)  # type: ignore[arg-type]
-    else:
-        client = discord.Client(**options)  # type: ignore[arg-type]
+    client = make_client(settings, guild_ready_timeout)
     tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
     locker = ThreadLocker(client, enabled=settings.lock_ended_threads)
     modlog = ModLog(client, runtime.communities, attempts=settings.modlog_attempts,
@@ -86,15 +100,17 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
 
     async def setup_hook() -> None:
         await runtime.engine.reconcile()
-        if settings.sync_commands:
+        if settings.sync_commands and runs_first_shard(settings):
             synced = await tree.sync()
             log.info("registered %d slash command(s)", len(synced))
         notices.start()
 
     async def on_ready() -> None:
         user = client.user
-        log.info("connected to Discord as %s (%s) in %d guild(s)", user, user.id if user else "?",
-                 len(client.guilds))
+        shards = f", shard(s) {sorted(client.shards)} of {client.shard_count}" \
+            if isinstance(client, discord.AutoShardedClient) else ""
+        log.info("connected to Discord as %s (%s) in %d guild(s)%s", user, user.id if user else "?",
+                 len(client.guilds), shards)
 
     client.setup_hook = setup_hook  # type: ignore[method-assign]
     client.event(on_ready)
@@ -106,7 +122,17 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
 async def run_discord(settings: Settings, *, runtime: Runtime | None = None,
                       discord_settings: DiscordSettings | None = None) -> None:
     """Run until the process is stopped. ``DISCORD_TOKEN`` is required."""
-    chosen = discord_settings or DiscordSettings()
+    try:
+        chosen = discord_settings or DiscordSettings()
+        chosen.require_shards()
+    except ValidationError as exc:
+        for error in exc.errors(include_input=False):  # never the values: one of them is the token
+            field = "".join(f"DISCORD_{str(part).upper()}: " for part in error["loc"][:1])
+            log.error("Discord settings: %s%s", field, str(error["msg"]).removeprefix("Value error, "))
+        raise ConfigurationError("invalid DISCORD_* settings") from None
+    except ConfigurationError as exc:
+        log.error("Discord settings: %s", exc)
+        raise
     try:
         chosen.require_token()
     except ConfigurationError:

@@ -14,6 +14,7 @@ from bot.errors import ThreadguardError
 from bot.types import Outcome, ReplyKind, ThreadStatus
 
 from .conversations import Conversations, Place
+from .openings import opening_ref
 from .replies import answer_privately
 from .translate import DM_COMMUNITY, ref_url, strip_bot_mention
 
@@ -80,7 +81,7 @@ class Branching:
 
     async def start(self, interaction: discord.Interaction, message: discord.Message) -> None:
         conv = self.conversations
-        place = await conv.place_of(interaction)
+        place = await conv.place_of(interaction) or self.opening_place(interaction, message)
         if place is None:
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return
@@ -98,6 +99,14 @@ class Branching:
             await self.submit(done, place, message.id, new_text)
 
         await interaction.response.send_modal(BranchModal(text, message.id, submitted))
+
+    def opening_place(self, interaction: discord.Interaction, message: discord.Message) -> Place | None:
+        """The conversation ``message`` opened, when it is the mention in a channel that opened a thread."""
+        me = interaction.client.user
+        ref = opening_ref(message, interaction.channel, me.id) if me is not None else None
+        if ref is None or not self.conversations.allowed_in_guild(int(ref.community), int(ref.channel)):
+            return None
+        return Place(ref, self.conversations.channel_for(ref))
 
     async def submit(self, interaction: discord.Interaction, place: Place, message_id: int, text: str) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)

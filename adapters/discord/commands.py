@@ -10,15 +10,17 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.text import split_text
 from bot.engine import ConversationEngine
 from bot.errors import NotAllowed, ThreadguardError
 from bot.types import CATEGORY_LABELS, Case, IncomingMessage, Outcome, ReplyKind, ThreadRef
+from bot.validation import EMPTY_MESSAGE, looks_empty
 
 from .branching import Branching
 from .confirm import EndRequest, confirm_view, end_button_type
 from .conversations import Conversations, Place
 from .modlog import case_embed, transcript_file
-from .replies import answer_privately
+from .replies import MESSAGE_LIMIT, answer_privately
 from .translate import DM_COMMUNITY, author_of, dm_ref, ref_url, thread_name, thread_ref
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,9 @@ class Commands:
         conv = self.conversations
         author = author_of(interaction.user)
         channel = interaction.channel
+        if looks_empty(message):  # only invisible characters: nothing to open a conversation with
+            await interaction.response.send_message(EMPTY_MESSAGE, ephemeral=True)
+            return
         if interaction.guild_id is None and channel is not None:
             place = await conv.dm_place(channel, fresh=True)  # type: ignore[arg-type]
             if place is None:
@@ -107,11 +112,14 @@ class Commands:
         opening = f"**{author.name}:** {message}"
         if place is not None and place.ref.community == DM_COMMUNITY:
             opening = f"*New conversation*\n{opening}"
-        await interaction.response.send_message(opening, allowed_mentions=_NO_PINGS)
+        first, *rest = split_text(opening, MESSAGE_LIMIT)  # up to 4,000 characters: two messages
+        await interaction.response.send_message(first, allowed_mentions=_NO_PINGS)
         if place is None:
             response = await interaction.original_response()
             thread = await response.create_thread(name=thread_name(message), auto_archive_duration=1440)
             place = Place(thread_ref(thread.guild.id, thread.parent_id, thread.id), thread)
+        for piece in rest:
+            await place.channel.send(piece, allowed_mentions=_NO_PINGS)
         incoming = IncomingMessage(place.ref, author, message, message_id=str(interaction.id),
                                    jump_url=ref_url(place.ref) if interaction.guild_id else None)
         await conv.converse(place, incoming)

@@ -16,6 +16,7 @@ from config.discord import DiscordSettings
 
 from .freeze import ThreadLocker
 from .modlog import ModLog
+from .openings import BareMentions, is_bare_mention, opening_ref
 from .replies import StreamingMessage, TypingIndicator, send_text
 from .translate import (
     DM_COMMUNITY,
@@ -55,6 +56,7 @@ class Conversations:
         self.locker = locker
         self.modlog = modlog
         self.typing_delay = typing_delay
+        self.bare_mentions = BareMentions()
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -118,6 +120,9 @@ class Conversations:
             return Place(thread_ref(message.guild.id, channel.parent_id, channel.id), channel)
         if isinstance(channel, discord.TextChannel) and self._addressed(message):
             if not self.allowed_in_guild(message.guild.id, channel.id):
+                return None
+            if is_bare_mention(message, self._me().id):  # nothing to answer: say how, open nothing
+                await self.bare_mentions.answer(message)
                 return None
             return await self._open_thread(message, channel)
         return None
@@ -207,6 +212,9 @@ class Conversations:
         if message.guild is None:
             return await self.dm_place(message.channel)
         channel = await self._resolve(message.channel)
+        opening = opening_ref(message, channel, self._me().id)  # the mention that opened a thread
+        if opening is not None and self.allowed_in_guild(message.guild.id, int(opening.channel)):
+            return Place(opening, self.channel_for(opening))
         if not isinstance(channel, discord.Thread) or not self.allowed_in_guild(message.guild.id, channel.parent_id):
             return None
         return Place(thread_ref(message.guild.id, channel.parent_id, channel.id), channel)

@@ -38,6 +38,7 @@ class StreamingMessage:
         self._live: discord.Message | None = None
         self._live_text = ""
         self._last_flush = 0.0
+        self._broken = False  # a post failed: stop trying until ``finish``
         self.messages: list[discord.Message] = []
 
     @property
@@ -46,13 +47,19 @@ class StreamingMessage:
 
     async def __call__(self, delta: str) -> None:
         self._text += delta
-        if not self._text[self._done_chars:].strip():
+        if self._broken or not self._text[self._done_chars:].strip():
             return
         if self._live is None or self._clock() - self._last_flush >= self._interval:
-            await self._flush()
+            try:
+                await self._flush()
+            except discord.HTTPException as exc:  # the turn goes on; ``finish`` tries once more
+                log.warning("streamed answer not shown (HTTP %s, code %s); trying again at the end",
+                            exc.status, exc.code)
+                self._broken = True
 
     async def finish(self) -> None:
-        """Write out whatever the last edit did not show yet."""
+        """Write out whatever the last edit did not show yet (trying once more if a post failed)."""
+        self._broken = False
         if self._text[self._done_chars:].strip():
             await self._flush()
 
@@ -79,12 +86,20 @@ class StreamingMessage:
         self._last_flush = self._clock()
 
     async def _show(self, piece: str) -> None:
+        if self._live is not None and piece != self._live_text:
+            try:
+                self._live = await self._live.edit(content=piece, allowed_mentions=_NO_PINGS)
+                self.messages[-1] = self._live
+            except (discord.NotFound, discord.Forbidden) as exc:
+                # A moderator deleted the message (10008), or it can no longer be edited: the part
+                # it held is posted anew, in full, and the answer goes on from there.
+                log.info("streamed message refused an edit (HTTP %s, code %s): posting it anew",
+                         exc.status, exc.code)
+                self.messages.pop()
+                self._live = None
         if self._live is None:
             self._live = await self._channel.send(piece, allowed_mentions=_NO_PINGS)
             self.messages.append(self._live)
-        elif piece != self._live_text:
-            self._live = await self._live.edit(content=piece, allowed_mentions=_NO_PINGS)
-            self.messages[-1] = self._live
         self._live_text = piece
 
 

@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 API_ERRORS: tuple[type[BaseException], ...] = (SlackClientError, aiohttp.ClientError, asyncio.TimeoutError)
 
 
+#: ``chat.update`` errors that mean the message is not there to update any more (a moderator deleted it,
+#: or it can no longer be edited): the streamed part is posted anew instead.
+GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
+
+
+class MessageGone(Exception):
+    """``chat.update`` found no message of the bot's to update."""
+
+
 def error_code(exc: BaseException) -> str:
     """Slack's short error code (``channel_not_found``, ``ratelimited``…) or the exception type."""
     if isinstance(exc, SlackApiError):
@@ -72,10 +81,14 @@ class Poster:
         return True
 
     async def update(self, channel: str, ts: str, text: str, *, where: str) -> bool:
+        """``False`` when the update failed; raises ``MessageGone`` when the message is not there."""
         try:
             await self.client.chat_update(channel=channel, ts=ts, text=text)
         except API_ERRORS as exc:
-            log.warning("%s: chat.update failed (%s)", where, error_code(exc))
+            code = error_code(exc)
+            if code in GONE_ERRORS:
+                raise MessageGone(code) from exc
+            log.warning("%s: chat.update failed (%s)", where, code)
             return False
         return True
 
@@ -167,7 +180,13 @@ class StreamingReply:
             self.messages.append(ts)
         elif piece != self._live_text:
             self.updates += 1
-            if not await self._poster.update(self._channel, self._live, escape(piece), where=self._where):
-                return False
+            try:
+                if not await self._poster.update(self._channel, self._live, escape(piece), where=self._where):
+                    return False
+            except MessageGone as gone:
+                log.info("%s: streamed message not there to update (%s): posting it anew", self._where, gone)
+                self.messages.pop()  # the live message is always the last one
+                self._live = None
+                return await self._show(piece)
         self._live_text = piece
         return True

@@ -28,7 +28,8 @@ async def runtime(redis_client, anthropic_standin):
     await rt.aclose()
 
 
-@pytest.mark.parametrize("text", ["", "   \n\t ", "\x00\x01\x02", "x" * 501])
+@pytest.mark.parametrize("text", ["", "   \n\t ", "\x00\x01\x02", "\u200b\u200d\u2060\ufeff",
+                                  "\u202e\u2066\ufe0f\u3164", "x" * 501])
 async def test_empty_whitespace_and_oversized_get_a_clear_answer_and_change_nothing(runtime, anthropic_standin,
                                                                                   text):
     o = await runtime.engine.handle_message(message(T, text))

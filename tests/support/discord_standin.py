@@ -5,10 +5,12 @@ A real ``discord.Client`` connects to it (point ``discord.http.Route.BASE`` at `
 slash commands, click buttons) and assert on ``calls``: every REST request the bot made, in order.
 
 What it speaks:
-- gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE (per shard), heartbeats, RESUME (replays what the
-  session missed, then RESUMED), op 7 RECONNECT, and the dispatches MESSAGE_CREATE / MESSAGE_UPDATE /
-  INTERACTION_CREATE / THREAD_CREATE / THREAD_UPDATE; messages the bot posts come back as
-  MESSAGE_CREATE, as on Discord.
+- gateway: HELLO, IDENTIFY -> READY + GUILD_CREATE (per shard: a guild goes to shard
+  ``(guild_id >> 22) % count``, DMs to shard 0; a shard outside the count is closed with 4010),
+  heartbeats, RESUME (replays what the session missed, then RESUMED), op 7 RECONNECT, and the dispatches
+  MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE / INTERACTION_CREATE / THREAD_CREATE / THREAD_UPDATE;
+  messages the bot posts come back as MESSAGE_CREATE, as on Discord. ``add_guild(shard=...)`` puts a
+  guild on a chosen shard; ``identified_shards(token)`` and ``RestCall.token`` tell processes apart.
 - interactions: slash commands, message context-menu commands (type 3, with the resolved target
   message), button clicks, and modal submits built from the modal the bot answered with.
 - REST: users/@me, oauth2/applications/@me, gateway(/bot), command bulk overwrite, messages (JSON and
@@ -16,8 +18,10 @@ What it speaks:
   exists) and without one, modify channel (locked/archived), thread members, fetch channel,
   interaction callbacks, original response, followups.
 - faults: ``fail()`` injects 429 (with ``retry_after``, as Discord's edge sends it), 5xx, 403 (50013)
-  or 400 (50083); ``delete_channel()`` makes a channel answer 404 (10003); posting to a locked,
-  archived thread answers 50083 unless the bot may manage threads.
+  or 400 (50083); ``delete_channel()`` makes a channel answer 404 (10003); ``moderator_delete()``
+  removes a message (MESSAGE_DELETE), after which editing it answers 404 (10008 Unknown Message);
+  posting to a locked, archived thread answers 50083 unless the bot may manage threads; content over
+  2,000 characters answers 400 (50035 Invalid Form Body), as Discord does.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ MANAGE_MESSAGES = 0x2000
 MANAGE_THREADS = 0x400000000
 ADMIN_LIKE = EVERYONE_PERMISSIONS | MANAGE_MESSAGES | MANAGE_THREADS
 EPHEMERAL = 64
+CONTENT_LIMIT = 2000
 
 
 def now_iso() -> str:
@@ -58,6 +63,8 @@ class RestCall:
     query: dict[str, str] = field(default_factory=dict)
     status: int = 200
     reason: str | None = None
+    #: The bot token the request carried (``Authorization: Bot <token>``): which process made it.
+    token: str | None = None
     at: float = field(default_factory=time.monotonic)
 
     def __repr__(self) -> str:
@@ -197,6 +204,23 @@ class DiscordStandin:
         self.guilds[guild_id] = {"id": guild_id, "name": name, "owner_id": self.new_id(), "roles": roles,
                                  "channel_ids": channel_ids}
 
+    def add_guild(self, name: str, *, shard: tuple[int, int] | None = None) -> tuple[str, str]:
+        """Another guild with one text channel; returns (guild id, channel id). With ``shard=(id, count)``
+        its id is one that shard serves (Discord's rule: ``(guild_id >> 22) % count``)."""
+        guild_id = int(self.new_id())
+        if shard is not None:
+            shard_id, count = shard
+            base = (guild_id >> 22) + 1000 * len(self.guilds)
+            guild_id = (base - base % count + shard_id) << 22
+        channel_id = self.new_id()
+        self._add_guild(str(guild_id), name, [channel_id])
+        return str(guild_id), channel_id
+
+    def identified_shards(self, token: str | None = None) -> list[tuple[int, int]]:
+        """The ``[shard_id, shard_count]`` of every IDENTIFY (only those sent with ``token``, if given)."""
+        return [(int(i["shard"][0]), int(i["shard"][1])) if "shard" in i else (0, 1) for i in self.identifies
+                if token is None or i.get("token") == token]
+
     def member(self, user: dict[str, Any], permissions: int | None = None) -> dict[str, Any]:
         data = {"user": user, "roles": list(self.member_roles.get(user["id"], [])), "joined_at": now_iso(),
                 "deaf": False, "mute": False, "flags": 0, "nick": None, "avatar": None,
@@ -239,6 +263,14 @@ class DiscordStandin:
     def delete_channel(self, channel_id: str) -> None:
         self.deleted.add(channel_id)
 
+    async def moderator_delete(self, message_id: str) -> None:
+        """A moderator deletes a message (the bot's, say): it is gone for every later request."""
+        data = self.messages.pop(message_id)
+        payload = {"id": message_id, "channel_id": data["channel_id"]}
+        if data.get("guild_id"):
+            payload["guild_id"] = data["guild_id"]
+        await self.dispatch("MESSAGE_DELETE", payload, data.get("guild_id"))
+
     def fail(self, method: str, path_regex: str, status: int, *, code: int = 0, times: int = 1,
              retry_after: float = 0.05) -> None:
         """The next ``times`` matching requests answer ``status`` (429 carries ``retry_after``)."""
@@ -278,6 +310,7 @@ class DiscordStandin:
         """A member edits one of their messages (a full MESSAGE_UPDATE, as Discord sends now)."""
         data = self.messages[message_id]
         data["content"] = content
+        data["mentions"] = [self.bot] if f"<@{self.bot['id']}>" in content else []  # as Discord re-reads them
         data["edited_timestamp"] = now_iso()
         await self.dispatch("MESSAGE_UPDATE", dict(data), data.get("guild_id"))
         return data
@@ -410,6 +443,10 @@ class DiscordStandin:
                 self.heartbeats += 1
                 await ws.send_str(json.dumps({"op": 11}))
             elif op == 2:
+                shard = frame["d"].get("shard", (0, 1))
+                if not 0 <= int(shard[0]) < int(shard[1]):
+                    await ws.close(code=4010, message=b"Invalid shard")  # as Discord closes it
+                    break
                 session = await self._identify(ws, frame["d"])
             elif op == 6:
                 session = await self._resume(ws, frame["d"])
@@ -480,7 +517,8 @@ class DiscordStandin:
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
         call = RestCall(request.method, path, query=dict(request.query),
-                        reason=request.headers.get("X-Audit-Log-Reason"))
+                        reason=request.headers.get("X-Audit-Log-Reason"),
+                        token=request.headers.get("Authorization", "").removeprefix("Bot ") or None)
         await self._read_body(request, call)
         self.calls.append(call)
         failure = self._failure_for(call)
@@ -493,7 +531,7 @@ class DiscordStandin:
                     result = handler(call, *match.groups())
                 except _ApiError as err:
                     call.status = err.status
-                    return _json({"message": err.message, "code": err.code}, err.status)
+                    return _json(err.body(), err.status)
                 if result is None:
                     call.status = 204
                     return web.Response(status=204)
@@ -566,8 +604,16 @@ class DiscordStandin:
     def _bulk_guild_commands(self, call: RestCall, app_id: str, guild_id: str) -> list[dict[str, Any]]:
         return [self._registered(c, app_id, guild_id=guild_id) for c in call.json]
 
+    @staticmethod
+    def _check_content(body: dict[str, Any]) -> None:
+        """Discord refuses message content over 2,000 characters with a form error."""
+        if len(body.get("content") or "") > CONTENT_LIMIT:
+            raise _ApiError(400, 50035, "Invalid Form Body", {"content": {"_errors": [
+                {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {CONTENT_LIMIT} or fewer in length."}]}})
+
     def _store_bot_message(self, channel_id: str, body: dict[str, Any], files: list[tuple[str, bytes]],
                            **extra: Any) -> dict[str, Any]:
+        self._check_content(body)
         attachments = [{"id": self.new_id(), "filename": name, "size": len(data), "url": f"https://cdn/{name}",
                         "proxy_url": f"https://cdn/{name}"} for name, data in files]
         data = self._message(channel_id, self.bot, body.get("content") or "", embeds=body.get("embeds") or [],
@@ -595,6 +641,7 @@ class DiscordStandin:
         if data is None or data["channel_id"] != channel_id:
             raise _ApiError(404, 10008, "Unknown Message")
         body = call.json or {}
+        self._check_content(body)
         if "content" in body:
             data["content"] = body["content"] or ""
         if "embeds" in body:
@@ -706,6 +753,7 @@ class DiscordStandin:
         if record.original is None:
             raise _ApiError(404, 10008, "Unknown Message")
         body = call.json or {}
+        self._check_content(body)
         for key in ("content", "embeds", "components"):
             if key in body:
                 record.original[key] = body[key] if body[key] is not None else ([] if key != "content" else "")
@@ -723,6 +771,7 @@ class DiscordStandin:
         data = self.messages.get(message_id)
         if data is None:
             raise _ApiError(404, 10008, "Unknown Message")
+        self._check_content(call.json or {})
         data.update({k: v for k, v in (call.json or {}).items() if k in ("content", "embeds", "components")})
         return self._public(data)
 
@@ -770,9 +819,14 @@ class DiscordStandin:
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(self, status: int, code: int, message: str, errors: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.errors = status, code, message, errors
+
+    def body(self) -> dict[str, Any]:
+        """Discord's JSON error body: ``{"code": 10008, "message": "Unknown Message"}`` (plus ``errors``
+        for a form error)."""
+        return {"code": self.code, "message": self.message, **({"errors": self.errors} if self.errors else {})}
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -26,6 +26,8 @@ class Call:
     method: str
     args: dict[str, Any]
     status: int = 200
+    #: Slack's error code when the stand-in answered ``ok: false`` (scripted, or ``message_not_found``).
+    error: str | None = None
 
 
 @dataclass
@@ -50,6 +52,9 @@ class SlackStandin:
     #: Methods answered ``missing_scope`` (the app was installed without that permission).
     missing_scope: set[str] = field(default_factory=set)
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The bot's messages that exist, by ts: ``chat.update``/``chat.delete`` of any other ts answer
+    #: ``message_not_found``, as Slack does.
+    bot_messages: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -98,6 +103,10 @@ class SlackStandin:
         """The next ``times`` calls of ``method`` answer ``status`` (a 200 with ``ok: false`` when 200)."""
         self._failures.setdefault(method, []).extend(_Failure(status, error, retry_after) for _ in range(times))
 
+    def delete_message(self, ts: str) -> None:
+        """A member or an admin deletes one of the bot's messages."""
+        del self.bot_messages[ts]
+
     def calls_to(self, method: str, **match: Any) -> list[dict[str, Any]]:
         """Arguments of the successful calls to ``method`` whose arguments include ``match``."""
         return [c.args for c in self.calls if c.method == method and c.status == 200
@@ -127,7 +136,8 @@ class SlackStandin:
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or args.get("token")
         failure = self._next_failure(method)
         status = failure.status if failure and failure.status != 200 else 200
-        self.calls.append(Call(method, args, status))
+        call = Call(method, args, status, failure.error if failure else None)
+        self.calls.append(call)
         await self._notify()
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
@@ -142,6 +152,9 @@ class SlackStandin:
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
+        if method in ("chat.update", "chat.delete") and str(args.get("ts")) not in self.bot_messages:
+            call.error = "message_not_found"
+            return _error(call.error)
         return web.json_response({"ok": True, **handler(args)})
 
     def _next_failure(self, method: str) -> _Failure | None:
@@ -158,13 +171,16 @@ class SlackStandin:
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         ts = self._new_ts()
         args["_ts"] = ts  # recorded with the call, so tests can follow later updates of this message
+        self.bot_messages[ts] = str(args.get("text") or "")
         return {"channel": args.get("channel"), "ts": ts,
                 "message": {"text": args.get("text"), "ts": ts, "user": self.bot_user_id, "bot_id": self.bot_id}}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        self.bot_messages[str(args.get("ts"))] = str(args.get("text") or "")
         return {"channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
 
     def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
+        del self.bot_messages[str(args.get("ts"))]
         return {"channel": args.get("channel"), "ts": args.get("ts")}
 
     def _m_chat_postEphemeral(self, _: dict[str, Any]) -> dict[str, Any]:

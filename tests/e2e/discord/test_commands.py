@@ -116,3 +116,27 @@ async def test_members_without_permission_are_refused(bot: DiscordBot, standin: 
                                   permissions=MANAGE_MESSAGES)
     await standin.settle()
     assert allowed.original["content"] == "There is no case with that number in this community."
+
+
+async def test_a_long_chat_message_is_shown_in_full_within_discords_limit(
+        bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
+    paragraph = "A long question that goes on and on about many things. " * 20
+    message = "\n\n".join([paragraph.strip()] * 3)  # about 3,400 characters: /chat takes up to 4,000
+    used = await standin.slash("chat", standin.general_id, options=[{"type": 3, "name": "message",
+                                                                      "value": message}])
+    await standin.settle(quiet=0.3)
+    thread_id = used.original["id"]
+    shown = [used.original["content"], *standin.bot_texts(thread_id)[:-1]]
+    assert all(len(t) <= 2000 for t in shown)
+    assert "\n\n".join(shown).split() == f"**alice:** {message}".split()  # nothing lost
+    assert standin.bot_texts(thread_id)[-1].startswith("(demo)") and model.calls == 1
+    assert not standin.find("POST", r"/.*", status=400)
+
+
+async def test_a_chat_message_of_invisible_characters_opens_nothing(
+        bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
+    used = await standin.slash("chat", standin.general_id, options=[{"type": 3, "name": "message",
+                                                                      "value": "\u200b\u2060"}])
+    await standin.settle(quiet=0.2)
+    assert ephemeral(used) and "looks empty" in used.original["content"]
+    assert standin.threads() == [] and model.calls == 0

@@ -278,7 +278,8 @@ async def drive_to_freeze(env: SlackEnv, send: Callable[[dict[str, Any]], Awaita
 
 
 def thread_texts(standin: SlackStandin, thread_ts: str, channel: str = CHANNEL) -> list[str]:
-    """What the thread shows: each posted message's latest text (after chat.update), in order."""
+    """What the thread shows: each posted message's latest text (after chat.update), in order, without
+    the messages deleted since (by the bot or by someone in the workspace)."""
     shown: dict[str, str] = {}
     order: list[str] = []
     for call in standin.calls:
@@ -292,4 +293,4 @@ def thread_texts(standin: SlackStandin, thread_ts: str, channel: str = CHANNEL) 
             shown[call.args["ts"]] = call.args.get("text", "")
         elif call.method == "chat.delete" and call.args.get("ts") in shown:
             order.remove(call.args["ts"])
-    return [shown[ts] for ts in order]
+    return [shown[ts] for ts in order if ts in standin.bot_messages]
