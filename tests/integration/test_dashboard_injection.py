@@ -92,8 +92,8 @@ def assert_inert(html: str, where: str, shown: tuple[str, ...]) -> None:
     for href in markup.hrefs:
         assert not href.strip().lower().startswith(("javascript:", "data:", "vbscript:")), f"{where}: {href}"
     text = "".join(markup.text)
-    for field in shown:  # the field did reach the page, as text
-        assert f"<{tagged(field)}" in text, f"{where}: {field} is not shown as text"
+    for name in shown:  # the field did reach the page, as text
+        assert f"<{tagged(name)}" in text, f"{where}: {name} is not shown as text"
 
 
 def _model() -> ScriptedModel:
