@@ -16,7 +16,7 @@ ROOT=$(pwd)
 BASE=${MUTATION_DIR:-/tmp/threadguard-mutation}
 CHILDREN=${MUTATION_CHILDREN:-2}
 
-python3 -c 'import mutmut' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check -e '.[mutation]'
+python3 -c 'import mutmut' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'mutmut==3.8.1'  # as pinned in the mutation extra
 
 # target -> "file to mutate | mutant name globs | tests"
 declare -A FILE GLOBS TESTS
