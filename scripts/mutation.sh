@@ -22,7 +22,7 @@ python3 -c 'import mutmut' 2>/dev/null || python3 -m pip install -q --disable-pi
 declare -A FILE GLOBS TESTS
 FILE[policy]=bot/policy.py
 GLOBS[policy]='bot.policy.*'
-TESTS[policy]='tests/unit/test_policy.py tests/unit/test_categories.py tests/integration/test_engine_claude.py'
+TESTS[policy]='tests/unit/test_policy.py tests/unit/test_categories.py tests/unit/test_policy_results.py tests/integration/test_engine_claude.py'
 FILE[history]=bot/history.py
 GLOBS[history]='bot.history.*'
 TESTS[history]='tests/unit/test_validation_history.py tests/unit/test_history_rules.py tests/integration/test_branch_and_reopen.py'
