@@ -15,6 +15,7 @@ import pytest
 from adapters.dashboard.auth import Accounts, failures_key
 from bot.bootstrap import Runtime, build_runtime
 from bot.store import keys
+from bot.store.retention import Retention
 from bot.types import Author, EditedMessage, IncomingMessage, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
@@ -178,3 +179,16 @@ async def test_dashboard_sessions_and_sign_in_throttles_expire(redis_client):
     assert await accounts.authenticate("jo", "wrong", "10.0.0.1") is None
     for who in ("name:jo", "addr:10.0.0.1"):
         await _assert_pttl(redis_client, failures_key(who), 777_000)
+
+
+async def test_forget_user_and_purge_leave_every_conversation_its_lifetime(runtime, redis_client):
+    ended = ThreadRef("discord", "g", "c", "forget-ended")
+    active = ThreadRef("discord", "g", "c", "forget-active")
+    await _end_by_abuse(runtime.engine, ended)
+    await runtime.engine.handle_message(_msg(active, "hello there", 0))
+    retention = Retention(redis_client, case_retention_days=RETENTION_DAYS, idle_ttl_days=IDLE_DAYS)
+    report = await retention.forget_user("discord", ANN.id)
+    assert report.threads_changed == 2
+    await retention.purge()
+    await _assert_thread_ttl(redis_client, ended, RETENTION_DAYS * DAY_MS)
+    await _assert_thread_ttl(redis_client, active, IDLE_DAYS * DAY_MS)
