@@ -35,7 +35,7 @@ TESTS[export]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard
 # The escaping: the template environment (autoescape) and the filters that decide what becomes markup.
 FILE[escaping]='adapters/dashboard/views.py adapters/dashboard/app.py'
 GLOBS[escaping]='adapters.dashboard.views.x__safe_url* adapters.dashboard.views.x__category_label* adapters.dashboard.views.x__when* adapters.dashboard.app.x_template_env*'
-TESTS[escaping]='tests/unit/dashboard/test_dashboard_units.py tests/browser/test_dashboard_security.py tests/integration/test_dashboard_injection.py'
+TESTS[escaping]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard/test_dashboard_filters.py tests/browser/test_dashboard_security.py tests/integration/test_dashboard_injection.py'
 ALL=(policy history validation export escaping)
 
 targets=("$@")
