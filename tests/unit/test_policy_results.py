@@ -51,7 +51,7 @@ def test_a_risk_flag_says_the_conversation_stays_open_and_whether_resources_went
     assert first.accepted is True and again.accepted is True and again.risk_flagged == "harm_to_others"
 
 
-@pytest.mark.parametrize("kind", ["", "   ", "danger", None])
+@pytest.mark.parametrize("kind", ["", "   ", "danger", None], ids=["empty", "blank", "unknown", "missing"])
 def test_a_risk_flag_of_unknown_kind_is_treated_as_self_harm(kind):
     fields = {} if kind is None else {"kind": kind}
     v = apply_tool_call(LadderState(), ToolCall("t", "flag_risk", fields), 3)
