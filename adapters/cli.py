@@ -12,6 +12,17 @@ from bot.bootstrap import Runtime
 from bot.casefile import render_case_text
 from bot.types import Case
 
+#: Control characters (C0 but newline and tab, DEL, C1) and the line and paragraph separators, as visible
+#: escapes: case texts are written by members and the model, and a terminal would act on them (colours,
+#: titles, a carriage return that hides a line). In JSON output they only occur inside strings, where
+#: ``\uXXXX`` means the same character.
+_TERMINAL_SAFE = {c: f"\\u{c:04x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)
+                  if c not in (0x09, 0x0A)}
+
+
+def _echo(text: str) -> None:
+    click.echo(text.translate(_TERMINAL_SAFE))
+
 
 @click.group()
 def main() -> None:
@@ -46,13 +57,13 @@ def list_cases(community: str | None, limit: int, as_json: bool) -> None:
     found = run_with_runtime(lambda rt: rt.cases.list(community, limit=limit), quiet=True)
     if as_json:
         for case in found:
-            click.echo(json.dumps(_case_summary(case), ensure_ascii=False))
+            _echo(json.dumps(_case_summary(case), ensure_ascii=False))
         return
     if not found:
         click.echo("No cases.")
         return
     for c in found:
-        click.echo(f"#{c.case_id:<5} {c.community:<20} {c.platform:<8} {c.action:<9} {c.reason or '-':<17} "
+        _echo(f"#{c.case_id:<5} {c.community:<20} {c.platform:<8} {c.action:<9} {c.reason or '-':<17} "
                    f"{c.category or '-':<26} {c.ended_at}")
 
 
@@ -73,8 +84,7 @@ def show_case(case_id: int, community: str | None, as_json: bool) -> None:
         return await rt.cases.get(chosen, case_id)
 
     case = run_with_runtime(fetch, quiet=True)
-    click.echo(json.dumps(_case_summary(case), ensure_ascii=False, indent=2) if as_json
-               else render_case_text(case))
+    _echo(json.dumps(_case_summary(case), ensure_ascii=False, indent=2) if as_json else render_case_text(case))
 
 
 @main.command()

@@ -140,8 +140,12 @@ class ConversationEngine:
                          turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
             await self.store.seed_branch(new_thread, [*prefix, link],
                                          ThreadState(new_thread, ladder=ladder, branch_of=old.key))
-            if state.case_id is not None:
-                await self.store.link_branch(old.community, state.case_id, new_thread.key)
+            case_id = state.case_id
+            if case_id is None:  # the end's case is still waiting for its number: this event files it
+                filed = await self.store.file_pending_cases(old)
+                case_id = filed[-1].case_id if filed else None
+            if case_id is not None:
+                await self.store.link_branch(old.community, case_id, new_thread.key)
         except ThreadguardError as exc:
             return self._failed(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)
@@ -157,6 +161,8 @@ class ConversationEngine:
         try:
             start = await self._begin(thread, f"end:{secrets.token_hex(8)}", config)
             if start.status is BeginStatus.FROZEN:
+                if start.pending_cases:
+                    await self.store.file_pending_cases(thread)
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
                     Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
             assert start.state is not None

@@ -21,8 +21,14 @@ CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: Characters that some line readers (``str.splitlines``, older JavaScript) take for a line break; inside
+#: JSON they only ever occur in strings, where their escapes mean the same.
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
 def to_jsonl(cases: Iterable[Case]) -> str:
-    return "".join(json.dumps(c.to_dict(), ensure_ascii=False) + "\n" for c in cases)
+    """One case per line, whatever its texts hold."""
+    return "".join(json.dumps(c.to_dict(), ensure_ascii=False).translate(_LINE_BREAKS) + "\n" for c in cases)
 
 
 def _cell(value: object) -> str:

@@ -1,4 +1,8 @@
-"""The shared test infrastructure works: real Redis (server, cluster), fakeredis, the Messages API stand-in."""
+"""Checks of the test infrastructure itself, not of threadguard: the private Redis servers and cluster,
+fakeredis, and the Messages API stand-in against the real anthropic SDK.
+
+They carry the ``standin`` mark and run apart from the product's tests (``scripts/test.sh`` reports them
+on a line of their own), so the product's test count says what protects threadguard."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from tests.support.anthropic_standin import (
 )
 from tests.support.redis_servers import RedisServer, _pid_alive
 
-pytestmark = pytest.mark.timeout(30)
+pytestmark = [pytest.mark.standin, pytest.mark.timeout(30)]
 
 COUNTER = """
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])

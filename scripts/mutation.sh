@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Mutation run (mutmut) over the rules the suite must guard: the ladder (bot/policy.py), the history
+# (bot/history.py), input checks (bot/validation.py) and the dashboard's escaping and exports.
+#
+#   bash scripts/mutation.sh                 # every target below
+#   bash scripts/mutation.sh policy export   # some of them
+#
+# Each target runs in a scratch copy of the work tree (tracked and untracked files, not ignored ones)
+# under $MUTATION_DIR (default /tmp/threadguard-mutation/<target>), with only the tests that exercise
+# that code, so nothing is written into the repository. It prints the score per target and lists every
+# surviving mutant; `cd $MUTATION_DIR/<target> && python3 -m mutmut show NAME` shows one.
+# Not part of CI: it takes minutes (see docs/mutation.md for the figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+BASE=${MUTATION_DIR:-/tmp/threadguard-mutation}
+CHILDREN=${MUTATION_CHILDREN:-2}
+
+python3 -c 'import mutmut' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check 'mutmut==3.8.1'  # as pinned in the mutation extra
+
+# target -> "file to mutate | mutant name globs | tests"
+declare -A FILE GLOBS TESTS
+FILE[policy]=bot/policy.py
+GLOBS[policy]='bot.policy.*'
+TESTS[policy]='tests/unit/test_policy.py tests/unit/test_categories.py tests/unit/test_policy_results.py tests/integration/test_engine_claude.py'
+FILE[history]=bot/history.py
+GLOBS[history]='bot.history.*'
+TESTS[history]='tests/unit/test_validation_history.py tests/unit/test_history_rules.py tests/integration/test_branch_and_reopen.py'
+FILE[validation]=bot/validation.py
+GLOBS[validation]='bot.validation.*'
+TESTS[validation]='tests/unit/test_validation_history.py tests/unit/test_validation_rules.py tests/integration/test_bad_input.py'
+FILE[export]=adapters/dashboard/export.py
+GLOBS[export]='adapters.dashboard.export.*'
+TESTS[export]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard/test_export_injection.py'
+# The escaping: the template environment (autoescape) and the filters that decide what becomes markup.
+FILE[escaping]='adapters/dashboard/views.py adapters/dashboard/app.py'
+GLOBS[escaping]='adapters.dashboard.views.x__safe_url* adapters.dashboard.views.x__category_label* adapters.dashboard.views.x__when* adapters.dashboard.app.x_template_env*'
+TESTS[escaping]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard/test_dashboard_filters.py tests/browser/test_dashboard_security.py tests/integration/test_dashboard_injection.py'
+ALL=(policy history validation export escaping)
+
+targets=("$@")
+[ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
+
+toml_list() { local out="" x; for x in "$@"; do out+="\"$x\", "; done; echo "[${out%, }]"; }
+
+summary=()
+for target in "${targets[@]}"; do
+  [ -n "${FILE[$target]:-}" ] || { echo "unknown target: $target (one of: ${ALL[*]})" >&2; exit 2; }
+  work="$BASE/$target"
+  rm -rf "$work"; mkdir -p "$work"
+  git ls-files -z -co --exclude-standard | tar --null -T - -cf - | tar -xf - -C "$work"
+  existing=()
+  for t in ${TESTS[$target]}; do [ -e "$work/$t" ] && existing+=("$t"); done
+  # shellcheck disable=SC2086
+  cat >>"$work/pyproject.toml" <<EOF
+
+[tool.mutmut]
+source_paths = ["bot", "adapters", "config"]
+only_mutate = $(toml_list ${FILE[$target]})
+pytest_add_cli_args_test_selection = $(toml_list "${existing[@]}")
+pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", "--timeout=60"]
+use_git_change_detection = false
+EOF
+  echo "== mutation: $target (${FILE[$target]}) with ${existing[*]}"
+  start=$(date +%s)
+  # shellcheck disable=SC2086
+  (cd "$work" && python3 -m mutmut run --max-children "$CHILDREN" ${GLOBS[$target]} >"$work/run.log" 2>&1) || {
+    echo "mutmut failed for $target; see $work/run.log" >&2; tail -20 "$work/run.log" >&2; exit 1; }
+  seconds=$(( $(date +%s) - start ))
+  (cd "$work" && python3 -m mutmut results --all true >"$work/results.txt" 2>&1) || true
+  line=$(python3 - "$work/results.txt" "$target" "$seconds" ${GLOBS[$target]} <<'PY'
+import fnmatch, sys
+path, target, seconds, globs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+counts: dict[str, int] = {}
+survivors = []
+for raw in open(path, encoding="utf-8"):
+    name, _, status = raw.strip().rpartition(": ")
+    if not name or not any(fnmatch.fnmatch(name, g) for g in globs):
+        continue
+    counts[status] = counts.get(status, 0) + 1
+    if status in ("survived", "no tests", "timeout", "suspicious"):
+        survivors.append(f"{name}: {status}")
+total = sum(counts.values())
+killed = counts.get("killed", 0)
+score = 100.0 * killed / total if total else 0.0
+print(f"{target}: {killed}/{total} killed ({score:.1f}%) in {seconds}s "
+      + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+for s in survivors:
+    print("   " + s)
+PY
+)
+  echo "${line%%$'\n'*}"
+  summary+=("$line")
+done
+echo
+echo "== mutation scores"
+printf '%s\n' "${summary[@]}"
