@@ -137,10 +137,11 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
     return app
 
 
-async def run_dashboard(settings: Settings, host: str, port: int) -> None:
-    """Serve the dashboard until cancelled."""
+async def run_dashboard(settings: Settings, host: str, port: int, *, runtime: Runtime | None = None) -> None:
+    """Serve the dashboard until cancelled (on ``runtime`` when given; its owner closes it)."""
     dashboard_settings = DashboardSettings()  # type: ignore[call-arg]  # the secret comes from the env
-    runtime = build_runtime(settings)
+    own = runtime is None
+    runtime = runtime or build_runtime(settings)
     runner = web.AppRunner(build_app(runtime, dashboard_settings), shutdown_timeout=5, access_log=None)
     await runner.setup()
     try:
@@ -149,4 +150,5 @@ async def run_dashboard(settings: Settings, host: str, port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-        await runtime.aclose()
+        if own:
+            await runtime.aclose()

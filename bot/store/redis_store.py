@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from bot.errors import StoreUnavailable
+from bot.metrics import Metrics
 from bot.store import BeginStatus, CommitResult, CommitStatus, TurnCommit, TurnStart, keys, scripts
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
 
@@ -89,6 +90,8 @@ class RedisConversationStore:
         self.ended_ttl_ms = ended_ttl_ms
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
+        #: Told about every failed request (the metrics of a long-running process).
+        self.metrics = Metrics()
         self._begin = client.register_script(scripts.BEGIN_TURN)
         self._commit = client.register_script(scripts.COMMIT_TURN)
         self._abandon = client.register_script(scripts.ABANDON_TURN)
@@ -103,11 +106,9 @@ class RedisConversationStore:
         self.round_trips += 1
         try:
             yield
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
-            raise StoreUnavailable(f"redis {what} failed") from exc
-        except OSError as exc:
-            log.warning("redis %s failed: %s", what, type(exc).__name__)
+            self.metrics.store_error(what)
             raise StoreUnavailable(f"redis {what} failed") from exc
 
     # --- turns ---------------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Token usage sums in Redis: per thread, per case and per community per UTC day.
+
+    tg:{t:T}:usage              hash  FIELDS of bot.usage: the thread's totals
+    tg:{c:C}:usage:<YYYY-MM-DD> hash  the community's totals for that day
+    tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
+    tg:usage:communities        set   communities with recorded usage
+
+A turn's record is one pipelined request (its HINCRBYs go to the thread's and the community's slots;
+on Redis Cluster the client sends the two groups to their nodes together). A turn that filed a case
+adds one more request, which copies the thread's totals to the case.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from bot.errors import StoreUnavailable
+from bot.model import Usage
+from bot.store import keys
+from bot.types import ThreadRef
+from bot.usage import FIELDS, DayUsage, TokenTotals, day_of
+
+USAGE_COMMUNITIES = f"{keys.PREFIX}:usage:communities"
+#: Daily community totals are kept this long (they hold numbers only, no member data).
+DAY_TTL_S = 400 * 86_400
+
+
+def thread_usage(thread_key: str) -> str:
+    return f"{keys.thread_tag(thread_key)}:usage"
+
+
+def community_day(community: str, day: str) -> str:
+    return f"{keys.community_tag(community)}:usage:{day}"
+
+
+def case_usage(community: str, case_id: int) -> str:
+    return f"{keys.case(community, case_id)}:usage"
+
+
+class UsageLedger:
+    """Records and reads usage sums; ``client`` is any redis-py asyncio client (or fakeredis)."""
+
+    def __init__(self, client: Any, *, thread_ttl_ms: int = 365 * 86_400_000) -> None:
+        self.client = client
+        self.thread_ttl_ms = thread_ttl_ms
+        #: Requests sent to Redis (a pipeline counts once): for benchmarks.
+        self.round_trips = 0
+
+    async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None,
+                          case_id: int | None = None) -> TokenTotals:
+        """Add one turn's usage; returns the thread's new totals. With ``case_id`` (the turn filed that
+        case) the thread's totals are also stored as the case's."""
+        turn = TokenTotals.of_turn(usage)
+        if usage.empty:
+            turn.turns = 0  # an end without a model call (the member's end command) spends nothing
+        day_key = community_day(thread.community, day_of(time.time() if at is None else at))
+        t_key = thread_usage(thread.key)
+        counts = turn.as_dict()
+        try:
+            self.round_trips += 1
+            pipe = self.client.pipeline(transaction=False)
+            for name in FIELDS:
+                pipe.hincrby(t_key, name, counts[name])
+            pipe.pexpire(t_key, self.thread_ttl_ms)
+            if not turn.empty:
+                for name in FIELDS:
+                    if counts[name]:
+                        pipe.hincrby(day_key, name, counts[name])
+                pipe.expire(day_key, DAY_TTL_S)
+                pipe.sadd(USAGE_COMMUNITIES, thread.community)
+            results = await pipe.execute()
+            totals = TokenTotals(*(int(v) for v in results[:len(FIELDS)]))
+            if case_id is not None:
+                self.round_trips += 1
+                c_key = case_usage(thread.community, case_id)
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(c_key, mapping=totals.as_dict())
+                pipe.pexpire(c_key, self.thread_ttl_ms)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis record_usage failed: {type(exc).__name__}") from exc
+        return totals
+
+    async def thread(self, thread_key: str) -> TokenTotals:
+        return TokenTotals.from_hash(await self._hgetall(thread_usage(thread_key)))
+
+    async def case(self, community: str, case_id: int) -> TokenTotals:
+        return TokenTotals.from_hash(await self._hgetall(case_usage(community, case_id)))
+
+    async def communities(self) -> list[str]:
+        try:
+            return sorted(await self.client.smembers(USAGE_COMMUNITIES))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis usage communities failed: {type(exc).__name__}") from exc
+
+    async def days(self, community: str, *, days: int = 30, until: float | None = None) -> list[DayUsage]:
+        """The community's daily totals for the ``days`` UTC days up to ``until`` (default today), newest
+        first; days without usage are left out. One request: the keys share the community's slot."""
+        last = datetime.fromtimestamp(time.time() if until is None else until, tz=UTC).date()
+        wanted = [(last - timedelta(days=i)).isoformat() for i in range(days)]
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for day in wanted:
+                pipe.hgetall(community_day(community, day))
+            found = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis usage days failed: {type(exc).__name__}") from exc
+        rows = [DayUsage(community, day, TokenTotals.from_hash(data)) for day, data in zip(wanted, found, strict=True)]
+        return [r for r in rows if not r.totals.empty]
+
+    async def _hgetall(self, key: str) -> dict[str, str]:
+        try:
+            return dict(await self.client.hgetall(key))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis usage read failed: {type(exc).__name__}") from exc
