@@ -26,6 +26,8 @@ class Call:
     method: str
     args: dict[str, Any]
     status: int = 200
+    #: ``time.monotonic()`` when the call arrived.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
