@@ -18,9 +18,11 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
@@ -38,12 +40,16 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
         import fakeredis  # the in-process store; imported only when used
 
         return fakeredis.aioredis.FakeRedis(decode_responses=True)
+    # No health-check PING before a command on a connection that sat idle (it would add a round trip to
+    # the first turn after every quiet spell): a connection found dead is replaced and the command
+    # retried. A script call that fails on a dead connection was never run, so retrying it is safe.
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     if cluster:
         return RedisCluster.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                      socket_connect_timeout=2)
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
-                                   socket_connect_timeout=2, health_check_interval=15)
+                                   socket_connect_timeout=2, health_check_interval=0,
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
 
 
 def _pairs(flat: Iterable[Any]) -> dict[str, str]:
