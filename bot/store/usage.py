@@ -12,11 +12,14 @@ adds one more request, which copies the thread's totals to the case.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from bot.errors import StoreUnavailable
 from bot.model import Usage
@@ -25,6 +28,17 @@ from bot.types import ThreadRef
 from bot.usage import FIELDS, DayUsage, TokenTotals, day_of
 
 USAGE_COMMUNITIES = f"{keys.PREFIX}:usage:communities"
+
+# KEYS: one usage hash. ARGV: ttl ms, then field, increment pairs. Returns the hash's new values of the
+# fields named, in order. One command instead of an HINCRBY per field.
+ADD = """
+local out = {}
+for i = 2, #ARGV, 2 do
+  out[#out + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return out
+"""
 #: Daily community totals are kept this long (they hold numbers only, no member data).
 DAY_TTL_S = 400 * 86_400
 
@@ -49,6 +63,9 @@ class UsageLedger:
         self.thread_ttl_ms = thread_ttl_ms
         #: Requests sent to Redis (a pipeline counts once): for benchmarks.
         self.round_trips = 0
+        self._add_sha = hashlib.sha1(ADD.encode()).hexdigest()  # noqa: S324 - the script's name in Redis
+        self._registered: set[str] = set()
+        self._loaded = False  # communities this process already added to USAGE_COMMUNITIES
 
     async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None,
                           case_id: int | None = None) -> TokenTotals:
@@ -60,20 +77,18 @@ class UsageLedger:
         day_key = community_day(thread.community, day_of(time.time() if at is None else at))
         t_key = thread_usage(thread.key)
         counts = turn.as_dict()
+        every = [x for name in FIELDS for x in (name, counts[name])]
+        spent = [x for name in FIELDS if counts[name] for x in (name, counts[name])]
         try:
-            self.round_trips += 1
-            pipe = self.client.pipeline(transaction=False)
-            for name in FIELDS:
-                pipe.hincrby(t_key, name, counts[name])
-            pipe.pexpire(t_key, self.thread_ttl_ms)
-            if not turn.empty:
-                for name in FIELDS:
-                    if counts[name]:
-                        pipe.hincrby(day_key, name, counts[name])
-                pipe.expire(day_key, DAY_TTL_S)
-                pipe.sadd(USAGE_COMMUNITIES, thread.community)
-            results = await pipe.execute()
-            totals = TokenTotals(*(int(v) for v in results[:len(FIELDS)]))
+            try:
+                results = await self._send(thread.community, t_key, day_key, every, spent)
+            except NoScriptError:  # a restarted or new server: load the script once, then send again
+                self.round_trips += 1
+                await self.client.script_load(ADD)
+                results = await self._send(thread.community, t_key, day_key, every, spent)
+            if spent:
+                self._registered.add(thread.community)
+            totals = TokenTotals(*(int(v) for v in results[0]))
             if case_id is not None:
                 self.round_trips += 1
                 c_key = case_usage(thread.community, case_id)
@@ -84,6 +99,26 @@ class UsageLedger:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis record_usage failed: {type(exc).__name__}") from exc
         return totals
+
+    async def _send(self, community: str, t_key: str, day_key: str, every: list[Any], spent: list[Any]) -> list[Any]:
+        self.round_trips += 1
+        if isinstance(self.client, RedisCluster):  # no scripts in cluster pipelines: one request per slot, at once
+            if not self._loaded:  # load it first, so a NOSCRIPT cannot leave one of the two sums counted
+                await self.client.script_load(ADD)
+                self._loaded = True
+            sends = [self.client.evalsha(self._add_sha, 1, t_key, self.thread_ttl_ms, *every)]
+            if spent:
+                sends.append(self.client.evalsha(self._add_sha, 1, day_key, DAY_TTL_S * 1000, *spent))
+                if community not in self._registered:
+                    sends.append(self.client.sadd(USAGE_COMMUNITIES, community))
+            return list(await asyncio.gather(*sends))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.evalsha(self._add_sha, 1, t_key, self.thread_ttl_ms, *every)
+        if spent:
+            pipe.evalsha(self._add_sha, 1, day_key, DAY_TTL_S * 1000, *spent)
+            if community not in self._registered:
+                pipe.sadd(USAGE_COMMUNITIES, community)
+        return list(await pipe.execute())
 
     async def thread(self, thread_key: str) -> TokenTotals:
         return TokenTotals.from_hash(await self._hgetall(thread_usage(thread_key)))

@@ -110,3 +110,23 @@ async def test_usage_of_a_failed_turn_is_still_counted(redis_client, anthropic_s
         assert totals.calls == 1
     finally:
         await runtime.aclose()
+
+
+async def test_the_ledger_sums_on_every_store(any_redis):
+    """The same sums on one server, on Redis Cluster (thread and community keys in different slots) and on
+    the in-process Redis; the first record loads its script on a server that never saw it."""
+    from bot.model import Usage
+    from bot.store.usage import UsageLedger
+
+    ledger = UsageLedger(any_redis)
+    thread = ThreadRef("slack", "T1", "C1", "1.0")
+    await ledger.record_turn(thread, Usage(10, 2, 300, 0, calls=1), at=0)
+    totals = await ledger.record_turn(thread, Usage(5, 3, 0, 300, calls=2), at=86_400 * 1.5)
+    assert totals == TokenTotals(15, 5, 300, 300, 3, 2)
+    assert await ledger.thread(thread.key) == totals
+    await ledger.record_turn(thread, Usage(), at=0, case_id=7)  # an end without a model call
+    assert await ledger.case("T1", 7) == totals
+    days = await ledger.days("T1", days=3, until=86_400 * 2)
+    assert [(d.day, d.totals) for d in days] == [("1970-01-02", TokenTotals(5, 3, 0, 300, 2, 1)),
+                                                 ("1970-01-01", TokenTotals(10, 2, 300, 0, 1, 1))]
+    assert await ledger.communities() == ["T1"]
