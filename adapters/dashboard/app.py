@@ -20,6 +20,7 @@ from adapters.dashboard import views
 from adapters.dashboard.auth import Accounts
 from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
 from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
+from adapters.dashboard.usage_views import add_usage_routes
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import CaseNotFound, StoreUnavailable, ThreadguardError
 from config.dashboard import DashboardSettings
@@ -133,6 +134,7 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
     app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or EngineNotifier(runtime.engine),
                                template_env())
     views.add_routes(app)
+    add_usage_routes(app)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return app
 

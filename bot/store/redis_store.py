@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -37,9 +38,7 @@ DAY_MS = 86_400_000
 def connect(url: str | None, *, cluster: bool = False) -> Any:
     """A Redis client for ``url``; without a URL, the in-process Redis that speaks the same protocol."""
     if url is None:
-        import fakeredis  # the in-process store; imported only when used
-
-        return fakeredis.aioredis.FakeRedis(decode_responses=True)
+        return _in_process_redis()
     # No health-check PING before a command on a connection that sat idle (it would add a round trip to
     # the first turn after every quiet spell): a connection found dead is replaced and the command
     # retried. A script call that fails on a dead connection was never run, so retrying it is safe.
@@ -50,6 +49,20 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                    socket_connect_timeout=2, health_check_interval=0,
                                    retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def _in_process_redis() -> Any:
+    """fakeredis, imported only when used, and without numpy: fakeredis loads it when it is installed,
+    for vector sets threadguard never uses, and it would cost the console a tenth of a second to start."""
+    blocked = "numpy" not in sys.modules
+    if blocked:
+        sys.modules["numpy"] = None  # type: ignore[assignment]  # makes "import numpy" fail fast
+    try:
+        import fakeredis
+    finally:
+        if blocked:
+            del sys.modules["numpy"]
+    return fakeredis.aioredis.FakeRedis(decode_responses=True)
 
 
 def _pairs(flat: Iterable[Any]) -> dict[str, str]:
