@@ -21,6 +21,7 @@ from .conversations import Conversations
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .notices import NoticeRelay
+from .tracing import http_trace
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     """Build the client (sharded when ``DISCORD_SHARD_COUNT`` is set); nothing connects yet."""
     point_at(settings)
     options: dict[str, object] = {"intents": intents(), "guild_ready_timeout": guild_ready_timeout,
-                                  "allowed_mentions": discord.AllowedMentions.none()}
+                                  "allowed_mentions": discord.AllowedMentions.none(),
+                                  "http_trace": http_trace(runtime.engine.metrics)}
     client: discord.Client
     if settings.shard_count is not None:
         client = discord.AutoShardedClient(shard_count=settings.shard_count or None, **options)  # type: ignore[arg-type]
