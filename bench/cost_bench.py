@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import random
 import sys
 from pathlib import Path
@@ -42,7 +43,7 @@ def text_of(length: int, seed: int) -> str:
     return out[:length].rstrip() + "."
 
 
-async def run_thread(turns: int, seed: int) -> tuple[Bill, int, int, list[dict]]:
+async def run_thread(turns: int, seed: int) -> tuple[Bill, int, list[dict]]:
     standin = await AnthropicStandin().start()
     answers = itertools.count(seed * 1000)
     standin.responder = lambda body: reply(text_of(1000, next(answers)))
@@ -63,26 +64,25 @@ async def run_thread(turns: int, seed: int) -> tuple[Bill, int, int, list[dict]]
     bill = Bill()
     for body in bodies:
         bill.add(body)
-    return bill, answered, settings.engine.history_token_budget, bodies
+    return bill, answered, bodies
 
 
-def past_budget_hits(bodies: list[dict], budget: int) -> tuple[int, int]:
-    """(requests that repeated the previous cached prefix, requests compared) once the history is over budget."""
-    hits = compared = 0
-    for previous, current in itertools.pairwise(bodies):
-        history_chars = sum(len(str(m["content"])) for m in previous["messages"][:-1])
-        if history_chars / 4 < budget * 0.7:
-            continue
-        compared += 1
-        hits += shares_cached_prefix(previous, current)
-    return hits, compared
+def past_budget_hits(bodies: list[dict]) -> tuple[int, int]:
+    """(requests that repeated the previous request's cached prefix, requests compared), from the first
+    request whose history no longer starts with the thread's first message (the history budget was hit)."""
+    first = json.dumps(bodies[0]["messages"][0]["content"][0]["text"])
+    trimmed = next((i for i, b in enumerate(bodies) if first not in json.dumps(b["messages"][0])), None)
+    if trimmed is None:
+        return 0, 0
+    pairs = list(itertools.pairwise(bodies[trimmed:]))
+    return sum(shares_cached_prefix(a, b) for a, b in pairs), len(pairs)
 
 
 async def main(turn_counts: list[int]) -> int:
     failed = False
     print("billed-equivalent prompt cost relative to resending the history uncached")
     for turns in turn_counts:
-        bill, answered, budget, bodies = await run_thread(turns, seed=turns)
+        bill, answered, bodies = await run_thread(turns, seed=turns)
         if answered != turns:
             print(f"  {turns} turns: only {answered} of {turns} turns were answered: the run is not valid")
             return 2
@@ -90,7 +90,7 @@ async def main(turn_counts: list[int]) -> int:
         met = "met" if target is not None and bill.ratio <= target else "NOT met"
         verdict = "" if target is None else f"  (target <= {target:.2f}: {met})"
         failed |= target is not None and bill.ratio > target
-        hits, compared = past_budget_hits(bodies, budget)
+        hits, compared = past_budget_hits(bodies)
         print(f"  {turns:>3} turns: {bill.ratio:.2f}{verdict}; {bill.requests} requests, "
               f"{bill.uncached / 1000:.0f}k prompt tokens uncached, {bill.read / 1000:.0f}k read from cache, "
               f"{bill.written / 1000:.0f}k written")
