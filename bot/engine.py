@@ -442,6 +442,9 @@ class ConversationEngine:
         if usage.empty and case is None:
             return
         self.metrics.usage(usage)
+        log.debug("thread %s: turn tokens in=%d out=%d cache_write=%d cache_read=%d over %d call(s)", thread.key,
+                  usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
+                  usage.cache_read_input_tokens, usage.calls)
         if self.usage is None:
             return
         try:
