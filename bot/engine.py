@@ -45,7 +45,7 @@ from bot.types import (
     ThreadStatus,
     iso,
 )
-from bot.usage import UsageRecorder
+from bot.usage import TokenTotals, UsageRecorder
 from bot.validation import check_message
 from config.communities import Communities, CommunityConfig
 
@@ -75,7 +75,7 @@ class _Turn:
     end: EndDecision | None = None
     refused: bool = False
     usage: Usage = field(default_factory=Usage)
-    case: Case | None = None
+    accounted: bool = False
 
 
 class ConversationEngine:
@@ -188,7 +188,8 @@ class ConversationEngine:
                           author_id=author.id, author_name=author.name)
             turn = _Turn(ladder, [entry], end=end)
             outcome = await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}")
-            await self._account(thread, turn.usage, outcome.case)
+            if outcome.case is not None:
+                await self._account_case(thread, outcome.case, None)
             return outcome
         except ThreadguardError as exc:
             return self._failed(thread, exc)
@@ -290,7 +291,8 @@ class ConversationEngine:
         try:
             return await self._answer_turn(msg, turn, start, config, sink)
         finally:  # tokens are billed even when the turn then fails
-            await self._account(msg.thread, turn.usage, turn.case)
+            if not turn.accounted:
+                await self._account(msg.thread, turn.usage)
 
     async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
                            sink: TextSink | None) -> Outcome:
@@ -308,9 +310,17 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
-        outcome = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
-                                     ended_by="model")
-        turn.case = outcome.case
+        # The usage record goes out together with the commit (it holds whatever the commit decides: the
+        # tokens were billed either way), so it adds a request but no sequential round trip.
+        turn.accounted = True
+        committed, totals = await asyncio.gather(
+            self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url, ended_by="model"),
+            self._account(msg.thread, turn.usage), return_exceptions=True)
+        if isinstance(committed, BaseException):
+            raise committed
+        outcome = committed
+        if outcome.case is not None:
+            await self._account_case(msg.thread, outcome.case, totals if isinstance(totals, TokenTotals) else None)
         outcome.model_called = True
         outcome.streamed = streamed
         return outcome
@@ -436,22 +446,33 @@ class ConversationEngine:
             branch_of=start.state.branch_of,
         )
 
-    async def _account(self, thread: ThreadRef, usage: Usage, case: Case | None) -> None:
-        """Add a turn's tokens to the thread's, the case's and the community's day sums (one round trip,
-        two when the turn filed a case); a failure here costs the numbers, never the turn."""
-        if usage.empty and case is None:
-            return
+    async def _account(self, thread: ThreadRef, usage: Usage) -> TokenTotals | None:
+        """Add a turn's tokens to the thread's and the community's day sums (one request); returns the
+        thread's totals. A failure here costs the numbers, never the turn."""
+        if usage.empty:
+            return None
         self.metrics.usage(usage)
         log.debug("thread %s: turn tokens in=%d out=%d cache_write=%d cache_read=%d over %d call(s)", thread.key,
                   usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
                   usage.cache_read_input_tokens, usage.calls)
         if self.usage is None:
-            return
+            return None
         try:
-            await self.usage.record_turn(thread, usage, at=time.time(),
-                                         case_id=case.case_id if case is not None else None)
+            return await self.usage.record_turn(thread, usage, at=time.time())
         except ThreadguardError as exc:
             log.warning("thread %s: token usage not recorded (%s)", thread.key, type(exc).__name__)
+            return None
+
+    async def _account_case(self, thread: ThreadRef, case: Case, totals: TokenTotals | None) -> None:
+        """File the thread's token totals with the case it just ended in."""
+        if self.usage is None:
+            return
+        try:
+            await self.usage.record_case(case.community, case.case_id,
+                                         totals if totals is not None else await self.usage.thread(thread.key))
+        except ThreadguardError as exc:
+            log.warning("thread %s: token usage of case %s not recorded (%s)", thread.key, case.case_id,
+                        type(exc).__name__)
 
     async def _abandon(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
         try:

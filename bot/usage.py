@@ -90,7 +90,10 @@ def day_of(ts: float) -> str:
 
 
 class UsageRecorder(Protocol):
-    """Where the engine records what each turn spent (one round trip; two when a case is filed)."""
+    """Where the engine records what each turn spent (``bot.store.usage.UsageLedger``)."""
 
-    async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float, case_id: int | None = None,
-                          ) -> TokenTotals: ...
+    async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TokenTotals: ...
+
+    async def record_case(self, community: str, case_id: int, totals: TokenTotals) -> None: ...
+
+    async def thread(self, thread_key: str) -> TokenTotals: ...

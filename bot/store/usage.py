@@ -5,9 +5,10 @@
     tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
     tg:usage:communities        set   communities with recorded usage
 
-A turn's record is one pipelined request (its HINCRBYs go to the thread's and the community's slots;
-on Redis Cluster the client sends the two groups to their nodes together). A turn that filed a case
-adds one more request, which copies the thread's totals to the case.
+A turn's record is one pipelined request of two script calls (one per key: the thread's slot and the
+community's; on Redis Cluster the two go to their nodes at once). The engine sends it together with the
+turn's commit, so it adds no sequential round trip. A turn that filed a case adds one more request,
+which copies the thread's totals to the case.
 """
 
 from __future__ import annotations
@@ -64,16 +65,12 @@ class UsageLedger:
         #: Requests sent to Redis (a pipeline counts once): for benchmarks.
         self.round_trips = 0
         self._add_sha = hashlib.sha1(ADD.encode()).hexdigest()  # noqa: S324 - the script's name in Redis
-        self._registered: set[str] = set()
-        self._loaded = False  # communities this process already added to USAGE_COMMUNITIES
+        self._registered: set[str] = set()  # communities this process already added to USAGE_COMMUNITIES
+        self._loaded = False  # the script is known to be loaded on every cluster node
 
-    async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None,
-                          case_id: int | None = None) -> TokenTotals:
-        """Add one turn's usage; returns the thread's new totals. With ``case_id`` (the turn filed that
-        case) the thread's totals are also stored as the case's."""
+    async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TokenTotals:
+        """Add one turn's usage to the thread's and the community's day sums; returns the thread's totals."""
         turn = TokenTotals.of_turn(usage)
-        if usage.empty:
-            turn.turns = 0  # an end without a model call (the member's end command) spends nothing
         day_key = community_day(thread.community, day_of(time.time() if at is None else at))
         t_key = thread_usage(thread.key)
         counts = turn.as_dict()
@@ -88,17 +85,21 @@ class UsageLedger:
                 results = await self._send(thread.community, t_key, day_key, every, spent)
             if spent:
                 self._registered.add(thread.community)
-            totals = TokenTotals(*(int(v) for v in results[0]))
-            if case_id is not None:
-                self.round_trips += 1
-                c_key = case_usage(thread.community, case_id)
-                pipe = self.client.pipeline(transaction=False)
-                pipe.hset(c_key, mapping=totals.as_dict())
-                pipe.pexpire(c_key, self.thread_ttl_ms)
-                await pipe.execute()
+            return TokenTotals(*(int(v) for v in results[0]))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis record_usage failed: {type(exc).__name__}") from exc
-        return totals
+
+    async def record_case(self, community: str, case_id: int, totals: TokenTotals) -> None:
+        """Keep the thread's totals at the time it ended with its case."""
+        self.round_trips += 1
+        c_key = case_usage(community, case_id)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(c_key, mapping=totals.as_dict())
+            pipe.pexpire(c_key, self.thread_ttl_ms)
+            await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis record_case_usage failed: {type(exc).__name__}") from exc
 
     async def _send(self, community: str, t_key: str, day_key: str, every: list[Any], spent: list[Any]) -> list[Any]:
         self.round_trips += 1
@@ -121,6 +122,7 @@ class UsageLedger:
         return list(await pipe.execute())
 
     async def thread(self, thread_key: str) -> TokenTotals:
+        self.round_trips += 1
         return TokenTotals.from_hash(await self._hgetall(thread_usage(thread_key)))
 
     async def case(self, community: str, case_id: int) -> TokenTotals:

@@ -124,7 +124,7 @@ async def test_the_ledger_sums_on_every_store(any_redis):
     totals = await ledger.record_turn(thread, Usage(5, 3, 0, 300, calls=2), at=86_400 * 1.5)
     assert totals == TokenTotals(15, 5, 300, 300, 3, 2)
     assert await ledger.thread(thread.key) == totals
-    await ledger.record_turn(thread, Usage(), at=0, case_id=7)  # an end without a model call
+    await ledger.record_case("T1", 7, await ledger.thread(thread.key))
     assert await ledger.case("T1", 7) == totals
     days = await ledger.days("T1", days=3, until=86_400 * 2)
     assert [(d.day, d.totals) for d in days] == [("1970-01-02", TokenTotals(5, 3, 0, 300, 2, 1)),
