@@ -20,7 +20,9 @@ async def collect(runtime: Runtime, community: str | None, days: int) -> list[Da
     """Rows newest day first, communities in name order within a day."""
     names = [community] if community else await runtime.usage.communities()
     rows = [row for name in names for row in await runtime.usage.days(name, days=days)]
-    return sorted(rows, key=lambda r: (r.day, r.community), reverse=False)[::-1]
+    rows.sort(key=lambda r: r.community)
+    rows.sort(key=lambda r: r.day, reverse=True)
+    return rows
 
 
 def row_dict(row: DayUsage, prices: Prices) -> dict[str, object]:
