@@ -113,9 +113,15 @@ async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances:
     runner = web.AppRunner(OpsServer(runtime, metrics, allowances).app(), shutdown_timeout=1, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, ops.metrics_host, ops.metrics_port).start()
-        log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", ops.metrics_host,
-                 ops.metrics_port)
+        try:
+            await web.TCPSite(runner, ops.metrics_host, ops.metrics_port).start()
+        except OSError as exc:  # the bot still serves its members; only the ops endpoint is missing
+            log.error("cannot serve /metrics, /healthz and /readyz on %s:%d (%s): give each process on this "
+                      "host its own THREADGUARD_METRICS_PORT", ops.metrics_host, ops.metrics_port,
+                      exc.strerror or type(exc).__name__)
+        else:
+            log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", ops.metrics_host,
+                     ops.metrics_port)
         yield
     finally:
         await runner.cleanup()

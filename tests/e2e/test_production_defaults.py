@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 
+import aiohttp
 import pytest
 
 from tests.support.discord_standin import DiscordStandin
@@ -88,4 +91,32 @@ async def test_slack_with_redis_and_a_key_needs_no_flag(redis_server):
             assert _allowed(body) == set()
             assert "explicitly allowed" not in proc.log
     finally:
+        await standin.stop()
+
+
+async def test_a_taken_metrics_port_is_logged_and_the_bot_still_runs():
+    import socket
+
+    standin = await SlackStandin().start()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        http_port = free_port()
+        env = clean_env(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET="s3cret", SLACK_API_BASE_URL=standin.base_url)
+        async with running("slack", "--http", str(http_port), "--demo", "--embedded-store", env=env,
+                           metrics_port=taken.getsockname()[1]) as proc:
+            for _ in range(100):
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with aiohttp.ClientSession() as session, \
+                            session.get(f"http://127.0.0.1:{http_port}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"the bot did not come up: {proc.log}")
+            assert "cannot serve /metrics" in proc.log and "THREADGUARD_METRICS_PORT" in proc.log
+            assert proc.process.returncode is None
+    finally:
+        taken.close()
         await standin.stop()
