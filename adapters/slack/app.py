@@ -181,9 +181,10 @@ class SlackBot:
             if not done:
                 log.warning("the thread notice relay did not stop within 5 s")
         await self.tasks.aclose(self.slack.shutdown_grace)
-        session = getattr(self.client, "session", None)
-        if session is not None and not session.closed:
-            await session.close()
+        for client in (self.client, self.delivery.poster.stream_client):
+            session = getattr(client, "session", None)
+            if session is not None and not session.closed:
+                await session.close()
 
     # --- HTTP mode ----------------------------------------------------------------------------
 
