@@ -11,6 +11,12 @@ from adapters.runner import run_with_runtime
 from bot.bootstrap import Runtime
 from bot.casefile import render_case_text
 from bot.types import Case
+from config.settings import Settings
+
+#: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``adapters.eval.cli``), imported
+#: only when used.
+_DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "moderator")
+_DASHBOARD_CASE_COMMANDS = ("export",)
 
 #: Control characters (C0 but newline and tab, DEL, C1) and the line and paragraph separators, as visible
 #: escapes: case texts are written by members and the model, and a terminal would act on them (colours,
@@ -24,9 +30,46 @@ def _echo(text: str) -> None:
     click.echo(text.translate(_TERMINAL_SAFE))
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """A group some of whose commands live in modules that are imported only when one of them runs."""
+
+    def __init__(self, *args: Any, lazy: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            if cmd_name == "eval":
+                _register_eval()
+            else:
+                _register_dashboard()
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, lazy=(*_DASHBOARD_COMMANDS, "eval"))
 def main() -> None:
     """threadguard: a Claude chat bot for community threads that ends abuse only as a last resort."""
+
+
+def _allowances(command: str, *, needs_model: bool, demo: bool, embedded_store: bool) -> list[str]:
+    """Refuse to serve real members without Redis or Claude unless the admin asked for it explicitly."""
+    from adapters.ops import production_gaps, refusal
+
+    missing, names = production_gaps(Settings(), needs_model=needs_model)
+    allowed = {"embedded_store": embedded_store, "demo_model": demo}
+    unallowed = [m for m in missing if not allowed[m.allowance]]
+    if unallowed:
+        raise click.ClickException(refusal(command, unallowed))
+    return names
+
+
+_demo_option = click.option("--demo", is_flag=True,
+                            help="Allow running without ANTHROPIC_API_KEY: answers come from the offline demo model.")
+_embedded_option = click.option("--embedded-store", is_flag=True,
+                                help="Allow running without REDIS_URL: state lives in process memory, lost at restart.")
 
 
 @main.command()
@@ -39,7 +82,7 @@ def console(community: str) -> None:
     raise SystemExit(code)
 
 
-@main.group()
+@main.group(cls=_LazyGroup, lazy=_DASHBOARD_CASE_COMMANDS)
 def cases() -> None:
     """Moderator cases: every ended thread and every moderator action."""
 
@@ -88,38 +131,60 @@ def show_case(case_id: int, community: str | None, as_json: bool) -> None:
 
 
 @main.command()
-def discord() -> None:
-    """Run the Discord bot (needs DISCORD_TOKEN)."""
+@_demo_option
+@_embedded_option
+def discord(demo: bool, embedded_store: bool) -> None:
+    """Run the Discord bot (needs DISCORD_TOKEN, REDIS_URL and ANTHROPIC_API_KEY)."""
+    allowances = _allowances("discord", needs_model=True, demo=demo, embedded_store=embedded_store)
     from adapters.discord.app import run_discord
+    from adapters.ops import serve_operated
 
-    run_with_runtime(lambda rt: run_discord(rt.settings, runtime=rt), quiet=False)
+    run_with_runtime(lambda rt: serve_operated(rt, allowances, lambda _: run_discord(rt.settings, runtime=rt)),
+                     quiet=False)
 
 
 @main.command()
 @click.option("--http", "http_port", type=int, default=None,
               help="Serve the HTTP events endpoint on this port instead of Socket Mode.")
-def slack(http_port: int | None) -> None:
-    """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN)."""
+@_demo_option
+@_embedded_option
+def slack(http_port: int | None, demo: bool, embedded_store: bool) -> None:
+    """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN, REDIS_URL and
+    ANTHROPIC_API_KEY)."""
+    allowances = _allowances("slack", needs_model=True, demo=demo, embedded_store=embedded_store)
+    from adapters.ops import serve_operated
     from adapters.slack.app import run_slack
 
-    run_with_runtime(lambda rt: run_slack(rt.settings, http_port=http_port, runtime=rt), quiet=False)
+    run_with_runtime(lambda rt: serve_operated(
+        rt, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False)
 
 
-def _register_optional() -> None:
-    try:
-        from adapters.dashboard.cli import register
-    except ImportError:  # pragma: no cover - the dashboard package is part of the distribution
+@main.command()
+@click.option("--community", default=None, help="Only this community.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 400), help="UTC days back from today.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per community and day, one per line.")
+def usage(community: str | None, days: int, as_json: bool) -> None:
+    """Model tokens and estimated cost per community and UTC day."""
+    from adapters.usage_cli import show_usage
+
+    show_usage(community, days, as_json)
+
+
+_registered = False
+
+
+def _register_dashboard() -> None:
+    global _registered
+    if _registered:
         return
+    _registered = True
+    from adapters.dashboard.cli import register
+
     register(main, cases)
-
-
-_register_optional()
 
 
 def _register_eval() -> None:
     from adapters.eval.cli import register
 
-    register(main)
-
-
-_register_eval()
+    if "eval" not in main.commands:
+        register(main)

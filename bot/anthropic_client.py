@@ -8,6 +8,7 @@ The only module that imports ``anthropic``. Streams text to the caller, marks th
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import anthropic
@@ -28,7 +29,13 @@ from bot.types import TextSink
 
 log = logging.getLogger(__name__)
 
-_CACHE = {"type": "ephemeral"}
+#: Prompt cache lifetimes the API offers, in seconds.
+CACHE_TTL_SECONDS = {"5m": 300, "1h": 3600}
+
+
+def cache_marker(ttl: str) -> dict[str, str]:
+    """The ``cache_control`` value; the 5-minute cache is the API's default and needs no ``ttl``."""
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
 
 
 def _block_param(block: TextBlock | ToolUseBlock | ToolResultBlock) -> dict[str, Any]:
@@ -40,28 +47,45 @@ def _block_param(block: TextBlock | ToolUseBlock | ToolResultBlock) -> dict[str,
             "is_error": block.is_error}
 
 
-def _message_param(message: ModelMessage, cache: bool) -> dict[str, Any]:
+def _message_param(message: ModelMessage, cache: dict[str, str] | None) -> dict[str, Any]:
     content = [_block_param(b) for b in message.blocks]
     if message.system_note:
         content.append({"type": "text", "text": message.system_note})
     if not content:
         content = [{"type": "text", "text": "(empty)"}]
     if cache:
-        content[-1] = {**content[-1], "cache_control": _CACHE}
+        content[-1] = {**content[-1], "cache_control": cache}
     return {"role": message.role, "content": content}
 
 
-def build_params(request: ModelRequest, model: str, max_tokens: int) -> dict[str, Any]:
-    """The Messages API parameters for a request (pure; exposed for tests)."""
+def history_breakpoint(request: ModelRequest, cache_ttl: str = "5m") -> int:
+    """Index of the message that ends the cached history prefix, or -1 for none.
+
+    A thread that was quiet for longer than the cache lifetime gets no history breakpoint: its last write
+    has expired, and at that pace the write this request would pay for (1.25x, or 2x for the hour) would
+    expire unread too. System and tools keep theirs: they are the same for every thread, so they stay warm.
+    """
+    if request.cache_until < 0:
+        return -1
+    if request.idle_seconds is not None and request.idle_seconds >= CACHE_TTL_SECONDS[cache_ttl]:
+        return -1
+    return request.cache_until
+
+
+def build_params(request: ModelRequest, model: str, max_tokens: int, cache_ttl: str = "5m") -> dict[str, Any]:
+    """The Messages API parameters for a request (pure; exposed for tests). At most three breakpoints:
+    tools, system, and the end of the earlier history."""
+    marker = cache_marker(cache_ttl)
     tools = [dict(t) for t in TOOLS]
-    tools[-1] = {**tools[-1], "cache_control": _CACHE}
+    tools[-1] = {**tools[-1], "cache_control": marker}
+    cached = history_breakpoint(request, cache_ttl)
     return {
         "model": model,
         "max_tokens": max_tokens,
-        "system": [{"type": "text", "text": request.system, "cache_control": _CACHE}],
+        "system": [{"type": "text", "text": request.system, "cache_control": marker}],
         "tools": tools,
         "messages": [
-            _message_param(m, cache=(i == request.cache_until)) for i, m in enumerate(request.messages)
+            _message_param(m, cache=marker if i == cached else None) for i, m in enumerate(request.messages)
         ],
     }
 
@@ -88,18 +112,25 @@ class AnthropicModelClient:
 
     def __init__(self, *, api_key: str, model: str, max_tokens: int = 1024, base_url: str | None = None,
                  timeout: float = 60.0, max_retries: int = 2, client: anthropic.AsyncAnthropic | None = None,
-                 ) -> None:
+                 cache_ttl: str = "5m") -> None:
+        if cache_ttl not in CACHE_TTL_SECONDS:
+            raise ValueError(f"cache_ttl must be one of {', '.join(CACHE_TTL_SECONDS)}")
         self.model = model
         self.max_tokens = max_tokens
+        self.cache_ttl = cache_ttl
         self.label = model
         self._client = client or anthropic.AsyncAnthropic(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)
 
     async def respond(self, request: ModelRequest, sink: TextSink | None = None) -> ModelResponse:
-        params = build_params(request, self.model, self.max_tokens)
+        params = build_params(request, self.model, self.max_tokens, self.cache_ttl)
+        started = time.perf_counter()
+        first: float | None = None
         try:
             async with self._client.messages.stream(**params) as stream:
                 async for event in stream:
+                    if first is None and event.type in ("content_block_start", "text", "input_json"):
+                        first = time.perf_counter() - started
                     if event.type == "text" and sink is not None and event.text:
                         await sink(event.text)
                 message = await stream.get_final_message()
@@ -107,7 +138,9 @@ class AnthropicModelClient:
             err = _translate_error(exc)
             log.warning("model call failed: %s", err)
             raise err from exc
-        return self._response(message)
+        response = self._response(message)
+        response.first_token_seconds = first
+        return response
 
     @staticmethod
     def _response(message: Any) -> ModelResponse:
@@ -127,6 +160,7 @@ class AnthropicModelClient:
                 output_tokens=usage.output_tokens or 0,
                 cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
                 cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+                calls=1,
             ),
         )
 

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.caselog import CaseLog
+from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
+from bot.metrics import Metrics
 from bot.model import ModelClient
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from bot.store.usage import UsageLedger
 from config.communities import Communities
 from config.settings import Settings
 
@@ -28,6 +31,7 @@ class Runtime:
     communities: Communities
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
+    usage: UsageLedger
 
     @property
     def cases(self) -> CaseLog:
@@ -43,15 +47,20 @@ def build_model(settings: Settings) -> ModelClient:
     if section.api_key is None or not section.api_key.get_secret_value():
         log.info("no ANTHROPIC_API_KEY set: using the offline demo model")
         return DemoModel()
-    from bot.anthropic_client import AnthropicModelClient
+    api_key = section.api_key.get_secret_value()
 
-    return AnthropicModelClient(
-        api_key=section.api_key.get_secret_value(), model=section.model, max_tokens=section.max_tokens,
-        base_url=section.base_url, timeout=section.timeout, max_retries=section.max_retries)
+    def build() -> ModelClient:
+        from bot.anthropic_client import AnthropicModelClient
+
+        return AnthropicModelClient(
+            api_key=api_key, model=section.model, max_tokens=section.max_tokens, base_url=section.base_url,
+            timeout=section.timeout, max_retries=section.max_retries, cache_ttl=section.cache_ttl)
+
+    return DeferredModel("bot.anthropic_client", build, label=section.model)
 
 
 def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
-                  communities: Communities | None = None) -> Runtime:
+                  communities: Communities | None = None, metrics: Metrics | None = None) -> Runtime:
     """Build the engine and its collaborators. ``redis`` and ``model`` may be injected (tests)."""
     engine_settings = settings.engine
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
@@ -71,5 +80,9 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         max_tool_rounds=engine_settings.max_tool_rounds,
         lock_wait_seconds=engine_settings.lock_wait_seconds,
     )
-    engine = ConversationEngine(store, chosen, communities, limits)
-    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None)
+    ledger = UsageLedger(client, thread_ttl_ms=int(engine_settings.case_retention_days * DAY_MS))
+    engine = ConversationEngine(store, chosen, communities, limits, usage=ledger, metrics=metrics)
+    if metrics is not None:
+        store.metrics = metrics
+    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None,
+                   usage=ledger)

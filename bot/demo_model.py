@@ -91,4 +91,4 @@ class DemoModel:
         blocks: list[TextBlock | ToolUseBlock] = [TextBlock(text)] if text else []
         blocks.extend(tools)
         return ModelResponse(blocks=blocks, stop_reason="tool_use" if tools else "end_turn",
-                             usage=Usage(input_tokens=0, output_tokens=len(text.split())))
+                             usage=Usage(input_tokens=0, output_tokens=len(text.split()), calls=1))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from bot.caselog import CaseLog
 from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
 from bot.history import build_history, ladder_from_prefix
+from bot.metrics import Metrics, outcome_kind
 from bot.model import (
     SYSTEM_PROMPT,
     ModelClient,
@@ -19,6 +20,7 @@ from bot.model import (
     ModelRequest,
     TextBlock,
     ToolResultBlock,
+    Usage,
     ladder_note,
 )
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
@@ -43,6 +45,7 @@ from bot.types import (
     ThreadStatus,
     iso,
 )
+from bot.usage import TokenTotals, UsageRecorder
 from bot.validation import check_message
 from config.communities import Communities, CommunityConfig
 
@@ -71,23 +74,34 @@ class _Turn:
     warned_turn: int | None = None
     end: EndDecision | None = None
     refused: bool = False
+    usage: Usage = field(default_factory=Usage)
+    accounted: bool = False
 
 
 class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
 
     def __init__(self, store: ConversationStore, model: ModelClient, communities: Communities,
-                 limits: EngineLimits | None = None) -> None:
+                 limits: EngineLimits | None = None, *, usage: UsageRecorder | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
         self.limits = limits or EngineLimits()
         self.cases = CaseLog(store)
+        self.usage = usage
+        self.metrics = metrics or Metrics()
 
     # --- public API ----------------------------------------------------------------------------
 
     async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
         """Answer one member message (or explain why not)."""
+        started = time.perf_counter()
+        outcome = await self._handle_message(msg, sink)
+        self.metrics.turn(msg.thread.platform, outcome_kind(outcome), time.perf_counter() - started)
+        return outcome
+
+    async def _handle_message(self, msg: IncomingMessage, sink: TextSink | None) -> Outcome:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
         if checked.problem:
@@ -179,7 +193,10 @@ class ConversationEngine:
             entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
                           author_id=author.id, author_name=author.name)
             turn = _Turn(ladder, [entry], end=end)
-            return await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}")
+            outcome = await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}")
+            if outcome.case is not None:
+                await self._account_case(thread, outcome.case, None)
+            return outcome
         except ThreadguardError as exc:
             return self._failed(thread, exc)
 
@@ -277,8 +294,19 @@ class ConversationEngine:
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
+        try:
+            return await self._answer_turn(msg, turn, start, config, sink)
+        finally:  # tokens are billed even when the turn then fails
+            if not turn.accounted:
+                await self._account(msg.thread, turn.usage)
+
+    async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
+                           sink: TextSink | None) -> Outcome:
+        assert start.state is not None
+        text, user_entry, ladder = turn.entries[0].text, turn.entries[0], turn.ladder
         history = build_history(start.log, self.limits.history_token_budget)
-        streamed = await self._run_model(turn, history, text, config, sink, msg.thread, start.token)
+        idle = time.time() - start.log[-1].at if start.log else None
+        streamed = await self._run_model(turn, history, text, config, sink, msg.thread, start.token, idle)
         answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
         if answer:
             turn.entries.insert(-1 if turn.end else len(turn.entries),
@@ -288,14 +316,23 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
-        outcome = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
-                                     ended_by="model")
+        # The usage record goes out together with the commit (it holds whatever the commit decides: the
+        # tokens were billed either way), so it adds a request but no sequential round trip.
+        turn.accounted = True
+        committed, totals = await asyncio.gather(
+            self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url, ended_by="model"),
+            self._account(msg.thread, turn.usage), return_exceptions=True)
+        if isinstance(committed, BaseException):
+            raise committed
+        outcome = committed
+        if outcome.case is not None:
+            await self._account_case(msg.thread, outcome.case, totals if isinstance(totals, TokenTotals) else None)
         outcome.model_called = True
         outcome.streamed = streamed
         return outcome
 
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, thread: ThreadRef, token: str) -> bool:
+                         sink: TextSink | None, thread: ThreadRef, token: str, idle: float | None) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``."""
         messages = [*history, ModelMessage("user", (TextBlock(text),),
                                            system_note=ladder_note(turn.ladder, config.threshold))]
@@ -311,8 +348,11 @@ class ConversationEngine:
             if round_number and token:
                 await self.store.extend_lock(thread, token)
             request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
-                                   ladder=turn.ladder, threshold=config.threshold)
+                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
+            called = time.perf_counter()
             response = await self.model.respond(request, forward if sink is not None else None)
+            turn.usage.add(response.usage)
+            self.metrics.model_call(time.perf_counter() - called, response.first_token_seconds)
             if response.stop_reason == "refusal":
                 self._api_refusal(turn, config)
                 return streamed
@@ -378,6 +418,7 @@ class ConversationEngine:
             raise ThreadBusy(f"thread {thread.key}: turn outlived its lock")
         if result.status is CommitStatus.ALREADY_ENDED:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True)
+        self.metrics.ladder(turn.entries)
         outcome = Outcome(thread, replies=turn.replies)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
@@ -410,6 +451,34 @@ class ConversationEngine:
             participants=list(seen.values()), transcript=transcript, jump_url=jump_url,
             branch_of=start.state.branch_of,
         )
+
+    async def _account(self, thread: ThreadRef, usage: Usage) -> TokenTotals | None:
+        """Add a turn's tokens to the thread's and the community's day sums (one request); returns the
+        thread's totals. A failure here costs the numbers, never the turn."""
+        if usage.empty:
+            return None
+        self.metrics.usage(usage)
+        log.debug("thread %s: turn tokens in=%d out=%d cache_write=%d cache_read=%d over %d call(s)", thread.key,
+                  usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
+                  usage.cache_read_input_tokens, usage.calls)
+        if self.usage is None:
+            return None
+        try:
+            return await self.usage.record_turn(thread, usage, at=time.time())
+        except ThreadguardError as exc:
+            log.warning("thread %s: token usage not recorded (%s)", thread.key, type(exc).__name__)
+            return None
+
+    async def _account_case(self, thread: ThreadRef, case: Case, totals: TokenTotals | None) -> None:
+        """File the thread's token totals with the case it just ended in."""
+        if self.usage is None:
+            return
+        try:
+            await self.usage.record_case(case.community, case.case_id,
+                                         totals if totals is not None else await self.usage.thread(thread.key))
+        except ThreadguardError as exc:
+            log.warning("thread %s: token usage of case %s not recorded (%s)", thread.key, case.case_id,
+                        type(exc).__name__)
 
     async def _abandon(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
         try:

@@ -52,6 +52,9 @@ class ModelRequest:
     #: The ladder as the engine sees it, for clients that reason offline (the demo model).
     ladder: LadderState = field(default_factory=LadderState)
     threshold: int = 3
+    #: Seconds since the thread's previous message (None: a new thread). A thread quieter than the
+    #: prompt cache's lifetime gets no cache write for its history: nobody would read it.
+    idle_seconds: float | None = None
 
 
 @dataclass
@@ -60,6 +63,20 @@ class Usage:
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    #: Model calls these tokens were counted over.
+    calls: int = 0
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_creation_input_tokens += other.cache_creation_input_tokens
+        self.cache_read_input_tokens += other.cache_read_input_tokens
+        self.calls += other.calls
+
+    @property
+    def empty(self) -> bool:
+        return not (self.input_tokens or self.output_tokens or self.cache_creation_input_tokens
+                    or self.cache_read_input_tokens or self.calls)
 
 
 @dataclass
@@ -68,6 +85,8 @@ class ModelResponse:
     #: ``end_turn``, ``tool_use``, ``max_tokens``, ``refusal``, ``stop_sequence``, ``pause_turn``.
     stop_reason: str
     usage: Usage = field(default_factory=Usage)
+    #: Seconds from sending the request to the first content of the answer (None: not measured).
+    first_token_seconds: float | None = None
 
     @property
     def text(self) -> str:

@@ -7,6 +7,7 @@ at import time; ``Settings()`` does, when the composition root builds the app.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,6 +30,9 @@ class AnthropicSettings(BaseSettings):
     max_tokens: int = Field(default=1024, ge=16)
     timeout: float = Field(default=60.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
+    #: Prompt cache lifetime: ``5m`` (the default, cheapest writes) or ``1h`` (writes cost 2x instead of
+    #: 1.25x, but survive a quiet hour; for communities whose threads pause for longer than 5 minutes).
+    cache_ttl: Literal["5m", "1h"] = "5m"
 
 
 class RedisSettings(BaseSettings):
@@ -65,11 +69,30 @@ class EngineSettings(BaseSettings):
         return Communities.from_file(self.communities_file)
 
 
+class OpsSettings(BaseSettings):
+    """``THREADGUARD_*``: operations: the metrics and health endpoint, model prices for cost estimates."""
+
+    model_config = _section("THREADGUARD_")
+
+    #: ``/metrics``, ``/healthz`` and ``/readyz`` of the long-running processes; 0 turns them off.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    #: Model prices in US dollars per million tokens, for the cost estimates of ``threadguard usage`` and
+    #: the dashboard (defaults: Claude Sonnet list prices; cache writes 1.25x, cache reads 0.1x of input).
+    price_input: float = Field(default=3.0, ge=0)
+    price_output: float = Field(default=15.0, ge=0)
+    price_cache_write: float = Field(default=3.75, ge=0)
+    price_cache_read: float = Field(default=0.30, ge=0)
+    #: Days of per-community usage the dashboard shows.
+    usage_days: int = Field(default=30, ge=1, le=400)
+
+
 class Settings:
     """All sections together; each reads its own prefix."""
 
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
-                 engine: EngineSettings | None = None) -> None:
+                 engine: EngineSettings | None = None, ops: OpsSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
+        self.ops = ops or OpsSettings()

@@ -41,6 +41,10 @@ class SlackSettings(BaseSettings):
     moderator_group: str | None = None
     #: Minimum seconds between two ``chat.update`` calls of a streaming answer (Tier 3: ~50 a minute).
     stream_edit_interval: float = Field(default=1.0, ge=0.0)
+    #: ``chat.update`` calls per minute per workspace, shared by every process through Redis (Slack's
+    #: Tier 3 allows about 50), and how many of them may go back to back.
+    update_budget_per_minute: float = Field(default=50.0, gt=0)
+    update_burst: int = Field(default=3, ge=1)
     #: Characters per Slack message before an answer continues in the next one.
     message_limit: int = Field(default=3500, ge=200, le=39000)
     #: Events processed at the same time; more wait their turn (each is already acknowledged).

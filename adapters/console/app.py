@@ -8,6 +8,7 @@ from typing import TextIO
 
 from adapters.console.session import ConsoleSession
 from bot.bootstrap import Runtime
+from bot.deferred_model import warm_up
 from bot.errors import ThreadguardError
 
 
@@ -36,6 +37,9 @@ async def run_console(runtime: Runtime, *, community: str = "local", stdin: Text
         await write(line + "\n")
     await runtime.engine.reconcile()
     loop = asyncio.get_running_loop()
+    # Load the Claude client while the member types: the prompt does not wait for the SDK import.
+    warming = asyncio.create_task(warm_up(runtime.model), name="threadguard model warm-up")
+    warming.add_done_callback(lambda t: t.cancelled() or t.exception())
     while not session.quit:
         if interactive:
             await write("you> ")

@@ -20,6 +20,7 @@ from adapters.dashboard import views
 from adapters.dashboard.auth import Accounts
 from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
 from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
+from adapters.dashboard.usage_views import add_usage_routes
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import CaseNotFound, StoreUnavailable, ThreadguardError
 from config.dashboard import DashboardSettings
@@ -133,14 +134,16 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
     app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or EngineNotifier(runtime.engine),
                                template_env())
     views.add_routes(app)
+    add_usage_routes(app)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return app
 
 
-async def run_dashboard(settings: Settings, host: str, port: int) -> None:
-    """Serve the dashboard until cancelled."""
+async def run_dashboard(settings: Settings, host: str, port: int, *, runtime: Runtime | None = None) -> None:
+    """Serve the dashboard until cancelled (on ``runtime`` when given; its owner closes it)."""
     dashboard_settings = DashboardSettings()  # type: ignore[call-arg]  # the secret comes from the env
-    runtime = build_runtime(settings)
+    own = runtime is None
+    runtime = runtime or build_runtime(settings)
     runner = web.AppRunner(build_app(runtime, dashboard_settings), shutdown_timeout=5, access_log=None)
     await runner.setup()
     try:
@@ -149,4 +152,5 @@ async def run_dashboard(settings: Settings, host: str, port: int) -> None:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
-        await runtime.aclose()
+        if own:
+            await runtime.aclose()

@@ -43,12 +43,20 @@ def register(main: click.Group, cases: click.Group) -> None:
     @main.command()
     @click.option("--host", default=None, help="Address to listen on (default DASHBOARD_HOST or 127.0.0.1).")
     @click.option("--port", default=None, type=int, help="Port (default DASHBOARD_PORT or 8080).")
-    def dashboard(host: str | None, port: int | None) -> None:
+    @click.option("--embedded-store", is_flag=True,
+                  help="Allow running without REDIS_URL: an empty in-process store, lost at restart.")
+    def dashboard(host: str | None, port: int | None, embedded_store: bool) -> None:
         """Serve the moderators' web dashboard (needs DASHBOARD_SESSION_SECRET and REDIS_URL)."""
         from pydantic import ValidationError
 
         from adapters.dashboard.app import run_dashboard
+        from adapters.ops import production_gaps, refusal, serve_operated
+        from bot.bootstrap import build_runtime
         from config.dashboard import DashboardSettings
+
+        missing, allowances = production_gaps(Settings(), needs_model=False)
+        if missing and not embedded_store:
+            raise click.ClickException(refusal("dashboard", missing))
 
         try:
             dash = DashboardSettings()  # type: ignore[call-arg]
@@ -57,8 +65,17 @@ def register(main: click.Group, cases: click.Group) -> None:
             raise click.ClickException(f"invalid or missing dashboard settings: {fields}") from None
         settings = Settings()
         setup_logging(settings)
+
+        async def serve() -> None:
+            runtime = build_runtime(settings)
+            try:
+                await serve_operated(runtime, allowances, lambda _: run_dashboard(
+                    settings, host or dash.host, port or dash.port, runtime=runtime))
+            finally:
+                await runtime.aclose()
+
         try:
-            asyncio.run(run_dashboard(settings, host or dash.host, port or dash.port))
+            asyncio.run(serve())
         except ThreadguardError as exc:
             raise click.ClickException(exc.user_message) from exc
         except KeyboardInterrupt:

@@ -22,6 +22,7 @@ from adapters.dashboard.context import (
     session_token,
 )
 from adapters.dashboard.query import ACTIONS, PLATFORMS, REASONS, CaseFilter, load_cases, visible_communities
+from adapters.usage_cli import prices_of
 from bot.errors import CaseNotFound
 from bot.store.retention import transcript_expired
 from bot.types import CATEGORY_LABELS, Author, Case, Entry, EntryKind, ThreadRef, ThreadStatus
@@ -223,7 +224,9 @@ async def case_page(request: web.Request) -> web.Response:
         status = (await dash.runtime.engine.thread_state(ThreadRef.from_key(case.thread))).status.value
     except ValueError:
         status = None
+    usage = await dash.runtime.usage.case(case.community, case.case_id)
     return _page(dash, request, "case.html", case=case, rows=_marked(case.transcript), actions=actions,
+                 usage=usage, prices=prices_of(dash.runtime),
                  thread_status=status, ended=status == ThreadStatus.ENDED.value,
                  expired=transcript_expired(case), flash=FLASH.get(request.query.get("done", "")),
                  markers=MARKERS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -22,6 +23,7 @@ from .conversations import Conversations
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .notices import NoticeRelay
+from .tracing import http_trace
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +66,15 @@ class DiscordBot:
         await self.client.close()
 
 
-def make_client(settings: DiscordSettings, guild_ready_timeout: float) -> discord.Client:
+def make_client(settings: DiscordSettings, guild_ready_timeout: float,
+                trace: aiohttp.TraceConfig | None = None) -> discord.Client:
     """One connection; or, with ``DISCORD_SHARD_COUNT``, every shard; or, with ``DISCORD_SHARD_IDS`` too,
     only the shards this process runs (other processes run the rest, on the same Redis)."""
     settings.require_shards()
     options: dict[str, object] = {"intents": intents(), "guild_ready_timeout": guild_ready_timeout,
                                   "allowed_mentions": discord.AllowedMentions.none()}
+    if trace is not None:
+        options["http_trace"] = trace
     if settings.shard_ids:
         return discord.AutoShardedClient(shard_count=settings.shard_count, shard_ids=list(settings.shard_ids),
                                          **options)  # type: ignore[arg-type]
@@ -87,7 +92,7 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
               guild_ready_timeout: float = 2.0) -> DiscordBot:
     """Build the client (sharded when ``DISCORD_SHARD_COUNT`` is set); nothing connects yet."""
     point_at(settings)
-    client = make_client(settings, guild_ready_timeout)
+    client = make_client(settings, guild_ready_timeout, trace=http_trace(runtime.engine.metrics))
     tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
     locker = ThreadLocker(client, enabled=settings.lock_ended_threads)
     modlog = ModLog(client, runtime.communities, attempts=settings.modlog_attempts,

@@ -28,6 +28,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import ThreadguardError
+from bot.metrics import Metrics
+from bot.store.budget import SharedBudget
 from config.settings import Settings
 from config.slack import SlackSettings
 
@@ -44,18 +46,33 @@ COMMAND = "/threadguard"
 _BUSY = "I'm handling a lot right now. Please try again in a minute."
 
 
-def web_client(slack: SlackSettings) -> AsyncWebClient:
-    """The Web API client with retries on 429 (obeying Retry-After), on 500/503 and on connection errors."""
+class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
+    """Retries a 429 after its Retry-After, and counts it."""
+
+    def __init__(self, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._metrics = metrics
+
+    async def _can_retry_async(self, **kwargs: Any) -> bool:
+        limited = await super()._can_retry_async(**kwargs)
+        if limited:
+            self._metrics.rate_limited("slack", str(kwargs["request"].url).rsplit("/", 1)[-1])
+        return limited
+
+
+def web_client(slack: SlackSettings, *, metrics: Metrics | None = None, retry_rate_limits: bool = True,
+               ) -> AsyncWebClient:
+    """The Web API client with retries on 429 (obeying Retry-After), on 500/503 and on connection errors.
+    Without ``retry_rate_limits`` a 429 comes back at once (the streaming updater waits it out itself)."""
     interval = FixedValueRetryIntervalCalculator(fixed_internal=slack.retry_interval)
-    return AsyncWebClient(
-        token=slack.require_bot_token(), base_url=slack.api_base_url, timeout=slack.api_timeout,
-        retry_handlers=[
-            AsyncRateLimitErrorRetryHandler(max_retry_count=slack.rate_limit_retries),
-            AsyncServerErrorRetryHandler(max_retry_count=slack.server_error_retries, interval_calculator=interval),
-            AsyncConnectionErrorRetryHandler(max_retry_count=slack.connection_error_retries,
-                                             interval_calculator=interval),
-        ],
-    )
+    handlers: list[Any] = [
+        AsyncServerErrorRetryHandler(max_retry_count=slack.server_error_retries, interval_calculator=interval),
+        AsyncConnectionErrorRetryHandler(max_retry_count=slack.connection_error_retries, interval_calculator=interval),
+    ]
+    if retry_rate_limits:
+        handlers.insert(0, _CountedRateLimitRetries(metrics or Metrics(), max_retry_count=slack.rate_limit_retries))
+    return AsyncWebClient(token=slack.require_bot_token(), base_url=slack.api_base_url, timeout=slack.api_timeout,
+                          retry_handlers=handlers)
 
 
 class SlackBot:
@@ -64,10 +81,14 @@ class SlackBot:
     def __init__(self, runtime: Runtime, slack: SlackSettings, *, client: AsyncWebClient | None = None) -> None:
         self.runtime = runtime
         self.slack = slack
-        self.client = client or web_client(slack)
+        metrics = runtime.engine.metrics
+        self.client = client or web_client(slack, metrics=metrics)
         self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
         self.identity = IdentityCache(self.client)
-        poster = Poster(self.client, limit=slack.message_limit)
+        budget = SharedBudget(runtime.store.client, "chat.update", per_minute=slack.update_budget_per_minute,
+                              burst=slack.update_burst)
+        poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
+                        stream_client=web_client(slack, retry_rate_limits=False))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.delivery = Delivery(poster, self.modlog, self.identity)
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery)
@@ -160,9 +181,10 @@ class SlackBot:
             if not done:
                 log.warning("the thread notice relay did not stop within 5 s")
         await self.tasks.aclose(self.slack.shutdown_grace)
-        session = getattr(self.client, "session", None)
-        if session is not None and not session.closed:
-            await session.close()
+        for client in (self.client, self.delivery.poster.stream_client):
+            session = getattr(client, "session", None)
+            if session is not None and not session.closed:
+                await session.close()
 
     # --- HTTP mode ----------------------------------------------------------------------------
 

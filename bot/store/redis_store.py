@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -18,11 +19,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
+from bot.metrics import Metrics
 from bot.store import BeginStatus, CommitResult, CommitStatus, TurnCommit, TurnStart, keys, scripts
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
 
@@ -34,15 +38,31 @@ DAY_MS = 86_400_000
 def connect(url: str | None, *, cluster: bool = False) -> Any:
     """A Redis client for ``url``; without a URL, the in-process Redis that speaks the same protocol."""
     if url is None:
-        import fakeredis  # the in-process store; imported only when used
-
-        return fakeredis.aioredis.FakeRedis(decode_responses=True)
+        return _in_process_redis()
+    # No health-check PING before a command on a connection that sat idle (it would add a round trip to
+    # the first turn after every quiet spell): a connection found dead is replaced and the command
+    # retried. A script call that fails on a dead connection was never run, so retrying it is safe.
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     if cluster:
         return RedisCluster.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                      socket_connect_timeout=2)
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
-                                   socket_connect_timeout=2, health_check_interval=15)
+                                   socket_connect_timeout=2, health_check_interval=0,
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+
+
+def _in_process_redis() -> Any:
+    """fakeredis, imported only when used, and without numpy: fakeredis loads it when it is installed,
+    for vector sets threadguard never uses, and it would cost the console a tenth of a second to start."""
+    blocked = "numpy" not in sys.modules
+    if blocked:
+        sys.modules["numpy"] = None  # type: ignore[assignment]  # makes "import numpy" fail fast
+    try:
+        import fakeredis
+    finally:
+        if blocked:
+            del sys.modules["numpy"]
+    return fakeredis.aioredis.FakeRedis(decode_responses=True)
 
 
 def _pairs(flat: Iterable[Any]) -> dict[str, str]:
@@ -89,6 +109,8 @@ class RedisConversationStore:
         self.ended_ttl_ms = ended_ttl_ms
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
+        #: Told about every failed request (the metrics of a long-running process).
+        self.metrics = Metrics()
         self._begin = client.register_script(scripts.BEGIN_TURN)
         self._commit = client.register_script(scripts.COMMIT_TURN)
         self._abandon = client.register_script(scripts.ABANDON_TURN)
@@ -103,11 +125,9 @@ class RedisConversationStore:
         self.round_trips += 1
         try:
             yield
-        except RedisError as exc:
+        except (RedisError, OSError) as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
-            raise StoreUnavailable(f"redis {what} failed") from exc
-        except OSError as exc:
-            log.warning("redis %s failed: %s", what, type(exc).__name__)
+            self.metrics.store_error(what)
             raise StoreUnavailable(f"redis {what} failed") from exc
 
     # --- turns ---------------------------------------------------------------------------------

@@ -225,6 +225,8 @@ class AnthropicStandin:
         self.requests: list[RecordedRequest] = []
         self.count_requests: list[RecordedRequest] = []
         self.streams_completed = 0
+        #: The final ``usage`` of every successful answer, as sent (the numbers a client should bill).
+        self.reported_usage: list[dict[str, int]] = []
         self._queue: deque[Script] = deque()
         self._previous_prefix: str | None = None
         self._runner: web.AppRunner | None = None
@@ -373,10 +375,11 @@ class AnthropicStandin:
             "cache_read_input_tokens": prefix_tokens if hit else 0,
         }
 
-    @staticmethod
-    def _final_usage(script: Reply, usage: dict[str, int]) -> dict[str, int]:
+    def _final_usage(self, script: Reply, usage: dict[str, int]) -> dict[str, int]:
         output = sum(rough_tokens(b.get("text") or b.get("input")) for b in script.blocks) or 1
-        return {**usage, "output_tokens": output, **script.usage}
+        final = {**usage, "output_tokens": output, **script.usage}
+        self.reported_usage.append(final)
+        return final
 
     def _message(self, body: dict[str, Any], script: Reply, usage: dict[str, int]) -> dict[str, Any]:
         return {

@@ -28,6 +28,8 @@ class Call:
     status: int = 200
     #: Slack's error code when the stand-in answered ``ok: false`` (scripted, or ``message_not_found``).
     error: str | None = None
+    #: ``time.monotonic()`` when the call arrived.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -75,3 +75,23 @@ def test_split_text_prefers_boundaries() -> None:
     pieces = split_text(words, MESSAGE_LIMIT)
     assert MESSAGE_LIMIT == 2000 and len(pieces) == 2
     assert all(len(p) <= MESSAGE_LIMIT for p in pieces) and " ".join(pieces) == words
+
+
+async def test_discord_429s_and_errors_are_counted_in_the_metrics(runtime, discord_settings,
+                                                                  standin: DiscordStandin) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from adapters.ops import attach_metrics
+    from tests.e2e.discord.conftest import running
+
+    metrics = attach_metrics(runtime)
+    async with running(runtime, discord_settings):
+        await standin.wait_until(lambda: bool(standin.commands), what="command sync")
+        standin.fail("POST", r"/channels/\d+/messages", 429, retry_after=0.05)
+        opening = await say(standin, standin.general_id, "hello there", mention=True)
+        assert standin.bot_texts(opening["id"])[0].startswith("(demo)")
+    found = {(s.name, tuple(sorted(s.labels.items()))): s.value
+             for f in text_string_to_metric_families(metrics.exposition().decode()) for s in f.samples}
+    assert found[("threadguard_platform_rate_limited_total", (("method", "channels"), ("platform", "discord")))] == 1
+    assert found[("threadguard_platform_errors_total", (("code", "http_429"), ("platform", "discord")))] == 1
+    assert found[("threadguard_turns_total", (("outcome", "answered"), ("platform", "discord")))] == 1

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import time
+
 from adapters.slack.replies import StreamingReply
 from adapters.slack.translate import Identity, clean_text, escape, parse_thread_link, permalink
 from adapters.text import split_text
@@ -34,35 +38,46 @@ def test_split_prefers_paragraphs_then_words():
 
 class _FakePoster:
     limit = 50
+    budget = None
 
     def __init__(self):
         self.posts: list[str] = []
         self.updates: list[tuple[str, str]] = []
+        self.times: list[float] = []
+
+    @staticmethod
+    def workspace_of(where):
+        return "-"
 
     async def post(self, channel, thread_ts, text, *, where, **_):
         self.posts.append(text)
+        self.times.append(time.monotonic())
         return f"ts{len(self.posts)}"
 
-    async def update(self, channel, ts, text, *, where):
+    async def update_streamed(self, channel, ts, text, *, where):
         self.updates.append((ts, text))
+        self.times.append(time.monotonic())
         return True
 
     async def delete(self, channel, ts, *, where):
         return True
 
 
-async def test_stream_updates_at_most_once_per_interval_and_continues_past_the_limit():
-    now = [0.0]
+async def test_stream_never_waits_shows_the_latest_text_paced_and_continues_past_the_limit():
     poster = _FakePoster()
-    stream = StreamingReply(poster, "C1", "1.0", where="t", interval=1.0, clock=lambda: now[0])
-    for word in ["one ", "two ", "three "]:
+    stream = StreamingReply(poster, "C1", "1.0", where="t", interval=0.15)
+    started = time.monotonic()
+    for word in ["one ", "two ", "three ", "four "]:
         await stream(word)
-    assert poster.posts == ["one"] and poster.updates == []
-    now[0] = 1.5
-    await stream("four ")
-    assert poster.updates == [("ts1", "one two three four")]
+        await asyncio.sleep(0.06)
     await stream("x" * 40 + " tail")
+    assert time.monotonic() - started < 0.6  # feeding the stream never waited on the poster
+    finishing = time.monotonic()
     await stream.finish()
-    assert len(poster.posts) == 2
-    assert poster.updates[-1][1] == "one two three four"
-    assert poster.posts[1].startswith("x") and stream.messages == ["ts1", "ts2"]
+    assert poster.posts[0] == "one"
+    assert poster.updates[-1] == ("ts1", "one two three four")  # the first message ends with the latest text
+    assert poster.posts[1:] == ["x" * 40 + " tail"] and stream.messages == ["ts1", "ts2"]
+    paced = [t for t in poster.times if t < finishing]  # finish() shows the rest at once
+    assert len(paced) >= 2
+    assert all(b - a >= 0.14 for a, b in itertools.pairwise(paced))  # at most one call per interval
+    assert len(poster.updates) == len(set(poster.updates))  # the same text is never sent twice

@@ -1,0 +1,145 @@
+"""The operations side of a long-running process: safe start-up checks, ``/metrics``, ``/healthz`` and
+``/readyz`` on their own port.
+
+``/healthz`` says the process is alive. ``/readyz`` answers 200 only while Redis answers a PING, and
+lists what the process was explicitly allowed to run without (``--demo``, ``--embedded-store``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from aiohttp import web
+
+from adapters.metrics import PrometheusMetrics
+from bot.bootstrap import Runtime
+from bot.errors import ThreadguardError
+from config.settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: What each explicit allowance means, said at every start and in ``/readyz``.
+ALLOWANCES = {
+    "embedded_store": "the embedded store: conversations and cases live in this process's "
+                      "memory and are lost at every restart",
+    "demo_model": "the offline demo model: members are answered by canned demo text, not by Claude",
+}
+
+
+@dataclass(frozen=True)
+class Missing:
+    variable: str
+    flag: str
+    meaning: str
+    #: What running without it means (the ``ALLOWANCES`` key).
+    allowance: str
+
+
+def production_gaps(settings: Settings, *, needs_model: bool) -> tuple[list[Missing], list[str]]:
+    """What a real deployment lacks: (missing settings, allowance names those settings map to)."""
+    missing: list[Missing] = []
+    url = settings.redis.url.get_secret_value() if settings.redis.url else ""
+    if not url:
+        missing.append(Missing("REDIS_URL", "--embedded-store", "where conversations and cases are kept",
+                               "embedded_store"))
+    key = settings.anthropic.api_key.get_secret_value() if settings.anthropic.api_key else ""
+    if needs_model and not key:
+        missing.append(Missing("ANTHROPIC_API_KEY", "--demo", "the Claude API key", "demo_model"))
+    return missing, [m.allowance for m in missing]
+
+
+def refusal(command: str, missing: list[Missing]) -> str:
+    """The message a refused start prints: which variable is missing and how to go on."""
+    lines = [f"threadguard {command} will not start without its production settings."]
+    lines += [f"  {m.variable} is not set ({m.meaning}). Set it, or pass {m.flag} to run with "
+              f"{ALLOWANCES[m.allowance]}." for m in missing]
+    return "\n".join(lines)
+
+
+class OpsServer:
+    """``/metrics``, ``/healthz``, ``/readyz`` for one process."""
+
+    def __init__(self, runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str], *,
+                 ping_timeout: float = 2.0) -> None:
+        self.runtime = runtime
+        self.metrics = metrics
+        self.allowances = list(allowances)
+        self.ping_timeout = ping_timeout
+        for name in allowances:
+            metrics.degraded.labels(name).set(1)
+
+    def app(self) -> web.Application:
+        application = web.Application()
+        application.add_routes([web.get("/metrics", self._metrics), web.get("/healthz", self._health),
+                                web.get("/readyz", self._ready)])
+        return application
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        body = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    async def _ready(self, _: web.Request) -> web.Response:
+        redis_ok = await self.redis_ready()
+        self.metrics.ready.set(1 if redis_ok else 0)
+        body = {"ready": redis_ok, "redis": "ok" if redis_ok else "unreachable",
+                "allowed": {name: ALLOWANCES[name] for name in self.allowances}}
+        return web.Response(text=json.dumps(body), status=200 if redis_ok else 503, content_type="application/json")
+
+    async def redis_ready(self) -> bool:
+        try:
+            await asyncio.wait_for(self.runtime.store.ping(), self.ping_timeout)
+        except (ThreadguardError, TimeoutError, OSError):
+            return False
+        return True
+
+
+@contextlib.asynccontextmanager
+async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str]) -> AsyncIterator[None]:
+    """Serve the ops endpoint while the body runs (not at all when THREADGUARD_METRICS_PORT is 0)."""
+    ops = runtime.settings.ops
+    if not ops.metrics_port:
+        yield
+        return
+    runner = web.AppRunner(OpsServer(runtime, metrics, allowances).app(), shutdown_timeout=1, access_log=None)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, ops.metrics_host, ops.metrics_port).start()
+        except OSError as exc:  # the bot still serves its members; only the ops endpoint is missing
+            log.error("cannot serve /metrics, /healthz and /readyz on %s:%d (%s): give each process on this "
+                      "host its own THREADGUARD_METRICS_PORT", ops.metrics_host, ops.metrics_port,
+                      exc.strerror or type(exc).__name__)
+        else:
+            log.info("metrics and health on http://%s:%d (/metrics, /healthz, /readyz)", ops.metrics_host,
+                     ops.metrics_port)
+        yield
+    finally:
+        await runner.cleanup()
+
+
+def attach_metrics(runtime: Runtime) -> PrometheusMetrics:
+    """Give the runtime's engine and store a Prometheus registry of their own."""
+    metrics = PrometheusMetrics()
+    runtime.engine.metrics = metrics
+    runtime.store.metrics = metrics
+    return metrics
+
+
+async def serve_operated(runtime: Runtime, allowances: list[str],
+                         run: Callable[[PrometheusMetrics], Awaitable[T]]) -> T:
+    """Say what was allowed, attach metrics, serve the ops endpoint, and run the process's main work."""
+    for name in allowances:
+        log.warning("running with %s (explicitly allowed)", ALLOWANCES[name])
+    metrics = attach_metrics(runtime)
+    async with ops_endpoint(runtime, metrics, allowances):
+        return await run(metrics)

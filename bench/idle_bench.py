@@ -1,0 +1,179 @@
+"""Redis round trips of a turn on a busy connection and after the connection sat idle, and the engine's
+overhead per turn against a PING, with the Redis client built exactly as the product builds it
+(bot/bootstrap.py from settings), on one redis-server and on a 3-node Redis Cluster.
+
+    python bench/idle_bench.py [--idle 20] [--turns 300] [--threads 30] [--no-cluster]
+
+Requests are what the engine sent (its store's and its usage ledger's request counters) plus the
+commands the servers saw that no turn asked for (PING, HELLO, CLIENT, CLUSTER, …), from INFO
+commandstats. Sequential round trips count requests that were in flight at the same time once (the
+usage record goes out together with the commit), timed around each store and ledger call.
+The model is an instant stand-in that reports token usage like the real one, so every
+ordinary turn also records its usage. Every turn must be answered, or the run is reported invalid.
+Targets: after an idle spell the same round trips per turn as busy; p50 turn overhead under 5x a PING.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import redis.asyncio
+
+from bot.bootstrap import Runtime, build_runtime
+from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
+from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
+from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from tests.support.redis_servers import RedisCluster, RedisServer
+
+#: Commands a turn never sends itself: connection upkeep and cluster topology.
+UPKEEP = ("ping", "hello", "client", "select", "auth", "cluster", "command", "readonly")
+
+
+class InstantModel:
+    label = "instant"
+    offline = True
+
+    async def respond(self, request: ModelRequest, sink: object = None) -> ModelResponse:
+        return ModelResponse([TextBlock("A short answer.")], "end_turn",
+                             Usage(input_tokens=120, output_tokens=8, cache_read_input_tokens=900, calls=1))
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def commandstats(admins: list[redis.asyncio.Redis]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for admin in admins:
+        for name, data in (await admin.info("commandstats")).items():
+            cmd = name.removeprefix("cmdstat_").split("|")[0]
+            total[cmd] = total.get(cmd, 0) + int(data["calls"])
+    return total
+
+
+def sequential_steps(spans: list[tuple[float, float]]) -> int:
+    """How many one-after-another steps a set of (start, end) request spans took (overlapping ones are one)."""
+    steps, end = 0, float("-inf")
+    for a, b in sorted(spans):
+        if a >= end:
+            steps += 1
+            end = b
+        else:
+            end = max(end, b)
+    return steps
+
+
+class Probe:
+    def __init__(self, runtime: Runtime, admins: list[redis.asyncio.Redis]) -> None:
+        self.runtime = runtime
+        self.admins = admins
+        self.answered = 0
+        self.turns = 0
+        self.spans: list[tuple[float, float]] = []
+        for owner, names in ((runtime.store, ("begin_turn", "commit_turn", "extend_lock", "file_end_case")),
+                             (runtime.usage, ("record_turn", "record_case"))):
+            for name in names:
+                setattr(owner, name, self._timed(getattr(owner, name)))
+
+    def _timed(self, call: Any) -> Any:
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await call(*args, **kwargs)
+            finally:
+                self.spans.append((started, time.perf_counter()))
+        return timed
+
+    def requests(self) -> int:
+        return self.runtime.store.round_trips + self.runtime.usage.round_trips
+
+    async def turn(self, thread: ThreadRef, n: int) -> float:
+        started = time.perf_counter()
+        outcome = await self.runtime.engine.handle_message(
+            IncomingMessage(thread, Author("u1", "member"), f"message {n}", message_id=f"m{n}"))
+        elapsed = time.perf_counter() - started
+        self.turns += 1
+        self.answered += any(r.kind is ReplyKind.ANSWER for r in outcome.replies)
+        return elapsed
+
+    async def measured(self, thread: ThreadRef, n: int) -> tuple[int, int, dict[str, int], int]:
+        """(engine requests, upkeep commands, upkeep by command, sequential steps) of one turn."""
+        before, stats = self.requests(), await commandstats(self.admins)
+        self.spans = []
+        await self.turn(thread, n)
+        steps = sequential_steps(self.spans)
+        after = await commandstats(self.admins)
+        upkeep = {c: after.get(c, 0) - stats.get(c, 0) for c in UPKEEP if after.get(c, 0) != stats.get(c, 0)}
+        return self.requests() - before, sum(upkeep.values()), upkeep, steps + sum(upkeep.values())
+
+
+async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: Any) -> bool:
+    settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=url, cluster=cluster),
+                        engine=EngineSettings())
+    runtime = build_runtime(settings, model=InstantModel())
+    admins = [redis.asyncio.Redis.from_url(u, decode_responses=True) for u in admin_urls]
+    probe = Probe(runtime, admins)
+    threads = [ThreadRef("discord", "bench", "c", f"idle-{label}-{i}") for i in range(args.threads)]
+    try:
+        for i, thread in enumerate(threads):  # warm every connection and script
+            await probe.turn(thread, i)
+        pings = []
+        for _ in range(args.turns):
+            pings.append(await runtime.store.ping())
+        latencies = [await probe.turn(threads[n % len(threads)], 1000 + n) for n in range(args.turns)]
+        busy = [await probe.measured(threads[n % len(threads)], 5000 + n) for n in range(20)]
+        print(f"  {label}: idling {args.idle:.0f} s …", flush=True)
+        await asyncio.sleep(args.idle)
+        idle = await probe.measured(threads[0], 9000)
+    finally:
+        for admin in admins:
+            await admin.aclose()
+        await runtime.aclose()
+    if probe.answered != probe.turns:
+        print(f"  {label}: only {probe.answered} of {probe.turns} turns were answered: the run is not valid")
+        return False
+    busy_trips = statistics.mean(r + u for r, u, _, _ in busy)
+    busy_steps = statistics.mean(s for _, _, _, s in busy)
+    idle_trips = idle[0] + idle[1]
+    ratio = statistics.median(latencies) / statistics.median(pings)
+    print(f"  {label}: Redis requests per ordinary turn: busy {busy_trips:.2f}, after {args.idle:.0f} s idle "
+          f"{idle_trips}{' (upkeep: ' + ', '.join(f'{k} {v}' for k, v in idle[2].items()) + ')' if idle[2] else ''}"
+          f"  (target: the same: {'met' if idle_trips <= busy_trips else 'NOT met'})")
+    print(f"  {label}: sequential round trips per ordinary turn (requests sent together count once): busy "
+          f"{busy_steps:.2f}, after {args.idle:.0f} s idle {idle[3]}")
+    print(f"  {label}: p50 turn {statistics.median(latencies) * 1000:.2f} ms, p50 PING "
+          f"{statistics.median(pings) * 1000:.3f} ms: {ratio:.1f}x  (target < 5x: {'met' if ratio < 5 else 'NOT met'})"
+          f"; {probe.turns} turns, all answered")
+    return idle_trips <= busy_trips and idle[3] <= busy_steps and ratio < 5
+
+
+async def main(args: Any) -> int:
+    ok = True
+    print("Redis round trips and overhead per turn, client built by bot/bootstrap.py")
+    with RedisServer() as server:
+        ok &= await run("one server", server.url, False, [server.url], args)
+    if args.cluster:
+        cluster = RedisCluster()
+        try:
+            cluster.start()
+            urls = [s.url for s in cluster.servers]
+            ok &= await run("3-node cluster", cluster.url, True, urls, args)
+        finally:
+            cluster.stop()
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--idle", type=float, default=20.0)
+    parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=30)
+    parser.add_argument("--no-cluster", dest="cluster", action="store_false")
+    raise SystemExit(asyncio.run(main(parser.parse_args())))
