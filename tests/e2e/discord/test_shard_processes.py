@@ -68,8 +68,10 @@ def worker_env(standin: DiscordStandin, redis_url: str, token: str, **extra: str
 
 @contextlib.asynccontextmanager
 async def worker(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``threadguard discord`` in a process of its own; stopped with SIGINT (then SIGKILL) at the end."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "adapters", "discord", cwd=ROOT, env=env,
+    """``threadguard discord --demo`` (the offline model) in a process of its own; stopped with SIGINT (then
+    SIGKILL) at the end."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "adapters", "discord", "--demo",
+                                                cwd=ROOT, env=env,
                                                 stdout=asyncio.subprocess.DEVNULL,
                                                 stderr=asyncio.subprocess.PIPE)
     try:

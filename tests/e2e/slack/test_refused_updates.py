@@ -4,6 +4,8 @@ part it held is posted anew in full and the answer goes on; nothing is thrown aw
 
 from __future__ import annotations
 
+import asyncio
+
 from bot.model import ModelRequest, ModelResponse, TextBlock
 from bot.types import TextSink
 from tests.e2e.slack.conftest import CHANNEL, thread_texts
@@ -15,16 +17,20 @@ FAILED = "Something went wrong"
 
 
 class LongAnswer:
-    """Streams ``ANSWER`` in 100-character deltas; after the 10th, runs ``midway`` (a deletion, say)."""
+    """Streams ``ANSWER`` in 100-character deltas; once the 10th is on screen (the reply's updater posts and
+    updates in the background), runs ``midway`` (a deletion, say) and goes on."""
 
-    def __init__(self, midway) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, standin: SlackStandin, midway) -> None:  # type: ignore[no-untyped-def]
+        self.standin = standin
         self.midway = midway
 
     async def respond(self, request: ModelRequest, sink: TextSink | None = None) -> ModelResponse:
         assert sink is not None
         for n, start in enumerate(range(0, len(ANSWER), 100)):
             await sink(ANSWER[start:start + 100])
+            await asyncio.sleep(0.01)
             if n == 9:
+                await self.standin.wait_for(lambda: self.standin.attempts("chat.update"), timeout=10)
                 self.midway()
         return ModelResponse([TextBlock(ANSWER)], "end_turn")
 
@@ -38,7 +44,7 @@ async def test_a_deleted_streaming_message_is_posted_anew(slack_env, http, paylo
     standin = slack_env.standin
     mention = payloads.mention("tell me a long story")
     root = mention["event"]["ts"]
-    slack_env.model._inner = LongAnswer(lambda: standin.delete_message(_first_post(standin, root)))
+    slack_env.model._inner = LongAnswer(standin, lambda: standin.delete_message(_first_post(standin, root)))
     await http.event(mention)
     await slack_env.settle()
 
@@ -58,7 +64,8 @@ async def test_a_message_that_cannot_be_updated_is_posted_anew(slack_env, http, 
     standin = slack_env.standin
     mention = payloads.mention("tell me a long story")
     root = mention["event"]["ts"]
-    slack_env.model._inner = LongAnswer(lambda: standin.fail("chat.update", status=200, error="cant_update_message"))
+    slack_env.model._inner = LongAnswer(
+        standin, lambda: standin.fail("chat.update", status=200, error="cant_update_message"))
     await http.event(mention)
     await slack_env.settle()
 
