@@ -10,7 +10,9 @@ from bot.caselog import CaseLog
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
 from bot.model import ModelClient
+from bot.review import ReviewDesk
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from bot.store.review import RedisReviewStore
 from config.communities import Communities
 from config.settings import Settings
 
@@ -28,6 +30,8 @@ class Runtime:
     communities: Communities
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
+    #: Review state, appeals and members' end history.
+    review: ReviewDesk
 
     @property
     def cases(self) -> CaseLog:
@@ -72,4 +76,8 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         lock_wait_seconds=engine_settings.lock_wait_seconds,
     )
     engine = ConversationEngine(store, chosen, communities, limits)
-    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None)
+    review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))
+    review = ReviewDesk(review_store, engine.cases, engine, communities)
+    engine.history = review
+    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None,
+                   review=review)

@@ -9,7 +9,7 @@ from bot.errors import CaseNotFound
 from bot.store import ConversationStore
 from bot.types import Author, Case, iso
 
-ACTIONS = frozenset({"reopen", "note", "mistaken", "delete"})
+ACTIONS = frozenset({"reopen", "note", "mistaken", "delete", "assign", "review", "risk"})
 
 
 class CaseLog:

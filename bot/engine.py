@@ -8,6 +8,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.caselog import CaseLog
 from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
@@ -73,6 +74,14 @@ class _Turn:
     refused: bool = False
 
 
+class MemberHistory(Protocol):
+    """The review desk's hooks into turns: members' end history and the community's repeat policy."""
+
+    async def case_filed(self, case: Case) -> None: ...
+
+    async def threshold_for(self, community: str, member_id: str, threshold: int) -> int: ...
+
+
 class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
 
@@ -83,6 +92,8 @@ class ConversationEngine:
         self.communities = communities
         self.limits = limits or EngineLimits()
         self.cases = CaseLog(store)
+        #: Set by the composition root: records members' ends and applies the repeat policy.
+        self.history: MemberHistory | None = None
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -209,13 +220,14 @@ class ConversationEngine:
         """Start a fresh conversation in a place without threads; later messages go to it."""
         return _numbered(channel, await self.store.next_conversation(channel))
 
-    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None) -> None:
+    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
+                           member: str | None = None) -> None:
         """Hand an outcome's replies to the bot process of the thread's platform (see ``take_notices``).
 
         For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
         thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
         """
-        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id)
+        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id, member=member)
         await self.store.push_notice(outcome.thread.platform, notice.to_json())
 
     async def take_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
@@ -268,6 +280,7 @@ class ConversationEngine:
         if start.pending_cases:
             await self.store.file_pending_cases(msg.thread)
         ladder = start.state.ladder
+        config = await self._member_config(msg, config)
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
@@ -385,7 +398,26 @@ class ConversationEngine:
                 log.warning("thread %s ended; numbering its case is deferred", thread.key)
                 return outcome
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
+            await self._case_filed(outcome.case)
         return outcome
+
+    async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
+        """The community's repeat policy may lower this member's threshold (warned at once)."""
+        if self.history is None or not config.repeat_ends:
+            return config
+        try:
+            threshold = await self.history.threshold_for(msg.thread.community, msg.author.id, config.threshold)
+        except StoreUnavailable:
+            return config
+        return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
+
+    async def _case_filed(self, case: Case) -> None:
+        if self.history is not None:
+            try:
+                await self.history.case_filed(case)
+            except StoreUnavailable:
+                log.warning("case %s of %s: the members' end history was not updated", case.case_id,
+                            case.community)
 
     def _case(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
               ended_by: str) -> Case:

@@ -41,6 +41,14 @@ class CommunityConfig(BaseModel):
     allowed_channels: tuple[str, ...] = ()
     #: Seconds between two reminders posted into the same frozen thread.
     frozen_reminder_cooldown: int = Field(default=300, ge=0)
+    #: Repeat policy (off with 0): after this many ended threads within ``repeat_days``, a member's
+    #: conversations start already warned (the warning comes with the first redirection).
+    repeat_ends: int = Field(default=0, ge=0, le=100)
+    repeat_days: int = Field(default=30, ge=1, le=365)
+    #: Post a private mod-log alert when the model flags that a member may be at risk.
+    risk_alerts: bool = False
+    #: Attach the transcript to risk alerts (off: the alert carries only the case link).
+    risk_alert_transcript: bool = False
 
 
 class Communities:
