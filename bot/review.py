@@ -190,6 +190,10 @@ class ReviewDesk:
         text = f"Reviewed: {outcome}." + (f" {note}" if note else "")
         await self._cases.add_action(community, case_id, action, moderator, text)
 
+    async def conclude_reopened(self, community: str, case_id: int, moderator: Author) -> None:
+        """A moderator reopened the thread (the reopen itself is already filed as an action)."""
+        await self._store.conclude(community, case_id, "reopened", moderator.name)
+
     async def _end_case(self, community: str, case_id: int) -> Case:
         case = await self._cases.get(community, case_id)
         if case.action != "end":
