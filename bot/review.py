@@ -223,6 +223,16 @@ class ReviewDesk:
         log.info("appeal filed on case %s of %s by member %s", case_id, community, member.id)
         return AppealAnswer(AppealResult.FILED, appeal_filed(case_id), appeal, case)
 
+    async def case_for_appeal(self, community: str, case_id: int) -> Case | None:
+        """The ended-thread case a member may appeal, or None."""
+        try:
+            return await self._end_case(community, case_id)
+        except CaseNotFound:
+            return None
+
+    async def has_appealed(self, community: str, case_id: int, member_id: str) -> bool:
+        return await self._store.appeal(community, case_id, member_id) is not None
+
     async def appeals_of(self, community: str, case_id: int) -> list[Appeal]:
         found = [Appeal.from_json(raw) for raw in (await self._store.appeals(community, case_id)).values()]
         return sorted(found, key=lambda a: a.at)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import discord
 
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.types import EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import Case, EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities
 from config.discord import DiscordSettings
 
@@ -55,6 +55,8 @@ class Conversations:
         self.locker = locker
         self.modlog = modlog
         self.typing_delay = typing_delay
+        #: The appeal button under a freeze notice (set by the bot builder).
+        self.appeal_view: Callable[[Case], discord.ui.View] | None = None
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -253,21 +255,29 @@ class Conversations:
             return self.client.get_partial_messageable(int(ref.channel))
         return self.client.get_partial_messageable(int(ref.thread), guild_id=int(ref.community))
 
-    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
-        """Post each reply in the conversation, in order; ``False`` if Discord refused any of them."""
+    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
+        """Post each reply in the conversation, in order (addressed to ``member`` when given);
+        ``False`` if Discord refused any of them."""
         channel = self.channel_for(ref)
         posted = True
         for reply in replies:
-            if not await self._safe_send(channel, reply.text):
+            if not await self._safe_send(channel, reply.text, mention=member if member and member.isdigit() else None):
                 log.warning("thread %s: a %s reply was not posted", ref.key, reply.kind.value)
                 posted = False
         return posted
 
-    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
+    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
         """The engine reopened the conversation: unlock and unarchive its thread, then post the notice.
         (``/threadguard reopen`` and dashboard reopens relayed by ``NoticeRelay`` both come here.)"""
         await self.locker.unfreeze(ref)
-        return await self.post_replies(ref, replies)
+        return await self.post_replies(ref, replies, member=member)
+
+    async def tell_in_ended(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
+        """Post into a conversation that stays ended (an upheld appeal), then archive its thread again."""
+        posted = await self.post_replies(ref, replies, member=member)
+        if posted:
+            await self.locker.rearchive(ref)
+        return posted
 
     # --- carrying out an outcome ---------------------------------------------------------------
 
@@ -285,7 +295,10 @@ class Conversations:
         for reply in replies:
             if reply.kind is ReplyKind.ANSWER and outcome.streamed:
                 continue
-            await self._safe_send(place.channel, reply.text)
+            view = None
+            if reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None and self.appeal_view is not None:
+                view = self.appeal_view(outcome.case)
+            await self._safe_send(place.channel, reply.text, view=view)
         if outcome.case is not None and outcome.status is ThreadStatus.ENDED:
             await self.locker.freeze(place.ref)
         if outcome.case is not None:
@@ -298,9 +311,15 @@ class Conversations:
             log.warning("thread %s: could not update the streamed answer (HTTP %s, code %s)", place.ref.key,
                         exc.status, exc.code)
 
-    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False) -> bool:
+    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False,
+                         view: discord.ui.View | None = None, mention: str | None = None) -> bool:
         try:
-            if ping:
+            if mention is not None:  # one member, pinged by name (an appeal decision)
+                await channel.send(f"<@{mention}> {text}"[:2000],
+                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(int(mention))]))
+            elif view is not None:
+                await channel.send(text[:2000], view=view, allowed_mentions=discord.AllowedMentions.none())
+            elif ping:
                 await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True))
             else:
                 await send_text(channel, text)
