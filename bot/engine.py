@@ -47,7 +47,7 @@ from bot.types import (
 from bot.validation import check_message
 from config.communities import Communities, CommunityConfig
 
-from . import notices
+from . import notices, texts
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class ConversationEngine:
                                              f"Reopened the thread of case {case_id}.")
         log.info("thread %s reopened by moderator %s (case %s)", thread.key, moderator.id, case_id)
         return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
-                       replies=[Reply(ReplyKind.INFO, notices.reopened())])
+                       replies=[Reply(ReplyKind.INFO, texts.reopened(self.communities.get(community), thread))])
 
     async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """The conversation now running in a place without threads (a Discord DM channel).
@@ -271,7 +271,8 @@ class ConversationEngine:
     async def _frozen(self, thread: ThreadRef, start: TurnStart) -> Outcome:
         if start.pending_cases:
             await self.store.file_pending_cases(thread)
-        replies = [Reply(ReplyKind.FROZEN_REMINDER, notices.frozen_reminder(), ephemeral=True)]
+        words = texts.frozen_reminder(self.communities.get(thread.community), thread)
+        replies = [Reply(ReplyKind.FROZEN_REMINDER, words, ephemeral=True)]
         return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=replies if start.remind else [])
 
     async def _answer(self, msg: IncomingMessage, text: str, start: TurnStart, config: CommunityConfig,
@@ -349,7 +350,7 @@ class ConversationEngine:
             turn.entries.append(Entry(EntryKind.REDIRECTION, note, turn=n, category=verdict.redirection))
         if verdict.post_warning:
             turn.warned_turn = n
-            text = notices.warning(verdict.redirection, turn.ladder.redirects)
+            text = texts.warning(config, verdict.redirection, turn.ladder.redirects)
             turn.entries.append(Entry(EntryKind.WARNING, text, turn=n, category=verdict.redirection))
             turn.replies.append(Reply(ReplyKind.WARNING, text))
         if verdict.risk_flagged:
@@ -388,8 +389,9 @@ class ConversationEngine:
         outcome = Outcome(thread, replies=turn.replies)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
+            config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
-                                         notices.freeze_notice(turn.end.reason, turn.end.category)))
+                                         texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
             try:
                 outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
