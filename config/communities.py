@@ -142,7 +142,7 @@ class Communities:
         try:
             default = CommunityConfig(**default_raw)
             overrides = {
-                str(cid): CommunityConfig(**_merged(default_raw, body))
+                str(cid): CommunityConfig.model_validate(_merged(default_raw, body))
                 for cid, body in communities_raw.items()
             }
         except (ValidationError, TypeError) as exc:
