@@ -40,6 +40,10 @@ class CaseLog:
     async def communities(self) -> builtins.list[str]:
         return await self._store.communities()
 
+    async def file_alert(self, case: Case) -> Case:
+        """File a case that is not an end nor an action on one (a risk alert)."""
+        return await self._store.file_action(case)
+
     async def add_action(self, community: str, refers_to: int, action: str, moderator: Author,
                          note: str | None = None) -> Case:
         """File a moderator action (reopen, note, mistaken, delete) as its own case."""

@@ -81,6 +81,9 @@ class MemberHistory(Protocol):
 
     async def threshold_for(self, community: str, member_id: str, threshold: int) -> int: ...
 
+    async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
+                           jump_url: str | None) -> Case | None: ...
+
 
 class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
@@ -387,6 +390,8 @@ class ConversationEngine:
         if result.status is CommitStatus.ALREADY_ENDED:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True)
         outcome = Outcome(thread, replies=turn.replies)
+        if commit.at_risk:
+            outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
             config = self.communities.get(thread.community)
@@ -412,6 +417,16 @@ class ConversationEngine:
         except StoreUnavailable:
             return config
         return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
+
+    async def _risk_flagged(self, thread: ThreadRef, transcript: list[Entry], jump_url: str | None) -> Case | None:
+        kind = next((e.category for e in reversed(transcript) if e.kind is EntryKind.RISK), None) or "self_harm"
+        if self.history is None:
+            return None
+        try:
+            return await self.history.risk_flagged(thread, kind, transcript, jump_url)
+        except StoreUnavailable:
+            log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
+            return None
 
     async def _case_filed(self, case: Case) -> None:
         if self.history is not None:

@@ -22,7 +22,19 @@ from typing import Protocol
 
 from bot.caselog import CaseLog
 from bot.errors import CaseNotFound
-from bot.types import Author, Case, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus, iso
+from bot.types import (
+    Author,
+    Case,
+    Entry,
+    EntryKind,
+    Outcome,
+    Participant,
+    Reply,
+    ReplyKind,
+    ThreadRef,
+    ThreadStatus,
+    iso,
+)
 from bot.validation import check_message
 from config.communities import Communities
 
@@ -293,6 +305,25 @@ class ReviewDesk:
         ref = case.case_ref or f"{case.thread}#{case.case_id}"
         for participant in case.participants:
             await self._store.record_end(case.community, participant.id, ref, time.time())
+
+    async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
+                           jump_url: str | None) -> Case | None:
+        """File a risk alert case when the community opted in (``risk_alerts``); None otherwise."""
+        if not self._communities.get(thread.community).risk_alerts:
+            return None
+        seen: dict[str, Participant] = {}
+        for e in transcript:
+            if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
+                seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
+        alert = Case(case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
+                     channel=thread.channel, action="risk", category=kind,
+                     summary=f"The model flagged that a member may be at risk ({kind.replace('_', ' ')}). The "
+                             "conversation goes on; it cannot be ended by the model now.",
+                     at_risk=True, ended_at=iso(time.time()), ended_by="model", participants=list(seen.values()),
+                     transcript=list(transcript), jump_url=jump_url)
+        filed = await self._cases.file_alert(alert)
+        log.info("risk alert filed for thread %s as case %s", thread.key, filed.case_id)
+        return filed
 
     async def threshold_for(self, community: str, member_id: str, threshold: int) -> int:
         """The ladder threshold for this member's turn: 1 (warned at the first redirection) when the

@@ -315,6 +315,9 @@ class Outcome:
     action: Case | None = None
     #: The answer text was already delivered through the stream sink given to the engine.
     streamed: bool = False
+    #: Set when this turn first flagged risk and the community wants risk alerts: the alert's case
+    #: (post it privately to the mod-log).
+    alert: Case | None = None
 
     @property
     def ended_now(self) -> bool:

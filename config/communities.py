@@ -103,6 +103,8 @@ class CommunityConfig(BaseModel):
     risk_alerts: bool = False
     #: Attach the transcript to risk alerts (off: the alert carries only the case link).
     risk_alert_transcript: bool = False
+    #: The moderators' dashboard (``https://mod.example.org``): mod-log alerts link to the case there.
+    dashboard_url: str | None = None
     #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
     texts: CommunityTexts = CommunityTexts()
 

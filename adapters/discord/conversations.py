@@ -303,6 +303,8 @@ class Conversations:
             await self.locker.freeze(place.ref)
         if outcome.case is not None:
             await self.modlog.post(outcome.case)
+        if outcome.alert is not None:
+            await self.modlog.post_alert(outcome.alert)
 
     async def _guard(self, coro: object, place: Place) -> None:
         try:

@@ -81,6 +81,29 @@ def appeal_embed(answer: AppealAnswer) -> discord.Embed:
     return embed
 
 
+def case_address(case: Case, dashboard_url: str | None) -> str:
+    """Where a moderator opens the case: its dashboard page, or the CLI command."""
+    if dashboard_url:
+        return f"{dashboard_url.rstrip('/')}/cases/{case.community}/{case.case_id}"
+    return f"`threadguard cases show {case.case_id} --community {case.community}`"
+
+
+def alert_embed(case: Case, dashboard_url: str | None) -> discord.Embed:
+    """A risk alert: the case link and who, never the conversation itself."""
+    embed = discord.Embed(title=f"Risk alert · case #{case.case_id}", colour=discord.Colour.purple(),
+                          description="The model flagged that a member may be at risk of harming themselves or "
+                                      "others. The conversation goes on and cannot be ended by the model; crisis "
+                                      "resources were posted. Please check in.")
+    embed.add_field(name="Case", value=case_address(case, dashboard_url), inline=False)
+    embed.add_field(name="Thread", value=_thread_link(case))
+    if case.participants:
+        embed.add_field(name="Participants", inline=False,
+                        value=_clip(", ".join(f"{isolate(_clip(p.name, 100))} (<@{p.id}>)" for p in case.participants)))
+    if case.ended_at:
+        embed.timestamp = discord.utils.parse_time(case.ended_at)
+    return embed
+
+
 def transcript_file(case: Case) -> discord.File:
     data = io.BytesIO(render_case_text(case).encode("utf-8"))
     return discord.File(data, filename=f"case-{case.case_id}.txt")
@@ -96,6 +119,21 @@ class ModLog:
         self._communities = communities
         self._attempts = attempts
         self._retry_delay = retry_delay
+
+    async def post_alert(self, case: Case) -> None:
+        """A risk alert to the mod-log, once per flagged thread; the transcript only where enabled."""
+        config = self._communities.get(case.community)
+        if not config.mod_log_channel:
+            log.warning("risk alert case %s of %s: no mod-log channel configured", case.case_id, case.community)
+            return
+        extra: dict[str, discord.File] = {"file": transcript_file(case)} if config.risk_alert_transcript else {}
+        try:
+            await self._client.get_partial_messageable(int(config.mod_log_channel)).send(
+                embed=alert_embed(case, config.dashboard_url), allowed_mentions=discord.AllowedMentions.none(),
+                **extra)  # type: ignore[call-overload]
+        except discord.HTTPException as exc:
+            log.error("risk alert case %s of %s is filed but the mod-log post failed (HTTP %s)", case.case_id,
+                      case.community, exc.status)
 
     async def post_appeal(self, answer: AppealAnswer) -> None:
         """Tell the mod-log that a member appealed (one post; a failure is logged, the appeal is filed)."""

@@ -80,6 +80,8 @@ class Delivery:
         for case in (outcome.case, outcome.action):
             if case is not None:
                 await self.case(case)
+        if outcome.alert is not None:
+            await self.modlog.post_alert(outcome.alert, await self.identity.get())
 
     async def case(self, case: Case) -> None:
         await self.modlog.post(case, await self.identity.get())

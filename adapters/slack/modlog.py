@@ -107,6 +107,24 @@ def appeal_blocks(answer: AppealAnswer, identity: Identity) -> list[dict[str, An
     ]
 
 
+def alert_blocks(case: Case, identity: Identity, dashboard_url: str | None) -> list[dict[str, Any]]:
+    """A risk alert: the case link and who, never the conversation itself."""
+    link = case_link(case, identity)
+    where = (f"<{dashboard_url.rstrip('/')}/cases/{case.community}/{case.case_id}|case #{case.case_id} in the "
+             "dashboard>" if dashboard_url else f"`threadguard cases show {case.case_id} --community "
+                                                f"{escape(case.community)}`")
+    fields = [("Case", where), ("Thread", f"<{link}|open thread>" if link else escape(isolate(case.thread))),
+              ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-")]
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Risk alert · case #{case.case_id}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "The model flagged that a member may be at risk of harming themselves or others. The conversation "
+            "goes on and cannot be ended by the model; crisis resources were posted. Please check in.")}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}", _FIELD_LIMIT)}
+                                       for k, v in fields]},
+    ]
+
+
 class ModLog:
     """Posts each case to its community's mod-log channel. A failed post is logged; the case itself is
     already filed in the store, so moderators still find it in the commands, dashboard and CLI."""
@@ -131,6 +149,20 @@ class ModLog:
             log.error("%s: not posted; the case stays filed (thread %s)", where, case.thread)
             return None
         if case.transcript:
+            await self._attach_transcript(case, channel, ts, where)
+        return ts
+
+    async def post_alert(self, case: Case, identity: Identity) -> str | None:
+        """A risk alert to the mod-log; the transcript goes in its thread only where enabled."""
+        config = self._communities.get(case.community)
+        channel = self._slack.mod_log_for(config)
+        if not channel:
+            log.warning("risk alert case %s of %s: no mod-log channel configured", case.case_id, case.community)
+            return None
+        where = f"mod-log risk alert {case.community}#{case.case_id}"
+        ts = await self._poster.post(channel, None, f"Risk alert · case #{case.case_id}", where=where,
+                                     blocks=alert_blocks(case, identity, config.dashboard_url), raw=True)
+        if ts is not None and config.risk_alert_transcript and case.transcript:
             await self._attach_transcript(case, channel, ts, where)
         return ts
 

@@ -31,7 +31,8 @@ async def test_an_ended_dm_stays_frozen_and_chat_starts_a_new_conversation(
 
     calls = model.calls
     await say(standin, dm, "hello? are you there?")
-    assert standin.bot_texts(dm)[-1].startswith("This conversation has ended, so I won't answer here.")
+    assert standin.bot_texts(dm)[-1].startswith("This conversation has ended, so I won't answer in it.")
+    assert not any("thread" in t for t in standin.bot_texts(dm)[-2:])  # a DM has no threads
     assert model.calls == calls
 
     used = await standin.slash("chat", dm, options=[{"type": 3, "name": "message", "value": "a fresh start"}])
