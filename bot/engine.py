@@ -219,6 +219,18 @@ class ConversationEngine:
         number = await self.store.current_conversation(channel)
         return _numbered(channel, number)
 
+    async def conversation_holding(self, channel: ThreadRef, message_id: str, limit: int = 50) -> ThreadRef | None:
+        """The numbered conversation of a place without threads that holds the member message
+        ``message_id`` (newest first, at most ``limit`` back), so an edit of an older, ended one branches
+        from it rather than being looked for in the conversation now running."""
+        current = await self.store.current_conversation(channel)
+        for number in range(current, max(-1, current - limit), -1):
+            ref = _numbered(channel, number)
+            _, entries = await self.store.load(ref)
+            if any(e.kind is EntryKind.USER and e.message_id == message_id for e in entries):
+                return ref
+        return None
+
     async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """Start a fresh conversation in a place without threads; later messages go to it."""
         return _numbered(channel, await self.store.next_conversation(channel))

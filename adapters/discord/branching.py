@@ -80,7 +80,7 @@ class Branching:
 
     async def start(self, interaction: discord.Interaction, message: discord.Message) -> None:
         conv = self.conversations
-        place = await conv.place_of(interaction)
+        place = await conv.place_of(interaction, message_id=str(message.id))
         if place is None:
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return

@@ -94,12 +94,23 @@ class Conversations:
         ref = await (self.engine.new_conversation_in(place) if fresh else self.engine.conversation_in(place))
         return Place(ref, channel)
 
-    async def place_of(self, interaction: discord.Interaction) -> Place | None:
-        """The conversation an interaction was used in: an allowed guild thread or a direct message."""
+    async def dm_place_of_message(self, channel: discord.abc.Messageable, message_id: str) -> Place | None:
+        """The DM conversation that holds ``message_id`` (an older, ended one too); else the current one."""
+        place = await self.dm_place(channel)
+        if place is None:
+            return None
+        found = await self.engine.conversation_holding(dm_ref(channel.id), message_id)  # type: ignore[attr-defined]
+        return Place(found, channel) if found is not None else place
+
+    async def place_of(self, interaction: discord.Interaction, *, message_id: str | None = None) -> Place | None:
+        """The conversation an interaction was used in: an allowed guild thread or a direct message
+        (with ``message_id``: in a DM, the conversation holding that message)."""
         channel = interaction.channel
         if channel is None:
             return None
         if interaction.guild_id is None:
+            if message_id is not None:
+                return await self.dm_place_of_message(channel, message_id)  # type: ignore[arg-type]
             return await self.dm_place(channel)  # type: ignore[arg-type]
         if isinstance(channel, discord.Thread) and channel.parent_id is not None and \
                 self.allowed_in_guild(interaction.guild_id, channel.parent_id):
@@ -207,7 +218,7 @@ class Conversations:
 
     async def place_for_edit(self, message: discord.Message) -> Place | None:
         if message.guild is None:
-            return await self.dm_place(message.channel)
+            return await self.dm_place_of_message(message.channel, str(message.id))
         channel = await self._resolve(message.channel)
         if not isinstance(channel, discord.Thread) or not self.allowed_in_guild(message.guild.id, channel.parent_id):
             return None
