@@ -12,6 +12,7 @@ Per community (``C``):
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -162,3 +163,25 @@ class RedisReviewStore:
     async def forget_member(self, community: str, member_id: str) -> None:
         async with self._trip("forget_member"):
             await self.client.delete(ends_key(community, member_id))
+
+
+REMOVED = "[removed at the user's request]"
+
+
+async def forget_member(client: Any, communities: Iterable[str], member_id: str,
+                        appeal_keys: AsyncIterator[str]) -> int:
+    """Drop a member's end history and the words and name of their appeals (the decision stays).
+    ``appeal_keys`` yields every ``appeals`` hash (scanned on every primary of a cluster). Returns the
+    number of appeals changed."""
+    for community in communities:
+        await client.delete(ends_key(community, member_id))
+    changed = 0
+    async for key in appeal_keys:
+        raw = await client.hget(key, member_id)
+        if raw is None:
+            continue
+        data = json.loads(raw)
+        data.update(text=REMOVED if data.get("text") else "", member_name=REMOVED)
+        await client.hset(key, member_id, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        changed += 1
+    return changed

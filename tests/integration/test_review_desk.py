@@ -124,3 +124,17 @@ async def test_the_repeat_policy_is_off_by_default(runtime):
         await end_thread(engine, ThreadRef("discord", "g", "c", t))
     o = await engine.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "d"), ANN, BAD, message_id="d"))
     assert ReplyKind.WARNING not in [r.kind for r in o.replies]
+
+
+async def test_forget_user_removes_the_members_appeal_words_and_end_history(runtime, any_redis):
+    from bot.store.retention import Retention
+    from bot.store.review import REMOVED, ends_key
+
+    n = await end_thread(runtime.engine, ThreadRef("discord", "g", "c", "forget"))
+    await runtime.review.file_appeal("g", n, ANN, "my own words")
+    assert await any_redis.exists(ends_key("g", "ann"))
+    report = await Retention(any_redis, case_retention_days=365, idle_ttl_days=30).forget_user("discord", "ann")
+    assert report.appeals_changed == 1
+    [appeal] = await runtime.review.appeals_of("g", n)
+    assert (appeal.text, appeal.member_name, appeal.status) == (REMOVED, REMOVED, "open")
+    assert not await any_redis.exists(ends_key("g", "ann"))
