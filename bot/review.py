@@ -133,6 +133,8 @@ class ReviewStorage(Protocol):
 
     async def open_appeals(self, community: str) -> list[tuple[int, str]]: ...
 
+    async def open_appeal_bodies(self, community: str) -> list[str]: ...
+
     async def record_end(self, community: str, member_id: str, case_ref: str, at: float) -> None: ...
 
     async def ends_since(self, community: str, member_id: str, since: float) -> int: ...
@@ -253,10 +255,7 @@ class ReviewDesk:
         """Every appeal still waiting in these communities, oldest first."""
         found: list[Appeal] = []
         for community in communities:
-            for case_id, member_id in await self._store.open_appeals(community):
-                raw = await self._store.appeal(community, case_id, member_id)
-                if raw is not None:
-                    found.append(Appeal.from_json(raw))
+            found.extend(Appeal.from_json(raw) for raw in await self._store.open_appeal_bodies(community))
         return sorted(found, key=lambda a: a.at)
 
     async def decide(self, community: str, case_id: int, member_id: str, decision: str,

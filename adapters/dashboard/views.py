@@ -203,18 +203,24 @@ async def home(request: web.Request) -> web.Response:
 # --- list, export, chart ---------------------------------------------------------------------------
 
 
-async def _filtered(request: web.Request) -> tuple[CaseFilter, list[Case], list[str]]:
+async def _wanted(request: web.Request) -> tuple[CaseFilter, list[str]]:
     dash, moderator = dashboard(request), current_moderator(request)
     wanted = CaseFilter.from_query(request.query)
     communities = await visible_communities(dash.runtime.cases, moderator)
     if wanted.community and not moderator.may_see(wanted.community):
         raise web.HTTPNotFound()
+    return wanted, communities
+
+
+async def _filtered(request: web.Request) -> tuple[CaseFilter, list[Case], list[str]]:
+    wanted, communities = await _wanted(request)
+    dash, moderator = dashboard(request), current_moderator(request)
     return wanted, await load_cases(dash.runtime.cases, moderator, wanted), communities
 
 
 async def case_list(request: web.Request) -> web.Response:
     dash = dashboard(request)
-    wanted, _, communities = await _filtered(request)
+    wanted, communities = await _wanted(request)
     board = await review_views.build_board(dash, request, wanted)
     listed: list[object] = list(board.flat) if board.flat is not None else list(board.rows)
     size = dash.settings.page_size
@@ -241,7 +247,7 @@ async def case_list(request: web.Request) -> web.Response:
 
 async def export_cases(request: web.Request) -> web.Response:
     dash = dashboard(request)
-    wanted, _, _ = await _filtered(request)
+    wanted, _ = await _wanted(request)
     board = await review_views.build_board(dash, request, wanted)
     if board.flat is not None:
         found = board.flat

@@ -129,6 +129,18 @@ class RedisReviewStore:
         async with self._trip("appeals"):
             return dict(await self.client.hgetall(appeals_key(community, case_id)))
 
+    async def open_appeal_bodies(self, community: str) -> list[str]:
+        """The JSON of every appeal still waiting, oldest first (two round trips)."""
+        waiting = await self.open_appeals(community)
+        if not waiting:
+            return []
+        async with self._trip("open_appeal_bodies"):
+            pipe = self.client.pipeline(transaction=False)
+            for case_id, member_id in waiting:
+                pipe.hget(appeals_key(community, case_id), member_id)
+            found = await pipe.execute()
+        return [str(raw) for raw in found if raw is not None]
+
     async def appeal(self, community: str, case_id: int, member_id: str) -> str | None:
         async with self._trip("appeal"):
             raw = await self.client.hget(appeals_key(community, case_id), member_id)
