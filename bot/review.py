@@ -137,6 +137,8 @@ class ReviewStorage(Protocol):
 
     async def record_end(self, community: str, member_id: str, case_ref: str, at: float) -> None: ...
 
+    async def drop_end(self, community: str, member_id: str, case_ref: str) -> None: ...
+
     async def ends_since(self, community: str, member_id: str, since: float) -> int: ...
 
 
@@ -165,6 +167,15 @@ def decision_text(decision: str, case_id: int) -> str:
                 "open again and you can continue it.")
     return (f"A moderator reviewed your appeal of case #{case_id} and upheld the ending. You can start a new "
             "conversation at any time.")
+
+
+def counts_against(case: Case) -> bool:
+    """Whether an ended thread counts against its participants (repeat marker, repeat policy)."""
+    return case.action == "end" and case.reason == "persistent_abuse"
+
+
+def _end_ref(case: Case) -> str:
+    return case.case_ref or f"{case.thread}#{case.case_id}"
 
 
 class ReviewDesk:
@@ -198,8 +209,10 @@ class ReviewDesk:
                        note: str | None = None) -> None:
         if outcome not in OUTCOMES:
             raise ValueError(f"unknown review outcome {outcome!r}")
-        await self._end_case(community, case_id)
+        case = await self._end_case(community, case_id)
         await self._store.conclude(community, case_id, outcome, moderator.name)
+        if outcome in ("mistaken", "reopened"):
+            await self._strike_out(case)
         action = "mistaken" if outcome == "mistaken" else "review"
         text = f"Reviewed: {outcome}." + (f" {note}" if note else "")
         await self._cases.add_action(community, case_id, action, moderator, text)
@@ -207,6 +220,7 @@ class ReviewDesk:
     async def conclude_reopened(self, community: str, case_id: int, moderator: Author) -> None:
         """A moderator reopened the thread (the reopen itself is already filed as an action)."""
         await self._store.conclude(community, case_id, "reopened", moderator.name)
+        await self._strike_out(await self._cases.get(community, case_id))
 
     async def _end_case(self, community: str, case_id: int) -> Case:
         case = await self._cases.get(community, case_id)
@@ -285,6 +299,7 @@ class ReviewDesk:
                 await self._engine.queue_notice(Outcome(thread, replies=[reply]), "appeal", case_id,
                                                 member=member_id)
             await self._store.conclude(community, case_id, "reopened", moderator.name)
+            await self._strike_out(case)
         else:
             ended = Outcome(thread, status=ThreadStatus.ENDED, replies=[reply])
             await self._engine.queue_notice(ended, "appeal", case_id, member=member_id)
@@ -298,12 +313,17 @@ class ReviewDesk:
     # --- members' end history ------------------------------------------------------------------
 
     async def case_filed(self, case: Case) -> None:
-        """Remember the end in every participant's history (idempotent: keyed by the case's end ref)."""
-        if case.action != "end":
+        """Remember an abuse end in every participant's history (idempotent: keyed by the case's end
+        ref). An end the member asked for is no strike against them."""
+        if not counts_against(case):
             return
-        ref = case.case_ref or f"{case.thread}#{case.case_id}"
         for participant in case.participants:
-            await self._store.record_end(case.community, participant.id, ref, time.time())
+            await self._store.record_end(case.community, participant.id, _end_ref(case), time.time())
+
+    async def _strike_out(self, case: Case) -> None:
+        """The ending was a mistake (reviewed so, or reopened): it no longer counts against anyone."""
+        for participant in case.participants:
+            await self._store.drop_end(case.community, participant.id, _end_ref(case))
 
     async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
                            jump_url: str | None) -> Case | None:

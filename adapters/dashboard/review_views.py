@@ -14,11 +14,13 @@ from aiohttp import web
 from adapters.dashboard.context import Dashboard, current_moderator, dashboard
 from adapters.dashboard.query import CaseFilter, load_cases, visible_communities
 from bot.errors import CaseNotFound
-from bot.review import OUTCOMES, Appeal, Review, ReviewState
+from bot.review import OUTCOMES, Appeal, Review, ReviewState, counts_against
 from bot.types import Author, Case
 
-#: A member with at least this many ended threads in a community is marked as a repeat.
+#: A member with at least this many abuse endings in a community (not reviewed as mistaken, not
+#: reopened) is marked as a repeat.
 REPEAT_AT = 2
+_STRUCK = ("mistaken", "reopened")
 MAX_NOTE = 2000
 
 
@@ -47,14 +49,24 @@ def _author(request: web.Request) -> Author:
     return Author(f"dashboard:{moderator.name}", moderator.name)
 
 
-def ends_per_member(cases: Iterable[Case]) -> Counter[tuple[str, str]]:
-    """(community, member id) -> number of ended threads they took part in."""
+def ends_per_member(cases: Iterable[Case], reviews: dict[tuple[str, int], Review]) -> Counter[tuple[str, str]]:
+    """(community, member id) -> abuse endings that still count against them."""
     counts: Counter[tuple[str, str]] = Counter()
     for case in cases:
-        if case.action == "end":
+        review = reviews.get((case.community, case.case_id))
+        if counts_against(case) and (review is None or review.outcome not in _STRUCK):
             for p in {p.id for p in case.participants}:
                 counts[(case.community, p)] += 1
     return counts
+
+
+async def _reviews_of(dash: Dashboard, cases: Iterable[Case]) -> dict[tuple[str, int], Review]:
+    ends = [c for c in cases if c.action == "end"]
+    found: dict[tuple[str, int], Review] = {}
+    for community in {c.community for c in ends}:
+        got = await dash.runtime.review.reviews(community, [c.case_id for c in ends if c.community == community])
+        found.update({(community, n): r for n, r in got.items()})
+    return found
 
 
 async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter) -> Board:
@@ -64,17 +76,14 @@ async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter)
     matching = [c for c in everything if wanted.matches(c)]
     desk = dash.runtime.review
     by_key = {(c.community, c.case_id): c for c in everything}
-    repeats = ends_per_member(everything)
     ends = [c for c in everything if c.action == "end"]
-    reviews: dict[tuple[str, int], Review] = {}
-    for community in {c.community for c in ends}:
-        found = await desk.reviews(community, [c.case_id for c in ends if c.community == community])
-        reviews.update({(community, n): r for n, r in found.items()})
+    reviews = await _reviews_of(dash, ends)
+    repeats = ends_per_member(everything, reviews)
     appeals = Counter((a.community, a.case_id) for a in
                       await desk.open_appeals(await visible_communities(dash.runtime.cases, moderator)))
     counts = Counter(reviews[(c.community, c.case_id)].state.value for c in ends)
     header = {"unreviewed": counts["unreviewed"], "in_review": counts["in_review"], "reviewed": counts["reviewed"],
-              "appeals": sum(appeals.values())}
+              "appeals": sum(appeals.values()), "risk": sum(c.action == "risk" for c in everything)}
     if wanted.action and wanted.action != "end":
         return Board([], header, flat=matching)
     rows = []
@@ -97,7 +106,7 @@ async def case_review(dash: Dashboard, request: web.Request, case: Case) -> dict
     desk = dash.runtime.review
     everything = await load_cases(dash.runtime.cases, current_moderator(request),
                                   CaseFilter(community=case.community, review="all"))
-    repeats = ends_per_member(everything)
+    repeats = ends_per_member(everything, await _reviews_of(dash, everything))
     return {"review": await desk.review(case.community, case.case_id),
             "appeals": await desk.appeals_of(case.community, case.case_id),
             "repeat": {p.id for p in case.participants if repeats[(case.community, p.id)] >= REPEAT_AT},
@@ -184,10 +193,11 @@ async def member_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     names = sorted({p.name for c in involved for p in c.participants if p.id == member_id})
     reviews = await dash.runtime.review.reviews(community, [c.case_id for c in involved])
+    strikes = sum(counts_against(c) and reviews[c.case_id].outcome not in _STRUCK for c in involved)
     appeals = {c.case_id: [a for a in await dash.runtime.review.appeals_of(community, c.case_id)
                            if a.member_id == member_id] for c in involved}
     threads = {c.thread for c in involved}
     channels = {c.channel for c in involved}
     return page(dash, request, "member.html", community=community, member_id=member_id, names=names,
-                cases=involved, reviews=reviews, appeals=appeals, repeat=len(involved) >= REPEAT_AT,
+                cases=involved, reviews=reviews, appeals=appeals, repeat=strikes >= REPEAT_AT, strikes=strikes,
                 threads=len(threads), channels=len(channels), states=ReviewState)

@@ -168,6 +168,10 @@ class RedisReviewStore:
             pipe.expire(key, self.retention_s)
             await pipe.execute()
 
+    async def drop_end(self, community: str, member_id: str, case_ref: str) -> None:
+        async with self._trip("drop_end"):
+            await self.client.zrem(ends_key(community, member_id), case_ref)
+
     async def ends_since(self, community: str, member_id: str, since: float) -> int:
         async with self._trip("ends_since"):
             return int(await self.client.zcount(ends_key(community, member_id), since, "+inf"))

@@ -38,34 +38,48 @@ def _row_ids(page: Page) -> list[int]:
     return [int(n) for n in page.locator("tr.case-row").evaluate_all("rs => rs.map(r => r.dataset.case)")]
 
 
-def _seed_payload_case(live: LiveDashboard) -> int:
+def _seed_payload_case(live: LiveDashboard) -> tuple[int, int]:
     thread = ThreadRef("discord", "guild-a", "c9", "t-payloads")
+    again = ThreadRef("discord", "guild-a", "c3", "t-alice-again")
 
-    async def seed() -> int:
+    async def seed() -> tuple[int, int]:
         engine = live.engine
         await engine.handle_message(IncomingMessage(thread, RTL_MEMBER, f"{RLO}hello 12345", "p-1"))
         await engine.handle_message(IncomingMessage(thread, LONG_MEMBER, LONG, "p-2"))
         outcome = await engine.end_by_user(thread, RTL_MEMBER)
-        return int(outcome.case.case_id)
+        for n in range(4):  # alice's second ending for abuse: now she is a repeat
+            ended = await engine.handle_message(IncomingMessage(again, ALICE, "build a bomb", f"a-{n}"))
+        return int(outcome.case.case_id), int(ended.case.case_id)
 
     return live.call(seed)
 
 
 @pytest.fixture(scope="module")
-def payload_case(live: LiveDashboard) -> int:
+def seeded_more(live: LiveDashboard) -> tuple[int, int]:
     return _seed_payload_case(live)
 
 
+@pytest.fixture(scope="module")
+def payload_case(seeded_more: tuple[int, int]) -> int:
+    return seeded_more[0]
+
+
+@pytest.fixture(scope="module")
+def alice_again(seeded_more: tuple[int, int]) -> int:
+    return seeded_more[1]
+
+
 def test_the_list_defaults_to_ended_threads_awaiting_review_with_counts(page: Page, live: LiveDashboard,
-                                                                        payload_case: int):
+                                                                        payload_case: int, alice_again: int):
     s = live.seeded
     sign_in(page, live, "mod-a")
     expect(page.locator("h1")).to_have_text("Ended threads awaiting review")
-    assert sorted(_row_ids(page) + _row_ids_next(page)) == sorted([s.abuse, s.user_end, s.risk, payload_case])
+    listed = _row_ids(page) + _row_ids_next(page) + _row_ids_next(page)
+    assert sorted(listed) == sorted([s.abuse, s.user_end, s.risk, payload_case, alice_again])
     page.goto(f"{live.url}/cases")
-    assert _counts(page) == {"unreviewed": 4, "in-review": 0, "reviewed": 0, "appeals": 0}
+    assert _counts(page) == {"unreviewed": 5, "in-review": 0, "reviewed": 0, "appeals": 0}
     assert set(page.locator("tr.case-row").evaluate_all("rs => rs.map(r => r.dataset.review)")) == {"unreviewed"}
-    # alice ended two threads in guild-a: the repeat marker is next to her name, not next to bob's
+    # two of alice's threads in guild-a ended for abuse: the repeat marker is next to her name, not bob's
     page.goto(f"{live.url}/cases?review=all&participant=alice")
     row = page.locator(f"tr.case-row[data-case='{s.risk}']")
     expect(row.locator(".tag-repeat")).to_have_count(1)
@@ -91,7 +105,7 @@ def test_assign_review_and_outcome_move_a_case_out_of_the_default_list(page: Pag
     expect(page.locator("#review-state")).to_have_attribute("data-state", "in_review")
     expect(page.locator("#review-assignee")).to_have_text("mod-a")
     page.goto(f"{live.url}/cases")
-    assert _counts(page)["in-review"] == 1 and _counts(page)["unreviewed"] == 3
+    assert _counts(page)["in-review"] == 1 and _counts(page)["unreviewed"] == 4
 
     page.goto(f"{live.url}/cases/guild-a/{s.abuse}")
     page.select_option("#outcome", "upheld")
@@ -102,9 +116,9 @@ def test_assign_review_and_outcome_move_a_case_out_of_the_default_list(page: Pag
     expect(page.locator("#assign")).to_have_count(0)
 
     page.goto(f"{live.url}/cases")
-    assert _counts(page) == {"unreviewed": 3, "in-review": 0, "reviewed": 1, "appeals": 0}
+    assert _counts(page) == {"unreviewed": 4, "in-review": 0, "reviewed": 1, "appeals": 0}
     all_rows = _row_ids(page) + _row_ids_next(page)
-    assert s.abuse not in all_rows and len(all_rows) == 3
+    assert s.abuse not in all_rows and len(all_rows) == 4
     page.goto(f"{live.url}/cases?review=reviewed")
     assert _row_ids(page) == [s.abuse]
     row = page.locator(f"tr.case-row[data-case='{s.abuse}']")
@@ -179,18 +193,23 @@ def test_the_appeals_queue_and_the_decision_reach_the_case_and_the_member(page: 
     assert response.ok and "already decided" in response.text()
 
 
-def test_the_member_page_lists_every_ended_thread_of_the_member(page: Page, live: LiveDashboard):
+def test_the_member_page_lists_every_ended_thread_of_the_member(page: Page, live: LiveDashboard,
+                                                                alice_again: int):
     s = live.seeded
     sign_in(page, live, "mod-a")
     page.goto(f"{live.url}/cases/guild-a/{s.abuse}")
     page.locator("#participants a.member-link", has_text="alice").click()
     expect(page).to_have_url(re.compile(r"/members/guild-a/u-alice$"))
-    expect(page.locator("#repeat-marker")).to_contain_text("2 ended threads")
-    assert sorted(_row_ids(page)) == sorted([s.abuse, s.risk])
-    expect(page.locator("#member-ends")).to_contain_text("2 threads across 2 channels")
+    expect(page.locator("#repeat-marker")).to_contain_text("2 endings for abuse")
+    assert sorted(_row_ids(page)) == sorted([s.abuse, s.risk, alice_again])  # her own /end too
+    expect(page.locator("#member-ends")).to_contain_text("3 threads across 3 channels")
     SHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SHOTS / "member-page.png"), full_page=True)
     page.goto(f"{live.url}/members/guild-a/{BOB.id}")
+    expect(page.locator("#repeat-marker")).to_have_count(0)
+    # one of alice's abuse endings reviewed as mistaken: no longer a repeat
+    live.call(lambda: live.runtime.review.conclude("guild-a", alice_again, "mistaken", Author("d:mod-a", "mod-a")))
+    page.goto(f"{live.url}/members/guild-a/u-alice")
     expect(page.locator("#repeat-marker")).to_have_count(0)
     assert page.goto(f"{live.url}/members/guild-b/{BOB.id}").status == 404  # not mod-a's community
 

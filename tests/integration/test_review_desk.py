@@ -138,3 +138,22 @@ async def test_forget_user_removes_the_members_appeal_words_and_end_history(runt
     [appeal] = await runtime.review.appeals_of("g", n)
     assert (appeal.text, appeal.member_name, appeal.status) == (REMOVED, REMOVED, "open")
     assert not await any_redis.exists(ends_key("g", "ann"))
+
+
+async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any_redis):
+    rt = runtime_on(any_redis, repeat_ends=2, repeat_days=30)
+    try:
+        engine, desk = rt.engine, rt.review
+        for t in ("u1", "u2"):  # the member asked to end: no strike
+            thread = ThreadRef("discord", "g", "c", t)
+            await engine.handle_message(IncomingMessage(thread, ANN, "hi", f"{t}-1"))
+            await engine.end_by_user(thread, ANN)
+        o = await engine.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "x"), ANN, BAD, "x-1"))
+        assert ReplyKind.WARNING not in [r.kind for r in o.replies]
+        first = await end_thread(engine, ThreadRef("discord", "g", "c", "a1"))
+        await end_thread(engine, ThreadRef("discord", "g", "c", "a2"))
+        assert await desk.threshold_for("g", ANN.id, 2) == 1
+        await desk.conclude("g", first, "mistaken", MOD)  # a mistaken ending no longer counts
+        assert await desk.threshold_for("g", ANN.id, 2) == 2
+    finally:
+        await rt.aclose()
