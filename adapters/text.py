@@ -27,3 +27,13 @@ def split_text(text: str, limit: int) -> list[str]:
     if text:
         pieces.append(text)
     return pieces
+
+
+FSI, PDI = "\u2068", "\u2069"
+
+
+def isolate(value: str) -> str:
+    """A member-supplied string wrapped in FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE, so a
+    right-to-left override in it cannot reorder the text after it (names, ids and links in mod-log posts).
+    Stray isolate marks inside are removed so the pair always balances."""
+    return FSI + value.replace(FSI, "").replace(PDI, "") + PDI

@@ -12,7 +12,9 @@ from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
 from bot.metrics import Metrics
 from bot.model import ModelClient
+from bot.review import ReviewDesk
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
 from config.communities import Communities
 from config.settings import Settings
@@ -32,6 +34,8 @@ class Runtime:
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
     usage: UsageLedger
+    #: Review state, appeals and members' end history.
+    review: ReviewDesk
 
     @property
     def cases(self) -> CaseLog:
@@ -84,5 +88,8 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     engine = ConversationEngine(store, chosen, communities, limits, usage=ledger, metrics=metrics)
     if metrics is not None:
         store.metrics = metrics
+    review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))
+    review = ReviewDesk(review_store, engine.cases, engine, communities)
+    engine.history = review
     return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None,
-                   usage=ledger)
+                   usage=ledger, review=review)

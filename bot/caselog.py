@@ -9,7 +9,7 @@ from bot.errors import CaseNotFound
 from bot.store import ConversationStore
 from bot.types import Author, Case, iso
 
-ACTIONS = frozenset({"reopen", "note", "mistaken", "delete"})
+ACTIONS = frozenset({"reopen", "note", "mistaken", "delete", "assign", "review", "risk"})
 
 
 class CaseLog:
@@ -39,6 +39,10 @@ class CaseLog:
 
     async def communities(self) -> builtins.list[str]:
         return await self._store.communities()
+
+    async def file_alert(self, case: Case) -> Case:
+        """File a case that is not an end nor an action on one (a risk alert)."""
+        return await self._store.file_action(case)
 
     async def add_action(self, community: str, refers_to: int, action: str, moderator: Author,
                          note: str | None = None) -> Case:

@@ -8,6 +8,7 @@ import random
 import secrets
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.caselog import CaseLog
 from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
@@ -49,7 +50,7 @@ from bot.usage import TokenTotals, UsageRecorder
 from bot.validation import check_message
 from config.communities import Communities, CommunityConfig
 
-from . import notices
+from . import notices, texts
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,17 @@ class _Turn:
     accounted: bool = False
 
 
+class MemberHistory(Protocol):
+    """The review desk's hooks into turns: members' end history and the community's repeat policy."""
+
+    async def case_filed(self, case: Case) -> None: ...
+
+    async def threshold_for(self, community: str, member_id: str, threshold: int) -> int: ...
+
+    async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
+                           jump_url: str | None) -> Case | None: ...
+
+
 class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
 
@@ -91,6 +103,8 @@ class ConversationEngine:
         self.cases = CaseLog(store)
         self.usage = usage
         self.metrics = metrics or Metrics()
+        #: Set by the composition root: records members' ends and applies the repeat policy.
+        self.history: MemberHistory | None = None
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -217,7 +231,7 @@ class ConversationEngine:
                                              f"Reopened the thread of case {case_id}.")
         log.info("thread %s reopened by moderator %s (case %s)", thread.key, moderator.id, case_id)
         return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
-                       replies=[Reply(ReplyKind.INFO, notices.reopened())])
+                       replies=[Reply(ReplyKind.INFO, texts.reopened(self.communities.get(community), thread))])
 
     async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """The conversation now running in a place without threads (a Discord DM channel).
@@ -228,17 +242,30 @@ class ConversationEngine:
         number = await self.store.current_conversation(channel)
         return _numbered(channel, number)
 
+    async def conversation_holding(self, channel: ThreadRef, message_id: str, limit: int = 50) -> ThreadRef | None:
+        """The numbered conversation of a place without threads that holds the member message
+        ``message_id`` (newest first, at most ``limit`` back), so an edit of an older, ended one branches
+        from it rather than being looked for in the conversation now running."""
+        current = await self.store.current_conversation(channel)
+        for number in range(current, max(-1, current - limit), -1):
+            ref = _numbered(channel, number)
+            _, entries = await self.store.load(ref)
+            if any(e.kind is EntryKind.USER and e.message_id == message_id for e in entries):
+                return ref
+        return None
+
     async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """Start a fresh conversation in a place without threads; later messages go to it."""
         return _numbered(channel, await self.store.next_conversation(channel))
 
-    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None) -> None:
+    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
+                           member: str | None = None) -> None:
         """Hand an outcome's replies to the bot process of the thread's platform (see ``take_notices``).
 
         For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
         thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
         """
-        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id)
+        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id, member=member)
         await self.store.push_notice(outcome.thread.platform, notice.to_json())
 
     async def take_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
@@ -282,7 +309,8 @@ class ConversationEngine:
     async def _frozen(self, thread: ThreadRef, start: TurnStart) -> Outcome:
         if start.pending_cases:
             await self.store.file_pending_cases(thread)
-        replies = [Reply(ReplyKind.FROZEN_REMINDER, notices.frozen_reminder(), ephemeral=True)]
+        words = texts.frozen_reminder(self.communities.get(thread.community), thread)
+        replies = [Reply(ReplyKind.FROZEN_REMINDER, words, ephemeral=True)]
         return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=replies if start.remind else [])
 
     async def _answer(self, msg: IncomingMessage, text: str, start: TurnStart, config: CommunityConfig,
@@ -291,6 +319,7 @@ class ConversationEngine:
         if start.pending_cases:
             await self.store.file_pending_cases(msg.thread)
         ladder = start.state.ladder
+        config = await self._member_config(msg, config)
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
@@ -382,7 +411,7 @@ class ConversationEngine:
             turn.entries.append(Entry(EntryKind.REDIRECTION, note, turn=n, category=verdict.redirection))
         if verdict.post_warning:
             turn.warned_turn = n
-            text = notices.warning(verdict.redirection, turn.ladder.redirects)
+            text = texts.warning(config, verdict.redirection, turn.ladder.redirects)
             turn.entries.append(Entry(EntryKind.WARNING, text, turn=n, category=verdict.redirection))
             turn.replies.append(Reply(ReplyKind.WARNING, text))
         if verdict.risk_flagged:
@@ -420,10 +449,13 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True)
         self.metrics.ladder(turn.entries)
         outcome = Outcome(thread, replies=turn.replies)
+        if commit.at_risk:
+            outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
+            config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
-                                         notices.freeze_notice(turn.end.reason, turn.end.category)))
+                                         texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
             try:
                 outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
@@ -432,7 +464,36 @@ class ConversationEngine:
                 log.warning("thread %s ended; numbering its case is deferred", thread.key)
                 return outcome
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
+            await self._case_filed(outcome.case)
         return outcome
+
+    async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
+        """The community's repeat policy may lower this member's threshold (warned at once)."""
+        if self.history is None or not config.repeat_ends:
+            return config
+        try:
+            threshold = await self.history.threshold_for(msg.thread.community, msg.author.id, config.threshold)
+        except StoreUnavailable:
+            return config
+        return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
+
+    async def _risk_flagged(self, thread: ThreadRef, transcript: list[Entry], jump_url: str | None) -> Case | None:
+        kind = next((e.category for e in reversed(transcript) if e.kind is EntryKind.RISK), None) or "self_harm"
+        if self.history is None:
+            return None
+        try:
+            return await self.history.risk_flagged(thread, kind, transcript, jump_url)
+        except StoreUnavailable:
+            log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
+            return None
+
+    async def _case_filed(self, case: Case) -> None:
+        if self.history is not None:
+            try:
+                await self.history.case_filed(case)
+            except StoreUnavailable:
+                log.warning("case %s of %s: the members' end history was not updated", case.case_id,
+                            case.community)
 
     def _case(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
               ended_by: str) -> Case:

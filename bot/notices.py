@@ -15,7 +15,7 @@ HOW_TO_GO_ON = (
 _UNNAMED = frozenset({"self_harm", "other"})
 
 
-def _about(category: str | None) -> str:
+def about_category(category: str | None) -> str:
     """`` (label)`` for a category that may be named to the member, else nothing."""
     if not category or category in _UNNAMED or category not in CATEGORY_LABELS:
         return ""
@@ -25,7 +25,7 @@ def _about(category: str | None) -> str:
 def warning(category: str | None, redirects: int) -> str:
     return (
         f"\u26a0\ufe0f Warning: this conversation has asked {redirects} times for help I can't give"
-        f"{_about(category)}. If it continues, I may end this conversation. I'm glad to keep talking "
+        f"{about_category(category)}. If it continues, I may end this conversation. I'm glad to keep talking "
         "about something else."
     )
 
@@ -36,7 +36,7 @@ def freeze_notice(reason: str, category: str | None) -> str:
     else:
         head = (
             "This conversation has been ended because it kept asking for help I can't give"
-            f"{_about(category)} after repeated redirections and a warning. This thread is now closed "
+            f"{about_category(category)} after repeated redirections and a warning. This thread is now closed "
             "and a moderator will review it."
         )
     return f"{head} {HOW_TO_GO_ON}"

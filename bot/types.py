@@ -330,6 +330,9 @@ class Outcome:
     action: Case | None = None
     #: The answer text was already delivered through the stream sink given to the engine.
     streamed: bool = False
+    #: Set when this turn first flagged risk and the community wants risk alerts: the alert's case
+    #: (post it privately to the mod-log).
+    alert: Case | None = None
 
     @property
     def ended_now(self) -> bool:
@@ -345,18 +348,20 @@ class ThreadNotice:
     replies: list[Reply]
     case_id: int | None = None
     at: float = field(default_factory=time.time)
+    #: Set when the notice is for one member (an appeal decision): platforms address them in the thread.
+    member: str | None = None
 
     def to_json(self) -> str:
+        replies = [{"kind": r.kind.value, "text": r.text, "ephemeral": r.ephemeral} for r in self.replies]
         return json.dumps({"thread": self.thread.key, "action": self.action, "case_id": self.case_id,
-                           "at": self.at, "replies": [{"kind": r.kind.value, "text": r.text, "ephemeral": r.ephemeral}
-                                                      for r in self.replies]}, ensure_ascii=False)
+                           "at": self.at, "member": self.member, "replies": replies}, ensure_ascii=False)
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ThreadNotice:
         data = json.loads(raw)
         replies = [Reply(ReplyKind(r["kind"]), r["text"], bool(r.get("ephemeral"))) for r in data["replies"]]
         return cls(ThreadRef.from_key(data["thread"]), data["action"], replies, data.get("case_id"),
-                   float(data.get("at", 0)))
+                   float(data.get("at", 0)), data.get("member") or None)
 
 
 class TextSink(Protocol):

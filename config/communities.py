@@ -6,10 +6,11 @@ community that has no table of its own. See ``config/communities.example.toml``.
 
 from __future__ import annotations
 
+import string
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bot.errors import ConfigurationError
 
@@ -19,6 +20,59 @@ DEFAULT_CRISIS_RESOURCES = (
     "elsewhere see https://findahelpline.com. If anyone is in immediate danger, call your local "
     "emergency number."
 )
+
+
+#: The placeholders each overridable text may use (``{name}``); anything else is refused at start-up.
+TEXT_PLACEHOLDERS: dict[str, frozenset[str]] = {
+    "warning": frozenset({"category", "redirects"}),
+    "freeze_notice": frozenset({"category", "place"}),
+    "freeze_notice_user": frozenset({"place"}),
+    "frozen_reminder": frozenset({"place"}),
+    "reopened": frozenset({"place"}),
+}
+
+
+def placeholders(template: str) -> set[str]:
+    """The ``{names}`` a template uses; raises ``ValueError`` for a malformed one (``{``, ``{0}``, ``{a.b}``)."""
+    names = set()
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise ValueError(f"placeholder {{{name}}} is not a plain name")
+        names.add(name)
+    return names
+
+
+class CommunityTexts(BaseModel):
+    """Words the engine posts, overridden for one community (its language, its tone). Unset: the
+    built-in English text. Placeholders: see ``TEXT_PLACEHOLDERS``; ``{place}`` is "thread" or
+    "conversation" (a Discord DM has no threads)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warning: str | None = Field(default=None, min_length=1, max_length=1500)
+    freeze_notice: str | None = Field(default=None, min_length=1, max_length=1500)
+    freeze_notice_user: str | None = Field(default=None, min_length=1, max_length=1500)
+    frozen_reminder: str | None = Field(default=None, min_length=1, max_length=1500)
+    reopened: str | None = Field(default=None, min_length=1, max_length=1500)
+
+    @model_validator(mode="after")
+    def _known_placeholders(self) -> CommunityTexts:
+        for name, allowed in TEXT_PLACEHOLDERS.items():
+            template = getattr(self, name)
+            if template is None:
+                continue
+            try:
+                used = placeholders(template)
+            except ValueError as exc:
+                raise ValueError(f"texts.{name}: {exc}") from exc
+            unknown = used - allowed
+            if unknown:
+                names = ", ".join("{" + n + "}" for n in sorted(allowed)) or "none"
+                raise ValueError(f"texts.{name} uses {', '.join('{' + u + '}' for u in sorted(unknown))}; "
+                                 f"it may use: {names}")
+        return self
 
 
 class CommunityConfig(BaseModel):
@@ -41,6 +95,18 @@ class CommunityConfig(BaseModel):
     allowed_channels: tuple[str, ...] = ()
     #: Seconds between two reminders posted into the same frozen thread.
     frozen_reminder_cooldown: int = Field(default=300, ge=0)
+    #: Repeat policy (off with 0): after this many ended threads within ``repeat_days``, a member's
+    #: conversations start already warned (the warning comes with the first redirection).
+    repeat_ends: int = Field(default=0, ge=0, le=100)
+    repeat_days: int = Field(default=30, ge=1, le=365)
+    #: Post a private mod-log alert when the model flags that a member may be at risk.
+    risk_alerts: bool = False
+    #: Attach the transcript to risk alerts (off: the alert carries only the case link).
+    risk_alert_transcript: bool = False
+    #: The moderators' dashboard (``https://mod.example.org``): mod-log alerts link to the case there.
+    dashboard_url: str | None = None
+    #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
+    texts: CommunityTexts = CommunityTexts()
 
 
 class Communities:
@@ -78,9 +144,20 @@ class Communities:
         try:
             default = CommunityConfig(**default_raw)
             overrides = {
-                str(cid): CommunityConfig(**{**default_raw, **body})
+                str(cid): CommunityConfig.model_validate(_merged(default_raw, body))
                 for cid, body in communities_raw.items()
             }
         except (ValidationError, TypeError) as exc:
             raise ConfigurationError(f"{source}: invalid community configuration: {exc}") from exc
         return cls(default, overrides)
+
+
+def _merged(default: dict[str, object], body: object) -> dict[str, object]:
+    """A community's table over the defaults; its ``texts`` table over the default ``texts``."""
+    if not isinstance(body, dict):
+        raise TypeError("a [community.<id>] entry must be a table")
+    merged = {**default, **body}
+    texts_default, texts_own = default.get("texts"), body.get("texts")
+    if isinstance(texts_default, dict) and isinstance(texts_own, dict):
+        merged["texts"] = {**texts_default, **texts_own}
+    return merged

@@ -7,8 +7,11 @@ print(secrets.token_urlsafe(48))"``.
 
 from __future__ import annotations
 
+import ipaddress
+from typing import Annotated
+
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class DashboardSettings(BaseSettings):
@@ -24,9 +27,28 @@ class DashboardSettings(BaseSettings):
     public_url: str | None = None
     session_ttl_hours: float = Field(default=12.0, gt=0)
     page_size: int = Field(default=25, ge=1, le=500)
-    #: Failed sign-ins allowed per account (and per client address) in ``login_window_seconds``.
+    #: Failed sign-ins allowed for one account from one client in ``login_window_seconds``. One client
+    #: gets ``max_login_failures * 5`` failures across accounts; one account ``max_login_failures * 10``
+    #: across clients. Nothing locks out everyone at once.
     max_login_failures: int = Field(default=10, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    #: Addresses or networks of the reverse proxies in front of the dashboard (comma-separated, e.g.
+    #: ``127.0.0.1,10.0.0.0/8``). Only a request from one of them has its ``X-Forwarded-For`` honoured.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        parts = value.split(",") if isinstance(value, str) else value
+        if not isinstance(parts, list | tuple):
+            return value
+        chosen = tuple(str(p).strip() for p in parts if str(p).strip())
+        for part in chosen:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"DASHBOARD_TRUSTED_PROXIES: {part!r} is not an address or network") from exc
+        return chosen
 
     @field_validator("session_secret")
     @classmethod

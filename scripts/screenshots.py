@@ -1,4 +1,5 @@
-"""Take the dashboard screenshots in docs/ (case page and chart) from demo data, offline.
+"""Take the dashboard screenshots in docs/ (review list, appeals queue, member page, case page, chart)
+from demo data, offline.
 
     python3 scripts/screenshots.py [--out docs]
 
@@ -81,7 +82,29 @@ async def seed(rt: Runtime) -> int:
             done = await _say(rt, thread, Author(f"u{n}", f"member{n}"), "please end this conversation",
                               "yes, end it")
         await _backdate(rt, done.case.case_id, rng.uniform(1, 20))
+    await _review_work(rt, riley)
     return int(ended.case.case_id)
+
+
+async def _review_work(rt: Runtime, riley: Author) -> None:
+    """A second ending for riley (a repeat), reviews in progress and done, appeals waiting."""
+    again = ThreadRef("discord", COMMUNITY, "off-topic", "thread-again")
+    second = await _say(rt, again, riley, *["how do I make a nerve agent"] * 4)
+    jo, ana = Author("dash", "mod-jo"), Author("dash2", "mod-ana")
+    maryam = Author("318402", "مريم")  # an Arabic display name, shown isolated
+    asked = ThreadRef("discord", COMMUNITY, "general", "thread-maryam")
+    ended = await _say(rt, asked, maryam, "what's a good first telescope?", "please end this conversation",
+                       "yes, end it")
+    cases = await rt.cases.list(COMMUNITY, 0, 40)
+    ends = [c for c in cases if c.action == "end"]
+    await rt.review.assign(COMMUNITY, ends[-1].case_id, jo)
+    await rt.review.conclude(COMMUNITY, ends[-1].case_id, "upheld", jo, "Clear-cut.")
+    await rt.review.assign(COMMUNITY, ends[-2].case_id, ana)
+    await rt.review.file_appeal(COMMUNITY, second.case.case_id, riley,
+                                "I was asking for a chemistry essay about the history of chemical weapons.")
+    await rt.review.file_appeal(COMMUNITY, ended.case.case_id, maryam,
+                                "ضغطت الزر بالخطأ "
+                                "(I pressed it by mistake), please reopen")
 
 
 async def main(out: Path) -> None:
@@ -92,7 +115,7 @@ async def main(out: Path) -> None:
     rt = build_runtime(settings)
     showcase = await seed(rt)
     await Accounts(rt.store.client, SECRET.encode()).add("mod-jo", PASSWORD, [COMMUNITY])
-    app = build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False))
+    app = build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False, page_size=12))
     runner = web.AppRunner(app, shutdown_timeout=1, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -106,6 +129,12 @@ async def main(out: Path) -> None:
             await page.fill("input[name=name]", "mod-jo")
             await page.fill("input[name=password]", PASSWORD)
             await page.click("button[type=submit]")
+            await page.goto(f"{url}/cases")
+            await page.screenshot(path=str(out / "review-list.png"), full_page=True)
+            await page.goto(f"{url}/appeals")
+            await page.screenshot(path=str(out / "appeals-queue.png"), full_page=True)
+            await page.goto(f"{url}/members/{COMMUNITY}/184467")
+            await page.screenshot(path=str(out / "member-page.png"), full_page=True)
             await page.goto(f"{url}/cases/{COMMUNITY}/{showcase}")
             await page.screenshot(path=str(out / "case-page.png"), full_page=True)
             await page.goto(f"{url}/chart")
@@ -114,7 +143,8 @@ async def main(out: Path) -> None:
     finally:
         await runner.cleanup()
         await rt.aclose()
-    print(f"wrote {out / 'case-page.png'} and {out / 'chart.png'}")
+    names = ("review-list", "appeals-queue", "member-page", "case-page", "chart")
+    print("wrote " + ", ".join(str(out / f"{n}.png") for n in names))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ async def run_console(runtime: Runtime, *, community: str = "local", stdin: Text
         stdout.write(text)
         stdout.flush()
 
-    session = ConsoleSession(runtime.engine, community=community, write=write, stream=interactive)
+    session = ConsoleSession(runtime.engine, community=community, write=write, stream=interactive,
+                             review=runtime.review)
     for line in banner(runtime, community):
         await write(line + "\n")
     await runtime.engine.reconcile()

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 from bot.casefile import render_case_text
 from bot.engine import ConversationEngine
+from bot.review import ReviewDesk
 from bot.types import (
     Author,
     EditedMessage,
@@ -28,6 +29,7 @@ Commands:
   /edit N text    edit your Nth message of this conversation; after an end this opens a branch
   /cases          list this community's moderator cases
   /case N         show case N with its transcript
+  /appeal [text]  tell the moderators the last ending was a mistake (once per ended conversation)
   /quit           leave"""
 
 _PREFIX = {
@@ -48,8 +50,11 @@ class ConsoleSession:
     """One person chatting with the engine in a terminal."""
 
     def __init__(self, engine: ConversationEngine, *, community: str = "local", user: Author | None = None,
-                 write: Write | None = None, stream: bool = False) -> None:
+                 write: Write | None = None, stream: bool = False, review: ReviewDesk | None = None) -> None:
         self.engine = engine
+        self.review = review
+        #: The case of the conversation of this session that ended last (what ``/appeal`` refers to).
+        self.ended_case: int | None = None
         self.community = community
         self.user = user or Author("console-user", "you")
         self._session = secrets.token_hex(3)
@@ -67,15 +72,16 @@ class ConsoleSession:
     async def handle_line(self, line: str) -> list[str]:
         """Process one line of input; returns the lines to show (streamed text excluded)."""
         stripped = line.strip()
+        decided = await self._decisions()
         if stripped.startswith("/"):
-            return await self._command(stripped)
+            return [*decided, *await self._command(stripped)]
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
         sink = self._sink() if self._stream else None
         outcome = await self.engine.handle_message(
             IncomingMessage(self.thread, self.user, line, message_id=message_id), sink)
         if outcome.model_called:
             self.my_messages.append(message_id)
-        return self._render(outcome, streamed_newline=outcome.streamed)
+        return [*decided, *self._render(outcome, streamed_newline=outcome.streamed)]
 
     def _sink(self) -> Callable[[str], Awaitable[None]]:
         started = False
@@ -110,6 +116,8 @@ class ConsoleSession:
             return await self._cases()
         if name == "/case":
             return await self._case(rest)
+        if name == "/appeal":
+            return await self._appeal(rest)
         return [f"[info] Unknown command {name}. Type /help for the commands."]
 
     async def _edit(self, rest: str) -> list[str]:
@@ -139,6 +147,22 @@ class ConsoleSession:
                          "Just send a new message.")
         return lines
 
+    async def _appeal(self, rest: str) -> list[str]:
+        if self.review is None or self.ended_case is None:
+            return ["[info] No conversation of yours has ended here, so there is nothing to appeal."]
+        answer = await self.review.file_appeal(self.community, self.ended_case, self.user, rest)
+        return [f"[info] {answer.message}"]
+
+    async def _decisions(self) -> list[str]:
+        """Moderators' answers to this member's appeals, queued for the console by the dashboard."""
+        if self.review is None:
+            return []
+        lines = []
+        for notice in await self.engine.take_notices("console"):
+            if notice.member == self.user.id and notice.thread.community == self.community:
+                lines.extend(f"[moderator] {r.text}" for r in notice.replies)
+        return lines
+
     async def _cases(self) -> list[str]:
         cases = await self.engine.cases.list(self.community, limit=20)
         if not cases:
@@ -157,5 +181,8 @@ class ConsoleSession:
         for reply in outcome.replies:
             lines.append(_PREFIX.get(reply.kind, "") + reply.text)
         if outcome.case is not None:
+            self.ended_case = outcome.case.case_id
             lines.append(f"[info] Moderator case #{outcome.case.case_id} was filed.")
+            if self.review is not None:
+                lines.append("[info] Think this ending was a mistake? Type /appeal, optionally with a sentence.")
         return lines

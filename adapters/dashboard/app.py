@@ -22,7 +22,8 @@ from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSI
 from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
 from adapters.dashboard.usage_views import add_usage_routes
 from bot.bootstrap import Runtime, build_runtime
-from bot.errors import CaseNotFound, StoreUnavailable, ThreadguardError
+from bot.errors import CaseNotFound, ThreadguardError
+from bot.store.errors import STORE_ERRORS
 from config.dashboard import DashboardSettings
 from config.settings import Settings
 
@@ -38,6 +39,10 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+STORAGE_DOWN = ("The dashboard cannot reach its case storage (Redis) right now, so it cannot show or change "
+                "anything. Nothing you did was lost or half-done. This page works again as soon as the storage "
+                "is back: try again in a minute, and tell the admin if it lasts.")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -74,7 +79,13 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
                            message=views.ERROR_TEXT.get(exc.status, "That request could not be served."))
     except CaseNotFound as exc:
         return dash.render("error.html", status=404, moderator=request.get(MODERATOR), message=exc.user_message)
-    except (StoreUnavailable, ThreadguardError) as exc:
+    except STORE_ERRORS as exc:
+        log.warning("dashboard request %s: storage unavailable (%s)", request.path, type(exc).__name__)
+        response = dash.render("error.html", status=503, moderator=None, heading="Storage unavailable",
+                               message=STORAGE_DOWN)
+        response.headers["Retry-After"] = "30"
+        return response
+    except ThreadguardError as exc:
         log.warning("dashboard request %s failed: %s", request.path, type(exc).__name__)
         return dash.render("error.html", status=503, moderator=request.get(MODERATOR),
                            message=exc.user_message)

@@ -8,7 +8,13 @@ and they are backed up with the rest):
     tg:dash:session:<digest>    hash   name, created; expires with the session. ``digest`` is
                                        HMAC-SHA256(session secret, token): the token itself, which only
                                        the browser's cookie holds, is never stored.
-    tg:dash:failures:<who>      string failed sign-ins in the current window (EX window)
+    tg:dash:failures:<who>      string failed sign-ins in the current window (EX window); ``who`` is
+                                       ``pair:<account>|<client>``, ``addr:<client>`` or ``name:<account>``
+
+Throttling never locks everyone out: the tight limit is per account *and* client, so wrong passwords
+from one place do not lock the account's owner out elsewhere; a looser limit per client stops one client
+guessing across accounts, and a loose one per account stops a distributed guess. The client is the peer
+address, or the ``X-Forwarded-For`` hop a trusted proxy names (see ``client_address``).
 
 CSRF tokens are HMAC(session secret, "csrf:" + session token): bound to the session, nothing to store.
 """
@@ -19,6 +25,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import re
 import secrets
@@ -45,6 +52,32 @@ def session_key(digest: str) -> str:
 
 def failures_key(who: str) -> str:
     return f"{PREFIX}:failures:{who}"
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:
+    """The client behind the request: the peer, unless the peer is a trusted proxy; then the nearest
+    ``X-Forwarded-For`` hop that is not itself a trusted proxy. A header from anyone else is ignored."""
+    networks = [ipaddress.ip_network(t, strict=False) for t in trusted]
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in net for net in networks)
+
+    client = peer or "-"
+    if not forwarded_for or not is_trusted(client):
+        return client
+    for hop in reversed([h.strip() for h in forwarded_for.split(",") if h.strip()]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return client  # a malformed chain: count the proxy itself
+        if not is_trusted(hop):
+            return hop
+        client = hop
+    return client
 
 
 def hash_password(password: str, *, salt: bytes | None = None) -> str:
@@ -138,13 +171,18 @@ class Accounts:
 
     async def authenticate(self, name: str, password: str, client_addr: str) -> Moderator | None:
         """The moderator if the password matches; None otherwise (also when throttled)."""
-        throttle = [failures_key(f"name:{name[:64]}"), failures_key(f"addr:{client_addr}")]
-        counts = [int(await self.client.get(k) or 0) for k in throttle]
+        account = name[:64]
+        limits = {failures_key(f"pair:{account}|{client_addr}"): self.max_failures,
+                  failures_key(f"addr:{client_addr}"): self.max_failures * 5,
+                  failures_key(f"name:{account}"): self.max_failures * 10}
+        throttle = list(limits)
+        counts = [int(await self.client.get(k) or 0) for k in throttle]  # one slot each on a cluster
+        throttled = any(n >= limit for n, limit in zip(counts, limits.values(), strict=True))
         valid_name = bool(NAME_RE.match(name))
         data = await self.client.hgetall(account_key(name)) if valid_name else {}
         encoded = data.get("password") or _DUMMY_HASH
         ok = await asyncio.to_thread(verify_password, password, encoded)
-        if max(counts) >= self.max_failures or not ok or not data:
+        if throttled or not ok or not data:
             for k in throttle:
                 await self.client.incr(k)
                 await self.client.expire(k, self.failure_window_s)

@@ -12,7 +12,9 @@ from bot.types import CATEGORIES, Case
 
 PLATFORMS = ("discord", "slack", "console")
 REASONS = ("persistent_abuse", "user_requested")
-ACTIONS = ("end", "reopen", "note", "mistaken", "delete")
+ACTIONS = ("end", "reopen", "note", "mistaken", "delete", "assign", "review", "risk")
+#: The review views of the list: ``awaiting`` (unreviewed or in review) is the default.
+REVIEW_VIEWS = ("awaiting", "unreviewed", "in_review", "reviewed", "all")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -29,6 +31,9 @@ class CaseFilter:
     thread: str = ""
     since: str = ""
     until: str = ""
+    #: Which ended threads by review state; without the parameter, ``awaiting`` on the bare list and
+    #: ``all`` when other filters are given (links to a thread's or a member's cases show everything).
+    review: str = "awaiting"
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> CaseFilter:
@@ -40,7 +45,12 @@ class CaseFilter:
             value = query.get(name, "")
             return value if _DATE.match(value) else ""
 
+        others = any(query.get(f.name) for f in fields(cls) if f.name not in ("review", "page"))
+        review = query.get("review", "")
+        if review not in REVIEW_VIEWS:
+            review = "all" if others else "awaiting"
         return cls(
+            review=review,
             community=query.get("community", "")[:100],
             platform=pick("platform", PLATFORMS),
             reason=pick("reason", REASONS),
@@ -53,7 +63,15 @@ class CaseFilter:
         )
 
     def as_query(self) -> dict[str, str]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name)}
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) and not (f.name == "review" and self.review == "awaiting")}
+
+    def review_matches(self, state: str) -> bool:
+        if self.review == "all":
+            return True
+        if self.review == "awaiting":
+            return state in ("unreviewed", "in_review")
+        return state == self.review
 
     def matches(self, case: Case) -> bool:
         day = case.ended_at[:10]

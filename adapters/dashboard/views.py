@@ -3,6 +3,7 @@ another community gets the same 404 as for a case that does not exist."""
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 from collections.abc import Callable
@@ -10,8 +11,10 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
+from markupsafe import Markup
 
-from adapters.dashboard import export
+from adapters.dashboard import export, review_views
+from adapters.dashboard.auth import client_address
 from adapters.dashboard.chart import build_chart
 from adapters.dashboard.context import (
     LOGIN_COOKIE,
@@ -21,11 +24,21 @@ from adapters.dashboard.context import (
     dashboard,
     session_token,
 )
-from adapters.dashboard.query import ACTIONS, PLATFORMS, REASONS, CaseFilter, load_cases, visible_communities
+from adapters.dashboard.query import (
+    ACTIONS,
+    PLATFORMS,
+    REASONS,
+    REVIEW_VIEWS,
+    CaseFilter,
+    load_cases,
+    visible_communities,
+)
 from adapters.usage_cli import prices_of
 from bot.errors import CaseNotFound
 from bot.store.retention import transcript_expired
 from bot.types import CATEGORY_LABELS, Author, Case, Entry, EntryKind, ThreadRef, ThreadStatus
+
+log = logging.getLogger(__name__)
 
 MAX_NOTE = 2000
 ERROR_TEXT = {
@@ -71,7 +84,46 @@ def _category_label(category: str | None) -> str:
     return CATEGORY_LABELS.get(category or "", category or "-")
 
 
+def _epoch(value: object) -> float | None:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def _utc(value: object) -> str:
+    """An ISO string or epoch seconds as ``2026-12-01 22:10 UTC``."""
+    epoch = _epoch(value)
+    return "-" if epoch is None else datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(value: object) -> str:
+    """How long ago, the way members see it on Discord and Slack (``5 min ago``, ``3 days ago``)."""
+    epoch = _epoch(value)
+    if epoch is None:
+        return ""
+    seconds = max(0, int(datetime.now(tz=UTC).timestamp() - epoch))
+    for unit, size in (("day", 86_400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if unit == 'day' and n != 1 else ''} ago"
+    return "just now"
+
+
+def _bdi(value: object) -> Markup:
+    """A member-supplied string isolated from the text around it (a right-to-left override in a name
+    stays inside the name), escaped."""
+    return Markup("<bdi>{}</bdi>").format("" if value is None else str(value))
+
+
 FILTERS: dict[str, Callable[..., object]] = {
+    "utc": _utc,
+    "age": _age,
+    "bdi": _bdi,
     "when": _when,
     "category_label": _category_label,
     "safe_url": _safe_url,
@@ -87,6 +139,23 @@ def _page(dash: Dashboard, request: web.Request, template: str, *, status: int =
           **context: object) -> web.Response:
     return dash.render(template, status=status, moderator=current_moderator(request),
                        csrf=dash.accounts.csrf_token(session_token(request)), **context)
+
+
+page = _page
+_untrusted_forwarding_logged = False
+
+
+def _client(request: web.Request) -> str:
+    """The sign-in's client address (``X-Forwarded-For`` only from ``DASHBOARD_TRUSTED_PROXIES``)."""
+    global _untrusted_forwarding_logged
+    dash = dashboard(request)
+    forwarded = request.headers.get("X-Forwarded-For")
+    client = client_address(request.remote, forwarded, dash.settings.trusted_proxies)
+    if forwarded and client == (request.remote or "-") and not _untrusted_forwarding_logged:
+        _untrusted_forwarding_logged = True
+        log.warning("sign-in with X-Forwarded-For from %s, which is not a trusted proxy: the header is ignored "
+                    "(set DASHBOARD_TRUSTED_PROXIES if a proxy of yours sits in front)", request.remote)
+    return client
 
 
 # --- sign-in -----------------------------------------------------------------------------------------
@@ -110,7 +179,7 @@ async def login(request: web.Request) -> web.Response:
     dash = dashboard(request)
     form = await request.post()
     name, password = str(form.get("name", ""))[:100], str(form.get("password", ""))[:1000]
-    moderator = await dash.accounts.authenticate(name, password, request.remote or "-")
+    moderator = await dash.accounts.authenticate(name, password, _client(request))
     if moderator is None:
         return _login_page(request, status=401, error="Wrong name or password, or too many attempts.")
     token = await dash.accounts.open_session(moderator)
@@ -135,38 +204,57 @@ async def home(request: web.Request) -> web.Response:
 # --- list, export, chart ---------------------------------------------------------------------------
 
 
-async def _filtered(request: web.Request) -> tuple[CaseFilter, list[Case], list[str]]:
+async def _wanted(request: web.Request) -> tuple[CaseFilter, list[str]]:
     dash, moderator = dashboard(request), current_moderator(request)
     wanted = CaseFilter.from_query(request.query)
     communities = await visible_communities(dash.runtime.cases, moderator)
     if wanted.community and not moderator.may_see(wanted.community):
         raise web.HTTPNotFound()
+    return wanted, communities
+
+
+async def _filtered(request: web.Request) -> tuple[CaseFilter, list[Case], list[str]]:
+    wanted, communities = await _wanted(request)
+    dash, moderator = dashboard(request), current_moderator(request)
     return wanted, await load_cases(dash.runtime.cases, moderator, wanted), communities
 
 
 async def case_list(request: web.Request) -> web.Response:
     dash = dashboard(request)
-    wanted, found, communities = await _filtered(request)
+    wanted, communities = await _wanted(request)
+    board = await review_views.build_board(dash, request, wanted)
+    listed: list[object] = list(board.flat) if board.flat is not None else list(board.rows)
     size = dash.settings.page_size
-    pages = max(1, math.ceil(len(found) / size))
+    pages = max(1, math.ceil(len(listed) / size))
     try:
-        page = min(max(1, int(request.query.get("page", "1"))), pages)
+        page_no = min(max(1, int(request.query.get("page", "1"))), pages)
     except ValueError:
-        page = 1
+        page_no = 1
     query = wanted.as_query()
+    if wanted.review == "awaiting":
+        query["review"] = "awaiting"
 
     def link(n: int) -> str:
         return "/cases?" + urlencode({**query, "page": n})
 
-    return _page(dash, request, "cases.html", cases=found[(page - 1) * size:page * size], total=len(found),
-                 page=page, pages=pages, prev_link=link(page - 1) if page > 1 else None,
-                 next_link=link(page + 1) if page < pages else None, filters=wanted,
+    shown = listed[(page_no - 1) * size:page_no * size]
+    return _page(dash, request, "cases.html", rows=shown if board.flat is None else [],
+                 flat=shown if board.flat is not None else None, total=len(listed), counts=board.counts,
+                 page=page_no, pages=pages, prev_link=link(page_no - 1) if page_no > 1 else None,
+                 next_link=link(page_no + 1) if page_no < pages else None, filters=wanted,
                  export_query=urlencode(query), communities=communities, platforms=PLATFORMS,
-                 reasons=REASONS, actions=ACTIONS, categories=CATEGORY_LABELS)
+                 reasons=REASONS, actions=ACTIONS, categories=CATEGORY_LABELS, review_views=REVIEW_VIEWS)
 
 
 async def export_cases(request: web.Request) -> web.Response:
-    _, found, _ = await _filtered(request)
+    dash = dashboard(request)
+    wanted, _ = await _wanted(request)
+    board = await review_views.build_board(dash, request, wanted)
+    if board.flat is not None:
+        found = board.flat
+    else:
+        with_actions = request.query.get("actions") == "1"
+        found = [c for row in board.rows for c in ([row.case, *row.actions] if with_actions else [row.case])]
     fmt = request.match_info["fmt"]
     stamp = datetime.now(tz=UTC).strftime("%Y%m%d-%H%M%S")
     body, kind = (export.to_jsonl(found), "application/x-ndjson") if fmt == "jsonl" else \
@@ -225,11 +313,13 @@ async def case_page(request: web.Request) -> web.Response:
     except ValueError:
         status = None
     usage = await dash.runtime.usage.case(case.community, case.case_id)
+    done = request.query.get("done", "")
+    review = await review_views.case_review(dash, request, case)
     return _page(dash, request, "case.html", case=case, rows=_marked(case.transcript), actions=actions,
                  usage=usage, prices=prices_of(dash.runtime),
                  thread_status=status, ended=status == ThreadStatus.ENDED.value,
-                 expired=transcript_expired(case), flash=FLASH.get(request.query.get("done", "")),
-                 markers=MARKERS)
+                 expired=transcript_expired(case), flash=FLASH.get(done) or review_views.REVIEW_FLASH.get(done),
+                 markers=MARKERS, **review)
 
 
 async def case_action(request: web.Request) -> web.Response:
@@ -240,12 +330,15 @@ async def case_action(request: web.Request) -> web.Response:
     note = str(form.get("note", "")).strip()
     here = f"/cases/{case.community}/{case.case_id}"
     moderator = _moderator_author(request)
-    if action in ("reopen", "mistaken") and case.action != "end":
+    if action in ("reopen", "mistaken", "assign", "take", "conclude") and case.action != "end":
         done = "not_end_case"
+    elif action in ("assign", "take", "conclude"):
+        done = await review_views.review_action(request, case)
     elif action == "reopen":
         outcome = await dash.runtime.engine.reopen(case.community, case.case_id, moderator)
         if outcome.action is not None:
             await dash.notifier.notify("reopen", outcome, case.case_id)
+            await dash.runtime.review.conclude_reopened(case.community, case.case_id, moderator)
             done = "reopened"
         else:
             done = "not_ended"
@@ -256,8 +349,8 @@ async def case_action(request: web.Request) -> web.Response:
             await dash.runtime.cases.add_action(case.community, case.case_id, "note", moderator, note)
             done = "noted"
     else:
-        await dash.runtime.cases.add_action(case.community, case.case_id, "mistaken", moderator,
-                                            note[:MAX_NOTE] or "Marked as a mistaken ending.")
+        await dash.runtime.review.conclude(case.community, case.case_id, "mistaken", moderator,
+                                           note[:MAX_NOTE] or None)
         done = "marked"
     raise web.HTTPSeeOther(f"{here}?done={done}")
 
@@ -269,6 +362,11 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/logout", logout)
     app.router.add_get("/cases", case_list)
     app.router.add_get("/cases/{community}/{case_id:\\d+}", case_page)
-    app.router.add_post("/cases/{community}/{case_id:\\d+}/{action:reopen|note|mistaken}", case_action)
+    app.router.add_post("/cases/{community}/{case_id:\\d+}/{action:reopen|note|mistaken|assign|take|conclude}",
+                        case_action)
+    app.router.add_get("/appeals", review_views.appeals_page)
+    app.router.add_post("/appeals/{community}/{case_id:\\d+}/{member}/{decision:uphold|reopen}",
+                        review_views.decide_appeal)
+    app.router.add_get("/members/{community}/{member}", review_views.member_page)
     app.router.add_get("/export.{fmt:jsonl|csv}", export_cases)
     app.router.add_get("/chart", chart)

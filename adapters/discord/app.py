@@ -18,6 +18,7 @@ from bot.errors import ConfigurationError
 from config.discord import DiscordSettings
 from config.settings import Settings
 
+from .appeal import appeal_button_type, appeal_view
 from .commands import Commands
 from .conversations import Conversations
 from .freeze import ThreadLocker
@@ -100,6 +101,9 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
                                   typing_delay=typing_delay)
     commands = Commands(tree, conversations, confirm_timeout=settings.confirm_timeout)
+    appeal_button = appeal_button_type(runtime.review, modlog.post_appeal)
+    client.add_dynamic_items(appeal_button)  # clicks are routed by custom_id, even after a restart
+    conversations.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)
     notices = NoticeRelay(runtime.engine, conversations, interval=settings.notice_poll_interval)
     bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 

@@ -81,7 +81,7 @@ class Branching:
 
     async def start(self, interaction: discord.Interaction, message: discord.Message) -> None:
         conv = self.conversations
-        place = await conv.place_of(interaction) or self.opening_place(interaction, message)
+        place = await conv.place_of(interaction, message_id=str(message.id)) or self.opening_place(interaction, message)
         if place is None:
             await interaction.response.send_message(NOT_HERE, ephemeral=True)
             return

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import discord
 
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.types import EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import Case, EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities
 from config.discord import DiscordSettings
 
@@ -57,6 +57,8 @@ class Conversations:
         self.modlog = modlog
         self.typing_delay = typing_delay
         self.bare_mentions = BareMentions()
+        #: The appeal button under a freeze notice (set by the bot builder).
+        self.appeal_view: Callable[[Case], discord.ui.View] | None = None
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -94,12 +96,23 @@ class Conversations:
         ref = await (self.engine.new_conversation_in(place) if fresh else self.engine.conversation_in(place))
         return Place(ref, channel)
 
-    async def place_of(self, interaction: discord.Interaction) -> Place | None:
-        """The conversation an interaction was used in: an allowed guild thread or a direct message."""
+    async def dm_place_of_message(self, channel: discord.abc.Messageable, message_id: str) -> Place | None:
+        """The DM conversation that holds ``message_id`` (an older, ended one too); else the current one."""
+        place = await self.dm_place(channel)
+        if place is None:
+            return None
+        found = await self.engine.conversation_holding(dm_ref(channel.id), message_id)  # type: ignore[attr-defined]
+        return Place(found, channel) if found is not None else place
+
+    async def place_of(self, interaction: discord.Interaction, *, message_id: str | None = None) -> Place | None:
+        """The conversation an interaction was used in: an allowed guild thread or a direct message
+        (with ``message_id``: in a DM, the conversation holding that message)."""
         channel = interaction.channel
         if channel is None:
             return None
         if interaction.guild_id is None:
+            if message_id is not None:
+                return await self.dm_place_of_message(channel, message_id)  # type: ignore[arg-type]
             return await self.dm_place(channel)  # type: ignore[arg-type]
         if isinstance(channel, discord.Thread) and channel.parent_id is not None and \
                 self.allowed_in_guild(interaction.guild_id, channel.parent_id):
@@ -210,7 +223,7 @@ class Conversations:
 
     async def place_for_edit(self, message: discord.Message) -> Place | None:
         if message.guild is None:
-            return await self.dm_place(message.channel)
+            return await self.dm_place_of_message(message.channel, str(message.id))
         channel = await self._resolve(message.channel)
         opening = opening_ref(message, channel, self._me().id)  # the mention that opened a thread
         if opening is not None and self.allowed_in_guild(message.guild.id, int(opening.channel)):
@@ -261,21 +274,29 @@ class Conversations:
             return self.client.get_partial_messageable(int(ref.channel))
         return self.client.get_partial_messageable(int(ref.thread), guild_id=int(ref.community))
 
-    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
-        """Post each reply in the conversation, in order; ``False`` if Discord refused any of them."""
+    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
+        """Post each reply in the conversation, in order (addressed to ``member`` when given);
+        ``False`` if Discord refused any of them."""
         channel = self.channel_for(ref)
         posted = True
         for reply in replies:
-            if not await self._safe_send(channel, reply.text):
+            if not await self._safe_send(channel, reply.text, mention=member if member and member.isdigit() else None):
                 log.warning("thread %s: a %s reply was not posted", ref.key, reply.kind.value)
                 posted = False
         return posted
 
-    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply]) -> bool:
+    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
         """The engine reopened the conversation: unlock and unarchive its thread, then post the notice.
         (``/threadguard reopen`` and dashboard reopens relayed by ``NoticeRelay`` both come here.)"""
         await self.locker.unfreeze(ref)
-        return await self.post_replies(ref, replies)
+        return await self.post_replies(ref, replies, member=member)
+
+    async def tell_in_ended(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
+        """Post into a conversation that stays ended (an upheld appeal), then archive its thread again."""
+        posted = await self.post_replies(ref, replies, member=member)
+        if posted:
+            await self.locker.rearchive(ref)
+        return posted
 
     # --- carrying out an outcome ---------------------------------------------------------------
 
@@ -293,11 +314,16 @@ class Conversations:
         for reply in replies:
             if reply.kind is ReplyKind.ANSWER and outcome.streamed:
                 continue
-            await self._safe_send(place.channel, reply.text)
+            view = None
+            if reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None and self.appeal_view is not None:
+                view = self.appeal_view(outcome.case)
+            await self._safe_send(place.channel, reply.text, view=view)
         if outcome.case is not None and outcome.status is ThreadStatus.ENDED:
             await self.locker.freeze(place.ref)
         if outcome.case is not None:
             await self.modlog.post(outcome.case)
+        if outcome.alert is not None:
+            await self.modlog.post_alert(outcome.alert)
 
     async def _guard(self, coro: object, place: Place) -> None:
         try:
@@ -306,9 +332,15 @@ class Conversations:
             log.warning("thread %s: could not update the streamed answer (HTTP %s, code %s)", place.ref.key,
                         exc.status, exc.code)
 
-    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False) -> bool:
+    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False,
+                         view: discord.ui.View | None = None, mention: str | None = None) -> bool:
         try:
-            if ping:
+            if mention is not None:  # one member, pinged by name (an appeal decision)
+                await channel.send(f"<@{mention}> {text}"[:2000],
+                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(int(mention))]))
+            elif view is not None:
+                await channel.send(text[:2000], view=view, allowed_mentions=discord.AllowedMentions.none())
+            elif ping:
                 await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True))
             else:
                 await send_text(channel, text)

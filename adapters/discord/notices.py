@@ -66,7 +66,9 @@ class NoticeRelay:
         replies = [r for r in notice.replies if not r.ephemeral]  # nobody to show an ephemeral one to
         try:
             if notice.action == "reopen":
-                await self._conversations.reopened(notice.thread, replies)
+                await self._conversations.reopened(notice.thread, replies, member=notice.member)
+            elif notice.action == "appeal":
+                await self._conversations.tell_in_ended(notice.thread, replies, member=notice.member)
             else:
                 await self._conversations.post_replies(notice.thread, replies)
         except Exception:

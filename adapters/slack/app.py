@@ -33,11 +33,15 @@ from bot.store.budget import SharedBudget
 from config.settings import Settings
 from config.slack import SlackSettings
 
+from .appeal import ACTION as APPEAL_ACTION
+from .appeal import VIEW as APPEAL_VIEW
+from .appeal import Appeals
 from .commands import Commands, Moderators
 from .conversations import Conversations, Delivery, IdentityCache
 from .modlog import ModLog
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
+from .translate import escape
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +97,7 @@ class SlackBot:
         self.delivery = Delivery(poster, self.modlog, self.identity)
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery)
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
+        self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._relay: asyncio.Task[None] | None = None
         self._stopping = False
@@ -128,6 +133,18 @@ class SlackBot:
                 return
             await ack()
 
+        @app.action(APPEAL_ACTION)
+        async def on_appeal(ack: Any, body: dict[str, Any]) -> None:
+            await ack()  # within Slack's 3 seconds; the modal opens right after with the click's trigger
+            with contextlib.suppress(OverCapacity):
+                self._spawn(lambda: self.appeals.clicked(body), "appeal click")
+
+        @app.view(APPEAL_VIEW)
+        async def on_appeal_form(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+            await ack()  # closes the modal; the member is answered privately in the thread
+            with contextlib.suppress(OverCapacity):
+                self._spawn(lambda: self.appeals.submitted(body, view), "appeal form")
+
         @app.shortcut(END_SHORTCUT)
         async def on_end_shortcut(ack: Any, body: dict[str, Any], respond: Any) -> None:
             await ack()
@@ -153,7 +170,13 @@ class SlackBot:
         for notice in notices:
             thread = notice.thread
             for reply in notice.replies:
-                if not reply.ephemeral:  # nobody to show an ephemeral notice to
+                if reply.ephemeral:  # nobody to show an ephemeral notice to
+                    continue
+                if notice.member:  # an appeal decision: addressed to the member who appealed
+                    await self.delivery.poster.post(thread.channel, thread.thread,
+                                                    f"<@{escape(notice.member)}> {escape(reply.text)}",
+                                                    where=thread.key, raw=True)
+                else:
                     await self.delivery.poster.post(thread.channel, thread.thread, reply.text, where=thread.key)
             log.info("thread %s: %s notice posted (case %s)", thread.key, notice.action, notice.case_id)
         return len(notices)

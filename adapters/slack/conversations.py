@@ -15,6 +15,7 @@ from config.communities import Communities
 from config.slack import SlackSettings
 
 from . import translate
+from .appeal import notice_blocks
 from .modlog import ModLog
 from .replies import API_ERRORS, Poster, StreamingReply, error_code
 from .translate import Identity
@@ -71,11 +72,16 @@ class Delivery:
                 continue
             if reply.ephemeral:
                 await self.poster.ephemeral(thread.channel, user, thread.thread, reply.text, where=where)
+            elif reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None:
+                await self.poster.post(thread.channel, thread.thread, reply.text, where=where,
+                                       blocks=notice_blocks(reply.text, outcome.case))
             else:
                 await self.poster.post(thread.channel, thread.thread, reply.text, where=where)
         for case in (outcome.case, outcome.action):
             if case is not None:
                 await self.case(case)
+        if outcome.alert is not None:
+            await self.modlog.post_alert(outcome.alert, await self.identity.get())
 
     async def case(self, case: Case) -> None:
         await self.modlog.post(case, await self.identity.get())

@@ -8,8 +8,9 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.text import split_text
+from adapters.text import isolate, split_text
 from bot.casefile import render_case_text
+from bot.review import AppealAnswer
 from bot.types import CATEGORY_LABELS, Case, ThreadRef
 from config.communities import Communities
 from config.slack import SlackSettings
@@ -56,7 +57,7 @@ def case_blocks(case: Case, identity: Identity) -> list[dict[str, Any]]:
         ("Redirections", str(case.redirect_count)),
         ("Warned", _yes(case.warned)),
         ("Risk flag", _yes(case.at_risk) + (f" \u2014 {case.self_harm_marker}" if case.self_harm_marker else "")),
-        ("Ended by" if case.action == "end" else "Moderator", case.moderator or case.ended_by or "-"),
+        ("Ended by" if case.action == "end" else "Moderator", escape(isolate(case.moderator or case.ended_by or "-"))),
         ("Thread", f"<{link}|open thread>" if link else escape(case.thread)),
         ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-"),
     ]
@@ -68,10 +69,10 @@ def case_blocks(case: Case, identity: Identity) -> list[dict[str, Any]]:
     ]
     if case.summary:
         blocks.append({"type": "section", "text": {"type": "mrkdwn",
-                                                   "text": _clip(escape(case.summary), _SECTION_LIMIT)}})
-    context = [f"Thread key `{escape(case.thread)}`", f"at {case.ended_at}"]
+                                                   "text": escape(isolate(_clip(case.summary, _SECTION_LIMIT)))}})
+    context = [f"Thread key `{escape(isolate(case.thread))}`", f"at {case.ended_at}"]
     if case.branch_of:
-        context.append(f"branched from `{escape(case.branch_of)}`")
+        context.append(f"branched from `{escape(isolate(case.branch_of))}`")
     if case.branches:
         context.append(f"{len(case.branches)} branch(es)")
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(" · ".join(context), 2900)}]})
@@ -82,6 +83,46 @@ def case_fallback_text(case: Case) -> str:
     """Notification text of the post (shown where blocks are not)."""
     label = CATEGORY_LABELS.get(case.category or "", case.category or "-")
     return f"{case_title(case)}: {case.reason or '-'} ({label})"
+
+
+def appeal_blocks(answer: AppealAnswer, identity: Identity) -> list[dict[str, Any]]:
+    """A member's appeal: who, which case, their sentence (isolated), the thread."""
+    assert answer.appeal is not None
+    assert answer.case is not None
+    appeal, case = answer.appeal, answer.case
+    link = case_link(case, identity)
+    said = escape(isolate(_clip(appeal.text, 2800))) if appeal.text else "_(no sentence given)_"
+    fields = [
+        ("Member", f"{escape(isolate(_clip(appeal.member_name, 100)))} (<@{appeal.member_id}>)"),
+        ("Ending", f"{case.reason or '-'} · {CATEGORY_LABELS.get(case.category or '', case.category or '-')}"),
+        ("Thread", f"<{link}|open thread>" if link else escape(isolate(case.thread))),
+    ]
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Appeal on case #{case.case_id}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": said}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}", _FIELD_LIMIT)}
+                                       for k, v in fields]},
+        {"type": "context", "elements": [{"type": "mrkdwn",
+                                          "text": "Decide in the dashboard's appeals queue: uphold or reopen."}]},
+    ]
+
+
+def alert_blocks(case: Case, identity: Identity, dashboard_url: str | None) -> list[dict[str, Any]]:
+    """A risk alert: the case link and who, never the conversation itself."""
+    link = case_link(case, identity)
+    where = (f"<{dashboard_url.rstrip('/')}/cases/{case.community}/{case.case_id}|case #{case.case_id} in the "
+             "dashboard>" if dashboard_url else f"`threadguard cases show {case.case_id} --community "
+                                                f"{escape(case.community)}`")
+    fields = [("Case", where), ("Thread", f"<{link}|open thread>" if link else escape(isolate(case.thread))),
+              ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-")]
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": f"Risk alert · case #{case.case_id}"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": (
+            "The model flagged that a member may be at risk of harming themselves or others. The conversation "
+            "goes on and cannot be ended by the model; crisis resources were posted. Please check in.")}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": _clip(f"*{k}*\n{v}", _FIELD_LIMIT)}
+                                       for k, v in fields]},
+    ]
 
 
 class ModLog:
@@ -110,6 +151,32 @@ class ModLog:
         if case.transcript:
             await self._attach_transcript(case, channel, ts, where)
         return ts
+
+    async def post_alert(self, case: Case, identity: Identity) -> str | None:
+        """A risk alert to the mod-log; the transcript goes in its thread only where enabled."""
+        config = self._communities.get(case.community)
+        channel = self._slack.mod_log_for(config)
+        if not channel:
+            log.warning("risk alert case %s of %s: no mod-log channel configured", case.case_id, case.community)
+            return None
+        where = f"mod-log risk alert {case.community}#{case.case_id}"
+        ts = await self._poster.post(channel, None, f"Risk alert · case #{case.case_id}", where=where,
+                                     blocks=alert_blocks(case, identity, config.dashboard_url), raw=True)
+        if ts is not None and config.risk_alert_transcript and case.transcript:
+            await self._attach_transcript(case, channel, ts, where)
+        return ts
+
+    async def post_appeal(self, answer: AppealAnswer, identity: Identity) -> str | None:
+        """Tell the mod-log that a member appealed; a failure is logged, the appeal stays filed."""
+        if answer.case is None or answer.appeal is None:
+            return None
+        case = answer.case
+        channel = self._slack.mod_log_for(self._communities.get(case.community))
+        if not channel:
+            return None
+        where = f"mod-log appeal {case.community}#{case.case_id}"
+        return await self._poster.post(channel, None, f"Appeal on case #{case.case_id}", where=where,
+                                       blocks=appeal_blocks(answer, identity), raw=True)
 
     async def _attach_transcript(self, case: Case, channel: str, ts: str, where: str) -> None:
         text = render_case_text(case)

@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
 from bot.store import keys
+from bot.store.review import forget_member
 from bot.types import Case, Entry, EntryKind, Participant
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ForgetReport:
     log_entries: int = 0
     threads_changed: int = 0
     pending_changed: int = 0
+    appeals_changed: int = 0
 
 
 def parse_user(spec: str) -> tuple[str, str]:
@@ -184,6 +186,9 @@ class Retention:
             await self._forget_in_cases(platform, user_id, report)
             await self._forget_in_pending(platform, user_id, report)
             await self._forget_in_logs(platform, user_id, report)
+            report.appeals_changed = await forget_member(
+                self.client, await self.client.smembers(keys.COMMUNITIES), user_id,
+                self.scan(f"{keys.PREFIX}:{{c:*}}:appeals:*"))
         except RedisError as exc:
             raise StoreUnavailable(f"forget-user failed: {type(exc).__name__}") from exc
         log.info("forget-user %s: %s case entries in %s cases, %s log entries in %s threads", platform,

@@ -96,3 +96,19 @@ async def test_console_talks_to_claude_through_the_configured_base_url(anthropic
     assert anthropic_standin.calls == 1
     assert anthropic_standin.last_body["messages"][-1]["content"][0]["text"] == "hi there"
     assert "sk-test-secret" not in text + err.decode()
+
+
+def test_console_appeal_is_filed_once_and_reaches_the_case(redis_env, redis_server):
+    lines = [*LADDER[:5], "/appeal I was asking for my chemistry homework", "/appeal again", "/quit"]
+    result = run(["console", "--community", "guild-7"], "\n".join(lines) + "\n", redis_env)
+    out = result.stdout
+    assert result.returncode == 0, result.stderr
+    assert "Type /appeal" in out
+    assert out.count("Your appeal of this ending (case #1) went to the moderators") == 1
+    assert "You already appealed this ending" in out
+    client = redis_server.client(decode_responses=True)
+    [appeal] = client.hvals("tg:{c:guild-7}:appeals:1")
+    assert json.loads(appeal)["text"] == "I was asking for my chemistry homework"
+    assert client.zrange("tg:{c:guild-7}:appealq", 0, -1) == ["1:console-user"]  # in the appeals queue
+    early = run(["console", "--community", "guild-7"], "/appeal too early\n/quit\n", redis_env)
+    assert "nothing to appeal" in early.stdout

@@ -188,6 +188,11 @@ class SlackStandin:
     def _m_chat_postEphemeral(self, _: dict[str, Any]) -> dict[str, Any]:
         return {"message_ts": self._new_ts()}
 
+    def _m_views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        view = args.get("view")
+        view = json.loads(view) if isinstance(view, str) else dict(view or {})
+        return {"view": {**view, "id": f"V{next(self._ids):06d}"}}
+
     def _m_usergroups_users_list(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"users": self.usergroups.get(str(args.get("usergroup")), [])}
 

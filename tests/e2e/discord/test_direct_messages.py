@@ -31,7 +31,8 @@ async def test_an_ended_dm_stays_frozen_and_chat_starts_a_new_conversation(
 
     calls = model.calls
     await say(standin, dm, "hello? are you there?")
-    assert standin.bot_texts(dm)[-1].startswith("This conversation has ended, so I won't answer here.")
+    assert standin.bot_texts(dm)[-1].startswith("This conversation has ended, so I won't answer in it.")
+    assert not any("thread" in t for t in standin.bot_texts(dm)[-2:])  # a DM has no threads
     assert model.calls == calls
 
     used = await standin.slash("chat", dm, options=[{"type": 3, "name": "message", "value": "a fresh start"}])
@@ -72,4 +73,31 @@ async def test_edit_and_branch_in_a_dm_continues_as_a_new_conversation(
     branch = await engine.conversation_in(dm_ref(int(dm)))
     state = await engine.thread_state(branch)
     assert state.status is ThreadStatus.ACTIVE and state.branch_of == dm_ref(int(dm)).key
+    assert (await engine.cases.get("dm", 1)).branches == [branch.key]
+
+
+async def test_editing_a_message_of_an_older_ended_dm_conversation_branches_from_it(
+        bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
+    engine = bot.conversations.engine
+    dm = standin.open_dm(standin.alice)
+    first = await end_dm_conversation(standin, dm)
+    await standin.slash("chat", dm, options=[{"type": 3, "name": "message", "value": "a fresh start"}])
+    await standin.settle(quiet=0.2)
+    newer = await engine.conversation_in(dm_ref(int(dm)))
+    assert (await engine.thread_state(newer)).status is ThreadStatus.ACTIVE
+
+    # the context-menu form on the old message: it opens (not "this conversation is still going")
+    opened = await standin.message_command(COMMAND_NAME, first)
+    await standin.settle(quiet=0.1)
+    assert opened.callbacks[0]["type"] == 9, opened.texts()
+    # a plain edit of the old message branches from the old conversation
+    await standin.edit(first["id"], "can you help with biology instead?")
+    await standin.settle(quiet=0.3)
+    texts = standin.bot_texts(dm)
+    assert not any("still going" in t or "couldn't find" in t for t in texts)
+    assert texts[-2].startswith("Continuing from your edited message as a new conversation")
+    assert "biology" in texts[-1]
+    branch = await engine.conversation_in(dm_ref(int(dm)))
+    assert branch.key not in (newer.key, dm_ref(int(dm)).key)
+    assert (await engine.thread_state(branch)).branch_of == dm_ref(int(dm)).key
     assert (await engine.cases.get("dm", 1)).branches == [branch.key]

@@ -53,7 +53,8 @@ def test_filters_drop_malformed_values_and_match_cases():
     wanted = CaseFilter.from_query({"reason": "user_requested", "platform": "irc", "since": "2025-03-01",
                                     "until": "2025-03-31'; DROP", "participant": "ALI"})
     assert wanted.platform == "" and wanted.until == ""
-    assert wanted.as_query() == {"reason": "user_requested", "participant": "ALI", "since": "2025-03-01"}
+    assert wanted.as_query() == {"reason": "user_requested", "participant": "ALI", "since": "2025-03-01",
+                                 "review": "all"}  # other filters given: every review state
     alice = [Participant("u-1", "alice")]
     assert wanted.matches(_case(1, reason="user_requested", participants=alice))
     assert not wanted.matches(_case(2, reason="persistent_abuse", participants=alice))

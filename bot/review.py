@@ -1,0 +1,356 @@
+"""The moderators' review desk: review state of ended threads, members' appeals, members' end history.
+
+Every ended thread's case is *unreviewed* until a moderator takes it (*in review*, with an assignee) and
+then *reviewed* with an outcome: ``upheld``, ``mistaken`` or ``reopened``. Review steps are also filed as
+moderator actions on the case, so the audit trail stays in the case log.
+
+A member who took part in an ended thread may appeal its ending once per case, with an optional
+sentence. The appeal waits in the community's appeals queue until a moderator decides: ``uphold`` or
+``reopen``. The decision goes back to the member through the engine's notice queue, which the Discord
+or Slack process carries out in the thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from bot.caselog import CaseLog
+from bot.errors import CaseNotFound
+from bot.types import (
+    Author,
+    Case,
+    Entry,
+    EntryKind,
+    Outcome,
+    Participant,
+    Reply,
+    ReplyKind,
+    ThreadRef,
+    ThreadStatus,
+    iso,
+)
+from bot.validation import check_message
+from config.communities import Communities
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("upheld", "mistaken", "reopened")
+DECISIONS = ("uphold", "reopen")
+#: Longest sentence a member may add to an appeal (Discord's modal and Slack's input use it too).
+APPEAL_MAX_CHARS = 500
+DAY_S = 86_400
+
+
+class ReviewState(enum.StrEnum):
+    UNREVIEWED = "unreviewed"
+    IN_REVIEW = "in_review"
+    REVIEWED = "reviewed"
+
+
+@dataclass(frozen=True)
+class Review:
+    case_id: int
+    state: ReviewState = ReviewState.UNREVIEWED
+    assignee: str = ""
+    outcome: str = ""
+    by: str = ""
+    at: float = 0.0
+
+    @classmethod
+    def from_hash(cls, case_id: int, data: dict[str, str]) -> Review:
+        try:
+            state = ReviewState(data.get("state", "unreviewed"))
+        except ValueError:
+            state = ReviewState.UNREVIEWED
+        try:
+            at = float(data.get("at", 0))
+        except ValueError:
+            at = 0.0
+        return cls(case_id, state, data.get("assignee", ""), data.get("outcome", ""), data.get("by", ""), at)
+
+
+@dataclass
+class Appeal:
+    community: str
+    case_id: int
+    member_id: str
+    member_name: str
+    text: str
+    at: float
+    status: str = "open"  # open | upheld | reopened
+    decided_by: str = ""
+    decided_at: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> Appeal:
+        data = json.loads(raw)
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+class AppealResult(enum.StrEnum):
+    FILED = "filed"
+    DUPLICATE = "duplicate"
+    NOT_PARTICIPANT = "not_participant"
+    NOT_APPEALABLE = "not_appealable"
+    INVALID = "invalid"
+
+
+@dataclass(frozen=True)
+class AppealAnswer:
+    """What happened to an appeal, and the words for the member."""
+
+    result: AppealResult
+    message: str
+    appeal: Appeal | None = None
+    case: Case | None = None
+
+
+class ReviewStorage(Protocol):
+    async def reviews(self, community: str, case_ids: Iterable[int]) -> dict[int, dict[str, str]]: ...
+
+    async def assign(self, community: str, case_id: int, assignee: str, *, take_over: bool) -> str: ...
+
+    async def conclude(self, community: str, case_id: int, outcome: str, by: str) -> None: ...
+
+    async def file_appeal(self, community: str, case_id: int, member_id: str, payload: str,
+                          at: float) -> bool: ...
+
+    async def decide_appeal(self, community: str, case_id: int, member_id: str, payload: str) -> bool: ...
+
+    async def appeals(self, community: str, case_id: int) -> dict[str, str]: ...
+
+    async def appeal(self, community: str, case_id: int, member_id: str) -> str | None: ...
+
+    async def open_appeals(self, community: str) -> list[tuple[int, str]]: ...
+
+    async def open_appeal_bodies(self, community: str) -> list[str]: ...
+
+    async def record_end(self, community: str, member_id: str, case_ref: str, at: float) -> None: ...
+
+    async def drop_end(self, community: str, member_id: str, case_ref: str) -> None: ...
+
+    async def ends_since(self, community: str, member_id: str, since: float) -> int: ...
+
+
+class NoticeQueue(Protocol):
+    """The engine's side the desk needs: reopen a case's thread and queue notices for the platforms."""
+
+    async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome: ...
+
+    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
+                           member: str | None = None) -> None: ...
+
+
+def appeal_filed(case_id: int) -> str:
+    return (f"Thank you. Your appeal of this ending (case #{case_id}) went to the moderators; you'll hear "
+            "back here when one of them has looked at it.")
+
+
+APPEAL_DUPLICATE = "You already appealed this ending; the moderators have it and will answer here."
+APPEAL_NOT_PARTICIPANT = "Only someone who took part in this conversation can appeal its ending."
+APPEAL_NOT_APPEALABLE = "There is no ended conversation to appeal here."
+
+
+def decision_text(decision: str, case_id: int) -> str:
+    if decision == "reopen":
+        return (f"A moderator reviewed your appeal of case #{case_id} and agreed: the conversation is "
+                "open again and you can continue it.")
+    return (f"A moderator reviewed your appeal of case #{case_id} and upheld the ending. You can start a new "
+            "conversation at any time.")
+
+
+def counts_against(case: Case) -> bool:
+    """Whether an ended thread counts against its participants (repeat marker, repeat policy)."""
+    return case.action == "end" and case.reason == "persistent_abuse"
+
+
+def _end_ref(case: Case) -> str:
+    return case.case_ref or f"{case.thread}#{case.case_id}"
+
+
+class ReviewDesk:
+    """Review state, appeals and members' end history for every community."""
+
+    def __init__(self, store: ReviewStorage, cases: CaseLog, engine: NoticeQueue, communities: Communities) -> None:
+        self._store = store
+        self._cases = cases
+        self._engine = engine
+        self._communities = communities
+
+    # --- review state --------------------------------------------------------------------------
+
+    async def reviews(self, community: str, case_ids: Iterable[int]) -> dict[int, Review]:
+        ids = list(case_ids)
+        found = await self._store.reviews(community, ids)
+        return {n: Review.from_hash(n, found.get(n, {})) for n in ids}
+
+    async def review(self, community: str, case_id: int) -> Review:
+        return (await self.reviews(community, [case_id]))[case_id]
+
+    async def assign(self, community: str, case_id: int, moderator: Author, *, take_over: bool = False) -> str:
+        """``ok``; ``taken`` when another moderator has it (unless ``take_over``); ``reviewed`` when done."""
+        case = await self._end_case(community, case_id)
+        result = await self._store.assign(community, case.case_id, moderator.name, take_over=take_over)
+        if result == "ok":
+            await self._cases.add_action(community, case_id, "assign", moderator, f"In review by {moderator.name}.")
+        return result
+
+    async def conclude(self, community: str, case_id: int, outcome: str, moderator: Author,
+                       note: str | None = None) -> None:
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown review outcome {outcome!r}")
+        case = await self._end_case(community, case_id)
+        await self._store.conclude(community, case_id, outcome, moderator.name)
+        if outcome in ("mistaken", "reopened"):
+            await self._strike_out(case)
+        action = "mistaken" if outcome == "mistaken" else "review"
+        text = f"Reviewed: {outcome}." + (f" {note}" if note else "")
+        await self._cases.add_action(community, case_id, action, moderator, text)
+
+    async def conclude_reopened(self, community: str, case_id: int, moderator: Author) -> None:
+        """A moderator reopened the thread (the reopen itself is already filed as an action)."""
+        await self._store.conclude(community, case_id, "reopened", moderator.name)
+        await self._strike_out(await self._cases.get(community, case_id))
+
+    async def _end_case(self, community: str, case_id: int) -> Case:
+        case = await self._cases.get(community, case_id)
+        if case.action != "end":
+            raise CaseNotFound(f"case {case_id} of {community} is not an ended thread")
+        return case
+
+    # --- appeals -------------------------------------------------------------------------------
+
+    async def file_appeal(self, community: str, case_id: int, member: Author, text: str = "") -> AppealAnswer:
+        """File ``member``'s appeal of case ``case_id`` (once per member per case)."""
+        try:
+            case = await self._end_case(community, case_id)
+        except CaseNotFound:
+            return AppealAnswer(AppealResult.NOT_APPEALABLE, APPEAL_NOT_APPEALABLE)
+        if member.id not in {p.id for p in case.participants}:
+            return AppealAnswer(AppealResult.NOT_PARTICIPANT, APPEAL_NOT_PARTICIPANT, case=case)
+        sentence = ""
+        if text.strip():
+            checked = check_message(text, APPEAL_MAX_CHARS)
+            if checked.problem:
+                return AppealAnswer(AppealResult.INVALID, f"Your appeal is too long: at most {APPEAL_MAX_CHARS} "
+                                                          "characters, please.", case=case)
+            sentence = checked.text
+        appeal = Appeal(community, case_id, member.id, member.name[:100], sentence, time.time())
+        if not await self._store.file_appeal(community, case_id, member.id, appeal.to_json(), appeal.at):
+            return AppealAnswer(AppealResult.DUPLICATE, APPEAL_DUPLICATE, case=case)
+        log.info("appeal filed on case %s of %s by member %s", case_id, community, member.id)
+        return AppealAnswer(AppealResult.FILED, appeal_filed(case_id), appeal, case)
+
+    async def case_for_appeal(self, community: str, case_id: int) -> Case | None:
+        """The ended-thread case a member may appeal, or None."""
+        try:
+            return await self._end_case(community, case_id)
+        except CaseNotFound:
+            return None
+
+    async def has_appealed(self, community: str, case_id: int, member_id: str) -> bool:
+        return await self._store.appeal(community, case_id, member_id) is not None
+
+    async def appeals_of(self, community: str, case_id: int) -> list[Appeal]:
+        found = [Appeal.from_json(raw) for raw in (await self._store.appeals(community, case_id)).values()]
+        return sorted(found, key=lambda a: a.at)
+
+    async def open_appeals(self, communities: Iterable[str]) -> list[Appeal]:
+        """Every appeal still waiting in these communities, oldest first."""
+        found: list[Appeal] = []
+        for community in communities:
+            found.extend(Appeal.from_json(raw) for raw in await self._store.open_appeal_bodies(community))
+        return sorted(found, key=lambda a: a.at)
+
+    async def decide(self, community: str, case_id: int, member_id: str, decision: str,
+                     moderator: Author) -> bool:
+        """Uphold the ending or reopen the thread; the member is told in the thread. False if already decided."""
+        if decision not in DECISIONS:
+            raise ValueError(f"unknown appeal decision {decision!r}")
+        raw = await self._store.appeal(community, case_id, member_id)
+        if raw is None:
+            return False
+        appeal = Appeal.from_json(raw)
+        if appeal.status != "open":
+            return False
+        appeal.status = "reopened" if decision == "reopen" else "upheld"
+        appeal.decided_by, appeal.decided_at = moderator.name, time.time()
+        if not await self._store.decide_appeal(community, case_id, member_id, appeal.to_json()):
+            return False
+        case = await self._cases.get(community, case_id)
+        reply = Reply(ReplyKind.INFO, decision_text(decision, case_id))
+        thread = ThreadRef.from_key(case.thread)
+        if decision == "reopen":
+            reopened = await self._engine.reopen(community, case_id, moderator)
+            if reopened.action is not None:
+                reopened.replies = [*reopened.replies, reply]
+                await self._engine.queue_notice(reopened, "reopen", case_id, member=member_id)
+            else:
+                await self._engine.queue_notice(Outcome(thread, replies=[reply]), "appeal", case_id,
+                                                member=member_id)
+            await self._store.conclude(community, case_id, "reopened", moderator.name)
+            await self._strike_out(case)
+        else:
+            ended = Outcome(thread, status=ThreadStatus.ENDED, replies=[reply])
+            await self._engine.queue_notice(ended, "appeal", case_id, member=member_id)
+            await self._store.conclude(community, case_id, "upheld", moderator.name)
+        await self._cases.add_action(community, case_id, "review", moderator,
+                                     f"Appeal by {appeal.member_name} ({member_id}): {appeal.status} "
+                                     f"at {iso(appeal.decided_at)}.")
+        log.info("appeal on case %s of %s: %s by %s", case_id, community, appeal.status, moderator.id)
+        return True
+
+    # --- members' end history ------------------------------------------------------------------
+
+    async def case_filed(self, case: Case) -> None:
+        """Remember an abuse end in every participant's history (idempotent: keyed by the case's end
+        ref). An end the member asked for is no strike against them."""
+        if not counts_against(case):
+            return
+        for participant in case.participants:
+            await self._store.record_end(case.community, participant.id, _end_ref(case), time.time())
+
+    async def _strike_out(self, case: Case) -> None:
+        """The ending was a mistake (reviewed so, or reopened): it no longer counts against anyone."""
+        for participant in case.participants:
+            await self._store.drop_end(case.community, participant.id, _end_ref(case))
+
+    async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
+                           jump_url: str | None) -> Case | None:
+        """File a risk alert case when the community opted in (``risk_alerts``); None otherwise."""
+        if not self._communities.get(thread.community).risk_alerts:
+            return None
+        seen: dict[str, Participant] = {}
+        for e in transcript:
+            if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
+                seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
+        alert = Case(case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
+                     channel=thread.channel, action="risk", category=kind,
+                     summary=f"The model flagged that a member may be at risk ({kind.replace('_', ' ')}). The "
+                             "conversation goes on; it cannot be ended by the model now.",
+                     at_risk=True, ended_at=iso(time.time()), ended_by="model", participants=list(seen.values()),
+                     transcript=list(transcript), jump_url=jump_url)
+        filed = await self._cases.file_alert(alert)
+        log.info("risk alert filed for thread %s as case %s", thread.key, filed.case_id)
+        return filed
+
+    async def threshold_for(self, community: str, member_id: str, threshold: int) -> int:
+        """The ladder threshold for this member's turn: 1 (warned at the first redirection) when the
+        community's repeat policy is on and the member had enough ended threads recently."""
+        policy = self._communities.get(community)
+        if not policy.repeat_ends or threshold <= 1:
+            return threshold
+        since = time.time() - policy.repeat_days * DAY_S
+        if await self._store.ends_since(community, member_id, since) >= policy.repeat_ends:
+            return 1
+        return threshold
