@@ -97,21 +97,3 @@ def test_dashboard_settings_require_a_long_session_secret(monkeypatch: pytest.Mo
     settings = DashboardSettings(session_secret="x" * 40, _env_file=None)  # type: ignore[call-arg]
     assert settings.cookie_secure and "x" * 40 not in repr(settings)
 
-
-def test_case_page_and_list_mark_ends_filed_under_self_harm():
-    from adapters.dashboard.app import template_env
-    from adapters.dashboard.views import MARKERS
-    from bot.types import SELF_HARM_MARKER
-
-    env = template_env()
-    flagged = _case(7, category="self_harm")
-    plain = _case(8)
-    common = {"moderator": None, "csrf": "t", "actions": [], "thread_status": "ended", "ended": True,
-              "expired": False, "flash": None, "markers": MARKERS, "rows": []}
-    page = env.get_template("case.html").render(case=flagged, **common)
-    assert 'id="self-harm-marker"' in page and SELF_HARM_MARKER in page
-    assert 'id="self-harm-marker"' not in env.get_template("case.html").render(case=plain, **common)
-    listing = env.get_template("cases.html").render(
-        moderator=None, cases=[flagged, plain], total=2, page=1, pages=1, prev_link=None, next_link=None,
-        filters=CaseFilter(), export_query="", communities=["g"], platforms=[], reasons=[], actions=[], categories={})
-    assert listing.count("tag-self-harm") == 1
