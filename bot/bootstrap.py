@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.caselog import CaseLog
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
 from bot.model import ModelClient
+from bot.pipeline import PipelineLimits
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from bot.worker import Worker, WorkerIntervals
 from config.communities import Communities
 from config.settings import Settings
 
@@ -28,12 +30,25 @@ class Runtime:
     communities: Communities
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
+    _worker: Worker | None = field(default=None, repr=False)
 
     @property
     def cases(self) -> CaseLog:
         return self.engine.cases
 
+    @property
+    def worker(self) -> Worker:
+        """The background duties every bot process runs (recovery, pending cases, notices)."""
+        if self._worker is None:
+            section = self.settings.engine
+            self._worker = Worker(self.engine, WorkerIntervals(
+                recovery=section.recovery_interval, maintenance=section.maintenance_interval,
+                notices=section.notice_interval, shutdown_grace=section.shutdown_grace))
+        return self._worker
+
     async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
         await self.model.aclose()
         await self.store.aclose()
 
@@ -70,6 +85,9 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         history_token_budget=engine_settings.history_token_budget,
         max_tool_rounds=engine_settings.max_tool_rounds,
         lock_wait_seconds=engine_settings.lock_wait_seconds,
+        commit_retry_seconds=engine_settings.commit_retry_seconds,
     )
-    engine = ConversationEngine(store, chosen, communities, limits)
+    pipeline = PipelineLimits(max_inbox=engine_settings.max_inbox, max_thread_turns=engine_settings.max_thread_turns,
+                              max_active_threads=engine_settings.max_active_threads)
+    engine = ConversationEngine(store, chosen, communities, limits, pipeline)
     return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None)

@@ -38,7 +38,7 @@ async def test_whole_ladder_premature_end_refused_warning_once_then_end(runtime,
     api.enqueue(reply("I can't help with that.", redirect()), reply(" Want to talk about history instead?"))
     o = await engine.handle_message(message(T, "help me plan an attack"))
     assert kinds(o) == ["answer"] and o.status is ThreadStatus.ACTIVE
-    assert "I can't help with that. Want to talk" in o.replies[0].text
+    assert "I can't help with that.\n\nWant to talk" in o.replies[0].text
     # turn 1: a redirection plus a premature end: the end is refused with a tool result saying why
     api.enqueue(reply("No.", redirect(), end()), reply("Let's keep talking about something else."))
     o = await engine.handle_message(message(T, "just tell me"))

@@ -1,0 +1,402 @@
+"""The turn pipeline: every accepted message answered once, in order, even if its process dies.
+
+A member's message is accepted by one store step (dedupe, frozen check, append to the thread's inbox in
+Redis) before the platform is acknowledged. One process at a time owns a thread: it holds a short lease
+with a fencing token, renews it while it works, answers the inbox from its head, and removes an entry
+only in the commit that writes its turn. When an owner dies its lease runs out and the recovery loop of
+any worker (``bot.worker``) takes the thread over.
+
+Replies reach the member two ways. A caller that awaits an ``Outcome`` (the console, tests) gets it from
+its ``Ticket`` when this process answers the message. Everything else (a message another worker took
+over, a thread this process recovered) goes to the platform's ``DeliverySink``, with the target the inbox
+entry carries, so any process of that platform can deliver it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot import notices
+from bot.errors import StoreUnavailable, ThreadguardError
+from bot.store import ClaimStatus, ConversationStore, IngestStatus, TurnStart
+from bot.types import (
+    Author,
+    Case,
+    IncomingMessage,
+    Outcome,
+    Reply,
+    ReplyKind,
+    TextSink,
+    ThreadNotice,
+    ThreadRef,
+    ThreadStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(ThreadguardError):
+    """A newer owner holds the thread: this process stops working on it and commits nothing."""
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where the answer to an inbox entry goes, beyond the thread itself: the member (for notices only
+    they see) and, where the platform has one, the interaction token to answer through."""
+
+    user: str
+    interaction: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InboxEntry:
+    """One accepted message waiting in a thread's inbox (stored as JSON in Redis)."""
+
+    id: str
+    message: IncomingMessage
+    target: ReplyTarget
+    at: float = field(default_factory=time.time)
+
+    @property
+    def thread(self) -> ThreadRef:
+        return self.message.thread
+
+    def to_json(self) -> str:
+        m, t = self.message, self.target
+        data: dict[str, Any] = {"a": m.author.id, "n": m.author.name, "x": m.text, "m": m.message_id,
+                                "e": m.event_id, "j": m.jump_url, "u": t.user, "i": t.interaction,
+                                "t": t.extra or None, "at": round(self.at, 3)}
+        return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"),
+                          ensure_ascii=False)
+
+    @classmethod
+    def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
+        """An entry from its stored form, ``<id>\\t<json>``; ``ValueError`` when it is not one."""
+        entry_id, sep, body = raw.partition("\t")
+        if not sep:
+            raise ValueError("an inbox entry without an id")
+        try:
+            d = json.loads(body)
+            message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
+                                      message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"))
+            target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError("a malformed inbox entry") from exc
+        return cls(entry_id, message, target, float(d.get("at") or 0.0))
+
+
+class DeliverySink(Protocol):
+    """What an adapter registers for its platform, so any of its processes can answer any thread."""
+
+    def stream(self, entry: InboxEntry) -> TextSink | None:
+        """A sink for the answer while the model writes it (or ``None``)."""
+        ...
+
+    async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+        """Carry out the outcome of the entry's turn (``stream`` is what ``stream()`` returned)."""
+        ...
+
+    async def notice(self, notice: ThreadNotice) -> None:
+        """Carry out a notice another process queued for this platform (a dashboard reopen)."""
+        ...
+
+    async def case(self, case: Case) -> None:
+        """Post a case that was numbered late (after a failover) to the moderators."""
+        ...
+
+
+class TurnRunner(Protocol):
+    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``)."""
+
+    async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
+                       go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
+
+    async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome,
+                        go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    max_inbox: int = 30
+    max_thread_turns: int = 2000
+    #: Threads this process works on at once; beyond it messages wait in Redis for any worker.
+    max_active_threads: int = 64
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[Outcome]
+    sink: TextSink | None
+
+
+class Ticket:
+    """What accepting a message gives back: an outcome known at once (duplicate, frozen reminder,
+    refused), or the answer this process will produce (``result()``)."""
+
+    def __init__(self, thread: ThreadRef, outcome: Outcome | None = None,
+                 future: asyncio.Future[Outcome] | None = None, accepted: bool = False) -> None:
+        self.thread = thread
+        self.outcome = outcome
+        self._future = future
+        #: The message is in the thread's inbox and will be answered (here or by another process).
+        self.accepted = accepted
+
+    async def result(self) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        if self._future is None:  # answered by another process, through the platform's sink
+            return Outcome(self.thread, queued=True)
+        return await self._future
+
+
+class TurnPipeline:
+    """Inbox, leases and the per-thread drain loops of one process."""
+
+    def __init__(self, store: ConversationStore, runner: TurnRunner, limits: PipelineLimits | None = None,
+                 *, renew_every: float | None = None) -> None:
+        self.store = store
+        self.runner = runner
+        self.limits = limits or PipelineLimits()
+        self._renew_every = renew_every
+        self._sinks: dict[str, DeliverySink] = {}
+        self._waiters: dict[tuple[str, str], _Waiter] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
+        self.over_capacity = 0
+
+    # --- sinks ---------------------------------------------------------------------------------
+
+    def register_sink(self, platform: str, sink: DeliverySink) -> None:
+        self._sinks[platform] = sink
+
+    def sink(self, platform: str) -> DeliverySink | None:
+        return self._sinks.get(platform)
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted(self._sinks)
+
+    @property
+    def active(self) -> int:
+        return len(self._drains)
+
+    def has_capacity(self) -> bool:
+        return not self._stopping and len(self._drains) < self.limits.max_active_threads
+
+    # --- accepting -----------------------------------------------------------------------------
+
+    async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
+                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     wait: bool = True) -> Ticket:
+        """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
+
+        ``wait``: the caller will await ``Ticket.result()`` for the answer (otherwise the platform's sink
+        delivers it). Raises ``StoreUnavailable`` when the message could not be stored.
+        """
+        thread = msg.thread
+        entry = InboxEntry(msg.dedupe_id, msg, target or ReplyTarget(msg.author.id))
+        take = self.has_capacity()
+        if not take and not self._stopping:
+            self.over_capacity += 1
+        result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
+                                         require_known=require_known, take_lease=take,
+                                         max_inbox=self.limits.max_inbox, max_turns=self.limits.max_thread_turns)
+        status = result.status
+        if status is IngestStatus.DUPLICATE:
+            return Ticket(thread, Outcome(thread, duplicate=True))
+        if status is IngestStatus.UNKNOWN:
+            return Ticket(thread, Outcome(thread, ignored=True))
+        if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
+            return Ticket(thread, Outcome(thread, queued=True), accepted=True)
+        if status is IngestStatus.FROZEN:
+            replies = [Reply(ReplyKind.FROZEN_REMINDER, notices.frozen_reminder(), ephemeral=True)]
+            return Ticket(thread, Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
+                                          replies=replies if result.remind else []))
+        if status is IngestStatus.FULL:
+            log.warning("thread %s: inbox full (%d waiting); the member is asked to slow down", thread.key,
+                        result.queued)
+            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.slow_down(),
+                                                                 ephemeral=True)]))
+        if status is IngestStatus.TOO_LONG:
+            log.info("thread %s: length limit reached", thread.key)
+            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.thread_too_long())]))
+        future: asyncio.Future[Outcome] | None = None
+        if wait and (status is IngestStatus.OWNER or thread.key in self._drains):
+            future = asyncio.get_running_loop().create_future()
+            self._waiters[(thread.key, entry.id)] = _Waiter(future, sink)
+        if status is IngestStatus.OWNER:
+            assert result.start is not None
+            self._start_drain(thread, result.start)
+        return Ticket(thread, future=future, accepted=True)
+
+    # --- owning a thread -----------------------------------------------------------------------
+
+    def _start_drain(self, thread: ThreadRef, start: TurnStart) -> None:
+        task = asyncio.create_task(self._drain(thread, start), name=f"threadguard turns {thread.key}")
+        self._drains[thread.key] = task
+
+    async def take_over(self, thread: ThreadRef) -> ClaimStatus:
+        """The recovery loop: own a thread whose inbox waits and whose lease is free."""
+        claimed = await self.store.claim(thread)
+        if claimed.status is ClaimStatus.OWNER and claimed.start is not None:
+            log.info("thread %s: taken over (lease %s)", thread.key, claimed.start.token)
+            self._start_drain(thread, claimed.start)
+        elif claimed.status is ClaimStatus.HELD:
+            left = claimed.lease_left_ms if claimed.lease_left_ms > 0 else self.store_lease_ms
+            await self.store.reschedule_due(thread, int(time.time() * 1000) + left + 50)
+        return claimed.status
+
+    @property
+    def store_lease_ms(self) -> int:
+        return int(getattr(self.store, "lock_ttl_ms", 6000))
+
+    def is_draining(self, thread_key: str) -> bool:
+        return thread_key in self._drains
+
+    def continue_with(self, thread: ThreadRef, start: TurnStart | None) -> None:
+        """Work through what is left in the inbox after a turn outside the drain (the end command)."""
+        if start is not None and thread.key not in self._drains:
+            self._start_drain(thread, start)
+
+    async def _drain(self, thread: ThreadRef, start: TurnStart) -> None:
+        current: dict[str, asyncio.Task[Any]] = {}
+        renewer = asyncio.create_task(self._renew(thread, start.token, current))
+        next_start: TurnStart | None = start
+        try:
+            while next_start is not None:
+                next_start = await self._one(thread, next_start, current)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._drains.pop(thread.key, None)
+            self._resolve_left(thread)
+
+    async def _one(self, thread: ThreadRef, start: TurnStart,
+                   current: dict[str, asyncio.Task[Any]]) -> TurnStart | None:
+        """Answer the inbox head; returns the start of the next turn (lease kept) or ``None``."""
+        assert start.head is not None
+        go_on = not self._stopping
+        try:
+            entry = InboxEntry.parse(thread, start.head)
+        except ValueError:
+            entry_id = start.head.partition("\t")[0]
+            log.warning("thread %s: dropped a malformed inbox entry", thread.key)
+            _, nxt = await self.runner.skip_turn(start, entry_id, Outcome(thread), go_on)
+            return nxt
+        waiter = self._waiters.pop((thread.key, entry.id), None)
+        platform_sink = self._sinks.get(thread.platform)
+        stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
+        turn = asyncio.create_task(self.runner.run_turn(start, entry, stream, go_on))
+        current["turn"] = turn
+        try:
+            outcome, nxt = await turn
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            shutting_down = me is not None and me.cancelling() > 0
+            log.warning("thread %s: turn for entry %s stopped (%s); it will be answered again", thread.key,
+                        entry.id, "shutdown" if shutting_down else "lease lost")
+            await self._abandoned(entry, waiter, stream)
+            if shutting_down:
+                await self._hand_back(thread, start.token)
+                raise
+            return None
+        except (LeaseLost, StoreUnavailable) as exc:
+            log.warning("thread %s: turn for entry %s not committed (%s); it will be answered again",
+                        thread.key, entry.id, type(exc).__name__)
+            await self._abandoned(entry, waiter, stream)
+            if isinstance(exc, StoreUnavailable):
+                await self._hand_back(thread, start.token)
+            return None
+        finally:
+            current.pop("turn", None)
+        if waiter is not None:
+            if not waiter.future.done():
+                waiter.future.set_result(outcome)
+        elif platform_sink is not None:
+            await self._deliver(platform_sink, entry, outcome, stream)
+        else:
+            log.warning("thread %s: no delivery sink for %s in this process; answer %s not shown",
+                        thread.key, thread.platform, entry.id)
+        if nxt is None and self._stopping:
+            await self._hand_back(thread, start.token)
+        return nxt
+
+    async def _deliver(self, sink: DeliverySink, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+        try:
+            await sink.deliver(entry, outcome, stream)
+        except Exception as exc:  # a platform failure never stops the thread's next turns
+            log.warning("thread %s: delivering entry %s failed (%s)", entry.thread.key, entry.id, type(exc).__name__)
+
+    async def _abandoned(self, entry: InboxEntry, waiter: _Waiter | None, stream: TextSink | None) -> None:
+        """The turn was not committed: whatever it streamed is withdrawn (it will be answered again)."""
+        discard = getattr(stream, "discard", None)
+        if discard is not None:
+            with contextlib.suppress(Exception):
+                await discard()
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(Outcome(entry.thread, queued=True))
+
+    def _resolve_left(self, thread: ThreadRef) -> None:
+        """Callers still waiting on this thread: another process answers them through the sink."""
+        for key in [k for k in self._waiters if k[0] == thread.key]:
+            waiter = self._waiters.pop(key)
+            if not waiter.future.done():
+                waiter.future.set_result(Outcome(thread, queued=True))
+
+    async def _renew(self, thread: ThreadRef, token: str, current: dict[str, asyncio.Task[Any]]) -> None:
+        every = self._renew_every or max(0.05, self.store_lease_ms / 3000)
+        while True:
+            await asyncio.sleep(every)
+            try:
+                kept = await self.store.renew(thread, token)
+            except StoreUnavailable:
+                continue  # the commit decides; the fencing token keeps it safe
+            if not kept:
+                log.warning("thread %s: lease %s lost to a newer owner", thread.key, token)
+                turn = current.get("turn")
+                if turn is not None:
+                    turn.cancel()
+                return
+
+    async def _hand_back(self, thread: ThreadRef, token: str) -> None:
+        try:
+            await self.store.release(thread, token)
+        except StoreUnavailable:
+            log.warning("thread %s: could not hand the lease back; it runs out by itself", thread.key)
+
+    async def idle(self, within: float | None = None) -> bool:
+        """Wait until this process works on no thread (tests; shutdown); ``False`` on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        while self._drains:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self._drains.values()), timeout=left)
+        return True
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        """Take no more threads; let running turns finish within ``grace`` seconds, then hand every
+        lease back so another worker goes on at once."""
+        self._stopping = True
+        tasks = list(self._drains.values())
+        if not tasks:
+            return
+        log.info("finishing %d running thread(s) within %.0f s", len(tasks), grace)
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            log.warning("cancelling %d turn(s) still running after the %.0f s grace", len(pending), grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=5)
+
