@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from bot import notices
 from bot.errors import StoreUnavailable, ThreadguardError
-from bot.store import ClaimStatus, ConversationStore, IngestStatus, TurnStart
+from bot.store import ClaimStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
 from bot.types import (
     Author,
     Case,
@@ -134,6 +134,8 @@ class PipelineLimits:
 class _Waiter:
     future: asyncio.Future[Outcome]
     sink: TextSink | None
+    #: The local drain that will reach this entry (set once the message is stored).
+    drain: asyncio.Task[None] | None = None
 
 
 class Ticket:
@@ -205,9 +207,40 @@ class TurnPipeline:
         take = self.has_capacity()
         if not take and not self._stopping:
             self.over_capacity += 1
-        result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
-                                         require_known=require_known, take_lease=take,
-                                         max_inbox=self.limits.max_inbox, max_turns=self.limits.max_thread_turns)
+        # Registered before the message is stored: a local owner may reach it before we hear back.
+        key = (thread.key, entry.id)
+        # (A redelivery racing its original in this process is not registered: the store calls it a duplicate.)
+        waiter = None
+        if wait and key not in self._waiters:
+            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
+        try:
+            result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
+                                             require_known=require_known, take_lease=take,
+                                             max_inbox=self.limits.max_inbox,
+                                             max_turns=self.limits.max_thread_turns)
+        except BaseException:
+            self._forget_waiter(key, waiter)
+            raise
+        status = result.status
+        local = status is IngestStatus.OWNER or (status is IngestStatus.QUEUED and thread.key in self._drains)
+        if waiter is not None and not local and not waiter.future.done():
+            self._forget_waiter(key, waiter)
+            waiter = None
+        if status is IngestStatus.OWNER:
+            assert result.start is not None
+            self._start_drain(thread, result.start)
+        if waiter is not None:
+            waiter.drain = self._drains.get(thread.key)
+        if status in (IngestStatus.OWNER, IngestStatus.QUEUED):
+            return Ticket(thread, future=waiter.future if waiter else None, accepted=True)
+        return self._refused(thread, result)
+
+    def _forget_waiter(self, key: tuple[str, str], waiter: _Waiter | None) -> None:
+        if waiter is not None and self._waiters.get(key) is waiter:
+            del self._waiters[key]
+
+    def _refused(self, thread: ThreadRef, result: IngestResult) -> Ticket:
+        """A message that gets no turn: what it gets instead, at once."""
         status = result.status
         if status is IngestStatus.DUPLICATE:
             return Ticket(thread, Outcome(thread, duplicate=True))
@@ -224,17 +257,8 @@ class TurnPipeline:
                         result.queued)
             return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.slow_down(),
                                                                  ephemeral=True)]))
-        if status is IngestStatus.TOO_LONG:
-            log.info("thread %s: length limit reached", thread.key)
-            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.thread_too_long())]))
-        future: asyncio.Future[Outcome] | None = None
-        if wait and (status is IngestStatus.OWNER or thread.key in self._drains):
-            future = asyncio.get_running_loop().create_future()
-            self._waiters[(thread.key, entry.id)] = _Waiter(future, sink)
-        if status is IngestStatus.OWNER:
-            assert result.start is not None
-            self._start_drain(thread, result.start)
-        return Ticket(thread, future=future, accepted=True)
+        log.info("thread %s: length limit reached", thread.key)
+        return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.thread_too_long())]))
 
     # --- owning a thread -----------------------------------------------------------------------
 
@@ -276,8 +300,11 @@ class TurnPipeline:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-            self._drains.pop(thread.key, None)
-            self._resolve_left(thread)
+            # A newer drain of this thread may already run here (its lease came free with our last commit).
+            me = asyncio.current_task()
+            if self._drains.get(thread.key) is me:
+                del self._drains[thread.key]
+            self._resolve_left(thread, me)
 
     async def _one(self, thread: ThreadRef, start: TurnStart,
                    current: dict[str, asyncio.Task[Any]]) -> TurnStart | None:
@@ -344,9 +371,9 @@ class TurnPipeline:
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(Outcome(entry.thread, queued=True))
 
-    def _resolve_left(self, thread: ThreadRef) -> None:
-        """Callers still waiting on this thread: another process answers them through the sink."""
-        for key in [k for k in self._waiters if k[0] == thread.key]:
+    def _resolve_left(self, thread: ThreadRef, drain: asyncio.Task[Any] | None) -> None:
+        """Callers this drain did not reach: another process answers them through the sink."""
+        for key in [k for k, w in self._waiters.items() if k[0] == thread.key and w.drain is drain]:
             waiter = self._waiters.pop(key)
             if not waiter.future.done():
                 waiter.future.set_result(Outcome(thread, queued=True))
