@@ -34,14 +34,14 @@ from redis.asyncio.cluster import RedisCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pydantic import SecretStr  # noqa: E402
+from pydantic import SecretStr
 
-from bot.bootstrap import build_runtime  # noqa: E402
-from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock  # noqa: E402
-from bot.policy import ToolCall  # noqa: E402
-from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef  # noqa: E402
-from config.communities import Communities, CommunityConfig  # noqa: E402
-from config.settings import RedisSettings, Settings  # noqa: E402
+from bot.bootstrap import build_runtime
+from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock
+from bot.policy import ToolCall
+from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef
+from config.communities import Communities, CommunityConfig
+from config.settings import RedisSettings, Settings
 
 LONG_TEXT = 3000
 
@@ -69,6 +69,10 @@ class InstantModel:
 
     async def aclose(self) -> None:
         return None
+
+
+def _answered(outcome: Outcome) -> bool:
+    return bool(outcome.replies) and outcome.replies[0].kind is ReplyKind.ANSWER
 
 
 def _long(head: str) -> str:
@@ -137,7 +141,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
             outcome = await engine.handle_message(msg)
             overheads.append(time.perf_counter() - start)
             trips.append(store.round_trips - before)
-            assert outcome.replies and outcome.replies[0].kind is ReplyKind.ANSWER, outcome
+            assert _answered(outcome), outcome
     mem_after = await _info_sum(client, "memory", "used_memory")
 
     # 2. PING round trips in the same run
@@ -156,7 +160,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
         async with sem:
             thread = ThreadRef("console", run, "tp", f"t{i % (threads or 1)}")
             outcome = await engine.handle_message(IncomingMessage(thread, author, f"q {i}", message_id=f"tp{i}"))
-            answered += bool(outcome.replies and outcome.replies[0].kind is ReplyKind.ANSWER)
+            answered += _answered(outcome)
 
     n_tp = threads * turns
     start = time.perf_counter()
@@ -215,7 +219,7 @@ async def long_thread(engine: Any, client: Any, thread: ThreadRef, author: Autho
         times.append(time.perf_counter() - start)
         after = await _info_sum(client, "stats", "total_net_output_bytes")
         sent.append(after - before - info_cost)
-        assert outcome.replies and outcome.replies[0].kind is ReplyKind.ANSWER, f"turn {n} not answered: {outcome}"
+        assert _answered(outcome), f"turn {n} not answered: {outcome}"
     state = await engine.thread_state(thread)
     assert state.ladder.turn == turns, f"{state.ladder.turn} of {turns} long-thread turns stored"
     return times, sent
