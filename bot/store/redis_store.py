@@ -127,6 +127,7 @@ class RedisConversationStore:
         #: On Redis Cluster a due set lives in another slot than the thread, so it cannot be written by
         #: the same script.
         self.cluster = isinstance(client, RedisCluster)
+        self._unindexed: dict[str, int] = {}
         self.dedupe_ttl_s = dedupe_ttl_s
         self.idle_ttl_ms = idle_ttl_ms
         self.ended_ttl_ms = ended_ttl_ms
@@ -177,8 +178,13 @@ class RedisConversationStore:
                 self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
-                res, _ = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
-                                              self.client.zadd(keys.due(k), {k: due_at}))
+                res, indexed = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                                                    self.client.zadd(keys.due(k), {k: due_at}),
+                                                    return_exceptions=True)
+                if isinstance(res, BaseException):
+                    raise res
+                if isinstance(indexed, BaseException):  # its slot is failing over: registered later
+                    self._unindexed[k] = due_at
             else:
                 res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
         status = IngestStatus(res[0])
@@ -262,14 +268,34 @@ class RedisConversationStore:
             await self.client.zadd(keys.due(k), {k: _now_ms()})
 
     async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
-        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard."""
+        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard
+        (on Cluster, the shards of a failing node are skipped this time)."""
+        await self._index_late()
+        shards = [keys.due_shard(platform, shard) for shard in range(keys.DUE_SHARDS)]
         async with self._trip("due_threads"):
-            pipe = self.client.pipeline(transaction=False)
-            for shard in range(keys.DUE_SHARDS):
-                pipe.zrangebyscore(keys.due_shard(platform, shard), "-inf", now_ms, start=0, num=limit,
-                                   withscores=True)
-            found = await pipe.execute()
-        return [(str(member), int(score)) for rows in found for member, score in rows]
+            if self.cluster:
+                found = await asyncio.gather(*(self.client.zrangebyscore(
+                    shard, "-inf", now_ms, start=0, num=limit, withscores=True) for shard in shards),
+                    return_exceptions=True)
+                if all(isinstance(rows, BaseException) for rows in found):
+                    raise next(rows for rows in found if isinstance(rows, BaseException))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for shard in shards:
+                    pipe.zrangebyscore(shard, "-inf", now_ms, start=0, num=limit, withscores=True)
+                found = await pipe.execute()
+        return [(str(member), int(score)) for rows in found if not isinstance(rows, BaseException)
+                for member, score in rows]
+
+    async def _index_late(self) -> None:
+        """Register threads whose due-set write failed at ingest (a failover); best effort."""
+        for k, due_at in list(self._unindexed.items()):
+            try:
+                async with self._trip("index_late"):
+                    await self.client.zadd(keys.due(k), {k: due_at})
+            except StoreUnavailable:
+                return
+            del self._unindexed[k]
 
     async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None:
         """Look at this inbox again at ``at_ms`` (never earlier than already planned)."""

@@ -197,3 +197,140 @@ async def test_replies_in_threads_the_bot_is_not_part_of_stay_unanswered(workers
         assert await post_event(session, a.url, payloads.message(f"aside {i}", root, channel=CHANNEL)) == 200
     await asyncio.sleep(1.5)
     assert model.order() == [] and thread_texts(standin, root) == []
+
+
+# --- Redis Cluster failover ----------------------------------------------------------------------
+
+
+def _master_of(cluster: RedisCluster, key: str) -> RedisServer:
+    from redis.cluster import key_slot
+
+    slot = key_slot(key.encode())
+    with cluster.servers[0].client() as conn:
+        for start, end, port in _ranges(conn.execute_command("CLUSTER SLOTS")):
+            if start <= slot <= end:
+                return next(s for s in cluster.servers if s.port == port)
+    raise AssertionError(f"no master for slot {slot}")
+
+
+def _ranges(slots: Any) -> list[tuple[int, int, int]]:
+    if isinstance(slots, dict):
+        return [(int(r[0]), int(r[1]), int(n["primary"][1])) for r, n in slots.items()]
+    return [(int(row[0]), int(row[1]), int(row[2][1])) for row in slots]
+
+
+def _nodes(server: RedisServer) -> list[list[str]]:
+    with server.client(socket_timeout=0.5) as conn:
+        raw = conn.execute_command("CLUSTER NODES")
+    if isinstance(raw, dict):  # redis-py parses it: {address: {node_id, flags, master_id, ...}}
+        return [[v["node_id"], k, v["flags"], v.get("master_id") or "-"] for k, v in raw.items()]
+    return [line.split()[:4] for line in str(raw).splitlines() if line.strip()]
+
+
+def _replica_of(cluster: RedisCluster, master: RedisServer) -> str:
+    """The node id of ``master``'s replica."""
+    rows = _nodes(master)
+    master_id = next(r[0] for r in rows if "myself" in r[2])
+    return next(r[0] for r in rows if "slave" in r[2] and r[3] == master_id)
+
+
+def _promoted(cluster: RedisCluster, dead: RedisServer, replica_id: str) -> bool:
+    """A live node's CLUSTER NODES names the dead master's replica a master."""
+    live = next(s for s in cluster.servers if s is not dead)
+    try:
+        return any(r[0] == replica_id and "master" in r[2] for r in _nodes(live))
+    except Exception:
+        return False
+
+
+def _end_reply(body: dict[str, Any]) -> Reply:
+    from tests.support.anthropic_standin import tool_use
+
+    text = newest_user_text(body)
+    if text.startswith("please end"):
+        return reply(tool_use("end_conversation", {"reason": "user_requested", "category": "other",
+                                                   "summary": "asked"}))
+    return reply(ANSWER + text if text else "Done.")
+
+
+@pytest.fixture
+def six_node_cluster() -> Iterator[RedisCluster]:
+    cluster = RedisCluster(6, replicas=1)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)  # unused: this test brings its own cluster
+async def test_cases_filed_during_a_master_failover_are_visible_within_30_s(
+        six_node_cluster, standin, anthropic_standin, session, payloads: Payloads, redis_target):
+    from bot.store import keys
+
+    cluster = six_node_cluster
+    victim = _master_of(cluster, keys.case_seq("T0TEAM"))
+    anthropic_standin.responder = _end_reply
+    env = worker_env(cluster.url, standin.base_url, anthropic_standin.base_url, cluster=True)
+    ws = [Worker(f"f{i}", env).start() for i in range(2)]
+    try:
+        await asyncio.gather(*(w.ready() for w in ws))
+
+        def healthy_thread() -> dict[str, Any]:
+            while True:  # a thread whose own keys live on a master that stays up
+                mention = payloads.mention("hello")
+                key = f"{keys.PREFIX}:{{t:slack:T0TEAM:{CHANNEL}:{mention['event']['ts']}}}:state"
+                if _master_of(cluster, key) is not victim:
+                    return mention
+
+        # one thread ended before the failover: it must answer its reminder during the outage
+        frozen = healthy_thread()
+        frozen_root = frozen["event"]["ts"]
+        await post_event(session, ws[0].url, frozen)
+        await until(lambda: answers(standin, frozen_root)["hello"], 20, "the opening answer")
+        await post_event(session, ws[0].url, payloads.message("please end now", frozen_root))
+        with victim.client() as conn:
+            await until(lambda: int(conn.get(keys.case_seq("T0TEAM")) or 0) == 1, 20, "the first case")
+
+        threads = [healthy_thread() for _ in range(4)]
+        for i, mention in enumerate(threads):
+            await post_event(session, ws[i % 2].url, mention)
+        for mention in threads:
+            root = mention["event"]["ts"]
+            await until(lambda root=root: answers(standin, root)["hello"], 20, "opening answers")
+
+        replica_id = _replica_of(cluster, victim)
+        victim.stop()  # the community's master goes away: its replica takes over
+        killed = time.monotonic()
+        for i, mention in enumerate(threads):  # ended during the failover: cases wait for their numbers
+            await post_event(session, ws[i % 2].url, payloads.message("please end it", mention["event"]["ts"]))
+        reminder = payloads.message("anyone there?", frozen_root, user="UFROZEN")
+        assert await post_event(session, ws[1].url, reminder) == 200
+        await until(lambda: standin.calls_to("chat.postEphemeral", user="UFROZEN"), 10, "the frozen reminder")
+        assert "ended" in standin.calls_to("chat.postEphemeral", user="UFROZEN")[0]["text"]
+
+        await until(lambda: _promoted(cluster, victim, replica_id), 30, "the replica's promotion")
+        promoted = time.monotonic() - killed
+        fresh = cluster.servers[1] if cluster.servers[0] is victim else cluster.servers[0]
+
+        def visible() -> int:
+            import redis as sync_redis
+
+            client = sync_redis.RedisCluster(host=fresh.host, port=fresh.port, decode_responses=True)
+            try:
+                return int(client.zcard(keys.case_index("T0TEAM")))
+            except sync_redis.RedisError:
+                return 0
+            finally:
+                client.close()
+
+        await until(lambda: visible() == 5, 30, "every case numbered and listed")
+        visible_after = time.monotonic() - killed - promoted
+        print(f"replica promoted {promoted:.1f} s after the kill; all 5 cases listed {visible_after:.1f} s later")
+        assert visible_after <= 30
+        for w in ws:
+            assert "Traceback" not in w.log(), w.log()[-3000:]
+    finally:
+        for w in ws:
+            w.close()
