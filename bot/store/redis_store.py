@@ -178,9 +178,10 @@ class RedisConversationStore:
                 self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
-                res, indexed = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
-                                                    self.client.zadd(keys.due(k), {k: due_at}),
-                                                    return_exceptions=True)
+                outcomes: list[Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                                                           self.client.zadd(keys.due(k), {k: due_at}),
+                                                           return_exceptions=True)
+                res, indexed = outcomes
                 if isinstance(res, BaseException):
                     raise res
                 if isinstance(indexed, BaseException):  # its slot is failing over: registered later
