@@ -178,7 +178,7 @@ class RedisConversationStore:
                 self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
-                outcomes: list[Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                outcomes: tuple[Any, Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
                                                            self.client.zadd(keys.due(k), {k: due_at}),
                                                            return_exceptions=True)
                 res, indexed = outcomes
