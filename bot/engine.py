@@ -64,6 +64,8 @@ class EngineLimits:
     lock_wait_seconds: float = 120.0
     #: How long a turn's commit is retried while Redis is unreachable (its answer is already written).
     commit_retry_seconds: float = 20.0
+    #: How long accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
+    accept_retry_seconds: float = 1.5
 
 
 @dataclass
@@ -111,11 +113,19 @@ class ConversationEngine:
             return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)]))
         config = self.communities.get(thread.community)
         clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url)
-        try:
-            return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown, sink=sink,
-                                              target=target, require_known=require_known, wait=wait)
-        except ThreadguardError as exc:
-            return Ticket(thread, self._failed(thread, exc))
+        deadline = time.monotonic() + self.limits.accept_retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
+                                                  sink=sink, target=target, require_known=require_known, wait=wait)
+            except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
+                if time.monotonic() + delay >= deadline:
+                    return Ticket(thread, self._failed(thread, exc))
+            except ThreadguardError as exc:
+                return Ticket(thread, self._failed(thread, exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
         """Answer one member message (or explain why not). When another process owns the thread, the

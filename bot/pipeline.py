@@ -295,6 +295,9 @@ class TurnPipeline:
         next_start: TurnStart | None = start
         try:
             while next_start is not None:
+                if self._stopping:  # shutting down: the rest of the inbox goes to another worker at once
+                    await self._hand_back(thread, next_start.token)
+                    break
                 next_start = await self._one(thread, next_start, current)
         finally:
             renewer.cancel()

@@ -51,7 +51,6 @@ class Worker:
         self.intervals = intervals or WorkerIntervals()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        self._unreachable = False
 
     @property
     def running(self) -> bool:
@@ -82,17 +81,18 @@ class Worker:
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[int]], interval: float) -> None:
         # A flag as well as cancel(): a cancellation inside a Redis call can come back as a connection error.
+        unreachable = False
         while not self._stopping:
             try:
                 await step()
-                if self._unreachable:
-                    log.info("the %s loop reaches Redis again", name)
-                    self._unreachable = False
+                if unreachable:
+                    log.info("the %s loop reaches the store again", name)
+                    unreachable = False
             except ThreadguardError as exc:
-                if not self._unreachable:
+                if not unreachable:
                     log.warning("the %s loop could not reach the store (%s); trying again", name,
                                 type(exc).__name__)
-                self._unreachable = True
+                unreachable = True
             except Exception:
                 log.exception("the %s loop failed; trying again", name)
             with contextlib.suppress(asyncio.CancelledError):

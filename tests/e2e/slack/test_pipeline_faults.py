@@ -334,3 +334,176 @@ async def test_cases_filed_during_a_master_failover_are_visible_within_30_s(
     finally:
         for w in ws:
             w.close()
+
+
+# --- load with faults: SIGTERM, Redis restarts, overload ------------------------------------------
+
+
+def member_text(body: dict[str, Any]) -> str:
+    """The member text a request (or its tool round) answers: the newest user message with text."""
+    for message in reversed(body["messages"]):
+        if message["role"] != "user" or isinstance(message["content"], str):
+            continue
+        for block in message["content"]:
+            if block.get("type") == "text":
+                return str(block["text"])
+    return ""
+
+
+def _ladder_reply(body: dict[str, Any]) -> Reply:
+    """``bad …`` is redirected (a tool round, then the answer); ``please end`` ends; the rest is answered."""
+    from tests.support.anthropic_standin import tool_use
+
+    last = body["messages"][-1]["content"]
+    tool_round = isinstance(last, list) and any(b.get("type") == "tool_result" for b in last)
+    text = member_text(body)
+    if not tool_round and text.startswith("bad"):
+        return reply(tool_use("record_redirection", {"category": "other", "note": "n"}), delay=0.02)
+    if not tool_round and text.startswith("please end"):
+        return reply(tool_use("end_conversation", {"reason": "user_requested", "category": "other",
+                                                   "summary": "asked"}))
+    return reply(ANSWER + text, delay=0.02)
+
+
+async def _post_to_any(session: aiohttp.ClientSession, order: list[Worker], event: dict[str, Any]) -> int:
+    """Post to the first worker that takes the connection (as a load balancer would)."""
+    for w in order:
+        if not w.alive:
+            continue
+        try:
+            return await post_event(session, w.url, event)
+        except aiohttp.ClientError:
+            continue
+    raise AssertionError("no worker took the event")
+
+
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
+async def test_sigterm_of_one_of_two_workers_during_a_200_message_load(workers, model, standin, session,
+                                                                       payloads: Payloads):
+    a, b = await workers(2)
+    pool = [a, b]
+    model.delay = 0.03
+    roots = []
+    for t in range(10):
+        mention = payloads.mention(f"t{t} opening")
+        roots.append(mention["event"]["ts"])
+        assert await _post_to_any(session, pool, mention) == 200
+    texts = {root: [f"t{t} m{i:02d}" for i in range(19)] for t, root in enumerate(roots)}
+    sent = 0
+
+    async def one_thread(t: int, root: str) -> None:
+        nonlocal sent
+        for i, text in enumerate(texts[root]):
+            order = pool[(t + i) % len(pool):] + pool[:(t + i) % len(pool)]
+            assert await _post_to_any(session, order, payloads.message(text, root)) == 200
+            sent += 1
+            await asyncio.sleep(0.02)
+
+    async def restart_a() -> None:
+        await until(lambda: sent >= 60, 60, "60 messages sent")
+        code = await asyncio.to_thread(a.terminate)
+        assert code == 0, a.log()[-3000:]
+        (fresh,) = await workers(1)
+        pool[0] = fresh
+
+    await asyncio.gather(restart_a(), *(one_thread(t, root) for t, root in enumerate(roots)))
+    every = {root: [f"t{t} opening", *texts[root]] for t, root in enumerate(roots)}
+    await until(lambda: all(answers(standin, r)[x] for r in roots for x in every[r]), 90, "200 answers")
+    await asyncio.sleep(1.0)
+    for root in roots:
+        shown = answers(standin, root)
+        assert all(shown[x] == 1 for x in every[root]), shown  # none lost, none twice
+        asked = [x for x in model.order() if x in every[root]]
+        assert asked == every[root], asked  # in arrival order, and no turn run twice
+    assert "Traceback" not in a.log() + b.log()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
+async def test_redis_restarted_five_times_during_a_200_message_load(standin, anthropic_standin, session,
+                                                                    payloads: Payloads, redis_target):
+    from bot.store import keys
+
+    anthropic_standin.responder = _ladder_reply
+    with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
+        env = worker_env(server.url, standin.base_url, anthropic_standin.base_url, THREADGUARD_COMMIT_RETRY_SECONDS="30")
+        ws = [Worker(f"r{i}", env).start() for i in range(2)]
+        try:
+            await asyncio.gather(*(w.ready() for w in ws))
+            roots, plan = [], {}
+            for t in range(10):
+                mention = payloads.mention(f"t{t} opening", user=f"UOPEN{t}")
+                roots.append(mention["event"]["ts"])
+                assert await _post_to_any(session, ws, mention) == 200
+            for t, root in enumerate(roots):
+                words = [f"bad t{t} m{i:02d}" if i % 2 else f"t{t} m{i:02d}" for i in range(18)]
+                if t < 5:
+                    words.append(f"please end t{t}")
+                plan[root] = words
+            await until(lambda: all(answers(standin, r)[f"t{t} opening"] for t, r in enumerate(roots)), 30,
+                        "the opening answers")
+            done = False
+
+            async def restarts() -> None:
+                for _ in range(5):
+                    await asyncio.sleep(1.0)
+                    await asyncio.to_thread(server.stop)
+                    await asyncio.sleep(0.4)
+                    await asyncio.to_thread(server.start)
+
+            async def one_thread(t: int, root: str) -> None:
+                for i, text in enumerate(plan[root]):
+                    event = payloads.message(text, root, user=f"U{t}x{i}")
+                    assert await _post_to_any(session, ws[(t + i) % 2:] + ws[:(t + i) % 2], event) == 200
+                    await asyncio.sleep(0.03)
+
+            async def load() -> None:
+                nonlocal done
+                await asyncio.gather(*(one_thread(t, root) for t, root in enumerate(roots)))
+                done = True
+
+            await asyncio.gather(restarts(), load())
+            told = {c["user"] for c in standin.calls_to("chat.postEphemeral") if "send it again" in c["text"]}
+
+            def missing() -> list[str]:
+                told.update(c["user"] for c in standin.calls_to("chat.postEphemeral") if "send it again" in c["text"])
+                left = []
+                for t, root in enumerate(roots):
+                    shown = answers(standin, root)
+                    ended = any("ended at your request" in x for x in thread_texts(standin, root))
+                    for i, text in enumerate(plan[root]):
+                        answered = ended if text.startswith("please end") else bool(shown[text])
+                        if not answered and f"U{t}x{i}" not in told:
+                            left.append(text)
+                return left
+
+            try:
+                await until(lambda: not missing(), 60, "every message answered or told to resend")
+            except AssertionError:
+                print("missing:", missing())
+                for w in ws:
+                    print(w.name, "\n".join(line for line in w.log().splitlines() if "WARNING" in line or "ERROR" in line)[-4000:])
+                raise
+            await asyncio.sleep(2.0)
+            import redis as sync_redis
+
+            conn = sync_redis.Redis.from_url(server.url, decode_responses=True)
+            lost_counts = duplicates = 0
+            for t, root in enumerate(roots):
+                shown = answers(standin, root)
+                duplicates += sum(1 for n in shown.values() if n > 1)
+                answered_bad = sum(1 for text in plan[root] if text.startswith("bad") and shown[text])
+                redirects = int(conn.hget(keys.state(f"slack:T0TEAM:{CHANNEL}:{root}"), "redirects") or 0)
+                lost_counts += answered_bad != redirects
+            ended = [r for r in roots if any("ended at your request" in x for x in thread_texts(standin, r))]
+            await until(lambda: conn.zcard(keys.case_index("T0TEAM")) == len(ended), 30, "every case numbered")
+            print(f"{len(told)} message(s) told to resend, {len(ended)} threads ended, "
+                  f"{conn.zcard(keys.case_index('T0TEAM'))} cases")
+            assert duplicates == 0 and lost_counts == 0
+            assert conn.zcard(keys.case_index("T0TEAM")) == len(ended)
+            conn.close()
+            for w in ws:
+                assert "Traceback" not in w.log(), w.log()[-3000:]
+        finally:
+            for w in ws:
+                w.close()
