@@ -426,7 +426,8 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
 
     anthropic_standin.responder = _ladder_reply
     with RedisServer(extra_args=("--appendonly", "yes", "--appendfsync", "always")) as server:
-        env = worker_env(server.url, standin.base_url, anthropic_standin.base_url, THREADGUARD_COMMIT_RETRY_SECONDS="30")
+        env = worker_env(server.url, standin.base_url, anthropic_standin.base_url,
+                         THREADGUARD_COMMIT_RETRY_SECONDS="30")
         ws = [Worker(f"r{i}", env).start() for i in range(2)]
         try:
             await asyncio.gather(*(w.ready() for w in ws))
@@ -482,14 +483,15 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
             except AssertionError:
                 print("missing:", missing())
                 for w in ws:
-                    print(w.name, "\n".join(line for line in w.log().splitlines() if "WARNING" in line or "ERROR" in line)[-4000:])
+                    warnings = [line for line in w.log().splitlines() if "WARNING" in line or "ERROR" in line]
+                    print(w.name, "\n".join(warnings)[-4000:])
                 raise
             await asyncio.sleep(2.0)
             import redis as sync_redis
 
             conn = sync_redis.Redis.from_url(server.url, decode_responses=True)
             lost_counts = duplicates = 0
-            for t, root in enumerate(roots):
+            for root in roots:
                 shown = answers(standin, root)
                 duplicates += sum(1 for n in shown.values() if n > 1)
                 answered_bad = sum(1 for text in plan[root] if text.startswith("bad") and shown[text])
