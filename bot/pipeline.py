@@ -171,6 +171,8 @@ class TurnPipeline:
         self._waiters: dict[tuple[str, str], _Waiter] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        #: Accepts in flight that may bring a thread to work on (counted against the capacity).
+        self._taking = 0
         self.over_capacity = 0
 
     # --- sinks ---------------------------------------------------------------------------------
@@ -190,7 +192,7 @@ class TurnPipeline:
         return len(self._drains)
 
     def has_capacity(self) -> bool:
-        return not self._stopping and len(self._drains) < self.limits.max_active_threads
+        return not self._stopping and len(self._drains) + self._taking < self.limits.max_active_threads
 
     # --- accepting -----------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class TurnPipeline:
         waiter = None
         if wait and key not in self._waiters:
             waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
+        self._taking += take
         try:
             result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
                                              require_known=require_known, take_lease=take,
@@ -221,6 +224,8 @@ class TurnPipeline:
         except BaseException:
             self._forget_waiter(key, waiter)
             raise
+        finally:
+            self._taking -= take
         status = result.status
         local = status is IngestStatus.OWNER or (status is IngestStatus.QUEUED and thread.key in self._drains)
         if waiter is not None and not local and not waiter.future.done():
@@ -390,10 +395,9 @@ class TurnPipeline:
             except StoreUnavailable:
                 continue  # the commit decides; the fencing token keeps it safe
             if not kept:
+                # The turn is not cancelled (a cancellation could land after its commit went through):
+                # its fenced commit will be refused, and what it streamed withdrawn.
                 log.warning("thread %s: lease %s lost to a newer owner", thread.key, token)
-                turn = current.get("turn")
-                if turn is not None:
-                    turn.cancel()
                 return
 
     async def _hand_back(self, thread: ThreadRef, token: str) -> None:

@@ -81,7 +81,7 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
                                   typing_delay=typing_delay)
     commands = Commands(tree, conversations, confirm_timeout=settings.confirm_timeout)
-    notices = NoticeRelay(runtime.engine, conversations, interval=settings.notice_poll_interval)
+    notices = NoticeRelay(runtime, conversations, interval=settings.notice_poll_interval)
     bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 
     async def setup_hook() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import time
@@ -73,6 +74,9 @@ class SlackBot:
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.delivery = Delivery(poster, self.modlog, self.identity)
         runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
+        worker = runtime.worker
+        worker.intervals = dataclasses.replace(worker.intervals,
+                                               notices=min(slack.notice_poll_interval, worker.intervals.notices))
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""

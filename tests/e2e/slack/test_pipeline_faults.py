@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -509,3 +510,66 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
         finally:
             for w in ws:
                 w.close()
+
+
+def all_answers(standin: SlackStandin) -> collections.Counter[tuple[str, str]]:
+    """(thread ts, member text) -> times answered, over every thread, in one pass over the calls."""
+    shown: dict[str, tuple[str, str]] = {}
+    for call in standin.calls:
+        if call.status != 200:
+            continue
+        if call.method == "chat.postMessage" and "_ts" in call.args and call.args.get("thread_ts"):
+            shown[call.args["_ts"]] = (call.args["thread_ts"], call.args.get("text", ""))
+        elif call.method == "chat.update" and call.args.get("ts") in shown:
+            root, _ = shown[call.args["ts"]]
+            shown[call.args["ts"]] = (root, call.args.get("text", ""))
+        elif call.method == "chat.delete":
+            shown.pop(call.args.get("ts"), None)
+    return collections.Counter((root, text[len(ANSWER):]) for root, text in shown.values() if text.startswith(ANSWER))
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
+async def test_five_thousand_events_in_bursts_lose_nothing_and_log_no_traceback(workers, model, standin, session,
+                                                                                payloads: Payloads):
+    """Slow: about two minutes on two shared cores (5,000 HTTP events, 5,000 turns, ~10,000 Web API calls)."""
+    ws = await workers(2, THREADGUARD_MAX_ACTIVE_THREADS="4", SLACK_STREAM_EDIT_INTERVAL="30")
+    threads = int(os.environ.get("TG_OVERLOAD_THREADS", "250"))  # 250 threads x 20 messages = 5,000 events
+    mentions = [payloads.mention(f"t{t:03d} opening") for t in range(threads)]
+    roots = [m["event"]["ts"] for m in mentions]
+    events = list(mentions)
+    for i in range(19):
+        events += [payloads.message(f"t{t:03d} m{i:02d}", root) for t, root in enumerate(roots)]
+    expected = {(m["event"].get("thread_ts") or m["event"]["ts"], m["event"]["text"].removeprefix("<@UBOT> "))
+                for m in events}
+    statuses: collections.Counter[int] = collections.Counter()
+    started = time.monotonic()
+    size = min(500, 2 * threads)  # 500 events at once, ten times; every mention is in the first burst
+    for burst in range(0, len(events), size):
+        chunk = events[burst:burst + size]
+        for status in await asyncio.gather(*(post_event(session, ws[i % 2].url, e) for i, e in enumerate(chunk))):
+            statuses[status] += 1
+    accepted_in = time.monotonic() - started
+    assert statuses == {200: len(events)}, statuses
+
+    def left() -> int:
+        shown = all_answers(standin)
+        return sum(1 for key in expected if not shown[key])
+
+    deadline = time.monotonic() + float(os.environ.get("TG_OVERLOAD_WAIT", "300"))
+    while left() and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+    shown = all_answers(standin)
+    if left():
+        missing = sorted(key for key in expected if not shown[key])
+        print("missing", missing)
+        for w in ws:
+            print(w.name, "\n".join(line for line in w.log().splitlines()
+                                   if any(root in line for root, _ in missing) or "WARNING" in line)[-8000:])
+    assert left() == 0, f"{left()} accepted events not answered"
+    assert all(shown[key] == 1 for key in expected)
+    print(f"5,000 events accepted in {accepted_in:.1f} s, all answered after {time.monotonic() - started:.1f} s")
+    logs = "".join(w.log() for w in ws)
+    assert "Traceback" not in logs
+    assert "over capacity" in logs  # one WARNING line with counts per pass, not one per event
+    assert logs.count("over capacity") < 200
