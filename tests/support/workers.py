@@ -94,6 +94,8 @@ class Worker:
 
     def close(self) -> None:
         self.kill()
+        if os.environ.get("TG_KEEP_WORKER_LOGS"):
+            return
         with contextlib.suppress(OSError):
             for f in self.logdir.iterdir():
                 f.unlink()
