@@ -211,3 +211,16 @@ async def test_logs_carry_thread_keys_but_no_message_text_or_secrets(runtime, an
     assert "SECRET-USER-TEXT" not in logged and "SECRET-ANSWER-TEXT" not in logged
     assert "test-key" not in logged
     assert "test-key" not in repr(runtime.settings.anthropic)
+
+
+async def test_text_of_two_model_rounds_is_one_paragraph_apart_on_screen_too(runtime, anthropic_standin):
+    shown: list[str] = []
+
+    async def sink(delta: str) -> None:
+        shown.append(delta)
+
+    anthropic_standin.enqueue(reply("Is there anything else?", redirect()), reply("Understood."))
+    o = await runtime.engine.handle_message(message(T, "stop"), sink)
+    assert o.streamed and "".join(shown) == "Is there anything else?\n\nUnderstood."
+    _, log = await runtime.store.load(T)
+    assert [e.text for e in log if e.kind is EntryKind.ASSISTANT] == ["Is there anything else?\n\nUnderstood."]
