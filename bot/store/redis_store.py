@@ -47,6 +47,9 @@ from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadSt
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+#: Requests this store has in flight at once: below the client's pool of 100 connections (per node on
+#: Cluster), which raises instead of waiting when it runs out.
+MAX_IN_FLIGHT = 80
 #: How long a Slack reply waits for the opening mention it may have overtaken.
 PARK_TTL_MS = 120_000
 
@@ -120,8 +123,10 @@ class RedisConversationStore:
     """The one store implementation; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
     def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
-                 idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS) -> None:
+                 idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.client = client
+        self._in_flight = asyncio.Semaphore(max_in_flight)
         #: The lease: how long a thread's owner keeps it without renewing.
         self.lock_ttl_ms = lock_ttl_ms
         #: On Redis Cluster a due set lives in another slot than the thread, so it cannot be written by
@@ -149,7 +154,8 @@ class RedisConversationStore:
     async def _trip(self, what: str) -> AsyncIterator[None]:
         self.round_trips += 1
         try:
-            yield
+            async with self._in_flight:  # a burst waits for a connection instead of failing for want of one
+                yield
         except RedisError as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
             raise StoreUnavailable(f"redis {what} failed") from exc
