@@ -536,7 +536,7 @@ def all_answers(standin: SlackStandin) -> collections.Counter[tuple[str, str]]:
 @pytest.mark.parametrize("redis_target", ["server"], indirect=True)
 async def test_five_thousand_events_in_bursts_lose_nothing_and_log_no_traceback(workers, model, standin, session,
                                                                                 payloads: Payloads):
-    """Slow: about two minutes on two shared cores (5,000 HTTP events, 5,000 turns, ~10,000 Web API calls)."""
+    """Slow: about a minute on two shared cores (5,000 HTTP events, 5,000 turns, ~10,000 Web API calls)."""
     ws = await workers(2, THREADGUARD_MAX_ACTIVE_THREADS="4", SLACK_STREAM_EDIT_INTERVAL="30")
     threads = int(os.environ.get("TG_OVERLOAD_THREADS", "250"))  # 250 threads x 20 messages = 5,000 events
     mentions = [payloads.mention(f"t{t:03d} opening") for t in range(threads)]
