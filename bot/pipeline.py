@@ -295,15 +295,14 @@ class TurnPipeline:
             self._start_drain(thread, start)
 
     async def _drain(self, thread: ThreadRef, start: TurnStart) -> None:
-        current: dict[str, asyncio.Task[Any]] = {}
-        renewer = asyncio.create_task(self._renew(thread, start.token, current))
+        renewer = asyncio.create_task(self._renew(thread, start.token))
         next_start: TurnStart | None = start
         try:
             while next_start is not None:
                 if self._stopping:  # shutting down: the rest of the inbox goes to another worker at once
                     await self._hand_back(thread, next_start.token)
                     break
-                next_start = await self._one(thread, next_start, current)
+                next_start = await self._one(thread, next_start)
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -314,8 +313,7 @@ class TurnPipeline:
                 del self._drains[thread.key]
             self._resolve_left(thread, me)
 
-    async def _one(self, thread: ThreadRef, start: TurnStart,
-                   current: dict[str, asyncio.Task[Any]]) -> TurnStart | None:
+    async def _one(self, thread: ThreadRef, start: TurnStart) -> TurnStart | None:
         """Answer the inbox head; returns the start of the next turn (lease kept) or ``None``."""
         assert start.head is not None
         go_on = not self._stopping
@@ -329,20 +327,14 @@ class TurnPipeline:
         waiter = self._waiters.pop((thread.key, entry.id), None)
         platform_sink = self._sinks.get(thread.platform)
         stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
-        turn = asyncio.create_task(self.runner.run_turn(start, entry, stream, go_on))
-        current["turn"] = turn
         try:
-            outcome, nxt = await turn
-        except asyncio.CancelledError:
-            me = asyncio.current_task()
-            shutting_down = me is not None and me.cancelling() > 0
-            log.warning("thread %s: turn for entry %s stopped (%s); it will be answered again", thread.key,
-                        entry.id, "shutdown" if shutting_down else "lease lost")
+            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on)
+        except asyncio.CancelledError:  # shutdown after the grace: the lease goes back, another worker answers
+            log.warning("thread %s: turn for entry %s stopped at shutdown; it will be answered again", thread.key,
+                        entry.id)
             await self._abandoned(entry, waiter, stream)
-            if shutting_down:
-                await self._hand_back(thread, start.token)
-                raise
-            return None
+            await self._hand_back(thread, start.token)
+            raise
         except (LeaseLost, StoreUnavailable) as exc:
             log.warning("thread %s: turn for entry %s not committed (%s); it will be answered again",
                         thread.key, entry.id, type(exc).__name__)
@@ -350,8 +342,6 @@ class TurnPipeline:
             if isinstance(exc, StoreUnavailable):
                 await self._hand_back(thread, start.token)
             return None
-        finally:
-            current.pop("turn", None)
         if waiter is not None:
             if not waiter.future.done():
                 waiter.future.set_result(outcome)
@@ -386,7 +376,7 @@ class TurnPipeline:
             if not waiter.future.done():
                 waiter.future.set_result(Outcome(thread, queued=True))
 
-    async def _renew(self, thread: ThreadRef, token: str, current: dict[str, asyncio.Task[Any]]) -> None:
+    async def _renew(self, thread: ThreadRef, token: str) -> None:
         every = self._renew_every or max(0.05, self.store_lease_ms / 3000)
         while True:
             await asyncio.sleep(every)
