@@ -265,9 +265,8 @@ def six_node_cluster() -> Iterator[RedisCluster]:
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("redis_target", ["server"], indirect=True)  # unused: this test brings its own cluster
 async def test_cases_filed_during_a_master_failover_are_visible_within_30_s(
-        six_node_cluster, standin, anthropic_standin, session, payloads: Payloads, redis_target):
+        six_node_cluster, standin, anthropic_standin, session, payloads: Payloads):
     from bot.store import keys
 
     cluster = six_node_cluster
