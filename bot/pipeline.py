@@ -170,6 +170,9 @@ class TurnPipeline:
         self._sinks: dict[str, DeliverySink] = {}
         self._waiters: dict[tuple[str, str], _Waiter] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
+        #: thread key -> (lease token, the drain holding it): renewed by one task for all.
+        self._leases: dict[str, tuple[str, asyncio.Task[Any] | None]] = {}
+        self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
         #: Accepts in flight that may bring a thread to work on (counted against the capacity).
         self._taking = 0
@@ -295,7 +298,9 @@ class TurnPipeline:
             self._start_drain(thread, start)
 
     async def _drain(self, thread: ThreadRef, start: TurnStart) -> None:
-        renewer = asyncio.create_task(self._renew(thread, start.token))
+        me = asyncio.current_task()
+        self._leases[thread.key] = (start.token, me)
+        self._ensure_renewer()
         next_start: TurnStart | None = start
         try:
             while next_start is not None:
@@ -304,11 +309,9 @@ class TurnPipeline:
                     break
                 next_start = await self._one(thread, next_start)
         finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            if self._leases.get(thread.key, ("", None))[1] is me:
+                del self._leases[thread.key]
             # A newer drain of this thread may already run here (its lease came free with our last commit).
-            me = asyncio.current_task()
             if self._drains.get(thread.key) is me:
                 del self._drains[thread.key]
             self._resolve_left(thread, me)
@@ -376,19 +379,24 @@ class TurnPipeline:
             if not waiter.future.done():
                 waiter.future.set_result(Outcome(thread, queued=True))
 
-    async def _renew(self, thread: ThreadRef, token: str) -> None:
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_all(), name="threadguard lease renewal")
+
+    async def _renew_all(self) -> None:
+        """One task renews the leases of every thread this process works on, every third of a lease."""
         every = self._renew_every or max(0.05, self.store_lease_ms / 3000)
-        while True:
+        while self._leases:
             await asyncio.sleep(every)
-            try:
-                kept = await self.store.renew(thread, token)
-            except StoreUnavailable:
-                continue  # the commit decides; the fencing token keeps it safe
-            if not kept:
-                # The turn is not cancelled (a cancellation could land after its commit went through):
-                # its fenced commit will be refused, and what it streamed withdrawn.
-                log.warning("thread %s: lease %s lost to a newer owner", thread.key, token)
-                return
+            held = list(self._leases.items())
+            results = await asyncio.gather(*(self.store.renew(ThreadRef.from_key(key), token)
+                                             for key, (token, _) in held), return_exceptions=True)
+            for (key, (token, _)), kept in zip(held, results, strict=True):
+                if kept is False:
+                    # The turn is not cancelled (a cancellation could land after its commit went through):
+                    # its fenced commit will be refused, and what it streamed withdrawn.
+                    log.warning("thread %s: lease %s lost to a newer owner", key, token)
+                # a StoreUnavailable: the commit decides; the fencing token keeps it safe
 
     async def _hand_back(self, thread: ThreadRef, token: str) -> None:
         try:
@@ -414,13 +422,16 @@ class TurnPipeline:
         lease back so another worker goes on at once."""
         self._stopping = True
         tasks = list(self._drains.values())
-        if not tasks:
-            return
-        log.info("finishing %d running thread(s) within %.0f s", len(tasks), grace)
-        _, pending = await asyncio.wait(tasks, timeout=grace)
-        if pending:
-            log.warning("cancelling %d turn(s) still running after the %.0f s grace", len(pending), grace)
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=5)
+        if tasks:
+            log.info("finishing %d running thread(s) within %.0f s", len(tasks), grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            if pending:
+                log.warning("cancelling %d turn(s) still running after the %.0f s grace", len(pending), grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=5)
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait({renewer}, timeout=5)
 
