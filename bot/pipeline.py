@@ -392,7 +392,7 @@ class TurnPipeline:
             results = await asyncio.gather(*(self.store.renew(ThreadRef.from_key(key), token)
                                              for key, (token, _) in held), return_exceptions=True)
             for (key, (token, _)), kept in zip(held, results, strict=True):
-                if kept is False:
+                if kept is False and self._leases.get(key, ("", None))[0] == token:  # not a finished drain
                     # The turn is not cancelled (a cancellation could land after its commit went through):
                     # its fenced commit will be refused, and what it streamed withdrawn.
                     log.warning("thread %s: lease %s lost to a newer owner", key, token)

@@ -158,12 +158,12 @@ return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARG
 """
 
 # KEYS: state, lock.  ARGV: token, lease ttl ms ('' releases the lease)
+# A lease that is gone (handed back by the last commit, or run out) is not brought back: 1 still means no
+# newer owner exists, so the owner's fenced commit can go through.
 RENEW = """
 if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then
-  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
-else
-  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  if ARGV[2] == '' then redis.call('DEL', KEYS[2]) else redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 end
 return 1
 """
