@@ -1,13 +1,17 @@
-"""Engine benchmark on a real redis-server with an instant stand-in model.
+"""Engine benchmark on a real redis-server (or Redis Cluster) with an instant stand-in model.
 
 Prints turns per second, engine overhead per turn (p50, p99), Redis round trips per ordinary turn and per
 message to a frozen thread, model calls for frozen threads, Redis memory per thread, and the ratio of the
-p50 turn overhead to a Redis PING round trip measured in the same run.
+p50 turn overhead to a Redis PING round trip measured in the same run. Then one long thread (1,500 turns
+of 3,000-character messages and answers): engine time and Redis bytes read per turn at turn 10 and at
+turn 1,500, whose ratio must stay under 2 (the turn reads the history window, never the whole log).
 
-    python bench/engine_bench.py [--threads 200] [--turns 10] [--concurrency 32]
+    python bench/engine_bench.py [--threads 200] [--turns 10] [--concurrency 32] [--long-turns 1500]
+    python bench/engine_bench.py --cluster        # a private 3-node Redis Cluster
 
-Uses REDIS_URL when set (never flushes it: it uses a key prefix of its own run), otherwise starts a
-private redis-server on a free loopback port and stops it afterwards.
+The Redis client is built by the composition root from settings, exactly as the product builds it.
+Uses REDIS_URL (and REDIS_CLUSTER) when set (never flushes it: it uses a key prefix of its own run),
+otherwise starts a private redis-server (or cluster) on free loopback ports and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -23,17 +27,23 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pydantic import SecretStr
 
 from bot.bootstrap import build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock
 from bot.policy import ToolCall
-from bot.types import Author, IncomingMessage, ThreadRef
+from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import RedisSettings, Settings
+
+LONG_TEXT = 3000
 
 
 class InstantModel:
@@ -52,10 +62,22 @@ class InstantModel:
             call = ToolCall("toolu_end", "end_conversation",
                             {"reason": "user_requested", "category": "other", "summary": "bench"})
             return ModelResponse([ToolUseBlock(call)], "tool_use")
+        if isinstance(last, TextBlock) and len(last.text) >= LONG_TEXT:
+            return ModelResponse([TextBlock(_long(f"answer {self.calls}"))], "end_turn")
         return ModelResponse([TextBlock("Sure, here is a short answer to your question.")], "end_turn")
+
 
     async def aclose(self) -> None:
         return None
+
+
+def _answered(outcome: Outcome) -> bool:
+    return bool(outcome.replies) and outcome.replies[0].kind is ReplyKind.ANSWER
+
+
+def _long(head: str) -> str:
+    filler = " lorem ipsum dolor sit amet" * (LONG_TEXT // 27 + 1)
+    return (head + filler)[:LONG_TEXT]
 
 
 def _free_port() -> int:
@@ -77,21 +99,33 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def bench(url: str, threads: int, turns: int, concurrency: int) -> None:
-    client = redis.asyncio.Redis.from_url(url, decode_responses=True)
-    for _ in range(100):
+async def _info_sum(client: Any, section: str, field: str) -> int:
+    """A numeric INFO field summed over every primary (one server: just its own)."""
+    if isinstance(client, RedisCluster):
+        per_node = await client.info(section, target_nodes=RedisCluster.PRIMARIES)
+        return sum(int(info[field]) for info in per_node.values())
+    return int((await client.info(section))[field])
+
+
+async def _wait_ready(client: Any) -> None:
+    for _ in range(200):
         try:
             await client.ping()
-            break
-        except redis.exceptions.ConnectionError:
+            return
+        except redis.exceptions.RedisError:
             await asyncio.sleep(0.05)
+    raise SystemExit("Redis did not answer")
+
+
+async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: int, long_turns: int) -> None:
     model = InstantModel()
-    rt = build_runtime(Settings(redis=RedisSettings(url=None)), model=model, redis=client,
-                       communities=Communities(CommunityConfig(frozen_reminder_cooldown=0)))
-    engine, store = rt.engine, rt.store
+    settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
+    rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig(frozen_reminder_cooldown=0)))
+    engine, store, client = rt.engine, rt.store, rt.store.client
+    await _wait_ready(client)
     run = f"b{int(time.time())}"
     author = Author("u1", "bench")
-    mem_before = int((await client.info("memory"))["used_memory"])
+    mem_before = await _info_sum(client, "memory", "used_memory")
 
     # 1. sequential turns: per-turn overhead and round trips
     overheads: list[float] = []
@@ -104,10 +138,11 @@ async def bench(url: str, threads: int, turns: int, concurrency: int) -> None:
             msg = IncomingMessage(thread, author, f"question number {seq} about something", message_id=f"m{seq}")
             before = store.round_trips
             start = time.perf_counter()
-            await engine.handle_message(msg)
+            outcome = await engine.handle_message(msg)
             overheads.append(time.perf_counter() - start)
             trips.append(store.round_trips - before)
-    mem_after = int((await client.info("memory"))["used_memory"])
+            assert _answered(outcome), outcome
+    mem_after = await _info_sum(client, "memory", "used_memory")
 
     # 2. PING round trips in the same run
     pings = []
@@ -118,16 +153,20 @@ async def bench(url: str, threads: int, turns: int, concurrency: int) -> None:
 
     # 3. throughput with concurrent threads
     sem = asyncio.Semaphore(concurrency)
+    answered = 0
 
     async def one(i: int) -> None:
+        nonlocal answered
         async with sem:
             thread = ThreadRef("console", run, "tp", f"t{i % (threads or 1)}")
-            await engine.handle_message(IncomingMessage(thread, author, f"q {i}", message_id=f"tp{i}"))
+            outcome = await engine.handle_message(IncomingMessage(thread, author, f"q {i}", message_id=f"tp{i}"))
+            answered += _answered(outcome)
 
     n_tp = threads * turns
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(n_tp)))
     tp_elapsed = time.perf_counter() - start
+    assert answered == n_tp, f"{answered} of {n_tp} concurrent turns answered"
 
     # 4. frozen threads: one round trip, no model call
     frozen = ThreadRef("console", run, "bench", "frozen")
@@ -140,9 +179,14 @@ async def bench(url: str, threads: int, turns: int, concurrency: int) -> None:
         frozen_trips.append(store.round_trips - before)
     frozen_model_calls = model.calls - calls_before
 
+    # 5. one long thread: the turn reads the history window, never the whole log
+    long_times, long_bytes = await long_thread(engine, client, ThreadRef("console", run, "bench", "long"),
+                                               author, long_turns)
+
     p50, p99 = pct(overheads, 0.50), pct(overheads, 0.99)
     ping50 = pct(pings, 0.50)
-    print(f"threadguard engine benchmark ({threads} threads x {turns} turns, instant model, {url.split('@')[-1]})")
+    where = url.split("@")[-1] + (" (cluster)" if cluster else "")
+    print(f"threadguard engine benchmark ({threads} threads x {turns} turns, instant model, {where})")
     print(f"  turns per second, sequential:            {len(overheads) / sum(overheads):10.0f}")
     print(f"  turns per second, {concurrency:>3} concurrent:         {n_tp / tp_elapsed:10.0f}")
     print(f"  engine overhead per turn p50:            {p50 * 1e3:10.3f} ms")
@@ -154,26 +198,89 @@ async def bench(url: str, threads: int, turns: int, concurrency: int) -> None:
     print(f"  Redis memory per thread ({turns} turns):     {(mem_after - mem_before) / threads / 1024:10.1f} KiB")
     print(f"  Redis PING round trip p50:               {ping50 * 1e3:10.3f} ms")
     print(f"  p50 turn overhead / p50 PING:            {p50 / ping50:10.1f} x")
+    report_long(long_times, long_bytes)
     await rt.aclose()
 
 
+async def long_thread(engine: Any, client: Any, thread: ThreadRef, author: Author,
+                      turns: int) -> tuple[list[float], list[int]]:
+    """``turns`` turns of 3,000-character messages (and answers) in one thread; per turn, the engine time
+    and the bytes Redis sent (INFO total_net_output_bytes, less one INFO reply measured alike)."""
+    probe_a = await _info_sum(client, "stats", "total_net_output_bytes")
+    probe_b = await _info_sum(client, "stats", "total_net_output_bytes")
+    info_cost = probe_b - probe_a
+    times: list[float] = []
+    sent: list[int] = []
+    for n in range(1, turns + 1):
+        before = await _info_sum(client, "stats", "total_net_output_bytes")
+        msg = IncomingMessage(thread, author, _long(f"long message {n}"), message_id=f"long{n}")
+        start = time.perf_counter()
+        outcome = await engine.handle_message(msg)
+        times.append(time.perf_counter() - start)
+        after = await _info_sum(client, "stats", "total_net_output_bytes")
+        sent.append(after - before - info_cost)
+        assert _answered(outcome), f"turn {n} not answered: {outcome}"
+    state = await engine.thread_state(thread)
+    assert state.ladder.turn == turns, f"{state.ladder.turn} of {turns} long-thread turns stored"
+    return times, sent
+
+
+def report_long(times: list[float], sent: list[int]) -> None:
+    """Figures at turn 10 and at the last turn: the median of ten turns (10-19 and the last ten), since one
+    turn's time is noisy on a shared machine; single-turn values follow in brackets."""
+    n = len(times)
+    if n < 30:
+        return
+    early, late = 10, n
+
+    def median(values: list[Any], first: int) -> float:
+        return float(statistics.median(values[first - 1:first + 9]))
+
+    t_early, t_late = median(times, early), median(times, late - 9)
+    b_early, b_late = median(sent, early), median(sent, late - 9)
+    print(f"  long thread: {n} turns of {LONG_TEXT:,}-character messages and answers, every turn answered")
+    print(f"    engine time per turn at turn {early:>5}:    {t_early * 1e3:10.3f} ms  (turn {early} alone: "
+          f"{times[early - 1] * 1e3:.3f} ms)")
+    print(f"    engine time per turn at turn {late:>5}:    {t_late * 1e3:10.3f} ms  (turn {late} alone: "
+          f"{times[late - 1] * 1e3:.3f} ms)")
+    print(f"    Redis bytes read per turn at turn {early:>5}: {b_early:10,.0f}  (turn {early} alone: "
+          f"{sent[early - 1]:,})")
+    print(f"    Redis bytes read per turn at turn {late:>5}: {b_late:10,.0f}  (turn {late} alone: "
+          f"{sent[late - 1]:,})")
+    print(f"    turn {late} / turn {early}:                    time {t_late / t_early:.2f} x, bytes "
+          f"{b_late / b_early:.2f} x")
+    assert b_late / b_early < 2, f"Redis bytes per turn grew {b_late / b_early:.2f}x from turn {early} to {late}"
+    assert t_late / t_early < 2, f"engine time per turn grew {t_late / t_early:.2f}x from turn {early} to {late}"
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--threads", type=int, default=200)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--long-turns", type=int, default=1500)
+    parser.add_argument("--cluster", action="store_true", help="start a private 3-node Redis Cluster")
     args = parser.parse_args()
     url = os.environ.get("REDIS_URL")
-    proc = workdir = None
-    if not url:
+    cluster = os.environ.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
+    stop: Any = None
+    if not url and args.cluster:
+        from tests.support.redis_servers import RedisCluster as PrivateCluster
+
+        private = PrivateCluster().start()
+        url, cluster, stop = private.url, True, private.stop
+    elif not url:
         url, proc, workdir = start_private_redis()
-    try:
-        asyncio.run(bench(url, args.threads, args.turns, args.concurrency))
-    finally:
-        if proc is not None:
+
+        def stop() -> None:
             proc.terminate()
             proc.wait(timeout=10)
-            shutil.rmtree(workdir or "", ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
+    try:
+        asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns))
+    finally:
+        if stop is not None:
+            stop()
 
 
 if __name__ == "__main__":

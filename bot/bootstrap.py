@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.caselog import CaseLog
@@ -12,10 +12,12 @@ from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
 from bot.metrics import Metrics
 from bot.model import ModelClient
+from bot.pipeline import PipelineLimits
 from bot.review import ReviewDesk
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
 from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
+from bot.worker import Worker, WorkerIntervals
 from config.communities import Communities
 from config.settings import Settings
 
@@ -36,12 +38,25 @@ class Runtime:
     usage: UsageLedger
     #: Review state, appeals and members' end history.
     review: ReviewDesk
+    _worker: Worker | None = field(default=None, repr=False)
 
     @property
     def cases(self) -> CaseLog:
         return self.engine.cases
 
+    @property
+    def worker(self) -> Worker:
+        """The background duties every bot process runs (recovery, pending cases, notices)."""
+        if self._worker is None:
+            section = self.settings.engine
+            self._worker = Worker(self.engine, WorkerIntervals(
+                recovery=section.recovery_interval, maintenance=section.maintenance_interval,
+                notices=section.notice_interval, shutdown_grace=section.shutdown_grace))
+        return self._worker
+
     async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.stop()
         await self.model.aclose()
         await self.store.aclose()
 
@@ -83,9 +98,12 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         history_token_budget=engine_settings.history_token_budget,
         max_tool_rounds=engine_settings.max_tool_rounds,
         lock_wait_seconds=engine_settings.lock_wait_seconds,
+        commit_retry_seconds=engine_settings.commit_retry_seconds,
     )
+    pipeline = PipelineLimits(max_inbox=engine_settings.max_inbox, max_thread_turns=engine_settings.max_thread_turns,
+                              max_active_threads=engine_settings.max_active_threads)
     ledger = UsageLedger(client, thread_ttl_ms=int(engine_settings.case_retention_days * DAY_MS))
-    engine = ConversationEngine(store, chosen, communities, limits, usage=ledger, metrics=metrics)
+    engine = ConversationEngine(store, chosen, communities, limits, pipeline, usage=ledger, metrics=metrics)
     if metrics is not None:
         store.metrics = metrics
     review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))

@@ -1,18 +1,21 @@
-"""The conversation engine: one turn at a time per thread, the ladder enforced, every end a case."""
+"""The conversation engine: a member's turn, the ladder enforced, every end a case.
+
+How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``; this module is the turn.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.caselog import CaseLog
 from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
-from bot.history import build_history, ladder_from_prefix
+from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
     SYSTEM_PROMPT,
@@ -24,8 +27,9 @@ from bot.model import (
     Usage,
     ladder_note,
 )
+from bot.pipeline import InboxEntry, LeaseLost, PipelineLimits, ReplyTarget, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
-from bot.store import BeginStatus, CommitStatus, ConversationStore, TurnCommit, TurnStart
+from bot.store import ClaimStatus, CommitResult, CommitStatus, ConversationStore, TurnCommit, TurnStart
 from bot.types import (
     Author,
     BranchOpener,
@@ -60,7 +64,12 @@ class EngineLimits:
     max_message_chars: int = 4000
     history_token_budget: int = 24000
     max_tool_rounds: int = 4
+    #: How long the end command waits for a thread's running turn.
     lock_wait_seconds: float = 120.0
+    #: How long a turn's commit is retried while Redis is unreachable (its answer is already written).
+    commit_retry_seconds: float = 20.0
+    #: How long accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
+    accept_retry_seconds: float = 1.5
 
 
 @dataclass
@@ -94,8 +103,8 @@ class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
 
     def __init__(self, store: ConversationStore, model: ModelClient, communities: Communities,
-                 limits: EngineLimits | None = None, *, usage: UsageRecorder | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 limits: EngineLimits | None = None, pipeline: PipelineLimits | None = None, *,
+                 usage: UsageRecorder | None = None, metrics: Metrics | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
@@ -105,42 +114,55 @@ class ConversationEngine:
         self.metrics = metrics or Metrics()
         #: Set by the composition root: records members' ends and applies the repeat policy.
         self.history: MemberHistory | None = None
+        self.pipeline = TurnPipeline(store, self, pipeline)
 
     # --- public API ----------------------------------------------------------------------------
 
-    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
-        """Answer one member message (or explain why not)."""
-        started = time.perf_counter()
-        outcome = await self._handle_message(msg, sink)
-        self.metrics.turn(msg.thread.platform, outcome_kind(outcome), time.perf_counter() - started)
-        return outcome
+    async def accept(self, msg: IncomingMessage, sink: TextSink | None = None, *,
+                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     wait: bool = True) -> Ticket:
+        """Accept one member message into its thread's inbox (one Redis round trip).
 
-    async def _handle_message(self, msg: IncomingMessage, sink: TextSink | None) -> Outcome:
+        The ticket carries an outcome at once when there is nothing to wait for (a duplicate, a frozen
+        thread's reminder, a refusal); otherwise the message will be answered, here (``result()``, or
+        the platform's delivery sink when ``wait`` is false) or by the process that owns the thread.
+        ``require_known``: accept only in a thread the bot already takes part in (a Slack reply);
+        ``"park"``: keep it a short while for the thread's opening mention, which it may have overtaken.
+        """
+        started = time.perf_counter()
+        ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait)
+        if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
+            self.metrics.turn(msg.thread.platform, outcome_kind(ticket.outcome), time.perf_counter() - started)
+        return ticket
+
+    async def _accept(self, msg: IncomingMessage, sink: TextSink | None, *, target: ReplyTarget | None,
+                      require_known: bool | str, wait: bool) -> Ticket:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
         if checked.problem:
-            return Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
+            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)]))
         config = self.communities.get(thread.community)
-        try:
-            start = await self._begin(thread, msg.dedupe_id, config)
-        except ThreadguardError as exc:
-            return self._failed(thread, exc)
-        if start.status is BeginStatus.DUPLICATE:
-            return Outcome(thread, duplicate=True)
-        if start.status is BeginStatus.FROZEN:
-            return await self._frozen(thread, start)
-        try:
-            return await self._answer(msg, checked.text, start, config, sink)
-        except (ModelError, StoreUnavailable) as exc:
-            await self._abandon(thread, start.token, msg.dedupe_id)
-            return self._failed(thread, exc)
-        except Exception:
-            log.exception("thread %s: unexpected error in a turn", thread.key)
-            await self._abandon(thread, start.token, msg.dedupe_id)
-            return self._failed(thread, ThreadguardError("unexpected error"))
-        except BaseException:  # cancellation: release the thread, then let it propagate
-            await self._abandon(thread, start.token, msg.dedupe_id)
-            raise
+        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url)
+        deadline = time.monotonic() + self.limits.accept_retry_seconds
+        delay = 0.05
+        while True:
+            try:
+                return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
+                                                  sink=sink, target=target, require_known=require_known, wait=wait,
+                                                  reminder=texts.frozen_reminder(config, thread))
+            except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
+                if time.monotonic() + delay >= deadline:
+                    return Ticket(thread, self._failed(thread, exc))
+            except ThreadguardError as exc:
+                return Ticket(thread, self._failed(thread, exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
+        """Answer one member message (or explain why not). When another process owns the thread, the
+        outcome says ``queued``: that process answers through the platform's delivery sink."""
+        ticket = await self.accept(msg, sink)
+        return await ticket.result()
 
     async def handle_edit(self, edit: EditedMessage, open_branch: BranchOpener,
                           sink: TextSink | None = None) -> Outcome:
@@ -185,34 +207,48 @@ class ConversationEngine:
 
     async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
         """The member's own end command: freeze the thread and file a case."""
-        config = self.communities.get(thread.community)
         try:
-            start = await self._begin(thread, f"end:{secrets.token_hex(8)}", config)
-            if start.status is BeginStatus.FROZEN:
-                if start.pending_cases:
-                    await self.store.file_pending_cases(thread)
+            start = await self._take(thread)
+            if start is None:
+                await self.store.file_pending_cases(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
                     Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
-            assert start.state is not None
+            problem = None
             if not start.log:
-                await self._abandon(thread, start.token, None)
-                return Outcome(thread, replies=[Reply(
-                    ReplyKind.INFO, "There is no conversation with me here to end.", ephemeral=True)])
-            if not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
-                await self._abandon(thread, start.token, None)
-                return Outcome(thread, replies=[Reply(
-                    ReplyKind.INFO, "Only someone taking part in this conversation can end it.", ephemeral=True)])
+                problem = "There is no conversation with me here to end."
+            elif not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
+                problem = "Only someone taking part in this conversation can end it."
+            if problem:
+                await self.store.release(thread, start.token)
+                return Outcome(thread, replies=[Reply(ReplyKind.INFO, problem, ephemeral=True)])
             ladder = start.state.ladder
             end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
             entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
                           author_id=author.id, author_name=author.name)
             turn = _Turn(ladder, [entry], end=end)
-            outcome = await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}")
+            outcome, nxt = await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}",
+                                              entry_id="", transcript=start.log)
+            self.pipeline.continue_with(thread, nxt)
             if outcome.case is not None:
                 await self._account_case(thread, outcome.case, None)
             return outcome
         except ThreadguardError as exc:
             return self._failed(thread, exc)
+
+    async def _take(self, thread: ThreadRef) -> TurnStart | None:
+        """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
+        deadline = time.monotonic() + self.limits.lock_wait_seconds
+        delay = 0.005
+        while True:
+            taken = await self.store.take(thread)
+            if taken.status is ClaimStatus.FROZEN:
+                return None
+            if taken.start is not None:
+                return taken.start
+            if time.monotonic() >= deadline:
+                raise ThreadBusy(f"thread {thread.key} stayed busy")
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 1.6, 0.25)
 
     async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome:
         """A moderator unfreezes the thread of an end case; the reopen is filed as its own case."""
@@ -282,60 +318,92 @@ class ConversationEngine:
         state, _ = await self.store.load(thread)
         return state
 
-    async def reconcile(self) -> list[Case]:
-        """File every case a crashed process left unnumbered (run at start-up)."""
+    async def reconcile(self, min_age: float = 0.0) -> list[Case]:
+        """Number every case a crashed process or a failover left pending (older than ``min_age``
+        seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)."""
         filed: list[Case] = []
         for thread in await self.store.threads_with_pending_cases():
-            filed.extend(await self.store.file_pending_cases(thread))
+            filed.extend(await self.store.file_pending_cases(thread, min_age))
         if filed:
-            log.warning("filed %d case(s) left pending by an earlier process", len(filed))
+            log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
         return filed
 
-    # --- the turn ------------------------------------------------------------------------------
+    # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
 
-    async def _begin(self, thread: ThreadRef, event_id: str, config: CommunityConfig) -> TurnStart:
-        deadline = time.monotonic() + self.limits.lock_wait_seconds
-        delay = 0.005
+    async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
+                       go_on: bool) -> tuple[Outcome, TurnStart | None]:
+        started = time.perf_counter()
+        outcome, nxt = await self._run_turn(start, entry, sink, go_on)
+        self.metrics.turn(entry.thread.platform, outcome_kind(outcome), time.perf_counter() - started)
+        return outcome, nxt
+
+    async def _run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
+                        go_on: bool) -> tuple[Outcome, TurnStart | None]:
+        thread = entry.thread
+        config = self.communities.get(thread.community)
+        if start.state.status is ThreadStatus.ENDED:  # ended while this message waited in the inbox
+            result = await self._retrying(thread, lambda: self.store.drop_head(
+                thread, start.token, entry.id, go_on=go_on, reminder_cooldown=config.frozen_reminder_cooldown))
+            replies = [Reply(ReplyKind.FROZEN_REMINDER, texts.frozen_reminder(config, thread), ephemeral=True)]
+            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
+                           replies=replies if result.remind else []), result.next
+        try:
+            return await self._answer(entry.message, start, config, sink, go_on)
+        except (LeaseLost, StoreUnavailable):
+            raise
+        except ModelError as exc:  # nothing changed: the member may send the same message again
+            return await self.skip_turn(start, entry.id, self._failed(thread, exc), go_on, forget=True)
+        except Exception:
+            log.exception("thread %s: unexpected error in a turn", thread.key)
+            return await self.skip_turn(start, entry.id, self._failed(thread, ThreadguardError("unexpected error")),
+                                        go_on, forget=True)
+
+    async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome, go_on: bool,
+                        forget: bool = False) -> tuple[Outcome, TurnStart | None]:
+        """Remove an inbox entry that gets no turn (its outcome explains why)."""
+        thread = start.state.thread
+        result = await self._retrying(thread, lambda: self.store.drop_head(
+            thread, start.token, entry_id, go_on=go_on, reminder_cooldown=None, forget=forget))
+        return outcome, result.next
+
+    async def _retrying(self, thread: ThreadRef, step: Callable[[], Awaitable[CommitResult]]) -> CommitResult:
+        """A fenced write, retried while Redis is unreachable; ``LeaseLost`` when a newer owner exists."""
+        deadline = time.monotonic() + self.limits.commit_retry_seconds
+        delay = 0.1
         while True:
-            start = await self.store.begin_turn(thread, event_id,
-                                                reminder_cooldown=config.frozen_reminder_cooldown)
-            if start.status is not BeginStatus.BUSY:
-                return start
-            if time.monotonic() >= deadline:
-                raise ThreadBusy(f"thread {thread.key} stayed busy")
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 1.6, 0.25)
+            try:
+                result = await step()
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            if result.status is CommitStatus.LOST_LOCK:
+                raise LeaseLost(f"thread {thread.key}: a newer owner holds it")
+            return result
 
-    async def _frozen(self, thread: ThreadRef, start: TurnStart) -> Outcome:
-        if start.pending_cases:
-            await self.store.file_pending_cases(thread)
-        words = texts.frozen_reminder(self.communities.get(thread.community), thread)
-        replies = [Reply(ReplyKind.FROZEN_REMINDER, words, ephemeral=True)]
-        return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=replies if start.remind else [])
-
-    async def _answer(self, msg: IncomingMessage, text: str, start: TurnStart, config: CommunityConfig,
-                      sink: TextSink | None) -> Outcome:
-        assert start.state is not None
-        if start.pending_cases:
-            await self.store.file_pending_cases(msg.thread)
+    async def _answer(self, msg: IncomingMessage, start: TurnStart, config: CommunityConfig,
+                      sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
+        text = msg.text
         ladder = start.state.ladder
         config = await self._member_config(msg, config)
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
         try:
-            return await self._answer_turn(msg, turn, start, config, sink)
+            return await self._answer_turn(msg, turn, start, config, sink, go_on)
         finally:  # tokens are billed even when the turn then fails
             if not turn.accounted:
                 await self._account(msg.thread, turn.usage)
 
     async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
-                           sink: TextSink | None) -> Outcome:
-        assert start.state is not None
-        text, user_entry, ladder = turn.entries[0].text, turn.entries[0], turn.ladder
-        history = build_history(start.log, self.limits.history_token_budget)
+                           sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
+        text, user_entry, ladder = msg.text, turn.entries[0], turn.ladder
+        cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text))
+        history = to_messages(start.log[cut:])
         idle = time.time() - start.log[-1].at if start.log else None
-        streamed = await self._run_model(turn, history, text, config, sink, msg.thread, start.token, idle)
+        streamed = await self._run_model(turn, history, text, config, sink, idle)
         answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
         if answer:
             turn.entries.insert(-1 if turn.end else len(turn.entries),
@@ -345,37 +413,49 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
+        transcript = await self.store.read_log(msg.thread) if turn.end else None
         # The usage record goes out together with the commit (it holds whatever the commit decides: the
         # tokens were billed either way), so it adds a request but no sequential round trip.
         turn.accounted = True
         committed, totals = await asyncio.gather(
-            self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url, ended_by="model"),
+            self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url, ended_by="model",
+                         entry_id=msg.dedupe_id, go_on=go_on,
+                         window_start=start.window_start + cut if cut else None, transcript=transcript),
             self._account(msg.thread, turn.usage), return_exceptions=True)
         if isinstance(committed, BaseException):
             raise committed
-        outcome = committed
+        outcome, nxt = committed
         if outcome.case is not None:
             await self._account_case(msg.thread, outcome.case, totals if isinstance(totals, TokenTotals) else None)
         outcome.model_called = True
         outcome.streamed = streamed
-        return outcome
+        return outcome, nxt
 
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, thread: ThreadRef, token: str, idle: float | None) -> bool:
-        """The bounded tool loop. Returns whether answer text went out through ``sink``."""
+                         sink: TextSink | None, idle: float | None) -> bool:
+        """The bounded tool loop. Returns whether answer text went out through ``sink``.
+
+        Text from two model rounds (before and after a tool call) is joined by a paragraph break, on
+        screen as in the stored answer.
+        """
         messages = [*history, ModelMessage("user", (TextBlock(text),),
                                            system_note=ladder_note(turn.ladder, config.threshold))]
         streamed = False
+        separate = False
 
         async def forward(delta: str) -> None:
-            nonlocal streamed
+            nonlocal streamed, separate
+            if not delta:
+                return
+            if separate:
+                separate = False
+                delta = PARAGRAPH + delta.lstrip()
             streamed = True
             if sink is not None:
                 await sink(delta)
 
-        for round_number in range(self.limits.max_tool_rounds):
-            if round_number and token:
-                await self.store.extend_lock(thread, token)
+        for _ in range(self.limits.max_tool_rounds):
+            separate = bool(turn.answer.strip())
             request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
                                    ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
             called = time.perf_counter()
@@ -385,7 +465,7 @@ class ConversationEngine:
             if response.stop_reason == "refusal":
                 self._api_refusal(turn, config)
                 return streamed
-            turn.answer += response.text
+            turn.answer = _join(turn.answer, response.text)
             calls = response.tool_calls
             if not calls:
                 break
@@ -435,18 +515,18 @@ class ConversationEngine:
         self._record(turn, verdict, {"note": "API refusal stop"}, config)
 
     async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
-                      ended_by: str) -> Outcome:
-        assert start.state is not None
-        case = self._case(thread, start, turn, jump_url, ended_by) if turn.end else None
+                      ended_by: str, *, entry_id: str, go_on: bool = True, window_start: int | None = None,
+                      transcript: list[Entry] | None = None) -> tuple[Outcome, TurnStart | None]:
+        case = self._case(thread, start, turn, jump_url, ended_by, transcript) if turn.end else None
+        ladder = start.state.ladder
         commit = TurnCommit(turn.entries, redirects=turn.redirects, warned_turn=turn.warned_turn,
-                            at_risk=turn.ladder.at_risk and not start.state.ladder.at_risk,
-                            crisis_posted=turn.ladder.crisis_posted and not start.state.ladder.crisis_posted,
-                            jump_url=jump_url, end_case=case)
-        result = await self.store.commit_turn(thread, start.token, commit)
-        if result.status is CommitStatus.LOST_LOCK:
-            raise ThreadBusy(f"thread {thread.key}: turn outlived its lock")
+                            at_risk=turn.ladder.at_risk and not ladder.at_risk,
+                            crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
+                            jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start)
+        result = await self._retrying(thread, lambda: self.store.commit_turn(thread, start.token, commit,
+                                                                             go_on=go_on))
         if result.status is CommitStatus.ALREADY_ENDED:
-            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True)
+            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
         self.metrics.ladder(turn.entries)
         outcome = Outcome(thread, replies=turn.replies)
         if commit.at_risk:
@@ -459,13 +539,13 @@ class ConversationEngine:
             try:
                 outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
-                # The freeze and the case body are already stored together; the case gets its number
-                # from the next event in this thread or from start-up reconciliation.
+                # The freeze and the case body are already stored together; every running process
+                # numbers it within seconds of Redis answering again (``reconcile``).
                 log.warning("thread %s ended; numbering its case is deferred", thread.key)
-                return outcome
+                return outcome, result.next
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
             await self._case_filed(outcome.case)
-        return outcome
+        return outcome, result.next
 
     async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
         """The community's repeat policy may lower this member's threshold (warned at once)."""
@@ -496,10 +576,9 @@ class ConversationEngine:
                             case.community)
 
     def _case(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
-              ended_by: str) -> Case:
-        assert start.state is not None
+              ended_by: str, log_so_far: list[Entry] | None) -> Case:
         assert turn.end is not None
-        transcript = [*start.log, *turn.entries]
+        transcript = [*(start.log if log_so_far is None else log_so_far), *turn.entries]
         seen: dict[str, Participant] = {}
         for e in transcript:
             if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
@@ -541,16 +620,20 @@ class ConversationEngine:
             log.warning("thread %s: token usage of case %s not recorded (%s)", thread.key, case.case_id,
                         type(exc).__name__)
 
-    async def _abandon(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
-        try:
-            await self.store.abandon_turn(thread, token, event_id)
-        except StoreUnavailable:
-            log.warning("could not release thread %s; its lock will expire", thread.key)
-
     @staticmethod
     def _failed(thread: ThreadRef, exc: ThreadguardError) -> Outcome:
         log.warning("thread %s: %s (%s)", thread.key, type(exc).__name__, exc)
         return Outcome(thread, replies=[Reply(ReplyKind.ERROR, exc.user_message, ephemeral=True)])
+
+
+PARAGRAPH = "\n\n"
+
+
+def _join(before: str, after: str) -> str:
+    """Answer text of two model rounds: a paragraph break between them, never glued together."""
+    if not before.strip() or not after.strip():
+        return before + after
+    return before.rstrip() + PARAGRAPH + after.lstrip()
 
 
 def _refusal_call() -> ToolCall:

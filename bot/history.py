@@ -11,20 +11,45 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 4
 
 
-def build_history(entries: list[Entry], token_budget: int) -> list[ModelMessage]:
-    """User and assistant lines that belong in the history, oldest dropped first beyond the budget.
+def _is_line(e: Entry) -> bool:
+    return e.in_history and e.kind in (EntryKind.USER, EntryKind.ASSISTANT)
 
-    When the history outgrows the budget it is cut back to three quarters of it, so the cut point (and
-    with it the cached prompt prefix) stays put for several turns instead of moving every turn. The
-    ladder state is not lost by the cut: it lives in the thread state and reaches the model in the
+
+def window_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0) -> int:
+    """Where the history window should start within ``entries`` (the stored window): 0 while it fits.
+
+    When the window and the new message outgrow the budget the start moves forward, to the first member
+    line that leaves at most half the budget; it then stays put for many turns, so the prompt prefix the
+    model API caches is byte-identical from one turn to the next.
+    """
+    lines = [(i, e) for i, e in enumerate(entries) if _is_line(e)]
+    total = sum(estimate_tokens(e.text) for _, e in lines) + incoming_tokens
+    if total <= token_budget:
+        return 0
+    target = token_budget // 2
+    cut = len(entries)
+    for n, (i, e) in enumerate(lines):
+        if total <= target and e.kind is EntryKind.USER:
+            cut = i
+            break
+        total -= estimate_tokens(e.text)
+        if n == len(lines) - 1:
+            cut = len(entries)
+    return cut
+
+
+def build_history(entries: list[Entry], token_budget: int) -> list[ModelMessage]:
+    """User and assistant lines of ``entries`` that belong in the history, cut by ``window_cut``.
+
+    The ladder state is not lost by a cut: it lives in the thread state and reaches the model in the
     per-turn note.
     """
-    lines = [e for e in entries if e.in_history and e.kind in (EntryKind.USER, EntryKind.ASSISTANT)]
-    total = sum(estimate_tokens(e.text) for e in lines)
-    if total > token_budget:
-        target = token_budget * 3 // 4
-        while lines and total > target:
-            total -= estimate_tokens(lines.pop(0).text)
+    return to_messages(entries[window_cut(entries, token_budget):])
+
+
+def to_messages(entries: list[Entry]) -> list[ModelMessage]:
+    """The model messages of a window: its user and assistant lines, starting with the member's."""
+    lines = [e for e in entries if _is_line(e)]
     while lines and lines[0].kind is EntryKind.ASSISTANT:
         lines.pop(0)
     messages: list[ModelMessage] = []

@@ -56,3 +56,13 @@ def empty_answer() -> str:
 
 def reopened() -> str:
     return "A moderator has reopened this conversation. You can continue here."
+
+
+def slow_down() -> str:
+    return ("I have several of your messages in this thread still to answer. Please wait for my answers, "
+            "then send this one again.")
+
+
+def thread_too_long() -> str:
+    return ("This conversation has grown too long for me to continue here. Please start a new conversation; "
+            "I'll be glad to go on there.")

@@ -319,6 +319,10 @@ class Outcome:
     status: ThreadStatus = ThreadStatus.ACTIVE
     #: The event was already handled (platform redelivery): post nothing.
     duplicate: bool = False
+    #: Accepted into the thread's inbox; another process answers it through its platform's delivery sink.
+    queued: bool = False
+    #: Not addressed to the bot (a Slack reply in a thread it takes no part in): post nothing.
+    ignored: bool = False
     #: The message arrived in a thread that was already ended (no model call was made).
     frozen: bool = False
     model_called: bool = False

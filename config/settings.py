@@ -53,10 +53,27 @@ class EngineSettings(BaseSettings):
     max_message_chars: int = Field(default=4000, ge=1)
     history_token_budget: int = Field(default=24000, ge=500)
     max_tool_rounds: int = Field(default=4, ge=1)
-    #: How long one turn may hold its thread; longer than the model timeout times its retries.
-    lock_ttl_seconds: float = Field(default=300.0, gt=0)
-    #: How long a message waits for an earlier turn in the same thread before giving up.
+    #: The lease a thread's owner holds and renews while it works: when its process dies, another
+    #: worker takes the thread over this many seconds later.
+    lock_ttl_seconds: float = Field(default=6.0, gt=0)
+    #: How long the end command waits for a running turn in the same thread.
     lock_wait_seconds: float = Field(default=120.0, gt=0)
+    #: Messages waiting in one thread; beyond it the member is asked to slow down.
+    max_inbox: int = Field(default=30, ge=1)
+    #: Turns in one thread; beyond it the member is asked to start a new conversation.
+    max_thread_turns: int = Field(default=2000, ge=1)
+    #: Threads one process works on at once; more wait in Redis for any worker.
+    max_active_threads: int = Field(default=64, ge=1)
+    #: Seconds between two looks for threads whose owner died (and for due inboxes).
+    recovery_interval: float = Field(default=1.0, gt=0)
+    #: Seconds between two runs of the background duties (cases left pending, queued notices).
+    maintenance_interval: float = Field(default=5.0, gt=0)
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen).
+    notice_interval: float = Field(default=2.0, gt=0)
+    #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
+    shutdown_grace: float = Field(default=20.0, ge=0)
+    #: Seconds a finished turn's commit is retried while Redis is unreachable.
+    commit_retry_seconds: float = Field(default=20.0, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).
     idle_ttl_days: float = Field(default=30.0, gt=0)
     #: Platform events are remembered this long for deduplication.

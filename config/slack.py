@@ -47,9 +47,9 @@ class SlackSettings(BaseSettings):
     update_burst: int = Field(default=3, ge=1)
     #: Characters per Slack message before an answer continues in the next one.
     message_limit: int = Field(default=3500, ge=200, le=39000)
-    #: Events processed at the same time; more wait their turn (each is already acknowledged).
+    #: Follow-up tasks (reminders, edits) run at the same time after the acknowledgement.
     max_concurrent_events: int = Field(default=16, ge=1)
-    #: Events accepted but not finished; beyond this the event is not acknowledged and Slack redelivers.
+    #: Follow-up tasks waiting; beyond this one is skipped with a WARNING line (counts, no traceback).
     max_pending_events: int = Field(default=512, ge=1)
     #: Seconds to let work in progress finish when the bot shuts down.
     shutdown_grace: float = Field(default=30.0, ge=0.0)

@@ -305,6 +305,8 @@ class Conversations:
         if outcome.duplicate:
             log.info("thread %s: duplicate event ignored", place.ref.key)
             return
+        if outcome.queued or outcome.ignored:  # the thread's owner (maybe another process) answers it
+            return
         replies = list(outcome.replies)
         if stream is not None and stream.started:
             if outcome.streamed:

@@ -1,16 +1,20 @@
 """The Slack run mode: a slack-bolt ``AsyncApp`` over Socket Mode or the HTTP events endpoint.
 
-Every listener only schedules work and returns, so Bolt acknowledges within Slack's 3 seconds; the work
-runs in a bounded task set that is drained on shutdown. Redeliveries are deduplicated by the engine on
-the event id.
+A member's message is accepted into its thread's inbox in Redis (one round trip) before Bolt acknowledges
+the event, so an acknowledged message is answered even if this process dies: the engine's turn pipeline
+answers it here or in another Slack process, through the delivery sink registered below. Everything else
+a listener starts runs after the acknowledgement in a bounded task set, drained on shutdown.
+Redeliveries are deduplicated by the engine on the event id.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -27,7 +31,6 @@ from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryInt
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import Runtime, build_runtime
-from bot.errors import ThreadguardError
 from bot.metrics import Metrics
 from bot.store.budget import SharedBudget
 from config.settings import Settings
@@ -37,11 +40,10 @@ from .appeal import ACTION as APPEAL_ACTION
 from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
-from .conversations import Conversations, Delivery, IdentityCache
+from .conversations import Conversations, Delivery, IdentityCache, SlackSink
 from .modlog import ModLog
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
-from .translate import escape
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +97,16 @@ class SlackBot:
                         stream_client=web_client(slack, retry_rate_limits=False))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.delivery = Delivery(poster, self.modlog, self.identity)
-        self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery)
+        runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
+        worker = runtime.worker
+        worker.intervals = dataclasses.replace(worker.intervals,
+                                               notices=min(slack.notice_poll_interval, worker.intervals.notices))
+        self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
-        self._relay: asyncio.Task[None] | None = None
-        self._stopping = False
+        self._refused = 0
+        self._refused_logged = 0.0
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
         self._register()
@@ -109,20 +115,33 @@ class SlackBot:
         try:
             self.tasks.spawn(work, name=name)
         except OverCapacity:
-            log.warning("over capacity (%d events in progress): %s left for Slack to redeliver",
-                        self.tasks.pending, name)
+            self._over_capacity()
             raise
+
+    def _later(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        """Follow-up work of an event already acknowledged (a reminder, an edit); skipped when full."""
+        with contextlib.suppress(OverCapacity):
+            self._spawn(work, name)
+
+    def _over_capacity(self) -> None:
+        """One WARNING line with counts, at most every 10 s, never a traceback per event."""
+        self._refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= 10.0:
+            log.warning("over capacity: %d follow-up task(s) refused since the last report (%d in progress)",
+                        self._refused, self.tasks.pending)
+            self._refused, self._refused_logged = 0, now
 
     def _register(self) -> None:
         app, conv, cmds = self.app, self.conversations, self.commands
 
         @app.event("app_mention")
         async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-            self._spawn(lambda: conv.on_mention(body, event), f"app_mention {body.get('event_id')}")
+            await conv.on_mention(body, event)  # accepted into Redis before Bolt acknowledges
 
         @app.event("message")
         async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-            self._spawn(lambda: conv.on_message(body, event), f"message {body.get('event_id')}")
+            await conv.on_message(body, event)
 
         @app.command(COMMAND)
         async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
@@ -152,57 +171,35 @@ class SlackBot:
                 self._spawn(lambda: cmds.shortcut(body, respond), "end shortcut")
 
     async def start(self) -> None:
-        """Learn who the bot is, and post the cases an earlier process filed but never delivered."""
+        """Learn who the bot is, post the cases an earlier process filed but never delivered, and start
+        the background duties (recovery, pending cases, queued notices)."""
         await self.identity.get()
         for case in await self.runtime.engine.reconcile():
             if case.platform == "slack":
                 await self.delivery.case(case)
-        if self._relay is None:
-            self._relay = asyncio.create_task(self._relay_notices(), name="threadguard slack notices")
+        self.runtime.worker.start()
 
     async def relay_notices(self) -> int:
-        """Post the notices other processes queued for Slack threads (a dashboard reopen); returns how many."""
-        try:
-            notices = await self.runtime.engine.take_notices("slack")
-        except ThreadguardError as exc:
-            log.warning("could not take thread notices (%s); trying again", type(exc).__name__)
-            return 0
-        for notice in notices:
-            thread = notice.thread
-            for reply in notice.replies:
-                if reply.ephemeral:  # nobody to show an ephemeral notice to
-                    continue
-                if notice.member:  # an appeal decision: addressed to the member who appealed
-                    await self.delivery.poster.post(thread.channel, thread.thread,
-                                                    f"<@{escape(notice.member)}> {escape(reply.text)}",
-                                                    where=thread.key, raw=True)
-                else:
-                    await self.delivery.poster.post(thread.channel, thread.thread, reply.text, where=thread.key)
-            log.info("thread %s: %s notice posted (case %s)", thread.key, notice.action, notice.case_id)
-        return len(notices)
-
-    async def _relay_notices(self) -> None:
-        # A flag as well as cancel(): a cancellation that lands inside a Redis call can come back as a
-        # connection error, which the relay logs and survives.
-        while not self._stopping:
-            try:
-                await self.relay_notices()
-            except Exception:
-                log.exception("the thread notice relay failed; trying again")
-            await asyncio.sleep(self.slack.notice_poll_interval)
+        """Post the notices other processes queued for Slack threads now (the worker does it every few s)."""
+        return await self.runtime.worker.relay_notices_once()
 
     async def drain(self, within: float | None = None) -> bool:
-        """Wait for every accepted event to be processed (tests; shutdown)."""
-        return await self.tasks.drain(within)
+        """Wait for every accepted event and every running turn to be done (tests; shutdown)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        while True:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            if not await self.runtime.engine.pipeline.idle(left):
+                return False
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            if not await self.tasks.drain(left):
+                return False
+            if not self.runtime.engine.pipeline.active and not self.tasks.pending:
+                return True
 
     async def aclose(self) -> None:
-        relay, self._relay = self._relay, None
-        self._stopping = True
-        if relay is not None:
-            relay.cancel()
-            done, _ = await asyncio.wait({relay}, timeout=5)
-            if not done:
-                log.warning("the thread notice relay did not stop within 5 s")
+        """Take no more threads, let running turns finish within the grace, hand the leases back."""
+        await self.runtime.worker.stop(self.runtime.settings.engine.shutdown_grace)
         await self.tasks.aclose(self.slack.shutdown_grace)
         for client in (self.client, self.delivery.poster.stream_client):
             session = getattr(client, "session", None)
@@ -217,7 +214,8 @@ class SlackBot:
             return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
 
         async def health(_: web.Request) -> web.Response:
-            return web.json_response({"ok": True, "pending": self.tasks.pending})
+            return web.json_response({"ok": True, "pending": self.tasks.pending,
+                                      "threads": self.runtime.engine.pipeline.active})
 
         application = web.Application(client_max_size=1024 * 1024)
         application.add_routes([web.post(self.slack.http_path, events), web.get("/healthz", health)])

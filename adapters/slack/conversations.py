@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
+from bot.pipeline import InboxEntry, ReplyTarget
+from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadNotice, ThreadRef
 from config.communities import Communities
 from config.slack import SlackSettings
 
@@ -18,13 +19,17 @@ from . import translate
 from .appeal import notice_blocks
 from .modlog import ModLog
 from .replies import API_ERRORS, Poster, StreamingReply, error_code
-from .translate import Identity
+from .translate import Identity, escape
 
 log = logging.getLogger(__name__)
 
 #: Message subtypes that are a member speaking (everything else, such as joins, is not).
 _SPOKEN = frozenset({None, "thread_broadcast", "file_share", "me_message"})
-_RECENT_LIMIT = 2048
+#: A reply this soon after its thread started may have overtaken the opening mention: it is kept for it.
+_OVERTAKE_WINDOW = 120.0
+
+#: Runs follow-up work after the event was acknowledged (``EventTasks.spawn`` in the app).
+Spawn = Callable[[Callable[[], Awaitable[None]], str], None]
 
 
 class SlackUnavailable(ThreadguardError):
@@ -62,7 +67,7 @@ class Delivery:
         self.identity = identity
 
     async def outcome(self, outcome: Outcome, user: str, stream: StreamingReply | None = None) -> None:
-        if outcome.duplicate:
+        if outcome.duplicate or outcome.queued or outcome.ignored:
             return
         thread = outcome.thread
         where = thread.key
@@ -105,19 +110,54 @@ class Delivery:
         return True
 
 
+class SlackSink:
+    """The engine's delivery sink for Slack: any Slack process answers any thread from its inbox entry."""
+
+    def __init__(self, delivery: Delivery, slack: SlackSettings) -> None:
+        self._delivery = delivery
+        self._slack = slack
+
+    def stream(self, entry: InboxEntry) -> TextSink | None:
+        thread = entry.thread
+        return StreamingReply(self._delivery.poster, thread.channel, thread.thread, where=thread.key,
+                              interval=self._slack.stream_edit_interval)
+
+    async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+        await self._delivery.outcome(outcome, entry.target.user, stream if isinstance(stream, StreamingReply) else None)
+
+    async def notice(self, notice: ThreadNotice) -> None:
+        thread = notice.thread
+        for reply in notice.replies:
+            if reply.ephemeral:  # nobody to show an ephemeral notice to
+                continue
+            if notice.member:  # an appeal decision: addressed to the member who appealed
+                await self._delivery.poster.post(thread.channel, thread.thread,
+                                                 f"<@{escape(notice.member)}> {escape(reply.text)}",
+                                                 where=thread.key, raw=True)
+            else:
+                await self._delivery.poster.post(thread.channel, thread.thread, reply.text, where=thread.key)
+
+    async def case(self, case: Case) -> None:
+        await self._delivery.case(case)
+
+
 class Conversations:
     """Routes Slack message events to the engine. Decides only what Slack makes an adapter decide:
-    which messages are addressed to the bot."""
+    which messages are addressed to the bot.
+
+    A message is accepted into its thread's inbox before the event is acknowledged; the answer goes
+    out through ``SlackSink`` from whichever Slack process works on the thread.
+    """
 
     def __init__(self, engine: ConversationEngine, communities: Communities, slack: SlackSettings,
-                 delivery: Delivery) -> None:
+                 delivery: Delivery, spawn: Spawn) -> None:
         self._engine = engine
         self._communities = communities
         self._slack = slack
         self._delivery = delivery
-        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._spawn = spawn
 
-    # --- routing ------------------------------------------------------------------------------
+    # --- routing (awaited before Slack gets its acknowledgement) ------------------------------
 
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         identity = await self._delivery.identity.get()
@@ -127,12 +167,12 @@ class Conversations:
         if not self._allowed(body, event, channel):
             log.debug("mention in channel %s ignored: not an allowed channel", channel)
             return
-        await self._converse(translate.incoming(body, event, identity), channel)
+        await self._accept(translate.incoming(body, event, identity), False)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         subtype = event.get("subtype")
         if subtype == "message_changed":
-            await self.on_edit(body, event)
+            self._spawn(lambda: self.on_edit(body, event), f"edit {body.get('event_id')}")
             return
         identity = await self._delivery.identity.get()
         if subtype not in _SPOKEN or translate.from_bot(event, identity) or "ts" not in event:
@@ -140,16 +180,15 @@ class Conversations:
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel, event.get("channel_type")):
             if self._slack.allow_direct_messages:
-                await self._converse(translate.incoming(body, event, identity), channel)
+                await self._accept(translate.incoming(body, event, identity), False)
             return
         if not self._allowed(body, event, channel) or translate.mentions(event.get("text", ""), identity.user_id):
             return  # a mention is handled by its app_mention event
         thread_ts = event.get("thread_ts")
         if not thread_ts or thread_ts == event["ts"]:
             return  # a top-level message that does not mention the bot
-        msg = translate.incoming(body, event, identity)
-        if await self._takes_part(msg.thread):
-            await self._converse(msg, channel)
+        # Whether the bot takes part in this thread is decided by Redis when the reply is accepted.
+        await self._accept(translate.incoming(body, event, identity), "park" if _young(event) else True)
 
     async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         identity = await self._delivery.identity.get()
@@ -163,18 +202,16 @@ class Conversations:
 
     # --- the engine ---------------------------------------------------------------------------
 
-    async def _converse(self, msg: IncomingMessage, channel: str) -> None:
-        self._remember(msg.thread)
-        stream = StreamingReply(self._delivery.poster, channel, msg.thread.thread, where=msg.thread.key,
-                                interval=self._slack.stream_edit_interval)
-        log.info("thread %s: message %s from %s", msg.thread.key, msg.message_id, msg.author.id)
+    async def _accept(self, msg: IncomingMessage, require_known: bool | str) -> None:
+        """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""
         log.debug("thread %s: text %r", msg.thread.key, msg.text)
-        try:
-            outcome = await self._engine.handle_message(msg, stream)
-        except ThreadguardError as exc:
-            await self._failed(msg.thread, msg.author.id, exc)
-            return
-        await self._delivery.outcome(outcome, msg.author.id, stream)
+        ticket = await self._engine.accept(msg, target=ReplyTarget(msg.author.id), require_known=require_known,
+                                           wait=False)
+        outcome = ticket.outcome
+        if ticket.accepted:
+            log.info("thread %s: message %s from %s accepted", msg.thread.key, msg.message_id, msg.author.id)
+        if outcome is not None and outcome.replies:
+            self._spawn(lambda: self._delivery.outcome(outcome, msg.author.id), f"notice {msg.dedupe_id}")
 
     async def _edit(self, edit: EditedMessage, identity: Identity) -> None:
         old = edit.thread
@@ -184,7 +221,6 @@ class Conversations:
         async def open_branch(first_text: str) -> ThreadRef:
             new = await self._open_branch(edit, first_text, identity)
             stream.move(new.thread, where=new.key)
-            self._remember(new)
             return new
 
         try:
@@ -222,19 +258,10 @@ class Conversations:
         community = self._communities.get(translate.team_of(body, event))
         return self._slack.channel_allowed(channel, community)
 
-    def _remember(self, thread: ThreadRef) -> None:
-        self._recent[thread.key] = None
-        self._recent.move_to_end(thread.key)
-        while len(self._recent) > _RECENT_LIMIT:
-            self._recent.popitem(last=False)
 
-    async def _takes_part(self, thread: ThreadRef) -> bool:
-        """The bot answers replies only in threads it is part of (it was mentioned there, or branched)."""
-        if thread.key in self._recent:
-            return True
-        try:
-            state = await self._engine.thread_state(thread)
-        except ThreadguardError as exc:
-            log.warning("thread %s: state unavailable (%s)", thread.key, type(exc).__name__)
-            return False
-        return state.status is ThreadStatus.ENDED or state.ladder.turn > 0 or state.branch_of is not None
+def _young(event: dict[str, Any]) -> bool:
+    """A reply posted soon after its thread started (it may arrive before the opening mention)."""
+    try:
+        return float(event["ts"]) - float(event["thread_ts"]) < _OVERTAKE_WINDOW
+    except (KeyError, TypeError, ValueError):
+        return False

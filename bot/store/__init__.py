@@ -13,28 +13,64 @@ from typing import Protocol
 from bot.types import Case, Entry, ThreadRef, ThreadState
 
 
-class BeginStatus(enum.StrEnum):
-    OK = "ok"
+class IngestStatus(enum.StrEnum):
+    #: This process now owns the thread: ``start`` holds the lease and the inbox head.
+    OWNER = "owner"
+    #: Accepted behind other messages; the thread's owner (this process or another) answers it.
+    QUEUED = "queued"
     DUPLICATE = "duplicate"
     FROZEN = "frozen"
+    #: A Slack reply in a thread the bot takes no part in.
+    UNKNOWN = "unknown"
+    #: A Slack reply kept for a short while: it may have overtaken its thread's opening mention.
+    PARKED = "parked"
+    #: The thread's inbox is full: the member is asked to slow down.
+    FULL = "full"
+    #: The thread reached its length limit: the member is asked to start a new conversation.
+    TOO_LONG = "too_long"
+
+
+class ClaimStatus(enum.StrEnum):
+    OWNER = "owner"
+    EMPTY = "empty"
+    HELD = "held"
     BUSY = "busy"
+    FROZEN = "frozen"
 
 
 @dataclass
 class TurnStart:
-    status: BeginStatus
-    token: str = ""
-    state: ThreadState | None = None
+    """A thread's owner at work: its fencing token, the thread state, the history window and the inbox
+    entry to answer next (``head``; ``None`` for the member's end command)."""
+
+    token: str
+    state: ThreadState
+    #: The log from ``window_start`` on: the model history window (never the whole log of a long thread).
     log: list[Entry] = field(default_factory=list)
+    window_start: int = 0
+    head: str | None = None
+
+
+@dataclass
+class IngestResult:
+    status: IngestStatus
+    start: TurnStart | None = None
     #: Frozen thread: whether this message should get a reminder (outside the cooldown).
     remind: bool = False
-    #: Ends whose case was written by a freeze but not yet numbered (a crash in between).
-    pending_cases: int = 0
+    queued: int = 0
+
+
+@dataclass
+class ClaimResult:
+    status: ClaimStatus
+    start: TurnStart | None = None
+    #: Milliseconds left on another owner's lease.
+    lease_left_ms: int = 0
 
 
 @dataclass
 class TurnCommit:
-    """Everything one turn changes, applied atomically together with the lock check."""
+    """Everything one turn changes, applied atomically together with the fencing check."""
 
     entries: list[Entry]
     redirects: int = 0
@@ -44,6 +80,10 @@ class TurnCommit:
     jump_url: str | None = None
     #: Set when the turn ends the thread: the case body (without number) written in the same step.
     end_case: Case | None = None
+    #: The inbox entry this turn answers (removed in the same step); empty for the end command.
+    entry_id: str = ""
+    #: Where the history window starts from now on, when this turn moved it.
+    window_start: int | None = None
 
 
 class CommitStatus(enum.StrEnum):
@@ -57,26 +97,48 @@ class CommitStatus(enum.StrEnum):
 class CommitResult:
     status: CommitStatus
     end_seq: int = 0
+    #: The lease kept for the next inbox entry, when there is one and the owner asked to go on.
+    next: TurnStart | None = None
+    #: A dropped entry: whether its member gets the frozen reminder.
+    remind: bool = False
 
 
 class ConversationStore(Protocol):
-    """Per-thread state, the ladder counters, locks, dedupe and the case log."""
+    """Per-thread state and inbox, the ladder counters, leases, dedupe and the case log."""
 
     round_trips: int
 
-    async def begin_turn(self, thread: ThreadRef, event_id: str, *, reminder_cooldown: int) -> TurnStart: ...
+    async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
+                     require_known: bool | str, take_lease: bool, max_inbox: int,
+                     max_turns: int) -> IngestResult: ...
 
-    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit) -> CommitResult: ...
+    async def claim(self, thread: ThreadRef) -> ClaimResult: ...
 
-    async def extend_lock(self, thread: ThreadRef, token: str) -> bool: ...
+    async def take(self, thread: ThreadRef) -> ClaimResult: ...
 
-    async def abandon_turn(self, thread: ThreadRef, token: str, event_id: str | None) -> None: ...
+    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
+                          go_on: bool = True) -> CommitResult: ...
+
+    async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
+                        reminder_cooldown: int | None, forget: bool = False) -> CommitResult: ...
+
+    async def renew(self, thread: ThreadRef, token: str) -> bool: ...
+
+    async def release(self, thread: ThreadRef, token: str) -> None: ...
+
+    async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]: ...
+
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None: ...
+
+    async def forget_due(self, thread: ThreadRef, score: int) -> None: ...
+
+    async def read_log(self, thread: ThreadRef) -> list[Entry]: ...
 
     async def file_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> Case: ...
 
     async def claim_event(self, thread: ThreadRef, event_id: str) -> bool: ...
 
-    async def file_pending_cases(self, thread: ThreadRef) -> list[Case]: ...
+    async def file_pending_cases(self, thread: ThreadRef, min_age: float = 0.0) -> list[Case]: ...
 
     async def load(self, thread: ThreadRef) -> tuple[ThreadState, list[Entry]]: ...
 

@@ -6,9 +6,13 @@ every per-thread Lua script works on Redis Cluster. Community keys share ``{c:<c
 Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:state        hash   status, redirects, warned, warned_turn, at_risk, crisis_posted, turn,
                                  end_seq, case_id, branch_of, ended_reason, ended_category,
-                                 platform, community, channel, created_at, updated_at, jump_url
+                                 platform, community, channel, created_at, updated_at, jump_url,
+                                 known (a bot thread), fence (last lease token handed out),
+                                 win (log index where the model's history window starts)
     tg:{t:T}:log          list   Entry JSON, oldest first (transcript and ladder timeline)
-    tg:{t:T}:lock         string lock token of the turn in progress (PX TTL)
+    tg:{t:T}:lock         string the lease: fencing token of the thread's owner (PX TTL, seconds)
+    tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>``
+    tg:{t:T}:parked       list   Slack replies that overtook their thread's opening mention (short TTL)
     tg:{t:T}:seen:<id>    string platform event already handled (EX TTL)
     tg:{t:T}:remind       string a frozen-thread reminder was posted (EX cooldown)
     tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
@@ -23,6 +27,10 @@ Per community (``C``):
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
 
+Due inboxes (``P`` = platform, ``i`` = shard ``crc32(T) % DUE_SHARDS``, spread over cluster slots):
+    tg:{due:P:i}          zset   thread key scored by when to look at its inbox (epoch ms): the
+                                 recovery loop takes over threads whose owner's lease ran out
+
 Global:
     tg:communities        set    every community that has cases
     tg:outbox:<platform>  list   ThreadNotice JSON for that platform's bot process, oldest first
@@ -30,7 +38,10 @@ Global:
 
 from __future__ import annotations
 
+import zlib
+
 PREFIX = "tg"
+DUE_SHARDS = 16
 COMMUNITIES = f"{PREFIX}:communities"
 
 
@@ -52,6 +63,24 @@ def log(thread_key: str) -> str:
 
 def lock(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:lock"
+
+
+def inbox(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:inbox"
+
+
+def parked(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:parked"
+
+
+def due_shard(platform: str, shard: int) -> str:
+    return f"{PREFIX}:{{due:{platform}:{shard}}}"
+
+
+def due(thread_key: str) -> str:
+    """The due set a thread's inbox is registered in (its platform's shard for this thread)."""
+    platform = thread_key.split(":", 1)[0]
+    return due_shard(platform, zlib.crc32(thread_key.encode()) % DUE_SHARDS)
 
 
 def seen(thread_key: str, event_id: str) -> str:

@@ -1,20 +1,27 @@
 """``ConversationStore`` on Redis: one server, a Redis Cluster, or the in-process Redis (fakeredis).
 
-Every transition is one Lua script on the keys of one hash tag. An ordinary turn costs two round
-trips (begin, commit); a message to a frozen thread costs one. An end is written in the commit (the
-freeze and the case body together, in the thread's slot) and then numbered in the community's slot by
-an idempotent script; a crash in between leaves the case in the thread's ``pending`` hash, from which
-the next event in that thread or ``reconcile`` files it. No case is lost and none is filed twice.
+Every transition is one Lua script on the keys of one hash tag. A member's message is accepted by one
+script (dedupe, frozen check, append to the thread's inbox, and the lease when the thread is free), and
+its turn is written by one more (fenced by the lease token; it also hands over the next inbox entry): an
+ordinary turn costs two round trips, a message to a frozen thread one. On Redis Cluster the thread is
+also registered in its due set (another slot) by a request sent in parallel with the accepting script.
+
+An end is written in the commit (the freeze and the case body together, in the thread's slot) and then
+numbered in the community's slot by an idempotent script; a crash or a failover in between leaves the
+case in the thread's ``pending`` hash, from which the loop every process runs (``bot.worker``) files it.
+No case is lost and none is filed twice.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,12 +34,28 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
-from bot.store import BeginStatus, CommitResult, CommitStatus, TurnCommit, TurnStart, keys, scripts
+from bot.store import (
+    ClaimResult,
+    ClaimStatus,
+    CommitResult,
+    CommitStatus,
+    IngestResult,
+    IngestStatus,
+    TurnCommit,
+    TurnStart,
+    keys,
+    scripts,
+)
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
+#: Requests this store has in flight at once: below the client's pool of 100 connections (per node on
+#: Cluster), which raises instead of waiting when it runs out.
+MAX_IN_FLIGHT = 80
+#: How long a Slack reply waits for the opening mention it may have overtaken.
+PARK_TTL_MS = 120_000
 
 
 def connect(url: str | None, *, cluster: bool = False) -> Any:
@@ -63,6 +86,25 @@ def _in_process_redis() -> Any:
         if blocked:
             del sys.modules["numpy"]
     return fakeredis.aioredis.FakeRedis(decode_responses=True)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _start(thread: ThreadRef, res: list[Any], token: str | None = None) -> TurnStart:
+    """A ``TurnStart`` from a script's owner reply: ``[status, token|extra, state, window, head, start]``."""
+    return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
+                     log=[Entry.from_json(raw) for raw in res[3]], window_start=int(res[5]),
+                     head=str(res[4]) if res[4] else None)
+
+
+def _age(ended_at: str) -> float:
+    """Seconds since an ISO timestamp (a large age when it cannot be read)."""
+    try:
+        return time.time() - datetime.fromisoformat(ended_at).timestamp()
+    except ValueError:
+        return float("inf")
 
 
 def _pairs(flat: Iterable[Any]) -> dict[str, str]:
@@ -100,10 +142,17 @@ def state_from_hash(thread: ThreadRef, data: dict[str, str]) -> ThreadState:
 class RedisConversationStore:
     """The one store implementation; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
-    def __init__(self, client: Any, *, lock_ttl_ms: int = 300_000, dedupe_ttl_s: int = 86_400,
-                 idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS) -> None:
+    def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
+                 idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self.client = client
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        #: The lease: how long a thread's owner keeps it without renewing.
         self.lock_ttl_ms = lock_ttl_ms
+        #: On Redis Cluster a due set lives in another slot than the thread, so it cannot be written by
+        #: the same script.
+        self.cluster = isinstance(client, RedisCluster)
+        self._unindexed: dict[str, int] = {}
         self.dedupe_ttl_s = dedupe_ttl_s
         self.idle_ttl_ms = idle_ttl_ms
         self.ended_ttl_ms = ended_ttl_ms
@@ -111,20 +160,24 @@ class RedisConversationStore:
         self.round_trips = 0
         #: Told about every failed request (the metrics of a long-running process).
         self.metrics = Metrics()
-        self._begin = client.register_script(scripts.BEGIN_TURN)
+        self._ingest = client.register_script(scripts.INGEST)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._take = client.register_script(scripts.TAKE)
         self._commit = client.register_script(scripts.COMMIT_TURN)
-        self._abandon = client.register_script(scripts.ABANDON_TURN)
+        self._drop = client.register_script(scripts.DROP_HEAD)
+        self._renew = client.register_script(scripts.RENEW)
+        self._forget_due = client.register_script(scripts.FORGET_DUE)
         self._file = client.register_script(scripts.FILE_CASE)
         self._finish = client.register_script(scripts.FINISH_FILING)
         self._seed = client.register_script(scripts.SEED_BRANCH)
         self._reopen = client.register_script(scripts.REOPEN)
-        self._extend = client.register_script(scripts.EXTEND_LOCK)
 
     @asynccontextmanager
     async def _trip(self, what: str) -> AsyncIterator[None]:
         self.round_trips += 1
         try:
-            yield
+            async with self._in_flight:  # a burst waits for a connection instead of failing for want of one
+                yield
         except (RedisError, OSError) as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
             self.metrics.store_error(what)
@@ -132,24 +185,67 @@ class RedisConversationStore:
 
     # --- turns ---------------------------------------------------------------------------------
 
-    async def begin_turn(self, thread: ThreadRef, event_id: str, *, reminder_cooldown: int) -> TurnStart:
-        k = thread.key
-        token = secrets.token_hex(8)
-        async with self._trip("begin_turn"):
-            res = await self._begin(
-                keys=[keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, event_id), keys.remind(k),
-                      keys.pending(k)],
-                args=[token, self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown])
-        status = BeginStatus(res[0])
-        if status is BeginStatus.FROZEN:
-            return TurnStart(status, remind=bool(int(res[1])), pending_cases=int(res[2]))
-        if status is not BeginStatus.OK:
-            return TurnStart(status)
-        state = state_from_hash(thread, _pairs(res[1]))
-        entries = [Entry.from_json(raw) for raw in res[2]]
-        return TurnStart(status, token=token, state=state, log=entries, pending_cases=int(res[3]))
+    async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
+                     require_known: bool | str, take_lease: bool, max_inbox: int,
+                     max_turns: int) -> IngestResult:
+        """Accept a member's message into the thread's inbox (see ``scripts.INGEST``).
 
-    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit) -> CommitResult:
+        ``require_known``: only in a thread the bot takes part in; ``"park"`` also keeps the message a
+        short while for the thread's opening mention, which it may have overtaken.
+        """
+        k = thread.key
+        # A message this process will answer now is due for recovery only once its lease could run out.
+        due_at = _now_ms() + (self.lock_ttl_ms if take_lease else 0)
+        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, entry_id), keys.remind(k),
+                       keys.inbox(k), keys.inbox(k), keys.parked(k)]
+        known = require_known if isinstance(require_known, str) else ("1" if require_known else "")
+        args = [f"{entry_id}\t{entry}", self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown,
+                known, "1" if take_lease else "", max_inbox, max_turns,
+                self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
+        async with self._trip("ingest"):
+            if self.cluster:  # one round trip: two requests to two slots, in parallel
+                outcomes: tuple[Any, Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                                                           self.client.zadd(keys.due(k), {k: due_at}),
+                                                           return_exceptions=True)
+                res, indexed = outcomes
+                if isinstance(res, BaseException):
+                    raise res
+                if isinstance(indexed, BaseException):  # its slot is failing over: registered later
+                    self._unindexed[k] = due_at
+            else:
+                res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
+        status = IngestStatus(res[0])
+        if status is IngestStatus.OWNER:
+            return IngestResult(status, start=_start(thread, res))
+        if status is IngestStatus.FROZEN:
+            return IngestResult(status, remind=bool(int(res[1])))
+        if status in (IngestStatus.QUEUED, IngestStatus.FULL):
+            return IngestResult(status, queued=int(res[1]))
+        return IngestResult(status)
+
+    async def claim(self, thread: ThreadRef) -> ClaimResult:
+        """Take a thread with a waiting inbox whose lease is free (the recovery loop)."""
+        k = thread.key
+        async with self._trip("claim"):
+            res = await self._claim(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k)],
+                                    args=[self.lock_ttl_ms])
+        status = ClaimStatus(res[0])
+        if status is ClaimStatus.OWNER:
+            return ClaimResult(status, start=_start(thread, res))
+        if status is ClaimStatus.HELD:
+            return ClaimResult(status, lease_left_ms=max(0, int(res[1])))
+        return ClaimResult(status)
+
+    async def take(self, thread: ThreadRef) -> ClaimResult:
+        """The lease without an inbox entry (the member's end command); the start holds the whole log."""
+        k = thread.key
+        async with self._trip("take"):
+            res = await self._take(keys=[keys.state(k), keys.log(k), keys.lock(k)], args=[self.lock_ttl_ms])
+        status = ClaimStatus(res[0])
+        return ClaimResult(status, start=_start(thread, res) if status is ClaimStatus.OWNER else None)
+
+    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
+                          go_on: bool = True) -> CommitResult:
         k = thread.key
         end = commit.end_case
         args: list[Any] = [
@@ -160,34 +256,104 @@ class RedisConversationStore:
             end.to_json() if end else "",
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
+            commit.entry_id, "" if commit.window_start is None else commit.window_start,
+            self.lock_ttl_ms, "1" if go_on else "",
             *(e.to_json() for e in commit.entries),
         ]
         async with self._trip("commit_turn"):
-            res = await self._commit(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.pending(k)],
-                                     args=args)
-        return CommitResult(CommitStatus(res[0]), int(res[1]))
+            res = await self._commit(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.pending(k),
+                                           keys.inbox(k)], args=args)
+        return CommitResult(CommitStatus(res[0]), int(res[1]),
+                            next=_start(thread, res, token) if len(res) > 2 else None)
 
-    async def extend_lock(self, thread: ThreadRef, token: str) -> bool:
-        """Give a long turn (several tool rounds) a fresh lock TTL; False if the lock was lost."""
-        async with self._trip("extend_lock"):
-            return bool(await self._extend(keys=[keys.lock(thread.key)], args=[token, self.lock_ttl_ms]))
-
-    async def abandon_turn(self, thread: ThreadRef, token: str, event_id: str | None) -> None:
+    async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
+                        reminder_cooldown: int | None, forget: bool = False) -> CommitResult:
+        """Remove the inbox entry the owner answered without a turn (ended thread, failed model call);
+        ``forget``: the event may be delivered again and is then accepted anew."""
         k = thread.key
-        async with self._trip("abandon_turn"):
-            await self._abandon(keys=[keys.lock(k), keys.seen(k, event_id or "-")],
-                                args=[token, "1" if event_id else ""])
+        async with self._trip("drop_head"):
+            res = await self._drop(
+                keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k), keys.remind(k),
+                      keys.seen(k, entry_id or "-")],
+                args=[token, entry_id, self.lock_ttl_ms, "1" if go_on else "",
+                      "" if reminder_cooldown is None else reminder_cooldown, "1" if forget else ""])
+        status = CommitStatus(res[0])
+        return CommitResult(status, remind=status is CommitStatus.OK and bool(int(res[1])),
+                            next=_start(thread, res, token) if len(res) > 2 else None)
+
+    async def renew(self, thread: ThreadRef, token: str) -> bool:
+        """Renew the owner's lease; False once a newer owner holds the thread."""
+        async with self._trip("renew"):
+            return bool(await self._renew(keys=[keys.state(thread.key), keys.lock(thread.key)],
+                                          args=[token, self.lock_ttl_ms]))
+
+    async def release(self, thread: ThreadRef, token: str) -> None:
+        """Hand the lease back (shutdown); the thread is due at once for another worker."""
+        k = thread.key
+        async with self._trip("release"):
+            await self._renew(keys=[keys.state(k), keys.lock(k)], args=[token, ""])
+            await self.client.zadd(keys.due(k), {k: _now_ms()})
+
+    async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard
+        (on Cluster, the shards of a failing node are skipped this time)."""
+        await self._index_late()
+        shards = [keys.due_shard(platform, shard) for shard in range(keys.DUE_SHARDS)]
+        async with self._trip("due_threads"):
+            if self.cluster:
+                found = await asyncio.gather(*(self.client.zrangebyscore(
+                    shard, "-inf", now_ms, start=0, num=limit, withscores=True) for shard in shards),
+                    return_exceptions=True)
+                if all(isinstance(rows, BaseException) for rows in found):
+                    raise next(rows for rows in found if isinstance(rows, BaseException))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for shard in shards:
+                    pipe.zrangebyscore(shard, "-inf", now_ms, start=0, num=limit, withscores=True)
+                found = await pipe.execute()
+        return [(str(member), int(score)) for rows in found if not isinstance(rows, BaseException)
+                for member, score in rows]
+
+    async def _index_late(self) -> None:
+        """Register threads whose due-set write failed at ingest (a failover); best effort."""
+        for k, due_at in list(self._unindexed.items()):
+            try:
+                async with self._trip("index_late"):
+                    await self.client.zadd(keys.due(k), {k: due_at})
+            except StoreUnavailable:
+                return
+            del self._unindexed[k]
+
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None:
+        """Look at this inbox again at ``at_ms`` (never earlier than already planned)."""
+        async with self._trip("reschedule_due"):
+            await self.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+
+    async def forget_due(self, thread: ThreadRef, score: int) -> None:
+        """The inbox was found empty: unregister it, unless a message arrived since (a newer score)."""
+        async with self._trip("forget_due"):
+            await self._forget_due(keys=[keys.due(thread.key)], args=[thread.key, score])
+
+    async def read_log(self, thread: ThreadRef) -> list[Entry]:
+        """The whole log (a case transcript; never on an ordinary turn)."""
+        async with self._trip("read_log"):
+            raw = await self.client.lrange(keys.log(thread.key), 0, -1)
+        return [Entry.from_json(r) for r in raw]
 
     # --- cases ---------------------------------------------------------------------------------
 
     async def file_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> Case:
         """Number the case a commit just wrote (the engine already holds its body)."""
+        filed, _ = await self._number_end_case(thread, end_seq, case)
+        return filed
+
+    async def _number_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> tuple[Case, bool]:
         case.case_ref = f"{thread.key}#{end_seq}"
-        filed = await self._file_case(case)
+        filed, new = await self._file_case(case)
         async with self._trip("finish_filing"):
             await self._finish(keys=[keys.state(thread.key), keys.pending(thread.key)],
                                args=[end_seq, filed.case_id])
-        return filed
+        return filed, new
 
     async def claim_event(self, thread: ThreadRef, event_id: str) -> bool:
         """Mark an event handled; False if it already was (a redelivery)."""
@@ -195,29 +361,38 @@ class RedisConversationStore:
             return bool(await self.client.set(keys.seen(thread.key, event_id), "1", nx=True,
                                               ex=self.dedupe_ttl_s))
 
-    async def file_pending_cases(self, thread: ThreadRef) -> list[Case]:
-        """Number every case the thread's freezes wrote; idempotent, safe to run from any process."""
+    async def file_pending_cases(self, thread: ThreadRef, min_age: float = 0.0) -> list[Case]:
+        """Number every case the thread's freezes wrote (older than ``min_age`` seconds, so the turn
+        that wrote one numbers it itself); idempotent, safe to run from any process. Returns the cases
+        numbered by this call."""
         k = thread.key
         async with self._trip("read_pending"):
             pending = await self.client.hgetall(keys.pending(k))
-        return [await self.file_end_case(thread, int(seq), Case.from_json(body))
-                for seq, body in sorted(pending.items(), key=lambda kv: int(kv[0]))]
+        numbered: list[Case] = []
+        for seq, body in sorted(pending.items(), key=lambda kv: int(kv[0])):
+            case = Case.from_json(body)
+            if min_age and _age(case.ended_at) < min_age:
+                continue
+            filed, new = await self._number_end_case(thread, int(seq), case)
+            if new:
+                numbered.append(filed)
+        return numbered
 
-    async def _file_case(self, case: Case) -> Case:
+    async def _file_case(self, case: Case) -> tuple[Case, bool]:
         c = case.community
         created = time.time()
         async with self._trip("file_case"):
-            number = await self._file(
+            number, new = await self._file(
                 keys=[keys.case_seq(c), keys.case_refs(c), keys.case_index(c)],
                 args=[case.case_ref, case.to_json(), f"{created:.3f}", keys.case(c, 0)[:-1]])
         async with self._trip("register_community"):
             await self.client.sadd(keys.COMMUNITIES, c)
         case.case_id = int(number)
-        return case
+        return case, bool(int(new))
 
     async def file_action(self, case: Case) -> Case:
         case.case_ref = case.case_ref or f"action:{secrets.token_hex(8)}"
-        filed = await self._file_case(case)
+        filed, _ = await self._file_case(case)
         if case.refers_to is not None:
             async with self._trip("link_action"):
                 await self.client.rpush(keys.case_actions(case.community, case.refers_to), filed.case_id)
@@ -284,7 +459,7 @@ class RedisConversationStore:
             "warned_turn": ladder.warned_turn, "at_risk": "1" if ladder.at_risk else "0",
             "crisis_posted": "1" if ladder.crisis_posted else "0", "turn": ladder.turn,
             "branch_of": state.branch_of or "", "platform": thread.platform,
-            "community": thread.community, "channel": thread.channel, "created_at": f"{time.time():.3f}",
+            "community": thread.community, "channel": thread.channel, "created_at": f"{time.time():.3f}", "known": "1",
         }
         flat = [x for pair in fields.items() for x in pair]
         async with self._trip("seed_branch"):

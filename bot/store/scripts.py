@@ -3,47 +3,131 @@ same on one Redis server, on Redis Cluster and on the in-process Redis."""
 
 from __future__ import annotations
 
-# KEYS: state, log, lock, seen, remind, pending
-# ARGV: token, lock_ttl_ms, dedupe_ttl_s, reminder_cooldown_s
-BEGIN_TURN = """
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
-if redis.call('HGET', KEYS[1], 'status') == 'ended' then
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-  local remind = 0
-  if tonumber(ARGV[4]) <= 0 then
-    remind = 1
-  elseif redis.call('SET', KEYS[5], '1', 'NX', 'EX', ARGV[4]) then
-    remind = 1
-  end
-  return {'frozen', remind, redis.call('HLEN', KEYS[6])}
+# Shared Lua fragments.  A thread's owner holds the lease key; ``fence`` in the state counts every
+# lease handed out, so a commit carrying an older token is refused even after its lease ran out.
+_GRANT = """
+local function grant(state, log, lease, inbox, ttl)
+  local token = tostring(redis.call('HINCRBY', state, 'fence', 1))
+  redis.call('SET', lease, token, 'PX', ttl)
+  local win = tonumber(redis.call('HGET', state, 'win') or '0')
+  if win > redis.call('LLEN', log) then win = 0 end
+  return {'owner', token, redis.call('HGETALL', state), redis.call('LRANGE', log, win, -1),
+          redis.call('LINDEX', inbox, 0), win}
 end
-if not redis.call('SET', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then return {'busy'} end
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-return {'ok', redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1),
-        redis.call('HLEN', KEYS[6])}
+local function remind_due(remind, cooldown)
+  if tonumber(cooldown) <= 0 then return 1 end
+  if redis.call('SET', remind, '1', 'NX', 'EX', cooldown) then return 1 end
+  return 0
+end
 """
 
-# KEYS: state, log, lock, pending
+# KEYS: state, log, lock, seen, remind, inbox, (unused), parked [, due (one server only: on Cluster it is
+#       in another slot)]
+# ARGV: 1 entry, 2 lease ttl ms, 3 dedupe ttl s, 4 reminder cooldown s,
+#       5 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a mention to come,
+#       6 take the lease '1'/'', 7 inbox limit, 8 turn limit, 9 idle ttl ms, 10 thread key, 11 due score ms,
+#       12 parking ttl ms
+INGEST = _GRANT + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'ended' then
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+  return {'frozen', remind_due(KEYS[5], ARGV[4])}
+end
+local queued = redis.call('LLEN', KEYS[6])
+local turn = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')
+if ARGV[5] ~= '' and queued == 0 and turn == 0 and redis.call('HGET', KEYS[1], 'known') ~= '1'
+   and (redis.call('HGET', KEYS[1], 'branch_of') or '') == '' then
+  if ARGV[5] ~= 'park' then return {'unknown'} end
+  -- a reply that may have overtaken its thread's opening mention: kept until the mention arrives
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+  redis.call('RPUSH', KEYS[8], ARGV[1])
+  redis.call('PEXPIRE', KEYS[8], ARGV[12])
+  return {'parked'}
+end
+redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+if turn + queued >= tonumber(ARGV[8]) then return {'too_long'} end
+if queued >= tonumber(ARGV[7]) then return {'full', queued} end
+redis.call('RPUSH', KEYS[6], ARGV[1])
+if ARGV[5] == '' then
+  local parked = redis.call('LPOP', KEYS[8])
+  while parked do
+    redis.call('RPUSH', KEYS[6], parked)
+    parked = redis.call('LPOP', KEYS[8])
+  end
+end
+redis.call('PEXPIRE', KEYS[6], ARGV[9])
+redis.call('HSET', KEYS[1], 'known', '1')
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[9]) end
+if KEYS[9] then redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10]) end
+if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
+  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[2])
+end
+return {'queued', queued + 1}
+"""
+
+# KEYS: state, log, lock, inbox.  ARGV: lease ttl ms
+CLAIM = _GRANT + """
+if redis.call('LLEN', KEYS[4]) == 0 then return {'empty'} end
+local left = redis.call('PTTL', KEYS[3])
+if left ~= -2 then return {'held', left} end
+return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+"""
+
+# The member's own end command: the lease without an inbox entry, and the whole log (a case needs it).
+# KEYS: state, log, lock.  ARGV: lease ttl ms
+TAKE = """
+if redis.call('HGET', KEYS[1], 'status') == 'ended' then return {'frozen'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'busy'} end
+local token = tostring(redis.call('HINCRBY', KEYS[1], 'fence', 1))
+redis.call('SET', KEYS[3], token, 'PX', ARGV[1])
+return {'owner', token, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1), false, 0}
+"""
+
+# After a commit or a drop: go on with the next inbox entry (lease renewed), or hand the lease back.
+_NEXT = """
+local function next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra)
+  if go_on == '1' and redis.call('LLEN', inbox) > 0 then
+    redis.call('SET', lease, token, 'PX', ttl)
+    local win = tonumber(redis.call('HGET', state, 'win') or '0')
+    if win > redis.call('LLEN', log) then win = 0 end
+    return {result, extra, redis.call('HGETALL', state), redis.call('LRANGE', log, win, -1),
+            redis.call('LINDEX', inbox, 0), win}
+  end
+  if redis.call('GET', lease) == token then redis.call('DEL', lease) end
+  return {result, extra}
+end
+local function owns(state, inbox, token, head)
+  if redis.call('HGET', state, 'fence') ~= token then return false end
+  if head == '' then return true end
+  local first = redis.call('LINDEX', inbox, 0)
+  return first ~= false and string.sub(first, 1, #head + 1) == head .. '\\t'
+end
+"""
+
+# KEYS: state, log, lock, pending, inbox
 # ARGV: 1 token, 2 now, 3 active ttl ms, 4 ended ttl ms, 5 redirect delta, 6 warned turn or '',
 #       7 at_risk '1'/'', 8 crisis_posted '1'/'', 9 platform, 10 community, 11 channel, 12 jump url,
-#       13 end case JSON or '', 14 end reason, 15 end category, 16.. log entries
-COMMIT_TURN = """
-if redis.call('GET', KEYS[3]) ~= ARGV[1] then return {'lost_lock', 0} end
+#       13 end case JSON or '', 14 end reason, 15 end category, 16 inbox entry id ('' for none),
+#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20.. log entries
+COMMIT_TURN = _NEXT + """
+if not owns(KEYS[1], KEYS[5], ARGV[1], ARGV[16]) then return {'lost_lock', 0} end
+if ARGV[16] ~= '' then redis.call('LPOP', KEYS[5]) end
 if redis.call('HGET', KEYS[1], 'status') == 'ended' then
-  redis.call('DEL', KEYS[3])
-  return {'already_ended', 0}
+  return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], 'already_ended', 0)
 end
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[2])
 redis.call('HSET', KEYS[1], 'status', 'active', 'updated_at', ARGV[2], 'platform', ARGV[9],
-           'community', ARGV[10], 'channel', ARGV[11])
+           'community', ARGV[10], 'channel', ARGV[11], 'known', '1')
 redis.call('HINCRBY', KEYS[1], 'turn', 1)
 if ARGV[12] ~= '' then redis.call('HSETNX', KEYS[1], 'jump_url', ARGV[12]) end
+if ARGV[17] ~= '' then redis.call('HSET', KEYS[1], 'win', ARGV[17]) end
 local delta = tonumber(ARGV[5])
 if delta ~= 0 then redis.call('HINCRBY', KEYS[1], 'redirects', delta) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'warned', '1', 'warned_turn', ARGV[6]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'at_risk', '1') end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'crisis_posted', '1') end
-for i = 16, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 20, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 local ttl = ARGV[3]
 local seq = 0
 if ARGV[13] ~= '' then
@@ -56,27 +140,51 @@ if ARGV[13] ~= '' then
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('DEL', KEYS[3])
-if seq > 0 then return {'ended', seq} end
-return {'ok', 0}
+local result = 'ok'
+if seq > 0 then result = 'ended' end
+return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], result, seq)
 """
 
-# KEYS: lock, seen.  ARGV: token, forget ('1' to forget the event so a redelivery is processed)
-ABANDON_TURN = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end
+# An inbox entry answered without a turn (the thread ended before it, or the model failed for good).
+# KEYS: state, log, lock, inbox, remind, seen
+# ARGV: token, entry id, lease ttl ms, go on, reminder cooldown or '', forget the event '1'/''
+DROP_HEAD = _NEXT + _GRANT + """
+if not owns(KEYS[1], KEYS[4], ARGV[1], ARGV[2]) then return {'lost_lock', 0} end
+redis.call('LPOP', KEYS[4])
+if ARGV[6] == '1' then redis.call('DEL', KEYS[6]) end
+local remind = 0
+if ARGV[5] ~= '' then remind = remind_due(KEYS[5], ARGV[5]) end
+return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], 'ok', remind)
+"""
+
+# KEYS: state, lock.  ARGV: token, lease ttl ms ('' releases the lease)
+# A lease that is gone (handed back by the last commit, or run out) is not brought back: 1 still means no
+# newer owner exists, so the owner's fenced commit can go through.
+RENEW = """
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  if ARGV[2] == '' then redis.call('DEL', KEYS[2]) else redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+end
+return 1
+"""
+
+# KEYS: due.  ARGV: thread key, the score seen when its inbox was found empty
+FORGET_DUE = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
 return 1
 """
 
 # KEYS: seq, refs, index.  ARGV: case ref, body, created (epoch), case key prefix
+# Returns the number and whether it was filed now (1) or already (0).
 FILE_CASE = """
 local n = redis.call('HGET', KEYS[2], ARGV[1])
-if n then return tonumber(n) end
+if n then return {tonumber(n), 0} end
 n = redis.call('INCR', KEYS[1])
 redis.call('HSET', ARGV[4] .. n, 'body', ARGV[2], 'ref', ARGV[1], 'created', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], n)
 redis.call('ZADD', KEYS[3], ARGV[3], n)
-return n
+return {n, 1}
 """
 
 # KEYS: state, pending.  ARGV: end seq, case number
@@ -110,17 +218,11 @@ return 1
 REOPEN = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'ended' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'active', 'redirects', '0', 'warned', '0', 'warned_turn', '-1',
-           'updated_at', ARGV[2])
+           'updated_at', ARGV[2], 'known', '1')
 redis.call('HDEL', KEYS[1], 'ended_reason', 'ended_category', 'ended_at')
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return 1
-"""
-
-# KEYS: lock.  ARGV: token, ttl ms
-EXTEND_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
 """

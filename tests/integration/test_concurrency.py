@@ -1,4 +1,8 @@
-"""Two engine instances on one real Redis: serialized turns, exact counts, exactly one end and one case."""
+"""Two engine instances on one real Redis: serialized turns, exact counts, exactly one end and one case.
+
+A message accepted by the engine that does not own its thread is answered by the owner, which hands the
+outcome to the platform's delivery sink; both engines register a collecting sink here.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pytest
 import redis.asyncio
 
 from bot.bootstrap import build_runtime
-from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
 from config.settings import EngineSettings, RedisSettings, Settings
 from tests.integration.scripted_model import ScriptedModel
@@ -16,14 +20,43 @@ from tests.integration.scripted_model import ScriptedModel
 T = ThreadRef("slack", "T1", "C1", "1700000000.000100")
 
 
+class CollectingSink:
+    """The delivery sink of a test platform: keeps every outcome delivered through it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+
+    def stream(self, entry):
+        return None
+
+    async def deliver(self, entry, outcome, stream) -> None:
+        self.outcomes.append(outcome)
+
+    async def notice(self, notice) -> None:
+        return None
+
+    async def case(self, case) -> None:
+        return None
+
+
 def two_engines(redis_server, model, threshold=20):
     runtimes = []
     for _ in range(2):
         client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
-        settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_wait_seconds=60))
-        runtimes.append(build_runtime(settings, model=model, redis=client,
-                                      communities=Communities(CommunityConfig(threshold=threshold))))
+        settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_wait_seconds=60, max_inbox=60))
+        rt = build_runtime(settings, model=model, redis=client,
+                           communities=Communities(CommunityConfig(threshold=threshold)))
+        rt.sink = CollectingSink()
+        rt.engine.pipeline.register_sink("slack", rt.sink)
+        runtimes.append(rt)
     return runtimes
+
+
+async def everything(runtimes, outcomes):
+    """The outcomes returned to callers plus those delivered through the sinks, once all turns ran."""
+    for rt in runtimes:
+        assert await rt.engine.pipeline.idle(30)
+    return [o for o in outcomes if not o.queued] + [o for rt in runtimes for o in rt.sink.outcomes]
 
 
 @pytest.fixture
@@ -49,6 +82,8 @@ async def test_fifty_messages_into_one_thread_never_overlap_and_count_exactly(pa
                                                             note="n"), ], delay=0.003)
     a, b = pair(model)
     outcomes = await asyncio.gather(*((a if i % 2 else b).engine.handle_message(msg(i)) for i in range(50)))
+    outcomes = await everything([a, b], outcomes)
+    assert len(outcomes) == 50
     assert all(o.replies and o.replies[0].kind is ReplyKind.ANSWER for o in outcomes)
     warnings = [r for o in outcomes for r in o.replies if r.kind is ReplyKind.WARNING]
     assert len(warnings) == 1 and "20 times" in warnings[0].text
@@ -67,7 +102,7 @@ async def test_racing_ends_give_exactly_one_freeze_and_one_case(pair):
     author = Author("u0", "user0")
     jobs = [(a if i % 2 else b).engine.handle_message(msg(i)) for i in range(30)]
     jobs += [a.engine.end_by_user(T, author), b.engine.end_by_user(T, author)]
-    outcomes = await asyncio.gather(*jobs)
+    outcomes = await everything([a, b], await asyncio.gather(*jobs))
     notices = [r for o in outcomes for r in o.replies if r.kind is ReplyKind.FREEZE_NOTICE]
     cases = [o.case for o in outcomes if o.case is not None]
     assert len(notices) == 1 and len(cases) == 1

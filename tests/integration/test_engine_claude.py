@@ -38,7 +38,7 @@ async def test_whole_ladder_premature_end_refused_warning_once_then_end(runtime,
     api.enqueue(reply("I can't help with that.", redirect()), reply(" Want to talk about history instead?"))
     o = await engine.handle_message(message(T, "help me plan an attack"))
     assert kinds(o) == ["answer"] and o.status is ThreadStatus.ACTIVE
-    assert "I can't help with that. Want to talk" in o.replies[0].text
+    assert "I can't help with that.\n\nWant to talk" in o.replies[0].text
     # turn 1: a redirection plus a premature end: the end is refused with a tool result saying why
     api.enqueue(reply("No.", redirect(), end()), reply("Let's keep talking about something else."))
     o = await engine.handle_message(message(T, "just tell me"))
@@ -211,3 +211,16 @@ async def test_logs_carry_thread_keys_but_no_message_text_or_secrets(runtime, an
     assert "SECRET-USER-TEXT" not in logged and "SECRET-ANSWER-TEXT" not in logged
     assert "test-key" not in logged
     assert "test-key" not in repr(runtime.settings.anthropic)
+
+
+async def test_text_of_two_model_rounds_is_one_paragraph_apart_on_screen_too(runtime, anthropic_standin):
+    shown: list[str] = []
+
+    async def sink(delta: str) -> None:
+        shown.append(delta)
+
+    anthropic_standin.enqueue(reply("Is there anything else?", redirect()), reply("Understood."))
+    o = await runtime.engine.handle_message(message(T, "stop"), sink)
+    assert o.streamed and "".join(shown) == "Is there anything else?\n\nUnderstood."
+    _, log = await runtime.store.load(T)
+    assert [e.text for e in log if e.kind is EntryKind.ASSISTANT] == ["Is there anything else?\n\nUnderstood."]

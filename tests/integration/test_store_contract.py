@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bot.store import BeginStatus, CommitStatus, TurnCommit
+from bot.store import ClaimStatus, CommitStatus, IngestStatus, TurnCommit
 from bot.store import keys as k
 from bot.store.redis_store import RedisConversationStore
 from bot.types import Case, Entry, EntryKind, LadderState, ThreadRef, ThreadState, ThreadStatus
@@ -28,51 +28,127 @@ def end_case(thread: ThreadRef = T) -> Case:
                 channel=thread.channel, reason="persistent_abuse", category="harassment", summary="s")
 
 
+async def ingest(store, event: str, *, cooldown: int = 60, take: bool = True, known: bool | str = False,
+                 max_inbox: int = 30, max_turns: int = 100):
+    return await store.ingest(T, event, f'{{"a":"u1","x":"text of {event}","m":"{event}"}}',
+                              reminder_cooldown=cooldown, require_known=known, take_lease=take,
+                              max_inbox=max_inbox, max_turns=max_turns)
+
+
+async def begin(store, event: str, **kw):
+    """Accept a message into a free thread: this store instance becomes its owner."""
+    res = await ingest(store, event, **kw)
+    assert res.status is IngestStatus.OWNER, res
+    return res.start
+
+
 async def test_first_turn_starts_empty_then_commits(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    assert start.status is BeginStatus.OK and start.token
+    start = await begin(store, "e1")
+    assert start.token and start.head.startswith("e1\t")
     assert start.state.status is ThreadStatus.ACTIVE and start.state.ladder == LadderState()
-    assert start.log == []
-    res = await store.commit_turn(T, start.token, TurnCommit([user("hi")], redirects=1, jump_url="https://j/1"))
-    assert res.status is CommitStatus.OK
+    assert start.log == [] and start.window_start == 0
+    res = await store.commit_turn(T, start.token, TurnCommit([user("hi")], redirects=1, jump_url="https://j/1",
+                                                             entry_id="e1"))
+    assert res.status is CommitStatus.OK and res.next is None
     state, log = await store.load(T)
     assert state.ladder.redirects == 1 and state.ladder.turn == 1 and state.jump_url == "https://j/1"
     assert [e.text for e in log] == ["hi"]
+    assert await store.client.llen(k.inbox(T.key)) == 0 and not await store.client.exists(k.lock(T.key))
     # the conversation keys carry the idle TTL
     assert 0 < await store.client.pttl(k.state(T.key)) <= 60_000
 
 
-async def test_duplicate_event_and_busy_thread(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    again = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    assert again.status is BeginStatus.DUPLICATE
-    other = await store.begin_turn(T, "e2", reminder_cooldown=60)
-    assert other.status is BeginStatus.BUSY
-    await store.commit_turn(T, start.token, TurnCommit([user("a")]))
-    assert (await store.begin_turn(T, "e2", reminder_cooldown=60)).status is BeginStatus.OK
+async def test_duplicate_event_and_queue_behind_the_owner(store):
+    start = await begin(store, "e1")
+    assert (await ingest(store, "e1")).status is IngestStatus.DUPLICATE
+    queued = await ingest(store, "e2")
+    assert (queued.status, queued.queued) == (IngestStatus.QUEUED, 2)
+    res = await store.commit_turn(T, start.token, TurnCommit([user("a")], entry_id="e1"))
+    # the owner keeps the lease and gets the next entry with the window, in one step
+    assert res.next is not None and res.next.head.startswith("e2\t") and res.next.token == start.token
+    assert [e.text for e in res.next.log] == ["a"]
+    res = await store.commit_turn(T, start.token, TurnCommit([user("b")], entry_id="e2"), go_on=True)
+    assert res.next is None and not await store.client.exists(k.lock(T.key))
 
 
-async def test_abandon_releases_lock_and_forgets_event(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    await store.abandon_turn(T, start.token, "e1")
-    retry = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    assert retry.status is BeginStatus.OK
+async def test_a_model_failure_drops_the_entry_and_forgets_the_event(store):
+    start = await begin(store, "e1")
+    res = await store.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None, forget=True)
+    assert res.status is CommitStatus.OK and res.next is None
+    retry = await ingest(store, "e1")
+    assert retry.status is IngestStatus.OWNER
     state, log = await store.load(T)
     assert log == [] and state.ladder.turn == 0
 
 
 async def test_commit_with_a_stale_token_changes_nothing(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    res = await store.commit_turn(T, "not-the-token", TurnCommit([user("x")], redirects=5))
+    start = await begin(store, "e1")
+    res = await store.commit_turn(T, "not-the-token", TurnCommit([user("x")], redirects=5, entry_id="e1"))
     assert res.status is CommitStatus.LOST_LOCK
     state, log = await store.load(T)
     assert log == [] and state.ladder.redirects == 0
-    await store.abandon_turn(T, start.token, None)
+    assert await store.client.llen(k.inbox(T.key)) == 1
+    await store.release(T, start.token)
+
+
+async def test_a_newer_owner_fences_out_the_old_one(store):
+    store.lock_ttl_ms = 100
+    old = await begin(store, "e1")
+    await asyncio.sleep(0.2)  # the old owner's lease runs out: a recovering worker takes the thread over
+    new = await store.claim(T)
+    assert new.status is ClaimStatus.OWNER and new.start.head.startswith("e1\t") and new.start.token != old.token
+    stale = await store.commit_turn(T, old.token, TurnCommit([user("old")], entry_id="e1"))
+    assert stale.status is CommitStatus.LOST_LOCK and not await store.renew(T, old.token)
+    assert (await store.commit_turn(T, new.start.token, TurnCommit([user("new")], entry_id="e1"))).status \
+        is CommitStatus.OK
+    _, log = await store.load(T)
+    assert [e.text for e in log] == ["new"]
+
+
+async def test_an_expired_lease_nobody_took_still_commits(store):
+    store.lock_ttl_ms = 100
+    start = await begin(store, "e1")
+    await asyncio.sleep(0.2)
+    res = await store.commit_turn(T, start.token, TurnCommit([user("x")], entry_id="e1"))
+    assert res.status is CommitStatus.OK
+
+
+async def test_claim_reports_empty_held_and_the_due_set(store):
+    assert (await store.claim(T)).status is ClaimStatus.EMPTY
+    start = await begin(store, "e1")
+    held = await store.claim(T)
+    assert held.status is ClaimStatus.HELD and 0 < held.lease_left_ms <= 2_000
+    due = await store.due_threads("discord", 2**50, 10)
+    assert [key for key, _ in due] == [T.key]
+    await store.commit_turn(T, start.token, TurnCommit([user("x")], entry_id="e1"))
+    ((_, score),) = due
+    await ingest(store, "e2", take=False)  # a newer message re-registers the thread with a new score
+    await store.forget_due(T, score)
+    assert [key for key, _ in await store.due_threads("discord", 2**50, 10)] == [T.key]
+
+
+async def test_inbox_and_thread_length_limits(store):
+    await begin(store, "e0")
+    for i in range(1, 3):
+        assert (await ingest(store, f"e{i}", max_inbox=3)).status is IngestStatus.QUEUED
+    assert (await ingest(store, "e3", max_inbox=3)).status is IngestStatus.FULL
+    assert (await ingest(store, "e4", max_inbox=10, max_turns=3)).status is IngestStatus.TOO_LONG
+
+
+async def test_replies_in_unknown_threads_are_ignored_or_wait_for_the_mention(store):
+    assert (await ingest(store, "r0", known=True)).status is IngestStatus.UNKNOWN
+    assert (await ingest(store, "r1", known="park")).status is IngestStatus.PARKED
+    assert (await ingest(store, "r2", known="park")).status is IngestStatus.PARKED
+    opening = await begin(store, "m0")  # the mention arrives last; the parked replies follow it
+    assert opening.head.startswith("m0\t")
+    inbox = await store.client.lrange(k.inbox(T.key), 0, -1)
+    assert [e.split("\t")[0] for e in inbox] == ["m0", "r1", "r2"]
+    assert (await ingest(store, "r3", known=True)).status is IngestStatus.QUEUED
 
 
 async def test_end_freezes_and_files_exactly_one_case(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    res = await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case()))
+    start = await begin(store, "e1")
+    res = await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(), entry_id="e1"))
     assert res.status is CommitStatus.ENDED and res.end_seq == 1
     # before numbering the case body waits in the thread's pending hash (a crash here loses nothing)
     assert [t.key for t in await store.threads_with_pending_cases()] == [T.key]
@@ -90,15 +166,23 @@ async def test_end_freezes_and_files_exactly_one_case(store):
 
 
 async def test_frozen_thread_answers_in_one_round_trip_with_reminder_cooldown(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
-    await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case()))
+    start = await begin(store, "e1")
+    await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(), entry_id="e1"))
     before = store.round_trips
-    first = await store.begin_turn(T, "e2", reminder_cooldown=60)
+    first = await ingest(store, "e2")
     assert store.round_trips - before == 1
-    second = await store.begin_turn(T, "e3", reminder_cooldown=60)
-    assert (first.status, first.remind, first.pending_cases) == (BeginStatus.FROZEN, True, 1)
-    assert (second.status, second.remind) == (BeginStatus.FROZEN, False)
-    assert (await store.begin_turn(T, "e3", reminder_cooldown=60)).status is BeginStatus.DUPLICATE
+    second = await ingest(store, "e3")
+    assert (first.status, first.remind) == (IngestStatus.FROZEN, True)
+    assert (second.status, second.remind) == (IngestStatus.FROZEN, False)
+    assert (await ingest(store, "e3")).status is IngestStatus.DUPLICATE
+
+
+async def test_the_window_start_is_kept_in_the_thread_state(store):
+    start = await begin(store, "e1")
+    entries = [user(f"line {i}") for i in range(6)]
+    await store.commit_turn(T, start.token, TurnCommit(entries, entry_id="e1", window_start=4))
+    nxt = await begin(store, "e2")
+    assert nxt.window_start == 4 and [e.text for e in nxt.log] == ["line 4", "line 5"]
 
 
 async def test_seed_branch_once_and_link(store):
@@ -109,17 +193,17 @@ async def test_seed_branch_once_and_link(store):
     assert not await store.seed_branch(b, [], ThreadState(b))
     state, log = await store.load(b)
     assert state.branch_of == T.key and state.ladder.redirects == 1 and state.ladder.turn == 1 and len(log) == 2
-    start = await store.begin_turn(T, "e1", reminder_cooldown=0)
-    await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case()))
+    start = await begin(store, "e1", cooldown=0)
+    await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(), entry_id="e1"))
     case = (await store.file_pending_cases(T))[0]
     await store.link_branch("g1", case.case_id, b.key)
     assert (await store.get_case("g1", case.case_id)).branches == [b.key]
 
 
 async def test_reopen_and_actions(store):
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
+    start = await begin(store, "e1")
     await store.commit_turn(T, start.token, TurnCommit([user("x")], redirects=3, warned_turn=0,
-                                                       end_case=end_case()))
+                                                       end_case=end_case(), entry_id="e1"))
     case = (await store.file_pending_cases(T))[0]
     assert await store.reopen(T, Entry(EntryKind.REOPEN, "by mod"))
     assert not await store.reopen(T, Entry(EntryKind.REOPEN, "twice"))
@@ -133,43 +217,46 @@ async def test_reopen_and_actions(store):
     assert (await store.get_case("g1", 1)).actions == [2]
     assert [c.case_id for c in await store.list_cases("g1", 0, 10)] == [2, 1]
     # the thread can end again: a second end is a second case
-    start = await store.begin_turn(T, "e9", reminder_cooldown=60)
-    res = await store.commit_turn(T, start.token, TurnCommit([user("y")], end_case=end_case()))
+    start = await begin(store, "e9")
+    res = await store.commit_turn(T, start.token, TurnCommit([user("y")], end_case=end_case(), entry_id="e9"))
     assert res.end_seq == 2
     assert [c.case_id for c in await store.file_pending_cases(T)] == [3]
 
 
-async def test_concurrent_begins_grant_one_lock(store):
-    starts = await asyncio.gather(*(store.begin_turn(T, f"e{i}", reminder_cooldown=60) for i in range(20)))
-    assert sum(s.status is BeginStatus.OK for s in starts) == 1
-    assert sum(s.status is BeginStatus.BUSY for s in starts) == 19
+async def test_concurrent_ingests_grant_one_lease_and_keep_every_message(store):
+    results = await asyncio.gather(*(ingest(store, f"e{i}") for i in range(20)))
+    assert sum(r.status is IngestStatus.OWNER for r in results) == 1
+    assert sum(r.status is IngestStatus.QUEUED for r in results) == 19
+    assert await store.client.llen(k.inbox(T.key)) == 20
 
 
-async def test_lock_expires_after_a_crashed_turn(store):
+async def test_lease_runs_out_after_a_crashed_owner(store):
     store.lock_ttl_ms = 100
-    await store.begin_turn(T, "e1", reminder_cooldown=60)
+    await begin(store, "e1")
+    assert (await store.claim(T)).status is ClaimStatus.HELD
     await asyncio.sleep(0.2)
-    assert (await store.begin_turn(T, "e2", reminder_cooldown=60)).status is BeginStatus.OK
+    assert (await store.claim(T)).status is ClaimStatus.OWNER
 
 
 async def test_keys_of_a_thread_share_one_hash_tag():
     from redis.cluster import key_slot
 
-    names = [k.state(T.key), k.log(T.key), k.lock(T.key), k.seen(T.key, "x"), k.remind(T.key), k.pending(T.key)]
+    names = [k.state(T.key), k.log(T.key), k.lock(T.key), k.seen(T.key, "x"), k.remind(T.key), k.pending(T.key),
+             k.inbox(T.key), k.parked(T.key)]
     assert len({key_slot(n.encode()) for n in names}) == 1
     c = [k.case_seq("g1"), k.case_refs("g1"), k.case_index("g1"), k.case("g1", 7), k.case_links("g1", 7)]
     assert len({key_slot(n.encode()) for n in c}) == 1
 
 
-async def test_extend_lock_only_for_the_holder(store):
+async def test_renew_only_for_the_owner(store):
     store.lock_ttl_ms = 300
-    start = await store.begin_turn(T, "e1", reminder_cooldown=60)
+    start = await begin(store, "e1")
     await asyncio.sleep(0.2)
-    assert await store.extend_lock(T, start.token)
-    assert not await store.extend_lock(T, "other-token")
-    await asyncio.sleep(0.2)  # past the first TTL, within the extended one
-    assert (await store.begin_turn(T, "e2", reminder_cooldown=60)).status is BeginStatus.BUSY
-    assert (await store.commit_turn(T, start.token, TurnCommit([user("x")]))).status is CommitStatus.OK
+    assert await store.renew(T, start.token)
+    assert not await store.renew(T, "other-token")
+    await asyncio.sleep(0.2)  # past the first TTL, within the renewed one
+    assert (await store.claim(T)).status is ClaimStatus.HELD
+    assert (await store.commit_turn(T, start.token, TurnCommit([user("x")], entry_id="e1"))).status is CommitStatus.OK
 
 
 async def test_conversation_numbers_in_a_place_without_threads(store):

@@ -298,9 +298,11 @@ class RedisServer:
 
 
 class RedisCluster:
-    """Three primaries, no replicas, every slot assigned; built with ``redis-cli --cluster create``."""
+    """Three primaries, no replicas, every slot assigned; built with ``redis-cli --cluster create``.
+    ``RedisCluster(6, replicas=1)``: three primaries with a replica each (for failover tests)."""
 
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int = 3, *, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.workdir = _new_workdir()
         self.servers = [
             RedisServer(workdir=self.workdir / f"node{i}", extra_args=(
@@ -338,7 +340,7 @@ class RedisCluster:
         addresses = [f"127.0.0.1:{s.port}" for s in self.servers]
         result = subprocess.run(
             [redis_binary("redis-cli"), "--cluster", "create", *addresses,
-             "--cluster-replicas", "0", "--cluster-yes"],
+             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
             capture_output=True, text=True, timeout=CLUSTER_TIMEOUT, check=False,
         )
         if result.returncode != 0:

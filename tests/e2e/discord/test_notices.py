@@ -140,11 +140,11 @@ async def test_the_relay_survives_the_store_going_away(
         caplog: pytest.LogCaptureFixture) -> None:
     engine = bot.conversations.engine
     thread_id = (await say(standin, standin.general_id, "hello there", mention=True))["id"]
-    with caplog.at_level(logging.WARNING, logger="adapters.discord.notices"):
+    with caplog.at_level(logging.WARNING, logger="bot.worker"):
         store_server.stop()
         await asyncio.sleep(POLL * 4)
         store_server.start()  # empty again: this server keeps nothing on disk
-    assert any("could not take thread notices for discord (StoreUnavailable)" in r.getMessage()
+    assert any("the notices loop could not reach the store (StoreUnavailable)" in r.getMessage()
                for r in caplog.records)
     assert bot.notices.running
 

@@ -57,4 +57,4 @@ async def test_a_refused_post_is_logged_with_the_thread_key_and_the_relay_goes_o
         await asyncio.sleep(0.02)
     assert thread_texts(env.standin, root)[-1] == "A moderator left a note."
     assert "only for one member" not in thread_texts(env.standin, root)
-    assert env.bot._relay is not None and not env.bot._relay.done()
+    assert env.runtime.worker.running

@@ -1,0 +1,437 @@
+"""The turn pipeline: every accepted message answered once, in order, even if its process dies.
+
+A member's message is accepted by one store step (dedupe, frozen check, append to the thread's inbox in
+Redis) before the platform is acknowledged. One process at a time owns a thread: it holds a short lease
+with a fencing token, renews it while it works, answers the inbox from its head, and removes an entry
+only in the commit that writes its turn. When an owner dies its lease runs out and the recovery loop of
+any worker (``bot.worker``) takes the thread over.
+
+Replies reach the member two ways. A caller that awaits an ``Outcome`` (the console, tests) gets it from
+its ``Ticket`` when this process answers the message. Everything else (a message another worker took
+over, a thread this process recovered) goes to the platform's ``DeliverySink``, with the target the inbox
+entry carries, so any process of that platform can deliver it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bot import notices
+from bot.errors import StoreUnavailable, ThreadguardError
+from bot.store import ClaimStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
+from bot.types import (
+    Author,
+    Case,
+    IncomingMessage,
+    Outcome,
+    Reply,
+    ReplyKind,
+    TextSink,
+    ThreadNotice,
+    ThreadRef,
+    ThreadStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+class LeaseLost(ThreadguardError):
+    """A newer owner holds the thread: this process stops working on it and commits nothing."""
+
+
+@dataclass(frozen=True)
+class ReplyTarget:
+    """Where the answer to an inbox entry goes, beyond the thread itself: the member (for notices only
+    they see) and, where the platform has one, the interaction token to answer through."""
+
+    user: str
+    interaction: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class InboxEntry:
+    """One accepted message waiting in a thread's inbox (stored as JSON in Redis)."""
+
+    id: str
+    message: IncomingMessage
+    target: ReplyTarget
+    at: float = field(default_factory=time.time)
+
+    @property
+    def thread(self) -> ThreadRef:
+        return self.message.thread
+
+    def to_json(self) -> str:
+        m, t = self.message, self.target
+        data: dict[str, Any] = {"a": m.author.id, "n": m.author.name, "x": m.text, "m": m.message_id,
+                                "e": m.event_id, "j": m.jump_url, "u": t.user, "i": t.interaction,
+                                "t": t.extra or None, "at": round(self.at, 3)}
+        return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"),
+                          ensure_ascii=False)
+
+    @classmethod
+    def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
+        """An entry from its stored form, ``<id>\\t<json>``; ``ValueError`` when it is not one."""
+        entry_id, sep, body = raw.partition("\t")
+        if not sep:
+            raise ValueError("an inbox entry without an id")
+        try:
+            d = json.loads(body)
+            message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
+                                      message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"))
+            target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
+        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+            raise ValueError("a malformed inbox entry") from exc
+        return cls(entry_id, message, target, float(d.get("at") or 0.0))
+
+
+class DeliverySink(Protocol):
+    """What an adapter registers for its platform, so any of its processes can answer any thread."""
+
+    def stream(self, entry: InboxEntry) -> TextSink | None:
+        """A sink for the answer while the model writes it (or ``None``)."""
+        ...
+
+    async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+        """Carry out the outcome of the entry's turn (``stream`` is what ``stream()`` returned)."""
+        ...
+
+    async def notice(self, notice: ThreadNotice) -> None:
+        """Carry out a notice another process queued for this platform (a dashboard reopen)."""
+        ...
+
+    async def case(self, case: Case) -> None:
+        """Post a case that was numbered late (after a failover) to the moderators."""
+        ...
+
+
+class TurnRunner(Protocol):
+    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``)."""
+
+    async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
+                       go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
+
+    async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome,
+                        go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
+
+
+@dataclass(frozen=True)
+class PipelineLimits:
+    max_inbox: int = 30
+    max_thread_turns: int = 2000
+    #: Threads this process works on at once; beyond it messages wait in Redis for any worker.
+    max_active_threads: int = 64
+
+
+@dataclass
+class _Waiter:
+    future: asyncio.Future[Outcome]
+    sink: TextSink | None
+    #: The local drain that will reach this entry (set once the message is stored).
+    drain: asyncio.Task[None] | None = None
+
+
+class Ticket:
+    """What accepting a message gives back: an outcome known at once (duplicate, frozen reminder,
+    refused), or the answer this process will produce (``result()``)."""
+
+    def __init__(self, thread: ThreadRef, outcome: Outcome | None = None,
+                 future: asyncio.Future[Outcome] | None = None, accepted: bool = False) -> None:
+        self.thread = thread
+        self.outcome = outcome
+        self._future = future
+        #: The message is in the thread's inbox and will be answered (here or by another process).
+        self.accepted = accepted
+
+    async def result(self) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        if self._future is None:  # answered by another process, through the platform's sink
+            return Outcome(self.thread, queued=True)
+        return await self._future
+
+
+class TurnPipeline:
+    """Inbox, leases and the per-thread drain loops of one process."""
+
+    def __init__(self, store: ConversationStore, runner: TurnRunner, limits: PipelineLimits | None = None,
+                 *, renew_every: float | None = None) -> None:
+        self.store = store
+        self.runner = runner
+        self.limits = limits or PipelineLimits()
+        self._renew_every = renew_every
+        self._sinks: dict[str, DeliverySink] = {}
+        self._waiters: dict[tuple[str, str], _Waiter] = {}
+        self._drains: dict[str, asyncio.Task[None]] = {}
+        #: thread key -> (lease token, the drain holding it): renewed by one task for all.
+        self._leases: dict[str, tuple[str, asyncio.Task[Any] | None]] = {}
+        self._renewer: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: Accepts in flight that may bring a thread to work on (counted against the capacity).
+        self._taking = 0
+        self.over_capacity = 0
+
+    # --- sinks ---------------------------------------------------------------------------------
+
+    def register_sink(self, platform: str, sink: DeliverySink) -> None:
+        self._sinks[platform] = sink
+
+    def sink(self, platform: str) -> DeliverySink | None:
+        return self._sinks.get(platform)
+
+    @property
+    def platforms(self) -> list[str]:
+        return sorted(self._sinks)
+
+    @property
+    def active(self) -> int:
+        return len(self._drains)
+
+    def has_capacity(self) -> bool:
+        return not self._stopping and len(self._drains) + self._taking < self.limits.max_active_threads
+
+    # --- accepting -----------------------------------------------------------------------------
+
+    async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
+                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     wait: bool = True, reminder: str | None = None) -> Ticket:
+        """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
+
+        ``wait``: the caller will await ``Ticket.result()`` for the answer (otherwise the platform's sink
+        delivers it). Raises ``StoreUnavailable`` when the message could not be stored.
+        """
+        thread = msg.thread
+        entry = InboxEntry(msg.dedupe_id, msg, target or ReplyTarget(msg.author.id))
+        take = self.has_capacity()
+        if not take and not self._stopping:
+            self.over_capacity += 1
+        # Registered before the message is stored: a local owner may reach it before we hear back.
+        key = (thread.key, entry.id)
+        # (A redelivery racing its original in this process is not registered: the store calls it a duplicate.)
+        waiter = None
+        if wait and key not in self._waiters:
+            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
+        self._taking += take
+        try:
+            result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
+                                             require_known=require_known, take_lease=take,
+                                             max_inbox=self.limits.max_inbox,
+                                             max_turns=self.limits.max_thread_turns)
+        except BaseException:
+            self._forget_waiter(key, waiter)
+            raise
+        finally:
+            self._taking -= take
+        status = result.status
+        local = status is IngestStatus.OWNER or (status is IngestStatus.QUEUED and thread.key in self._drains)
+        if waiter is not None and not local and not waiter.future.done():
+            self._forget_waiter(key, waiter)
+            waiter = None
+        if status is IngestStatus.OWNER:
+            assert result.start is not None
+            self._start_drain(thread, result.start)
+        if waiter is not None:
+            waiter.drain = self._drains.get(thread.key)
+        if status in (IngestStatus.OWNER, IngestStatus.QUEUED):
+            return Ticket(thread, future=waiter.future if waiter else None, accepted=True)
+        return self._refused(thread, result, reminder or notices.frozen_reminder())
+
+    def _forget_waiter(self, key: tuple[str, str], waiter: _Waiter | None) -> None:
+        if waiter is not None and self._waiters.get(key) is waiter:
+            del self._waiters[key]
+
+    def _refused(self, thread: ThreadRef, result: IngestResult, reminder: str) -> Ticket:
+        """A message that gets no turn: what it gets instead, at once."""
+        status = result.status
+        if status is IngestStatus.DUPLICATE:
+            return Ticket(thread, Outcome(thread, duplicate=True))
+        if status is IngestStatus.UNKNOWN:
+            return Ticket(thread, Outcome(thread, ignored=True))
+        if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
+            return Ticket(thread, Outcome(thread, queued=True), accepted=True)
+        if status is IngestStatus.FROZEN:
+            replies = [Reply(ReplyKind.FROZEN_REMINDER, reminder, ephemeral=True)]
+            return Ticket(thread, Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
+                                          replies=replies if result.remind else []))
+        if status is IngestStatus.FULL:
+            log.warning("thread %s: inbox full (%d waiting); the member is asked to slow down", thread.key,
+                        result.queued)
+            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.slow_down(),
+                                                                 ephemeral=True)]))
+        log.info("thread %s: length limit reached", thread.key)
+        return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.thread_too_long())]))
+
+    # --- owning a thread -----------------------------------------------------------------------
+
+    def _start_drain(self, thread: ThreadRef, start: TurnStart) -> None:
+        task = asyncio.create_task(self._drain(thread, start), name=f"threadguard turns {thread.key}")
+        self._drains[thread.key] = task
+
+    async def take_over(self, thread: ThreadRef) -> ClaimStatus:
+        """The recovery loop: own a thread whose inbox waits and whose lease is free."""
+        claimed = await self.store.claim(thread)
+        if claimed.status is ClaimStatus.OWNER and claimed.start is not None:
+            log.info("thread %s: taken over (lease %s)", thread.key, claimed.start.token)
+            self._start_drain(thread, claimed.start)
+        elif claimed.status is ClaimStatus.HELD:
+            left = claimed.lease_left_ms if claimed.lease_left_ms > 0 else self.store_lease_ms
+            await self.store.reschedule_due(thread, int(time.time() * 1000) + left + 50)
+        return claimed.status
+
+    @property
+    def store_lease_ms(self) -> int:
+        return int(getattr(self.store, "lock_ttl_ms", 6000))
+
+    def is_draining(self, thread_key: str) -> bool:
+        return thread_key in self._drains
+
+    def continue_with(self, thread: ThreadRef, start: TurnStart | None) -> None:
+        """Work through what is left in the inbox after a turn outside the drain (the end command)."""
+        if start is not None and thread.key not in self._drains:
+            self._start_drain(thread, start)
+
+    async def _drain(self, thread: ThreadRef, start: TurnStart) -> None:
+        me = asyncio.current_task()
+        self._leases[thread.key] = (start.token, me)
+        self._ensure_renewer()
+        next_start: TurnStart | None = start
+        try:
+            while next_start is not None:
+                if self._stopping:  # shutting down: the rest of the inbox goes to another worker at once
+                    await self._hand_back(thread, next_start.token)
+                    break
+                next_start = await self._one(thread, next_start)
+        finally:
+            if self._leases.get(thread.key, ("", None))[1] is me:
+                del self._leases[thread.key]
+            # A newer drain of this thread may already run here (its lease came free with our last commit).
+            if self._drains.get(thread.key) is me:
+                del self._drains[thread.key]
+            self._resolve_left(thread, me)
+
+    async def _one(self, thread: ThreadRef, start: TurnStart) -> TurnStart | None:
+        """Answer the inbox head; returns the start of the next turn (lease kept) or ``None``."""
+        assert start.head is not None
+        go_on = not self._stopping
+        try:
+            entry = InboxEntry.parse(thread, start.head)
+        except ValueError:
+            entry_id = start.head.partition("\t")[0]
+            log.warning("thread %s: dropped a malformed inbox entry", thread.key)
+            _, nxt = await self.runner.skip_turn(start, entry_id, Outcome(thread), go_on)
+            return nxt
+        waiter = self._waiters.pop((thread.key, entry.id), None)
+        platform_sink = self._sinks.get(thread.platform)
+        stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
+        try:
+            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on)
+        except asyncio.CancelledError:  # shutdown after the grace: the lease goes back, another worker answers
+            log.warning("thread %s: turn for entry %s stopped at shutdown; it will be answered again", thread.key,
+                        entry.id)
+            await self._abandoned(entry, waiter, stream)
+            await self._hand_back(thread, start.token)
+            raise
+        except (LeaseLost, StoreUnavailable) as exc:
+            log.warning("thread %s: turn for entry %s not committed (%s); it will be answered again",
+                        thread.key, entry.id, type(exc).__name__)
+            await self._abandoned(entry, waiter, stream)
+            if isinstance(exc, StoreUnavailable):
+                await self._hand_back(thread, start.token)
+            return None
+        if waiter is not None:
+            if not waiter.future.done():
+                waiter.future.set_result(outcome)
+        elif platform_sink is not None:
+            await self._deliver(platform_sink, entry, outcome, stream)
+        else:
+            log.warning("thread %s: no delivery sink for %s in this process; answer %s not shown",
+                        thread.key, thread.platform, entry.id)
+        if nxt is None and self._stopping:
+            await self._hand_back(thread, start.token)
+        return nxt
+
+    async def _deliver(self, sink: DeliverySink, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+        try:
+            await sink.deliver(entry, outcome, stream)
+        except Exception as exc:  # a platform failure never stops the thread's next turns
+            log.warning("thread %s: delivering entry %s failed (%s)", entry.thread.key, entry.id, type(exc).__name__)
+
+    async def _abandoned(self, entry: InboxEntry, waiter: _Waiter | None, stream: TextSink | None) -> None:
+        """The turn was not committed: whatever it streamed is withdrawn (it will be answered again)."""
+        discard = getattr(stream, "discard", None)
+        if discard is not None:
+            with contextlib.suppress(Exception):
+                await discard()
+        if waiter is not None and not waiter.future.done():
+            waiter.future.set_result(Outcome(entry.thread, queued=True))
+
+    def _resolve_left(self, thread: ThreadRef, drain: asyncio.Task[Any] | None) -> None:
+        """Callers this drain did not reach: another process answers them through the sink."""
+        for key in [k for k, w in self._waiters.items() if k[0] == thread.key and w.drain is drain]:
+            waiter = self._waiters.pop(key)
+            if not waiter.future.done():
+                waiter.future.set_result(Outcome(thread, queued=True))
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.create_task(self._renew_all(), name="threadguard lease renewal")
+
+    async def _renew_all(self) -> None:
+        """One task renews the leases of every thread this process works on, every third of a lease."""
+        every = self._renew_every or max(0.05, self.store_lease_ms / 3000)
+        while self._leases:
+            await asyncio.sleep(every)
+            held = list(self._leases.items())
+            results = await asyncio.gather(*(self.store.renew(ThreadRef.from_key(key), token)
+                                             for key, (token, _) in held), return_exceptions=True)
+            for (key, (token, _)), kept in zip(held, results, strict=True):
+                if kept is False and self._leases.get(key, ("", None))[0] == token:  # not a finished drain
+                    # The turn is not cancelled (a cancellation could land after its commit went through):
+                    # its fenced commit will be refused, and what it streamed withdrawn.
+                    log.warning("thread %s: lease %s lost to a newer owner", key, token)
+                # a StoreUnavailable: the commit decides; the fencing token keeps it safe
+
+    async def _hand_back(self, thread: ThreadRef, token: str) -> None:
+        try:
+            await self.store.release(thread, token)
+        except StoreUnavailable:
+            log.warning("thread %s: could not hand the lease back; it runs out by itself", thread.key)
+
+    async def idle(self, within: float | None = None) -> bool:
+        """Wait until this process works on no thread (tests; shutdown); ``False`` on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        while self._drains:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(set(self._drains.values()), timeout=left)
+        return True
+
+    # --- stopping ------------------------------------------------------------------------------
+
+    async def stop(self, grace: float) -> None:
+        """Take no more threads; let running turns finish within ``grace`` seconds, then hand every
+        lease back so another worker goes on at once."""
+        self._stopping = True
+        tasks = list(self._drains.values())
+        if tasks:
+            log.info("finishing %d running thread(s) within %.0f s", len(tasks), grace)
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            if pending:
+                log.warning("cancelling %d turn(s) still running after the %.0f s grace", len(pending), grace)
+                for task in pending:
+                    task.cancel()
+                await asyncio.wait(pending, timeout=5)
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
+            await asyncio.wait({renewer}, timeout=5)
+

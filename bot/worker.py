@@ -1,0 +1,160 @@
+"""The background duties every bot process runs, in loops that survive Redis outages:
+
+- recovery: threads whose inbox waits and whose owner's lease ran out (a dead process) are taken over;
+  threads left waiting because their worker was busy are taken by any worker with room;
+- cases left pending by a failure between a freeze and its numbering are numbered (and posted to the
+  platform's moderators) within seconds of Redis answering again;
+- notices other processes queued for this platform (a dashboard reopen) are carried out.
+
+Each loop only acts for the platforms that registered a delivery sink in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.errors import ThreadguardError
+from bot.store import ClaimStatus
+from bot.types import ThreadRef
+
+if TYPE_CHECKING:
+    from bot.engine import ConversationEngine
+
+log = logging.getLogger(__name__)
+
+#: A pending case younger than this is left to the turn that wrote it.
+PENDING_MIN_AGE = 10.0
+
+
+@dataclass(frozen=True)
+class WorkerIntervals:
+    recovery: float = 1.0
+    maintenance: float = 5.0
+    notices: float = 2.0
+    shutdown_grace: float = 20.0
+    #: Due threads looked at per shard and pass.
+    batch: int = 50
+
+
+class Worker:
+    """Starts and stops the loops; ``recover_once``/``file_pending_once``/``relay_notices_once`` are the
+    single passes (tests call them directly)."""
+
+    def __init__(self, engine: ConversationEngine, intervals: WorkerIntervals | None = None) -> None:
+        self.engine = engine
+        self.intervals = intervals or WorkerIntervals()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        return any(not t.done() for t in self._tasks)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stopping = False
+        i = self.intervals
+        self._tasks = [
+            asyncio.create_task(self._loop("recovery", self.recover_once, i.recovery), name="threadguard recovery"),
+            asyncio.create_task(self._loop("pending cases", self.file_pending_once, i.maintenance),
+                                name="threadguard pending cases"),
+            asyncio.create_task(self._loop("notices", self.relay_notices_once, i.notices),
+                                name="threadguard notices"),
+        ]
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop the loops, then let running turns finish (within the grace) and hand their leases back."""
+        self._stopping = True
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        await self.engine.pipeline.stop(self.intervals.shutdown_grace if grace is None else grace)
+
+    async def _loop(self, name: str, step: Callable[[], Awaitable[int]], interval: float) -> None:
+        # A flag as well as cancel(): a cancellation inside a Redis call can come back as a connection error.
+        unreachable = False
+        while not self._stopping:
+            try:
+                await step()
+                if unreachable:
+                    log.info("the %s loop reaches the store again", name)
+                    unreachable = False
+            except ThreadguardError as exc:
+                if not unreachable:
+                    log.warning("the %s loop could not reach the store (%s); trying again", name,
+                                type(exc).__name__)
+                unreachable = True
+            except Exception:
+                log.exception("the %s loop failed; trying again", name)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(interval)
+
+    # --- single passes -------------------------------------------------------------------------
+
+    async def recover_once(self) -> int:
+        """Take over due threads of this process's platforms; returns how many were taken."""
+        pipeline, store = self.engine.pipeline, self.engine.store
+        taken = 0
+        for platform in pipeline.platforms:
+            if not pipeline.has_capacity():
+                break
+            for key, score in await store.due_threads(platform, int(time.time() * 1000), self.intervals.batch):
+                if pipeline.is_draining(key):
+                    continue
+                if not pipeline.has_capacity():
+                    break
+                try:
+                    thread = ThreadRef.from_key(key)
+                except ValueError:
+                    continue
+                status = await pipeline.take_over(thread)
+                if status is ClaimStatus.EMPTY:
+                    await store.forget_due(thread, score)
+                elif status is ClaimStatus.OWNER:
+                    taken += 1
+        if pipeline.over_capacity:
+            log.warning("over capacity: %d message(s) accepted while %d thread(s) ran here; they wait in "
+                        "Redis for any worker", pipeline.over_capacity, pipeline.active)
+            pipeline.over_capacity = 0
+        return taken
+
+    async def file_pending_once(self) -> int:
+        """Number cases left pending; post each to its platform's moderators when this process can."""
+        filed = await self.engine.reconcile(min_age=PENDING_MIN_AGE)
+        for case in filed:
+            sink = self.engine.pipeline.sink(case.platform)
+            if sink is None:
+                continue
+            try:
+                await sink.case(case)
+            except Exception as exc:
+                log.warning("case %s of %s: posting it failed (%s)", case.case_id, case.community,
+                            type(exc).__name__)
+        return len(filed)
+
+    async def relay_notices_once(self) -> int:
+        """Carry out the notices queued for this process's platforms; returns how many."""
+        done = 0
+        for platform in self.engine.pipeline.platforms:
+            sink = self.engine.pipeline.sink(platform)
+            assert sink is not None
+            for notice in await self.engine.take_notices(platform):
+                try:
+                    await sink.notice(notice)
+                except Exception:
+                    log.exception("thread %s: the %s notice (case %s) failed", notice.thread.key, notice.action,
+                                  notice.case_id)
+                else:
+                    log.info("thread %s: %s notice carried out (case %s)", notice.thread.key, notice.action,
+                             notice.case_id)
+                done += 1
+        return done
