@@ -70,6 +70,8 @@ class EngineLimits:
     commit_retry_seconds: float = 20.0
     #: How long accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
     accept_retry_seconds: float = 1.5
+    #: How long a message to a frozen thread waits on numbering a case a failure left pending.
+    pending_filing_seconds: float = 1.0
 
 
 @dataclass
@@ -131,6 +133,8 @@ class ConversationEngine:
         """
         started = time.perf_counter()
         ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait)
+        if ticket.pending_cases:
+            await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
             self.metrics.turn(msg.thread.platform, outcome_kind(ticket.outcome), time.perf_counter() - started)
         return ticket
@@ -210,7 +214,7 @@ class ConversationEngine:
         try:
             start = await self._take(thread)
             if start is None:
-                await self.store.file_pending_cases(thread)  # a case a failure left unnumbered, if any
+                await self._file_pending(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
                     Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
             problem = None
@@ -234,6 +238,18 @@ class ConversationEngine:
             return outcome
         except ThreadguardError as exc:
             return self._failed(thread, exc)
+
+    async def _file_pending(self, thread: ThreadRef) -> None:
+        """Number the case of an end a failure left pending, when a later event in its thread shows it;
+        bounded, so a reminder never waits long on case numbering (the worker loop files it otherwise)."""
+        try:
+            filed = await asyncio.wait_for(self.store.file_pending_cases(thread),
+                                           self.limits.pending_filing_seconds)
+        except (StoreUnavailable, TimeoutError):
+            log.warning("thread %s: its pending case is left to the background filing", thread.key)
+            return
+        for case in filed:
+            log.info("thread %s: pending case %s filed", thread.key, case.case_id)
 
     async def _take(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""

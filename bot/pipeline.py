@@ -143,10 +143,13 @@ class Ticket:
     refused), or the answer this process will produce (``result()``)."""
 
     def __init__(self, thread: ThreadRef, outcome: Outcome | None = None,
-                 future: asyncio.Future[Outcome] | None = None, accepted: bool = False) -> None:
+                 future: asyncio.Future[Outcome] | None = None, accepted: bool = False,
+                 pending_cases: int = 0) -> None:
         self.thread = thread
         self.outcome = outcome
         self._future = future
+        #: A frozen thread whose end's case a failure left unnumbered (the caller may file it now).
+        self.pending_cases = pending_cases
         #: The message is in the thread's inbox and will be answered (here or by another process).
         self.accepted = accepted
 
@@ -259,7 +262,8 @@ class TurnPipeline:
         if status is IngestStatus.FROZEN:
             replies = [Reply(ReplyKind.FROZEN_REMINDER, reminder, ephemeral=True)]
             return Ticket(thread, Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
-                                          replies=replies if result.remind else []))
+                                          replies=replies if result.remind else []),
+                          pending_cases=result.pending_cases)
         if status is IngestStatus.FULL:
             log.warning("thread %s: inbox full (%d waiting); the member is asked to slow down", thread.key,
                         result.queued)

@@ -58,6 +58,8 @@ class IngestResult:
     #: Frozen thread: whether this message should get a reminder (outside the cooldown).
     remind: bool = False
     queued: int = 0
+    #: Frozen thread: ends whose case a failure left unnumbered (the next event files them).
+    pending_cases: int = 0
 
 
 @dataclass

@@ -197,7 +197,7 @@ class RedisConversationStore:
         # A message this process will answer now is due for recovery only once its lease could run out.
         due_at = _now_ms() + (self.lock_ttl_ms if take_lease else 0)
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, entry_id), keys.remind(k),
-                       keys.inbox(k), keys.inbox(k), keys.parked(k)]
+                       keys.inbox(k), keys.pending(k), keys.parked(k)]
         known = require_known if isinstance(require_known, str) else ("1" if require_known else "")
         args = [f"{entry_id}\t{entry}", self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown,
                 known, "1" if take_lease else "", max_inbox, max_turns,
@@ -218,7 +218,7 @@ class RedisConversationStore:
         if status is IngestStatus.OWNER:
             return IngestResult(status, start=_start(thread, res))
         if status is IngestStatus.FROZEN:
-            return IngestResult(status, remind=bool(int(res[1])))
+            return IngestResult(status, remind=bool(int(res[1])), pending_cases=int(res[2]))
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
             return IngestResult(status, queued=int(res[1]))
         return IngestResult(status)

@@ -21,7 +21,7 @@ local function remind_due(remind, cooldown)
 end
 """
 
-# KEYS: state, log, lock, seen, remind, inbox, (unused), parked [, due (one server only: on Cluster it is
+# KEYS: state, log, lock, seen, remind, inbox, pending, parked [, due (one server only: on Cluster it is
 #       in another slot)]
 # ARGV: 1 entry, 2 lease ttl ms, 3 dedupe ttl s, 4 reminder cooldown s,
 #       5 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a mention to come,
@@ -32,7 +32,7 @@ if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'ended' then
   redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-  return {'frozen', remind_due(KEYS[5], ARGV[4])}
+  return {'frozen', remind_due(KEYS[5], ARGV[4]), redis.call('HLEN', KEYS[7])}
 end
 local queued = redis.call('LLEN', KEYS[6])
 local turn = tonumber(redis.call('HGET', KEYS[1], 'turn') or '0')

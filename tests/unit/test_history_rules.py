@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.history import build_history, estimate_tokens, ladder_from_prefix
+from bot.history import build_history, estimate_tokens, ladder_from_prefix, window_cut
 from bot.types import Entry, EntryKind
 
 HUNDRED = "x" * 384  # estimate_tokens: 384 // 4 + 4 = 100
@@ -30,17 +30,30 @@ def test_a_history_of_exactly_the_budget_is_sent_whole():
     assert _first_and_total(history) == ("000", 2_000) and len(history) == 20
 
 
-def test_beyond_the_budget_the_oldest_lines_go_until_three_quarters_remain():
-    # 21 lines (2,100) over a budget of 2,000: cut to 1,500, i.e. the 6 oldest go, and line 6 is a user's
+def test_beyond_the_budget_the_window_starts_where_at_most_half_remains():
+    # 21 lines (2,100) over a budget of 2,000: the oldest go until 1,000 remain (11 lines); line 11 is an
+    # answer, so the window starts one further, at the member's line 12 (900 tokens)
     history = build_history(_lines(21), 2_000)
-    assert _first_and_total(history) == ("006", 1_500)
-    assert history[0].role == "user" and len(history) == 15
+    assert _first_and_total(history) == ("012", 900)
+    assert history[0].role == "user" and len(history) == 9
 
 
-def test_a_cut_that_lands_on_an_answer_drops_it_too():
-    # 22 lines (2,200): 7 go to reach 1,500; line 7 is an answer, so it goes as well
+def test_a_cut_that_lands_on_a_members_line_keeps_it():
+    # 22 lines (2,200): 12 go to reach 1,000, and line 12 is the member's, so the window starts there
     history = build_history(_lines(22), 2_000)
-    assert _first_and_total(history) == ("008", 1_400) and history[0].role == "user"
+    assert _first_and_total(history) == ("012", 1_000) and history[0].role == "user"
+
+
+def test_the_window_stays_put_while_it_fits_again():
+    # once cut, the stored window (from line 12) grows a line a turn and needs no new cut for 10 lines
+    entries = _lines(22)
+    assert window_cut(entries, 2_000) == 12
+    window = entries[12:]
+    for n in range(22, 32):
+        window.append(_lines(n + 1)[n])
+        assert window_cut(window, 2_000) == 0, n
+    window.append(_lines(33)[32])
+    assert window_cut(window, 2_000) > 0
 
 
 def test_a_log_that_starts_with_an_answer_sends_the_users_line_first():
