@@ -334,11 +334,12 @@ class ConversationEngine:
         state, _ = await self.store.load(thread)
         return state
 
-    async def reconcile(self, min_age: float = 0.0) -> list[Case]:
+    async def reconcile(self, min_age: float = 0.0, *, scan: bool = True) -> list[Case]:
         """Number every case a crashed process or a failover left pending (older than ``min_age``
-        seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)."""
+        seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)
+        from the pending-case index; ``scan`` (start-up) looks through the whole keyspace instead."""
         filed: list[Case] = []
-        for thread in await self.store.threads_with_pending_cases():
+        for thread in await self.store.threads_with_pending_cases(scan=scan):
             filed.extend(await self.store.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))

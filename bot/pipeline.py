@@ -217,9 +217,10 @@ class TurnPipeline:
             self.over_capacity += 1
         # Registered before the message is stored: a local owner may reach it before we hear back.
         key = (thread.key, entry.id)
-        # (A redelivery racing its original in this process is not registered: the store calls it a duplicate.)
+        if key in self._waiters:  # a redelivery racing its original in this process
+            return Ticket(thread, Outcome(thread, duplicate=True))
         waiter = None
-        if wait and key not in self._waiters:
+        if wait:
             waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
         self._taking += take
         try:

@@ -129,7 +129,7 @@ class Worker:
 
     async def file_pending_once(self) -> int:
         """Number cases left pending; post each to its platform's moderators when this process can."""
-        filed = await self.engine.reconcile(min_age=PENDING_MIN_AGE)
+        filed = await self.engine.reconcile(min_age=PENDING_MIN_AGE, scan=False)
         for case in filed:
             sink = self.engine.pipeline.sink(case.platform)
             if sink is None:

@@ -31,6 +31,9 @@ Due inboxes (``P`` = platform, ``i`` = shard ``crc32(T) % DUE_SHARDS``, spread o
     tg:{due:P:i}          zset   thread key scored by when to look at its inbox (epoch ms): the
                                  recovery loop takes over threads whose owner's lease ran out
 
+Threads whose ends wait for case numbers (``i`` = ``crc32(T) % DUE_SHARDS``), read by the loop that files them:
+    tg:{pend:i}           set    thread keys with entries in their ``pending`` hash
+
 Global:
     tg:communities        set    every community that has cases
     tg:outbox:<platform>  list   ThreadNotice JSON for that platform's bot process, oldest first
@@ -75,6 +78,15 @@ def parked(thread_key: str) -> str:
 
 def due_shard(platform: str, shard: int) -> str:
     return f"{PREFIX}:{{due:{platform}:{shard}}}"
+
+
+def pending_shard(shard: int) -> str:
+    return f"{PREFIX}:{{pend:{shard}}}"
+
+
+def pending_index(thread_key: str) -> str:
+    """The set of threads with cases waiting for their numbers that this thread joins when it ends."""
+    return pending_shard(zlib.crc32(thread_key.encode()) % DUE_SHARDS)
 
 
 def due(thread_key: str) -> str:

@@ -153,6 +153,7 @@ class RedisConversationStore:
         #: the same script.
         self.cluster = isinstance(client, RedisCluster)
         self._unindexed: dict[str, int] = {}
+        self._unindexed_pending: set[str] = set()
         self.dedupe_ttl_s = dedupe_ttl_s
         self.idle_ttl_ms = idle_ttl_ms
         self.ended_ttl_ms = ended_ttl_ms
@@ -257,14 +258,27 @@ class RedisConversationStore:
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
-            self.lock_ttl_ms, "1" if go_on else "",
+            self.lock_ttl_ms, "1" if go_on else "", k,
             *(e.to_json() for e in commit.entries),
         ]
+        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k)]
         async with self._trip("commit_turn"):
-            res = await self._commit(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.pending(k),
-                                           keys.inbox(k)], args=args)
-        return CommitResult(CommitStatus(res[0]), int(res[1]),
-                            next=_start(thread, res, token) if len(res) > 2 else None)
+            res = await self._commit(keys=thread_keys if self.cluster else [*thread_keys, keys.pending_index(k)],
+                                     args=args)
+        status = CommitStatus(res[0])
+        if status is CommitStatus.ENDED and self.cluster:
+            await self._index_pending(k)
+        return CommitResult(status, int(res[1]), next=_start(thread, res, token) if len(res) > 2 else None)
+
+    async def _index_pending(self, k: str) -> None:
+        """Cluster: register an ended thread whose case waits for its number (another slot)."""
+        self._unindexed_pending.add(k)
+        try:
+            async with self._trip("index_pending"):
+                await self.client.sadd(keys.pending_index(k), k)
+        except StoreUnavailable:
+            return  # registered by the next pass of the loop that files pending cases
+        self._unindexed_pending.discard(k)
 
     async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
                         reminder_cooldown: int | None, forget: bool = False) -> CommitResult:
@@ -348,12 +362,23 @@ class RedisConversationStore:
         return filed
 
     async def _number_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> tuple[Case, bool]:
-        case.case_ref = f"{thread.key}#{end_seq}"
+        k = thread.key
+        case.case_ref = f"{k}#{end_seq}"
         filed, new = await self._file_case(case)
+        thread_keys = [keys.state(k), keys.pending(k)]
         async with self._trip("finish_filing"):
-            await self._finish(keys=[keys.state(thread.key), keys.pending(thread.key)],
-                               args=[end_seq, filed.case_id])
+            left = await self._finish(keys=thread_keys if self.cluster else [*thread_keys, keys.pending_index(k)],
+                                      args=[end_seq, filed.case_id, k])
+        if self.cluster and int(left) == 0:
+            await self._unindex_pending(k)
         return filed, new
+
+    async def _unindex_pending(self, k: str) -> None:
+        try:
+            async with self._trip("unindex_pending"):
+                await self.client.srem(keys.pending_index(k), k)
+        except StoreUnavailable:
+            return  # a stale member is dropped when the loop finds nothing pending there
 
     async def claim_event(self, thread: ThreadRef, event_id: str) -> bool:
         """Mark an event handled; False if it already was (a redelivery)."""
@@ -368,6 +393,8 @@ class RedisConversationStore:
         k = thread.key
         async with self._trip("read_pending"):
             pending = await self.client.hgetall(keys.pending(k))
+        if not pending:
+            await self._unindex_pending(k)
         numbered: list[Case] = []
         for seq, body in sorted(pending.items(), key=lambda kv: int(kv[0])):
             case = Case.from_json(body)
@@ -432,7 +459,34 @@ class RedisConversationStore:
         async with self._trip("communities"):
             return sorted(await self.client.smembers(keys.COMMUNITIES))
 
-    async def threads_with_pending_cases(self) -> list[ThreadRef]:
+    async def threads_with_pending_cases(self, *, scan: bool = False) -> list[ThreadRef]:
+        """Threads whose ends wait for case numbers, from the pending-case index (``scan``: from a scan of
+        the whole keyspace, for start-up: it also finds what a process killed mid-end left unindexed)."""
+        if scan:
+            return await self._scan_pending()
+        for k in list(self._unindexed_pending):
+            await self._index_pending(k)
+        shards = [keys.pending_shard(i) for i in range(keys.DUE_SHARDS)]
+        async with self._trip("pending_index"):
+            if self.cluster:
+                found = await asyncio.gather(*(self.client.smembers(s) for s in shards), return_exceptions=True)
+                if all(isinstance(members, BaseException) for members in found):
+                    raise next(m for m in found if isinstance(m, BaseException))
+            else:
+                pipe = self.client.pipeline(transaction=False)
+                for shard in shards:
+                    pipe.smembers(shard)
+                found = await pipe.execute()
+        keys_found = sorted({str(m) for members in found if not isinstance(members, BaseException) for m in members})
+        refs = []
+        for key in keys_found:
+            try:
+                refs.append(ThreadRef.from_key(key))
+            except ValueError:
+                continue
+        return refs
+
+    async def _scan_pending(self) -> list[ThreadRef]:
         found = []
         async with self._trip("scan_pending"):
             async for key in self.client.scan_iter(match=f"{keys.PREFIX}:{{t:*}}:pending", count=500):

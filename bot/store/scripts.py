@@ -97,6 +97,19 @@ local function next_or_release(state, log, lease, inbox, token, ttl, go_on, resu
   if redis.call('GET', lease) == token then redis.call('DEL', lease) end
   return {result, extra}
 end
+-- A commit whose reply was lost (Redis restarted) is sent again by the client: it is answered as before.
+local function replayed(state, log, lease, inbox, token, head, ttl, go_on)
+  if head == '' or redis.call('HGET', state, 'last_commit') ~= token .. '\t' .. head then return false end
+  local result = redis.call('HGET', state, 'last_result') or 'ok'
+  local extra = tonumber(redis.call('HGET', state, 'last_extra') or '0')
+  if redis.call('HGET', state, 'fence') ~= token then return {result, extra} end
+  return next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra)
+end
+local function remember(state, token, head, result, extra)
+  if head ~= '' then
+    redis.call('HSET', state, 'last_commit', token .. '\t' .. head, 'last_result', result, 'last_extra', extra)
+  end
+end
 local function owns(state, inbox, token, head)
   if redis.call('HGET', state, 'fence') ~= token then return false end
   if head == '' then return true end
@@ -105,15 +118,20 @@ local function owns(state, inbox, token, head)
 end
 """
 
-# KEYS: state, log, lock, pending, inbox
+# KEYS: state, log, lock, pending, inbox [, pending-case index]
 # ARGV: 1 token, 2 now, 3 active ttl ms, 4 ended ttl ms, 5 redirect delta, 6 warned turn or '',
 #       7 at_risk '1'/'', 8 crisis_posted '1'/'', 9 platform, 10 community, 11 channel, 12 jump url,
 #       13 end case JSON or '', 14 end reason, 15 end category, 16 inbox entry id ('' for none),
-#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20.. log entries
+#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20 thread key, 21.. log entries
+# (one server: KEYS[6] is the pending-case index the thread joins when it ends; on Cluster it is another
+# slot and the store adds the thread by a request of its own)
 COMMIT_TURN = _NEXT + """
-if not owns(KEYS[1], KEYS[5], ARGV[1], ARGV[16]) then return {'lost_lock', 0} end
+if not owns(KEYS[1], KEYS[5], ARGV[1], ARGV[16]) then
+  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[16], ARGV[18], ARGV[19]) or {'lost_lock', 0}
+end
 if ARGV[16] ~= '' then redis.call('LPOP', KEYS[5]) end
 if redis.call('HGET', KEYS[1], 'status') == 'ended' then
+  remember(KEYS[1], ARGV[1], ARGV[16], 'already_ended', 0)
   return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], 'already_ended', 0)
 end
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[2])
@@ -127,7 +145,7 @@ if delta ~= 0 then redis.call('HINCRBY', KEYS[1], 'redirects', delta) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'warned', '1', 'warned_turn', ARGV[6]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'at_risk', '1') end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'crisis_posted', '1') end
-for i = 20, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 21, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 local ttl = ARGV[3]
 local seq = 0
 if ARGV[13] ~= '' then
@@ -136,12 +154,14 @@ if ARGV[13] ~= '' then
              'ended_category', ARGV[15], 'ended_at', ARGV[2])
   redis.call('HDEL', KEYS[1], 'case_id')
   redis.call('HSET', KEYS[4], seq, ARGV[13])
+  if KEYS[6] then redis.call('SADD', KEYS[6], ARGV[20]) end
   ttl = ARGV[4]
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
 local result = 'ok'
 if seq > 0 then result = 'ended' end
+remember(KEYS[1], ARGV[1], ARGV[16], result, seq)
 return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], result, seq)
 """
 
@@ -149,11 +169,14 @@ return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], AR
 # KEYS: state, log, lock, inbox, remind, seen
 # ARGV: token, entry id, lease ttl ms, go on, reminder cooldown or '', forget the event '1'/''
 DROP_HEAD = _NEXT + _GRANT + """
-if not owns(KEYS[1], KEYS[4], ARGV[1], ARGV[2]) then return {'lost_lock', 0} end
+if not owns(KEYS[1], KEYS[4], ARGV[1], ARGV[2]) then
+  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) or {'lost_lock', 0}
+end
 redis.call('LPOP', KEYS[4])
 if ARGV[6] == '1' then redis.call('DEL', KEYS[6]) end
 local remind = 0
 if ARGV[5] ~= '' then remind = remind_due(KEYS[5], ARGV[5]) end
+remember(KEYS[1], ARGV[1], ARGV[2], 'ok', remind)
 return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], 'ok', remind)
 """
 
@@ -187,13 +210,16 @@ redis.call('ZADD', KEYS[3], ARGV[3], n)
 return {n, 1}
 """
 
-# KEYS: state, pending.  ARGV: end seq, case number
+# KEYS: state, pending [, pending-case index (one server)].  ARGV: end seq, case number, thread key
+# Returns how many cases of the thread still wait for their numbers.
 FINISH_FILING = """
 redis.call('HDEL', KEYS[2], ARGV[1])
 if tonumber(redis.call('HGET', KEYS[1], 'end_seq') or '0') == tonumber(ARGV[1]) then
   redis.call('HSET', KEYS[1], 'case_id', ARGV[2])
 end
-return 1
+local left = redis.call('HLEN', KEYS[2])
+if left == 0 and KEYS[3] then redis.call('SREM', KEYS[3], ARGV[3]) end
+return left
 """
 
 # KEYS: state, log.  ARGV: ttl ms, entries...; then the state fields follow after a '--' marker

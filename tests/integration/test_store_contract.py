@@ -265,3 +265,20 @@ async def test_conversation_numbers_in_a_place_without_threads(store):
     assert [await store.next_conversation(dm) for _ in range(3)] == [1, 2, 3]
     assert await store.current_conversation(dm) == 3
     assert 0 < await store.client.pttl(k.current(dm.key)) <= 120_000
+
+
+async def test_a_commit_sent_again_after_its_reply_was_lost_is_answered_as_before(store):
+    start = await begin(store, "e1")
+    await ingest(store, "e2")
+    commit = TurnCommit([user("a")], redirects=1, entry_id="e1")
+    first = await store.commit_turn(T, start.token, commit)
+    again = await store.commit_turn(T, start.token, commit)  # what the client's retry does
+    assert first.status is again.status is CommitStatus.OK
+    assert again.next is not None and again.next.head.startswith("e2\t")
+    state, log = await store.load(T)
+    assert [e.text for e in log] == ["a"] and state.ladder.redirects == 1
+    ended = await store.commit_turn(T, start.token, TurnCommit([user("b")], end_case=end_case(), entry_id="e2"))
+    replay = await store.commit_turn(T, start.token, TurnCommit([user("b")], end_case=end_case(), entry_id="e2"))
+    assert (ended.status, ended.end_seq) == (replay.status, replay.end_seq) == (CommitStatus.ENDED, 1)
+    _, log = await store.load(T)
+    assert [e.text for e in log] == ["a", "b"]

@@ -26,6 +26,7 @@ async def test_a_dead_owners_message_is_answered_by_the_running_bot(
                               reminder_cooldown=0, require_known=False, take_lease=True, max_inbox=30,
                               max_turns=100)
     assert taken.start is not None and model.calls == 1
-    await standin.wait_until(lambda: len(standin.bot_texts(thread_id)) > answered, timeout=10,
-                             what="the answer from the recovering bot")
-    assert "are you still there?" in standin.bot_texts(thread_id)[-1] and model.calls == 2
+    await standin.wait_until(lambda: len(standin.bot_texts(thread_id)) > answered
+                             and "are you still there?" in standin.bot_texts(thread_id)[-1], timeout=10,
+                             what="the answer from the recovering bot")  # streamed: edited until complete
+    assert model.calls == 2
