@@ -12,9 +12,8 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from bot.store import keys
+from bot.store.errors import STORE_FAILURES
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class SharedBudget:
         try:
             ms = int(await self._take(keys=[budget_key(workspace, self.method)],
                                       args=[int(time.time() * 1000), self.interval_ms, self.burst_ms]))
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             log.debug("%s budget unavailable (%s)", self.method, type(exc).__name__)
             return 0.0
         return ms / 1000
@@ -71,5 +70,5 @@ class SharedBudget:
         try:
             await self._pause(keys=[budget_key(workspace, self.method)],
                               args=[int((time.time() + seconds) * 1000)])
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             log.debug("%s budget unavailable (%s)", self.method, type(exc).__name__)

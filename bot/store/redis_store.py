@@ -29,7 +29,6 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
@@ -46,6 +45,7 @@ from bot.store import (
     keys,
     scripts,
 )
+from bot.store.errors import STORE_FAILURES
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ class RedisConversationStore:
         try:
             async with self._in_flight:  # a burst waits for a connection instead of failing for want of one
                 yield
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
             self.metrics.store_error(what)
             raise StoreUnavailable(f"redis {what} failed") from exc

@@ -19,9 +19,8 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from bot.errors import StoreUnavailable
+from bot.store.errors import STORE_FAILURES
 from bot.store.keys import community_tag
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class RedisReviewStore:
     async def _trip(self, what: str) -> AsyncIterator[None]:
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             log.warning("redis %s failed: %s", what, type(exc).__name__)
             raise StoreUnavailable(f"redis {what} failed") from exc
 

@@ -20,11 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError
 
 from bot.errors import StoreUnavailable
 from bot.model import Usage
 from bot.store import keys
+from bot.store.errors import STORE_FAILURES
 from bot.types import ThreadRef
 from bot.usage import FIELDS, DayUsage, TokenTotals, day_of
 
@@ -86,7 +87,7 @@ class UsageLedger:
             if spent:
                 self._registered.add(thread.community)
             return TokenTotals(*(int(v) for v in results[0]))
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis record_usage failed: {type(exc).__name__}") from exc
 
     async def record_case(self, community: str, case_id: int, totals: TokenTotals) -> None:
@@ -98,7 +99,7 @@ class UsageLedger:
             pipe.hset(c_key, mapping=totals.as_dict())
             pipe.pexpire(c_key, self.thread_ttl_ms)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis record_case_usage failed: {type(exc).__name__}") from exc
 
     async def _send(self, community: str, t_key: str, day_key: str, every: list[Any], spent: list[Any]) -> list[Any]:
@@ -131,7 +132,7 @@ class UsageLedger:
     async def communities(self) -> list[str]:
         try:
             return sorted(await self.client.smembers(USAGE_COMMUNITIES))
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis usage communities failed: {type(exc).__name__}") from exc
 
     async def days(self, community: str, *, days: int = 30, until: float | None = None) -> list[DayUsage]:
@@ -144,7 +145,7 @@ class UsageLedger:
             for day in wanted:
                 pipe.hgetall(community_day(community, day))
             found = await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis usage days failed: {type(exc).__name__}") from exc
         rows = [DayUsage(community, day, TokenTotals.from_hash(data)) for day, data in zip(wanted, found, strict=True)]
         return [r for r in rows if not r.totals.empty]
@@ -152,5 +153,5 @@ class UsageLedger:
     async def _hgetall(self, key: str) -> dict[str, str]:
         try:
             return dict(await self.client.hgetall(key))
-        except (RedisError, OSError) as exc:
+        except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis usage read failed: {type(exc).__name__}") from exc
