@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -28,21 +27,9 @@ from bot.bootstrap import build_runtime
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.anthropic_standin import AnthropicStandin, reply
-from tests.support.prompt_cache import Bill, shares_cached_prefix
+from tests.support.prompt_cache import Bill, shares_cached_prefix, text_of
 
 TARGETS = {20: 0.30, 60: 0.35}
-WORDS = ("river", "garden", "copper", "lantern", "harbor", "meadow", "violet", "thunder", "pencil", "orbit",
-         "saddle", "marble", "falcon", "cinder", "willow", "quartz")
-
-
-def text_of(length: int, seed: int) -> str:
-    rnd = random.Random(seed)
-    out = f"[{seed}] "
-    while len(out) < length:
-        out += rnd.choice(WORDS) + " "
-    return out[:length].rstrip() + "."
-
-
 async def run_thread(turns: int, seed: int) -> tuple[Bill, int, list[dict]]:
     standin = await AnthropicStandin().start()
     answers = itertools.count(seed * 1000)

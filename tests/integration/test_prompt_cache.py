@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 
 from bot.store import keys
 from bot.types import Author, Entry, IncomingMessage, ReplyKind, ThreadRef
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.anthropic_standin import reply
-from tests.support.prompt_cache import Bill, blocks, shares_cached_prefix
-
-WORDS = ("river", "garden", "copper", "lantern", "harbor", "meadow", "violet", "thunder", "pencil", "orbit")
-
-
-def text_of(length: int, seed: int) -> str:
-    rnd = random.Random(seed)
-    out = f"[{seed}] "
-    while len(out) < length:
-        out += rnd.choice(WORDS) + " "
-    return out[:length].rstrip() + "."
+from tests.support.prompt_cache import Bill, blocks, shares_cached_prefix, text_of
 
 
 def runtime_for(redis_client, base_url: str, *, cache_ttl: str = "5m"):

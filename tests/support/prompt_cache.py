@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,3 +111,16 @@ class Bill:
     @property
     def ratio(self) -> float:
         return self.billed / self.uncached if self.uncached else 0.0
+
+
+WORDS = ("river", "garden", "copper", "lantern", "harbor", "meadow", "violet", "thunder", "pencil", "orbit",
+         "saddle", "marble", "falcon", "cinder", "willow", "quartz")
+
+
+def text_of(length: int, seed: int) -> str:
+    """``length`` characters of words, different for every ``seed`` (so no two messages share a prefix)."""
+    rnd = random.Random(seed)
+    out = f"[{seed}] "
+    while len(out) < length:
+        out += rnd.choice(WORDS) + " "
+    return out[:length].rstrip() + "."
