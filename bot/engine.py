@@ -224,6 +224,9 @@ class ConversationEngine:
                 problem = "Only someone taking part in this conversation can end it."
             if problem:
                 await self.store.release(thread, start.token)
+                # Messages that arrived while the end command held the thread wait in its inbox: answer
+                # them now rather than when the recovery loop next looks.
+                await self.pipeline.take_over(thread)
                 return Outcome(thread, replies=[Reply(ReplyKind.INFO, problem, ephemeral=True)])
             ladder = start.state.ladder
             end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
