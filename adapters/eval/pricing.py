@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.usage import Prices as TokenPrices
+from bot.usage import TokenTotals
+
 #: (input, output) USD per million tokens by model family, matched as a substring of the model name.
 LIST_PRICES: dict[str, tuple[float, float]] = {
     "haiku": (1.0, 5.0),
@@ -32,11 +35,15 @@ class Prices:
     output: float
     source: str
 
+    @property
+    def per_kind(self) -> TokenPrices:
+        """The same prices by token kind, as ``threadguard usage`` and the dashboard bill them."""
+        return TokenPrices(self.input, self.output, self.input * CACHE_WRITE_FACTOR, self.input * CACHE_READ_FACTOR)
+
     def cost(self, usage: Tokens) -> float:
-        total = (usage.input_tokens * self.input + usage.output_tokens * self.output
-                 + usage.cache_write_tokens * self.input * CACHE_WRITE_FACTOR
-                 + usage.cache_read_tokens * self.input * CACHE_READ_FACTOR)
-        return round(total / 1_000_000, 6)
+        totals = TokenTotals(usage.input_tokens, usage.output_tokens, usage.cache_write_tokens,
+                             usage.cache_read_tokens)
+        return round(self.per_kind.cost(totals), 6)
 
 
 def prices_for(model: str, offline: bool, override: str | None = None) -> Prices | None:

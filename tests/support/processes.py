@@ -92,12 +92,18 @@ async def running(*args: str, env: Mapping[str, str], metrics_port: int) -> Asyn
     try:
         yield run
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc, signal.SIGTERM)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(reader, 5)
+
+
+async def stop(proc: asyncio.subprocess.Process, sig: int, grace: float = 10.0) -> None:
+    """Stop ``proc`` with ``sig``; SIGKILL it when it has not exited within ``grace`` seconds."""
+    if proc.returncode is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

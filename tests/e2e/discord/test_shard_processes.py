@@ -21,6 +21,7 @@ from bot.bootstrap import Runtime
 from config.discord import DiscordSettings
 from tests.e2e.discord.conftest import running
 from tests.support.discord_standin import DiscordStandin
+from tests.support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -77,13 +78,7 @@ async def worker(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Proces
     try:
         yield proc
     finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(proc.wait(), 10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop(proc, signal.SIGINT)
 
 
 async def test_two_worker_processes_split_the_shards(standin: DiscordStandin, redis_server, redis_client) -> None:
