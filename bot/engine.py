@@ -116,7 +116,7 @@ class ConversationEngine:
         self.metrics = metrics or Metrics()
         #: Set by the composition root: records members' ends and applies the repeat policy.
         self.history: MemberHistory | None = None
-        self.pipeline = TurnPipeline(store, self, pipeline)
+        self.pipeline = TurnPipeline(store, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
 

@@ -47,13 +47,14 @@ class Metrics:
     def rate_limited(self, platform: str, method: str) -> None:
         """A platform answered 429 (counted whether or not a retry then succeeded)."""
 
-    # Hooks for the turn pipeline (durable inbox, leases): called by whoever owns those.
+    # Hooks for the turn pipeline: called by ``bot.pipeline`` (inbox depth) and ``bot.worker`` (takeovers).
 
     def inbox_depth(self, depth: int) -> None:
         """Messages waiting in the inbox of the thread just looked at."""
 
     def lease_takeover(self) -> None:
-        """A worker took over a thread whose owner's lease ran out."""
+        """The recovery loop took over a thread waiting for an owner (its owner's lease ran out, or it
+        handed the thread back)."""
 
     # Derived helpers: one call from the engine per turn.
 

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from bot import notices
 from bot.errors import StoreUnavailable, ThreadguardError
+from bot.metrics import Metrics
 from bot.store import ClaimStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
 from bot.types import (
     Author,
@@ -165,10 +166,11 @@ class TurnPipeline:
     """Inbox, leases and the per-thread drain loops of one process."""
 
     def __init__(self, store: ConversationStore, runner: TurnRunner, limits: PipelineLimits | None = None,
-                 *, renew_every: float | None = None) -> None:
+                 *, renew_every: float | None = None, metrics: Metrics | None = None) -> None:
         self.store = store
         self.runner = runner
         self.limits = limits or PipelineLimits()
+        self.metrics = metrics or Metrics()
         self._renew_every = renew_every
         self._sinks: dict[str, DeliverySink] = {}
         self._waiters: dict[tuple[str, str], _Waiter] = {}
@@ -234,6 +236,10 @@ class TurnPipeline:
         finally:
             self._taking -= take
         status = result.status
+        if status is IngestStatus.OWNER:
+            self.metrics.inbox_depth(1)
+        elif status in (IngestStatus.QUEUED, IngestStatus.FULL):
+            self.metrics.inbox_depth(result.queued)
         local = status is IngestStatus.OWNER or (status is IngestStatus.QUEUED and thread.key in self._drains)
         if waiter is not None and not local and not waiter.future.done():
             self._forget_waiter(key, waiter)

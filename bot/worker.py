@@ -121,6 +121,7 @@ class Worker:
                     await store.forget_due(thread, score)
                 elif status is ClaimStatus.OWNER:
                     taken += 1
+                    pipeline.metrics.lease_takeover()
         if pipeline.over_capacity:
             log.warning("over capacity: %d message(s) accepted while %d thread(s) ran here; they wait in "
                         "Redis for any worker", pipeline.over_capacity, pipeline.active)
