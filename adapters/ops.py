@@ -1,8 +1,9 @@
 """The operations side of a long-running process: safe start-up checks, ``/metrics``, ``/healthz`` and
 ``/readyz`` on their own port.
 
-``/healthz`` says the process is alive. ``/readyz`` answers 200 only while Redis answers a PING, and
-lists what the process was explicitly allowed to run without (``--demo``, ``--embedded-store``).
+``/healthz`` says the process is alive. ``/readyz`` answers 200 only once the process takes traffic (its
+listener is bound, its gateway or socket connected) and while Redis answers a PING, and lists what the
+process was explicitly allowed to run without (``--demo``, ``--embedded-store``).
 """
 
 from __future__ import annotations
@@ -90,10 +91,12 @@ class OpsServer:
 
     async def _ready(self, _: web.Request) -> web.Response:
         redis_ok = await self.redis_ready()
-        self.metrics.ready.set(1 if redis_ok else 0)
-        body = {"ready": redis_ok, "redis": "ok" if redis_ok else "unreachable",
+        serving = self.runtime.serving
+        ready = redis_ok and serving
+        self.metrics.ready.set(1 if ready else 0)
+        body = {"ready": ready, "serving": serving, "redis": "ok" if redis_ok else "unreachable",
                 "allowed": {name: ALLOWANCES[name] for name in self.allowances}}
-        return web.Response(text=json.dumps(body), status=200 if redis_ok else 503, content_type="application/json")
+        return web.Response(text=json.dumps(body), status=200 if ready else 503, content_type="application/json")
 
     async def redis_ready(self) -> bool:
         try:

@@ -38,6 +38,9 @@ class Runtime:
     usage: UsageLedger
     #: Review state, appeals and members' end history.
     review: ReviewDesk
+    #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
+    #: connected); ``/readyz`` answers 200 only from then on.
+    serving: bool = False
     _worker: Worker | None = field(default=None, repr=False)
 
     @property

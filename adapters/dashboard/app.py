@@ -160,6 +160,7 @@ async def run_dashboard(settings: Settings, host: str, port: int, *, runtime: Ru
     try:
         await web.TCPSite(runner, host, port).start()
         log.info("dashboard listening on http://%s:%s", host, port)
+        runtime.serving = True
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()

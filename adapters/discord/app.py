@@ -120,6 +120,7 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
             if isinstance(client, discord.AutoShardedClient) else ""
         log.info("connected to Discord as %s (%s) in %d guild(s)%s", user, user.id if user else "?",
                  len(client.guilds), shards)
+        runtime.serving = True
 
     client.setup_hook = setup_hook  # type: ignore[method-assign]
     client.event(on_ready)

@@ -265,6 +265,7 @@ async def _socket_mode(bot: SlackBot, slack: SlackSettings, stop: asyncio.Event)
     handler = AsyncSocketModeHandler(bot.app, slack.require_app_token(), web_client=bot.client)
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("slack: connected in Socket Mode")
+    bot.runtime.serving = True
     try:
         await stop.wait()
     finally:
@@ -277,6 +278,7 @@ async def _http(bot: SlackBot, host: str, port: int, stop: asyncio.Event) -> Non
     try:
         await web.TCPSite(runner, host, port).start()
         log.info("slack: HTTP events endpoint on %s:%d%s", host, port, bot.slack.http_path)
+        bot.runtime.serving = True
         await stop.wait()
     finally:
         await runner.cleanup()

@@ -98,10 +98,10 @@ async def test_readyz_fails_while_redis_is_down_and_recovers(private_redis_serve
         env = slack_env(standin, private_redis_server.url, "http://127.0.0.1:9")
         async with running("slack", "--http", str(free_port()), env=env, metrics_port=free_port()) as proc:
             _, body = await proc.wait_ready()
-            assert json.loads(body)["redis"] == "ok"
+            assert json.loads(body)["redis"] == "ok" and json.loads(body)["serving"] is True
             private_redis_server.stop()
             _, body = await proc.wait_ready(status=503, timeout=15)
-            assert json.loads(body) == {"ready": False, "redis": "unreachable", "allowed": {}}
+            assert json.loads(body) == {"ready": False, "serving": True, "redis": "unreachable", "allowed": {}}
             assert (await proc.get("/healthz"))[0] == 200  # alive, just not ready
             private_redis_server.start()
             _, body = await proc.wait_ready(status=200, timeout=15)

@@ -1,0 +1,33 @@
+"""``/readyz`` says ready only once the run mode takes traffic and while Redis answers: a load balancer or an
+orchestrator that trusts it never sends events to a process whose listener is not bound yet."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from adapters.metrics import PrometheusMetrics
+from adapters.ops import OpsServer
+from bot.bootstrap import build_runtime
+from config.communities import Communities
+from config.settings import AnthropicSettings, RedisSettings, Settings
+
+
+async def test_readyz_waits_for_the_listener_then_follows_redis(redis_client):
+    runtime = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
+                            redis=redis_client, communities=Communities())
+    metrics = PrometheusMetrics()
+    async with TestClient(TestServer(OpsServer(runtime, metrics, ["demo_model"]).app())) as client:
+        resp = await client.get("/readyz")
+        body = json.loads(await resp.text())
+        assert resp.status == 503
+        assert body["serving"] is False and body["redis"] == "ok" and body["ready"] is False
+        assert "demo_model" in body["allowed"]
+        assert (await client.get("/healthz")).status == 200  # alive all along
+
+        runtime.serving = True
+        resp = await client.get("/readyz")
+        body = json.loads(await resp.text())
+        assert resp.status == 200 and body == {**body, "ready": True, "serving": True, "redis": "ok"}
+        assert "threadguard_ready 1.0" in metrics.exposition().decode()
