@@ -60,13 +60,22 @@ async def test_restart_between_turns(runtime, server):
 async def test_restart_during_a_turn_commits_it_once_redis_is_back(runtime, server):
     await runtime.engine.handle_message(message(T2, "hello"))
 
+    restarts: list[threading.Timer] = []
+
     def crash(text):
-        server.stop()  # Redis goes away while the model is answering, and comes back a second later
-        threading.Timer(1.0, server.start).start()
+        if not restarts:  # Redis goes away while the model is answering, and comes back a second later
+            server.stop()
+            restarts.append(threading.Timer(1.0, server.start))
+            restarts[0].start()
         return []
 
     runtime.model.decide = crash
-    o = await runtime.engine.handle_message(message(T2, "second"))
+    try:
+        o = await runtime.engine.handle_message(message(T2, "second"))
+    finally:
+        for timer in restarts:  # never leave a restart running into the next test's teardown
+            timer.join(30)
+    assert len(restarts) == 1 and server.running
     # the finished turn's commit is retried until Redis answers: the member gets the answer, once
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
     runtime.model.decide = lambda text: []
