@@ -431,25 +431,38 @@ class RedisConversationStore:
 
     async def get_case(self, community: str, case_id: int) -> Case | None:
         async with self._trip("get_case"):
-            pipe = self.client.pipeline(transaction=False)
-            pipe.hgetall(keys.case(community, case_id))
-            pipe.lrange(keys.case_links(community, case_id), 0, -1)
-            pipe.lrange(keys.case_actions(community, case_id), 0, -1)
-            data, links, actions = await pipe.execute()
-        if not data or "body" not in data:
-            return None
-        case = Case.from_json(data["body"])
-        case.case_id = case_id
-        case.case_ref = data.get("ref", case.case_ref)
-        case.branches = [*case.branches, *links]
-        case.actions = [int(a) for a in actions]
+            [case] = await self._read_cases(community, [case_id])
         return case
 
     async def list_cases(self, community: str, offset: int, limit: int) -> list[Case]:
         async with self._trip("list_cases"):
             ids = await self.client.zrevrange(keys.case_index(community), offset, offset + limit - 1)
-        cases = [await self.get_case(community, int(i)) for i in ids]
+        if not ids:
+            return []
+        async with self._trip("get_cases"):  # one pipelined request for the page (one slot: {c:community})
+            cases = await self._read_cases(community, [int(i) for i in ids])
         return [c for c in cases if c is not None]
+
+    async def _read_cases(self, community: str, case_ids: list[int]) -> list[Case | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for case_id in case_ids:
+            pipe.hgetall(keys.case(community, case_id))
+            pipe.lrange(keys.case_links(community, case_id), 0, -1)
+            pipe.lrange(keys.case_actions(community, case_id), 0, -1)
+        replies = await pipe.execute()
+        found: list[Case | None] = []
+        for n, case_id in enumerate(case_ids):
+            data, links, actions = replies[3 * n:3 * n + 3]
+            if not data or "body" not in data:
+                found.append(None)
+                continue
+            case = Case.from_json(data["body"])
+            case.case_id = case_id
+            case.case_ref = data.get("ref", case.case_ref)
+            case.branches = [*case.branches, *links]
+            case.actions = [int(a) for a in actions]
+            found.append(case)
+        return found
 
     async def count_cases(self, community: str) -> int:
         async with self._trip("count_cases"):

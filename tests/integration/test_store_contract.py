@@ -223,6 +223,26 @@ async def test_reopen_and_actions(store):
     assert [c.case_id for c in await store.file_pending_cases(T)] == [3]
 
 
+async def test_a_page_of_cases_is_read_in_two_requests_with_links_and_actions(store):
+    for n in range(12):
+        filed = await store.file_action(Case(case_id=0, community="g1", platform="discord", thread=f"t{n}",
+                                             channel="c1", action="note", refers_to=None))
+        assert filed.case_id == n + 1
+    await store.link_branch("g1", 3, "branch-of-3")
+    await store.client.delete(k.case("g1", 5))  # a body gone missing is skipped, not an error
+    before = store.round_trips
+    page = await store.list_cases("g1", 0, 12)
+    assert store.round_trips - before == 2  # the ids, then every case of the page in one pipeline
+    assert sorted(c.case_id for c in page) == [n for n in range(1, 13) if n != 5]
+    ids = [int(i) for i in await store.client.zrevrange(k.case_index("g1"), 0, -1)]
+    assert page == [c for c in [await store.get_case("g1", i) for i in ids] if c is not None]
+    assert all(c.community == "g1" and c.thread == f"t{c.case_id - 1}" for c in page)
+    assert await store.list_cases("g1", 3, 4) == [c for c in page if c.case_id in ids[3:7]]
+    [three] = [c for c in page if c.case_id == 3]
+    assert three.branches == ["branch-of-3"]
+    assert await store.list_cases("g1", 50, 10) == []
+
+
 async def test_concurrent_ingests_grant_one_lease_and_keep_every_message(store):
     results = await asyncio.gather(*(ingest(store, f"e{i}") for i in range(20)))
     assert sum(r.status is IngestStatus.OWNER for r in results) == 1
