@@ -95,7 +95,7 @@ def _now_ms() -> int:
 def _start(thread: ThreadRef, res: list[Any], token: str | None = None) -> TurnStart:
     """A ``TurnStart`` from a script's owner reply: ``[status, token|extra, state, window, head, start]``."""
     return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
-                     log=[Entry.from_json(raw) for raw in res[3]], window_start=int(res[5]),
+                     log=Entry.many_from_json(res[3]), window_start=int(res[5]),
                      head=str(res[4]) if res[4] else None)
 
 

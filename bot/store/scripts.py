@@ -3,6 +3,13 @@ same on one Redis server, on Redis Cluster and on the in-process Redis."""
 
 from __future__ import annotations
 
+# Log entries from ``from`` on as one JSON array (one string to send and to decode, not one per entry).
+_ENTRIES = """
+local function entries(log, from)
+  return '[' .. table.concat(redis.call('LRANGE', log, from, -1), ',') .. ']'
+end
+"""
+
 # Shared Lua fragments.  A thread's owner holds the lease key; ``fence`` in the state counts every
 # lease handed out, so a commit carrying an older token is refused even after its lease ran out.
 _GRANT = """
@@ -11,8 +18,7 @@ local function grant(state, log, lease, inbox, ttl)
   redis.call('SET', lease, token, 'PX', ttl)
   local win = tonumber(redis.call('HGET', state, 'win') or '0')
   if win > redis.call('LLEN', log) then win = 0 end
-  return {'owner', token, redis.call('HGETALL', state), redis.call('LRANGE', log, win, -1),
-          redis.call('LINDEX', inbox, 0), win}
+  return {'owner', token, redis.call('HGETALL', state), entries(log, win), redis.call('LINDEX', inbox, 0), win}
 end
 local function remind_due(remind, cooldown)
   if tonumber(cooldown) <= 0 then return 1 end
@@ -27,7 +33,7 @@ end
 #       5 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a mention to come,
 #       6 take the lease '1'/'', 7 inbox limit, 8 turn limit, 9 idle ttl ms, 10 thread key, 11 due score ms,
 #       12 parking ttl ms
-INGEST = _GRANT + """
+INGEST = _ENTRIES + _GRANT + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'ended' then
@@ -67,7 +73,7 @@ return {'queued', queued + 1}
 """
 
 # KEYS: state, log, lock, inbox.  ARGV: lease ttl ms
-CLAIM = _GRANT + """
+CLAIM = _ENTRIES + _GRANT + """
 if redis.call('LLEN', KEYS[4]) == 0 then return {'empty'} end
 local left = redis.call('PTTL', KEYS[3])
 if left ~= -2 then return {'held', left} end
@@ -76,12 +82,12 @@ return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
 
 # The member's own end command: the lease without an inbox entry, and the whole log (a case needs it).
 # KEYS: state, log, lock.  ARGV: lease ttl ms
-TAKE = """
+TAKE = _ENTRIES + """
 if redis.call('HGET', KEYS[1], 'status') == 'ended' then return {'frozen'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'busy'} end
 local token = tostring(redis.call('HINCRBY', KEYS[1], 'fence', 1))
 redis.call('SET', KEYS[3], token, 'PX', ARGV[1])
-return {'owner', token, redis.call('HGETALL', KEYS[1]), redis.call('LRANGE', KEYS[2], 0, -1), false, 0}
+return {'owner', token, redis.call('HGETALL', KEYS[1]), entries(KEYS[2], 0), false, 0}
 """
 
 # After a commit or a drop: go on with the next inbox entry (lease renewed), or hand the lease back.
@@ -91,8 +97,7 @@ local function next_or_release(state, log, lease, inbox, token, ttl, go_on, resu
     redis.call('SET', lease, token, 'PX', ttl)
     local win = tonumber(redis.call('HGET', state, 'win') or '0')
     if win > redis.call('LLEN', log) then win = 0 end
-    return {result, extra, redis.call('HGETALL', state), redis.call('LRANGE', log, win, -1),
-            redis.call('LINDEX', inbox, 0), win}
+    return {result, extra, redis.call('HGETALL', state), entries(log, win), redis.call('LINDEX', inbox, 0), win}
   end
   if redis.call('GET', lease) == token then redis.call('DEL', lease) end
   return {result, extra}
@@ -125,7 +130,7 @@ end
 #       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20 thread key, 21.. log entries
 # (one server: KEYS[6] is the pending-case index the thread joins when it ends; on Cluster it is another
 # slot and the store adds the thread by a request of its own)
-COMMIT_TURN = _NEXT + """
+COMMIT_TURN = _ENTRIES + _NEXT + """
 if not owns(KEYS[1], KEYS[5], ARGV[1], ARGV[16]) then
   return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[16], ARGV[18], ARGV[19]) or {'lost_lock', 0}
 end
@@ -168,7 +173,7 @@ return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], AR
 # An inbox entry answered without a turn (the thread ended before it, or the model failed for good).
 # KEYS: state, log, lock, inbox, remind, seen
 # ARGV: token, entry id, lease ttl ms, go on, reminder cooldown or '', forget the event '1'/''
-DROP_HEAD = _NEXT + _GRANT + """
+DROP_HEAD = _ENTRIES + _NEXT + _GRANT + """
 if not owns(KEYS[1], KEYS[4], ARGV[1], ARGV[2]) then
   return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) or {'lost_lock', 0}
 end
