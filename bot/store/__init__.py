@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.types import Case, Entry, ThreadRef, ThreadState
 
@@ -105,6 +105,24 @@ class CommitResult:
     remind: bool = False
 
 
+class CommitRider(Protocol):
+    """A request that goes out with a turn's commit and adds no round trip (the turn's usage record): on
+    one server its commands join the commit's pipeline, on Redis Cluster (other slots) it is sent at the
+    same time. The store settles it exactly once, whatever becomes of the commit."""
+
+    def queue(self, pipe: Any) -> None:
+        """Add its commands to the commit's pipeline."""
+        ...
+
+    async def settle(self, replies: list[Any] | None) -> None:
+        """The replies to its queued commands, or ``None``: send it now."""
+        ...
+
+    def failed(self, error: BaseException) -> None:
+        """The request that carried it failed."""
+        ...
+
+
 class ConversationStore(Protocol):
     """Per-thread state and inbox, the ladder counters, leases, dedupe and the case log."""
 
@@ -119,7 +137,7 @@ class ConversationStore(Protocol):
     async def take(self, thread: ThreadRef) -> ClaimResult: ...
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True) -> CommitResult: ...
+                          go_on: bool = True, rider: CommitRider | None = None) -> CommitResult: ...
 
     async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
                         reminder_cooldown: int | None, forget: bool = False) -> CommitResult: ...

@@ -29,6 +29,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
@@ -37,6 +38,7 @@ from bot.store import (
     ClaimResult,
     ClaimStatus,
     CommitResult,
+    CommitRider,
     CommitStatus,
     IngestResult,
     IngestStatus,
@@ -246,7 +248,7 @@ class RedisConversationStore:
         return ClaimResult(status, start=_start(thread, res) if status is ClaimStatus.OWNER else None)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True) -> CommitResult:
+                          go_on: bool = True, rider: CommitRider | None = None) -> CommitResult:
         k = thread.key
         end = commit.end_case
         args: list[Any] = [
@@ -262,13 +264,40 @@ class RedisConversationStore:
             *(e.to_json() for e in commit.entries),
         ]
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k)]
-        async with self._trip("commit_turn"):
-            res = await self._commit(keys=thread_keys if self.cluster else [*thread_keys, keys.pending_index(k)],
-                                     args=args)
+        if not self.cluster:
+            thread_keys.append(keys.pending_index(k))
+        try:
+            async with self._trip("commit_turn"):
+                res = await self._commit_with(thread_keys, args, rider)
+        except BaseException as exc:
+            if rider is not None:
+                rider.failed(exc)
+            raise
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)
         return CommitResult(status, int(res[1]), next=_start(thread, res, token) if len(res) > 2 else None)
+
+    async def _commit_with(self, thread_keys: list[str], args: list[Any], rider: CommitRider | None) -> Any:
+        """The commit script, with the rider's request: in one pipeline on one server, at the same time on
+        Cluster (its keys live in other slots)."""
+        if rider is None:
+            return await self._commit(keys=thread_keys, args=args)
+        if self.cluster:
+            res, _ = await asyncio.gather(self._commit(keys=thread_keys, args=args), rider.settle(None))
+            return res
+        pipe = self.client.pipeline(transaction=False)
+        pipe.execute_command("EVALSHA", self._commit.sha, len(thread_keys), *thread_keys, *args)
+        rider.queue(pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        await rider.settle(replies[1:])
+        res = replies[0]
+        if isinstance(res, NoScriptError):  # a restarted server: the commit did not run; loaded and sent again
+            self.round_trips += 1
+            return await self._commit(keys=thread_keys, args=args)
+        if isinstance(res, BaseException):
+            raise res
+        return res
 
     async def _index_pending(self, k: str) -> None:
         """Cluster: register an ended thread whose case waits for its number (another slot)."""
