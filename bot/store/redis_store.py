@@ -48,6 +48,7 @@ from bot.store import (
     scripts,
 )
 from bot.store.errors import STORE_FAILURES
+from bot.store.window import HeldWindow, WindowCache
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,6 @@ def _in_process_redis() -> Any:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _start(thread: ThreadRef, res: list[Any], token: str | None = None) -> TurnStart:
-    """A ``TurnStart`` from a script's owner reply: ``[status, token|extra, state, window, head, start]``."""
-    return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
-                     log=Entry.many_from_json(res[3]), window_start=int(res[5]),
-                     head=str(res[4]) if res[4] else None)
 
 
 def _age(ended_at: str) -> float:
@@ -146,7 +140,7 @@ class RedisConversationStore:
 
     def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
                  idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 256) -> None:
         self.client = client
         self._in_flight = asyncio.Semaphore(max_in_flight)
         #: The lease: how long a thread's owner keeps it without renewing.
@@ -163,6 +157,8 @@ class RedisConversationStore:
         self.round_trips = 0
         #: Told about every failed request (the metrics of a long-running process).
         self.metrics = Metrics()
+        #: The history windows of the threads this process worked on last (see ``bot.store.window``).
+        self.windows = WindowCache(window_cache_threads)
         self._ingest = client.register_script(scripts.INGEST)
         self._claim = client.register_script(scripts.CLAIM)
         self._take = client.register_script(scripts.TAKE)
@@ -188,6 +184,15 @@ class RedisConversationStore:
 
     # --- turns ---------------------------------------------------------------------------------
 
+    def _start(self, thread: ThreadRef, res: list[Any], held: HeldWindow | None, token: str | None = None) -> TurnStart:
+        """A ``TurnStart`` from a script's turn-start reply (``scripts._START``), read on top of what the
+        caller said it held (``held``)."""
+        pairs = _pairs(res[2])
+        log = self.windows.window(thread.key, held, res[3], res[6], int(res[5]), int(res[7]), int(res[8]),
+                                  pairs.get("log_gen", "0"))
+        return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, pairs), log=log,
+                         window_start=int(res[5]), head=str(res[4]) if res[4] else None)
+
     async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
                      require_known: bool | str, take_lease: bool, max_inbox: int,
                      max_turns: int) -> IngestResult:
@@ -202,9 +207,10 @@ class RedisConversationStore:
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, entry_id), keys.remind(k),
                        keys.inbox(k), keys.pending(k), keys.parked(k)]
         known = require_known if isinstance(require_known, str) else ("1" if require_known else "")
+        held = self.windows.held(k) if take_lease else None
         args = [f"{entry_id}\t{entry}", self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown,
                 known, "1" if take_lease else "", max_inbox, max_turns,
-                self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
+                self.idle_ttl_ms, k, due_at, PARK_TTL_MS, *self.windows.args(held)]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
                 outcomes: tuple[Any, Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
@@ -219,7 +225,7 @@ class RedisConversationStore:
                 res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
         status = IngestStatus(res[0])
         if status is IngestStatus.OWNER:
-            return IngestResult(status, start=_start(thread, res))
+            return IngestResult(status, start=self._start(thread, res, held))
         if status is IngestStatus.FROZEN:
             return IngestResult(status, remind=bool(int(res[1])), pending_cases=int(res[2]))
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
@@ -229,12 +235,13 @@ class RedisConversationStore:
     async def claim(self, thread: ThreadRef) -> ClaimResult:
         """Take a thread with a waiting inbox whose lease is free (the recovery loop)."""
         k = thread.key
+        held = self.windows.held(k)
         async with self._trip("claim"):
             res = await self._claim(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k)],
-                                    args=[self.lock_ttl_ms])
+                                    args=[self.lock_ttl_ms, *self.windows.args(held)])
         status = ClaimStatus(res[0])
         if status is ClaimStatus.OWNER:
-            return ClaimResult(status, start=_start(thread, res))
+            return ClaimResult(status, start=self._start(thread, res, held))
         if status is ClaimStatus.HELD:
             return ClaimResult(status, lease_left_ms=max(0, int(res[1])))
         return ClaimResult(status)
@@ -245,12 +252,17 @@ class RedisConversationStore:
         async with self._trip("take"):
             res = await self._take(keys=[keys.state(k), keys.log(k), keys.lock(k)], args=[self.lock_ttl_ms])
         status = ClaimStatus(res[0])
-        return ClaimResult(status, start=_start(thread, res) if status is ClaimStatus.OWNER else None)
+        if status is not ClaimStatus.OWNER:
+            return ClaimResult(status)
+        start = TurnStart(token=str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
+                          log=Entry.many_from_json(res[3]))
+        return ClaimResult(status, start=start)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
                           go_on: bool = True, rider: CommitRider | None = None) -> CommitResult:
         k = thread.key
         end = commit.end_case
+        held = self.windows.held(k)
         args: list[Any] = [
             token, f"{time.time():.3f}", self.idle_ttl_ms, self.ended_ttl_ms, commit.redirects,
             "" if commit.warned_turn is None else commit.warned_turn,
@@ -260,7 +272,7 @@ class RedisConversationStore:
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
-            self.lock_ttl_ms, "1" if go_on else "", k,
+            self.lock_ttl_ms, "1" if go_on else "", k, *self.windows.args(held),
             *(e.to_json() for e in commit.entries),
         ]
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k)]
@@ -276,7 +288,7 @@ class RedisConversationStore:
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)
-        return CommitResult(status, int(res[1]), next=_start(thread, res, token) if len(res) > 2 else None)
+        return CommitResult(status, int(res[1]), next=self._start(thread, res, held, token) if len(res) > 2 else None)
 
     async def _commit_with(self, thread_keys: list[str], args: list[Any], rider: CommitRider | None) -> Any:
         """The commit script, with the rider's request: in one pipeline on one server, at the same time on
@@ -314,15 +326,17 @@ class RedisConversationStore:
         """Remove the inbox entry the owner answered without a turn (ended thread, failed model call);
         ``forget``: the event may be delivered again and is then accepted anew."""
         k = thread.key
+        held = self.windows.held(k)
         async with self._trip("drop_head"):
             res = await self._drop(
                 keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k), keys.remind(k),
                       keys.seen(k, entry_id or "-")],
                 args=[token, entry_id, self.lock_ttl_ms, "1" if go_on else "",
-                      "" if reminder_cooldown is None else reminder_cooldown, "1" if forget else ""])
+                      "" if reminder_cooldown is None else reminder_cooldown, "1" if forget else "",
+                      *self.windows.args(held)])
         status = CommitStatus(res[0])
         return CommitResult(status, remind=status is CommitStatus.OK and bool(int(res[1])),
-                            next=_start(thread, res, token) if len(res) > 2 else None)
+                            next=self._start(thread, res, held, token) if len(res) > 2 else None)
 
     async def renew(self, thread: ThreadRef, token: str) -> bool:
         """Renew the owner's lease; False once a newer owner holds the thread."""

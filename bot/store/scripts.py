@@ -3,22 +3,52 @@ same on one Redis server, on Redis Cluster and on the in-process Redis."""
 
 from __future__ import annotations
 
-# Log entries from ``from`` on as one JSON array (one string to send and to decode, not one per entry).
+# Log entries from ``from`` to ``to`` (inclusive, -1: the last) as one JSON array: one string to send and
+# to decode, not one per entry.
 _ENTRIES = """
-local function entries(log, from)
-  return '[' .. table.concat(redis.call('LRANGE', log, from, -1), ',') .. ']'
+local function entries(log, from, to)
+  return '[' .. table.concat(redis.call('LRANGE', log, from, to), ',') .. ']'
+end
+"""
+
+# A turn start's reply: ``{result, extra, state, window, inbox head, win, last, base, length}``. The window
+# is the log from the stored start ``win`` on; a caller that holds the log from ``from`` up to ``to``
+# (exclusive; ``have`` = "<from> <to> <log generation>", ``held`` = its entry at ``to - 1``) gets only the
+# entries from ``base`` = ``to`` on, when what it holds is still the log (same generation, the log that
+# long, the same entry at ``to - 1``) and the window starts inside it; otherwise ``base`` = ``win``. The
+# entries from ``base`` come as a JSON array of all but the last, and the last apart (``false`` when none
+# is after ``base``), so the caller can say what it holds next time. See ``bot.store.window``.
+_START = _ENTRIES + """
+local function start_reply(result, extra, state, log, inbox, have, held)
+  local len = redis.call('LLEN', log)
+  local win = tonumber(redis.call('HGET', state, 'win') or '0')
+  if win > len then win = 0 end
+  local base = win
+  if have ~= '' then
+    local from, to, gen = string.match(have, '^(%d+) (%d+) (%d+)$')
+    from, to = tonumber(from), tonumber(to)
+    if to and to > 0 and from <= win and win <= to
+       and gen == (redis.call('HGET', state, 'log_gen') or '0')
+       and redis.call('LINDEX', log, to - 1) == held then
+      base = to
+    end
+  end
+  local tail, last = '[]', false
+  if len > base then
+    last = redis.call('LINDEX', log, len - 1)
+    if len - 1 > base then tail = entries(log, base, len - 2) end
+  end
+  return {result, extra, redis.call('HGETALL', state), tail, redis.call('LINDEX', inbox, 0), win, last, base, len}
 end
 """
 
 # Shared Lua fragments.  A thread's owner holds the lease key; ``fence`` in the state counts every
 # lease handed out, so a commit carrying an older token is refused even after its lease ran out.
 _GRANT = """
-local function grant(state, log, lease, inbox, ttl)
+local function grant(state, log, lease, inbox, ttl, have, held)
   local token = tostring(redis.call('HINCRBY', state, 'fence', 1))
   redis.call('SET', lease, token, 'PX', ttl)
-  local win = tonumber(redis.call('HGET', state, 'win') or '0')
-  if win > redis.call('LLEN', log) then win = 0 end
-  return {'owner', token, redis.call('HGETALL', state), entries(log, win), redis.call('LINDEX', inbox, 0), win}
+  return start_reply('owner', token, state, log, inbox, have, held)
 end
 local function remind_due(remind, cooldown)
   if tonumber(cooldown) <= 0 then return 1 end
@@ -32,8 +62,8 @@ end
 # ARGV: 1 entry, 2 lease ttl ms, 3 dedupe ttl s, 4 reminder cooldown s,
 #       5 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a mention to come,
 #       6 take the lease '1'/'', 7 inbox limit, 8 turn limit, 9 idle ttl ms, 10 thread key, 11 due score ms,
-#       12 parking ttl ms
-INGEST = _ENTRIES + _GRANT + """
+#       12 parking ttl ms, 13 and 14 the window the caller holds (``_START``)
+INGEST = _START + _GRANT + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'ended' then
@@ -67,17 +97,17 @@ redis.call('HSET', KEYS[1], 'known', '1')
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[9]) end
 if KEYS[9] then redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10]) end
 if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
-  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[2])
+  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[2], ARGV[13], ARGV[14])
 end
 return {'queued', queued + 1}
 """
 
-# KEYS: state, log, lock, inbox.  ARGV: lease ttl ms
-CLAIM = _ENTRIES + _GRANT + """
+# KEYS: state, log, lock, inbox.  ARGV: lease ttl ms, then the window the caller holds (``_START``)
+CLAIM = _START + _GRANT + """
 if redis.call('LLEN', KEYS[4]) == 0 then return {'empty'} end
 local left = redis.call('PTTL', KEYS[3])
 if left ~= -2 then return {'held', left} end
-return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3])
 """
 
 # The member's own end command: the lease without an inbox entry, and the whole log (a case needs it).
@@ -87,28 +117,26 @@ if redis.call('HGET', KEYS[1], 'status') == 'ended' then return {'frozen'} end
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'busy'} end
 local token = tostring(redis.call('HINCRBY', KEYS[1], 'fence', 1))
 redis.call('SET', KEYS[3], token, 'PX', ARGV[1])
-return {'owner', token, redis.call('HGETALL', KEYS[1]), entries(KEYS[2], 0), false, 0}
+return {'owner', token, redis.call('HGETALL', KEYS[1]), entries(KEYS[2], 0, -1), false, 0}
 """
 
 # After a commit or a drop: go on with the next inbox entry (lease renewed), or hand the lease back.
 _NEXT = """
-local function next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra)
+local function next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra, have, held)
   if go_on == '1' and redis.call('LLEN', inbox) > 0 then
     redis.call('SET', lease, token, 'PX', ttl)
-    local win = tonumber(redis.call('HGET', state, 'win') or '0')
-    if win > redis.call('LLEN', log) then win = 0 end
-    return {result, extra, redis.call('HGETALL', state), entries(log, win), redis.call('LINDEX', inbox, 0), win}
+    return start_reply(result, extra, state, log, inbox, have, held)
   end
   if redis.call('GET', lease) == token then redis.call('DEL', lease) end
   return {result, extra}
 end
 -- A commit whose reply was lost (Redis restarted) is sent again by the client: it is answered as before.
-local function replayed(state, log, lease, inbox, token, head, ttl, go_on)
+local function replayed(state, log, lease, inbox, token, head, ttl, go_on, have, held)
   if head == '' or redis.call('HGET', state, 'last_commit') ~= token .. '\t' .. head then return false end
   local result = redis.call('HGET', state, 'last_result') or 'ok'
   local extra = tonumber(redis.call('HGET', state, 'last_extra') or '0')
   if redis.call('HGET', state, 'fence') ~= token then return {result, extra} end
-  return next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra)
+  return next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra, have, held)
 end
 local function remember(state, token, head, result, extra)
   if head ~= '' then
@@ -127,17 +155,20 @@ end
 # ARGV: 1 token, 2 now, 3 active ttl ms, 4 ended ttl ms, 5 redirect delta, 6 warned turn or '',
 #       7 at_risk '1'/'', 8 crisis_posted '1'/'', 9 platform, 10 community, 11 channel, 12 jump url,
 #       13 end case JSON or '', 14 end reason, 15 end category, 16 inbox entry id ('' for none),
-#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20 thread key, 21.. log entries
+#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20 thread key,
+#       21 and 22 the window the caller holds (``_START``), 23.. log entries
 # (one server: KEYS[6] is the pending-case index the thread joins when it ends; on Cluster it is another
 # slot and the store adds the thread by a request of its own)
-COMMIT_TURN = _ENTRIES + _NEXT + """
+COMMIT_TURN = _START + _NEXT + """
 if not owns(KEYS[1], KEYS[5], ARGV[1], ARGV[16]) then
-  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[16], ARGV[18], ARGV[19]) or {'lost_lock', 0}
+  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[16], ARGV[18], ARGV[19], ARGV[21], ARGV[22])
+         or {'lost_lock', 0}
 end
 if ARGV[16] ~= '' then redis.call('LPOP', KEYS[5]) end
 if redis.call('HGET', KEYS[1], 'status') == 'ended' then
   remember(KEYS[1], ARGV[1], ARGV[16], 'already_ended', 0)
-  return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], 'already_ended', 0)
+  return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], 'already_ended', 0,
+                         ARGV[21], ARGV[22])
 end
 redis.call('HSETNX', KEYS[1], 'created_at', ARGV[2])
 redis.call('HSET', KEYS[1], 'status', 'active', 'updated_at', ARGV[2], 'platform', ARGV[9],
@@ -150,7 +181,7 @@ if delta ~= 0 then redis.call('HINCRBY', KEYS[1], 'redirects', delta) end
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'warned', '1', 'warned_turn', ARGV[6]) end
 if ARGV[7] == '1' then redis.call('HSET', KEYS[1], 'at_risk', '1') end
 if ARGV[8] == '1' then redis.call('HSET', KEYS[1], 'crisis_posted', '1') end
-for i = 21, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+for i = 23, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
 local ttl = ARGV[3]
 local seq = 0
 if ARGV[13] ~= '' then
@@ -167,22 +198,25 @@ redis.call('PEXPIRE', KEYS[2], ttl)
 local result = 'ok'
 if seq > 0 then result = 'ended' end
 remember(KEYS[1], ARGV[1], ARGV[16], result, seq)
-return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], result, seq)
+return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], result, seq, ARGV[21],
+                       ARGV[22])
 """
 
 # An inbox entry answered without a turn (the thread ended before it, or the model failed for good).
 # KEYS: state, log, lock, inbox, remind, seen
-# ARGV: token, entry id, lease ttl ms, go on, reminder cooldown or '', forget the event '1'/''
-DROP_HEAD = _ENTRIES + _NEXT + _GRANT + """
+# ARGV: token, entry id, lease ttl ms, go on, reminder cooldown or '', forget the event '1'/'',
+#       7 and 8 the window the caller holds (``_START``)
+DROP_HEAD = _START + _NEXT + _GRANT + """
 if not owns(KEYS[1], KEYS[4], ARGV[1], ARGV[2]) then
-  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4]) or {'lost_lock', 0}
+  return replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[7], ARGV[8])
+         or {'lost_lock', 0}
 end
 redis.call('LPOP', KEYS[4])
 if ARGV[6] == '1' then redis.call('DEL', KEYS[6]) end
 local remind = 0
 if ARGV[5] ~= '' then remind = remind_due(KEYS[5], ARGV[5]) end
 remember(KEYS[1], ARGV[1], ARGV[2], 'ok', remind)
-return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], 'ok', remind)
+return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], 'ok', remind, ARGV[7], ARGV[8])
 """
 
 # KEYS: state, lock.  ARGV: token, lease ttl ms ('' releases the lease)
