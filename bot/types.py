@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import time
@@ -71,7 +72,7 @@ class ThreadRef:
     channel: str
     thread: str
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A stable string naming this thread across processes (used in Redis keys and cases)."""
         parts = (self.platform, self.community, self.channel, self.thread)
