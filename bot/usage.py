@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from bot.model import Usage
 from bot.types import ThreadRef
@@ -89,26 +89,10 @@ def day_of(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
 
 
-class TurnUsageRecord(Protocol):
-    """One turn's usage record, sent together with the turn's commit (see ``bot.store.CommitRider``)."""
-
-    #: The thread's totals once recorded; ``None`` while unsent or when recording failed (``error``).
-    totals: TokenTotals | None
-    error: BaseException | None
-
-    def queue(self, pipe: Any) -> None: ...
-
-    async def settle(self, replies: list[Any] | None) -> None: ...
-
-    def failed(self, error: BaseException) -> None: ...
-
-
 class UsageRecorder(Protocol):
     """Where the engine records what each turn spent (``bot.store.usage.UsageLedger``)."""
 
     async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TokenTotals: ...
-
-    def turn_record(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TurnUsageRecord: ...
 
     async def record_case(self, community: str, case_id: int, totals: TokenTotals) -> None: ...
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
+from bot.model import Usage
 from bot.types import Case, Entry, ThreadRef, ThreadState
+from bot.usage import TokenTotals
 
 
 class IngestStatus(enum.StrEnum):
@@ -86,6 +88,12 @@ class TurnCommit:
     entry_id: str = ""
     #: Where the history window starts from now on, when this turn moved it.
     window_start: int | None = None
+    #: The turn's model usage, added to the thread's and the community's sums in the same step (also when
+    #: the commit is refused: the tokens were billed); never twice when the commit is sent again.
+    usage: Usage | None = None
+    #: Set by the store once the usage went to sums kept in other slots (Redis Cluster), by a request of
+    #: its own: the commit sent again does not send them twice.
+    usage_sent_elsewhere: bool = False
 
 
 class CommitStatus(enum.StrEnum):
@@ -103,24 +111,8 @@ class CommitResult:
     next: TurnStart | None = None
     #: A dropped entry: whether its member gets the frozen reminder.
     remind: bool = False
-
-
-class CommitRider(Protocol):
-    """A request that goes out with a turn's commit and adds no round trip (the turn's usage record): on
-    one server its commands join the commit's pipeline, on Redis Cluster (other slots) it is sent at the
-    same time. The store settles it exactly once, whatever becomes of the commit."""
-
-    def queue(self, pipe: Any) -> None:
-        """Add its commands to the commit's pipeline."""
-        ...
-
-    async def settle(self, replies: list[Any] | None) -> None:
-        """The replies to its queued commands, or ``None``: send it now."""
-        ...
-
-    def failed(self, error: BaseException) -> None:
-        """The request that carried it failed."""
-        ...
+    #: The thread's usage sums after the commit added the turn's (``None``: it added none).
+    totals: TokenTotals | None = None
 
 
 class ConversationStore(Protocol):
@@ -137,7 +129,7 @@ class ConversationStore(Protocol):
     async def take(self, thread: ThreadRef) -> ClaimResult: ...
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True, rider: CommitRider | None = None) -> CommitResult: ...
+                          go_on: bool = True) -> CommitResult: ...
 
     async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
                         reminder_cooldown: int | None, forget: bool = False) -> CommitResult: ...

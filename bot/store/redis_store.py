@@ -29,16 +29,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
+from bot.model import Usage
 from bot.store import (
     ClaimResult,
     ClaimStatus,
     CommitResult,
-    CommitRider,
     CommitStatus,
     IngestResult,
     IngestStatus,
@@ -46,10 +45,14 @@ from bot.store import (
     TurnStart,
     keys,
     scripts,
+    usage,
 )
 from bot.store.errors import STORE_FAILURES
+from bot.store.scripts import STATE_FIELDS
+from bot.store.usage import community_day, thread_usage
 from bot.store.window import HeldWindow, WindowCache
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
+from bot.usage import TokenTotals, day_of
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +143,8 @@ class RedisConversationStore:
 
     def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
                  idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
-                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 256) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 256,
+                 usage_ttl_ms: int | None = None) -> None:
         self.client = client
         self._in_flight = asyncio.Semaphore(max_in_flight)
         #: The lease: how long a thread's owner keeps it without renewing.
@@ -153,6 +157,9 @@ class RedisConversationStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.idle_ttl_ms = idle_ttl_ms
         self.ended_ttl_ms = ended_ttl_ms
+        #: How long a thread's usage sums are kept (by default as long as an ended thread).
+        self.usage_ttl_ms = ended_ttl_ms if usage_ttl_ms is None else usage_ttl_ms
+        self._usage_communities: set[str] = set()  # Cluster: communities this process registered
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
         #: Told about every failed request (the metrics of a long-running process).
@@ -170,6 +177,7 @@ class RedisConversationStore:
         self._finish = client.register_script(scripts.FINISH_FILING)
         self._seed = client.register_script(scripts.SEED_BRANCH)
         self._reopen = client.register_script(scripts.REOPEN)
+        self._add_usage = client.register_script(usage.ADD)
 
     @asynccontextmanager
     async def _trip(self, what: str) -> AsyncIterator[None]:
@@ -184,14 +192,15 @@ class RedisConversationStore:
 
     # --- turns ---------------------------------------------------------------------------------
 
-    def _start(self, thread: ThreadRef, res: list[Any], held: HeldWindow | None, token: str | None = None) -> TurnStart:
-        """A ``TurnStart`` from a script's turn-start reply (``scripts._START``), read on top of what the
-        caller said it held (``held``)."""
-        pairs = _pairs(res[2])
-        log = self.windows.window(thread.key, held, res[3], res[6], int(res[5]), int(res[7]), int(res[8]),
-                                  pairs.get("log_gen", "0"))
-        return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, pairs), log=log,
-                         window_start=int(res[5]), head=str(res[4]) if res[4] else None)
+    def _start(self, thread: ThreadRef, token: str, start: list[Any], held: HeldWindow | None) -> TurnStart:
+        """A ``TurnStart`` from a script's turn start (``scripts._START``: state, window, head, win, last,
+        base, length), read on top of what the caller said it held (``held``)."""
+        fields, tail, head, win, last, base, length = start
+        state = {name: value for name, value in zip(STATE_FIELDS, fields, strict=True) if value is not None}
+        log = self.windows.window(thread.key, held, tail, last, int(win), int(base), int(length),
+                                  state.get("log_gen", "0"))
+        return TurnStart(token=token, state=state_from_hash(thread, state), log=log, window_start=int(win),
+                         head=str(head) if head else None)
 
     async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
                      require_known: bool | str, take_lease: bool, max_inbox: int,
@@ -225,7 +234,7 @@ class RedisConversationStore:
                 res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
         status = IngestStatus(res[0])
         if status is IngestStatus.OWNER:
-            return IngestResult(status, start=self._start(thread, res, held))
+            return IngestResult(status, start=self._start(thread, str(res[1]), res[2], held))
         if status is IngestStatus.FROZEN:
             return IngestResult(status, remind=bool(int(res[1])), pending_cases=int(res[2]))
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
@@ -241,7 +250,7 @@ class RedisConversationStore:
                                     args=[self.lock_ttl_ms, *self.windows.args(held)])
         status = ClaimStatus(res[0])
         if status is ClaimStatus.OWNER:
-            return ClaimResult(status, start=self._start(thread, res, held))
+            return ClaimResult(status, start=self._start(thread, str(res[1]), res[2], held))
         if status is ClaimStatus.HELD:
             return ClaimResult(status, lease_left_ms=max(0, int(res[1])))
         return ClaimResult(status)
@@ -259,7 +268,7 @@ class RedisConversationStore:
         return ClaimResult(status, start=start)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True, rider: CommitRider | None = None) -> CommitResult:
+                          go_on: bool = True) -> CommitResult:
         k = thread.key
         end = commit.end_case
         held = self.windows.held(k)
@@ -273,43 +282,39 @@ class RedisConversationStore:
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
             self.lock_ttl_ms, "1" if go_on else "", k, *self.windows.args(held),
-            *(e.to_json() for e in commit.entries),
         ]
-        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k)]
-        if not self.cluster:
-            thread_keys.append(keys.pending_index(k))
-        try:
-            async with self._trip("commit_turn"):
-                res = await self._commit_with(thread_keys, args, rider)
-        except BaseException as exc:
-            if rider is not None:
-                rider.failed(exc)
-            raise
+        used = commit.usage if commit.usage is not None and not commit.usage.empty else None
+        day_key = community_day(thread.community, day_of(time.time())) if used else ""
+        args += [usage.counts(used) if used else "", self.usage_ttl_ms, usage.DAY_TTL_S * 1000,
+                 *(e.to_json() for e in commit.entries)]
+        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k), thread_usage(k)]
+        if not self.cluster:  # one server: the keys of other slots go in the same script
+            thread_keys += [keys.pending_index(k), usage.USAGE_COMMUNITIES, *([day_key] if used else [])]
+        async with self._trip("commit_turn"):
+            if self.cluster and used and not commit.usage_sent_elsewhere:
+                # the community's day sums live in another slot: sent at the same time, once
+                commit.usage_sent_elsewhere = True
+                res, _ = await asyncio.gather(self._commit(keys=thread_keys, args=args),
+                                              self._add_day(thread.community, day_key, used))
+            else:
+                res = await self._commit(keys=thread_keys, args=args)
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)
-        return CommitResult(status, int(res[1]), next=self._start(thread, res, held, token) if len(res) > 2 else None)
+        return CommitResult(status, int(res[1]), next=self._start(thread, token, res[2], held) if res[2] else None,
+                            totals=TokenTotals(*(int(v) for v in res[3])) if res[3] else None)
 
-    async def _commit_with(self, thread_keys: list[str], args: list[Any], rider: CommitRider | None) -> Any:
-        """The commit script, with the rider's request: in one pipeline on one server, at the same time on
-        Cluster (its keys live in other slots)."""
-        if rider is None:
-            return await self._commit(keys=thread_keys, args=args)
-        if self.cluster:
-            res, _ = await asyncio.gather(self._commit(keys=thread_keys, args=args), rider.settle(None))
-            return res
-        pipe = self.client.pipeline(transaction=False)
-        pipe.execute_command("EVALSHA", self._commit.sha, len(thread_keys), *thread_keys, *args)
-        rider.queue(pipe)
-        replies = await pipe.execute(raise_on_error=False)
-        await rider.settle(replies[1:])
-        res = replies[0]
-        if isinstance(res, NoScriptError):  # a restarted server: the commit did not run; loaded and sent again
-            self.round_trips += 1
-            return await self._commit(keys=thread_keys, args=args)
-        if isinstance(res, BaseException):
-            raise res
-        return res
+    async def _add_day(self, community: str, day_key: str, used: Usage) -> None:
+        """Cluster: a turn's tokens to the community's day sums (another slot than the thread's), a request
+        of its own; a failure costs those numbers, never the turn."""
+        self.round_trips += 1
+        try:
+            await self._add_usage(keys=[day_key], args=[usage.DAY_TTL_S * 1000, *usage.spent(used)])
+            if community not in self._usage_communities:
+                await self.client.sadd(usage.USAGE_COMMUNITIES, community)
+                self._usage_communities.add(community)
+        except STORE_FAILURES as exc:
+            log.warning("redis usage of community %s not recorded: %s", community, type(exc).__name__)
 
     async def _index_pending(self, k: str) -> None:
         """Cluster: register an ended thread whose case waits for its number (another slot)."""
@@ -336,7 +341,7 @@ class RedisConversationStore:
                       *self.windows.args(held)])
         status = CommitStatus(res[0])
         return CommitResult(status, remind=status is CommitStatus.OK and bool(int(res[1])),
-                            next=self._start(thread, res, held, token) if len(res) > 2 else None)
+                            next=self._start(thread, token, res[2], held) if res[2] else None)
 
     async def renew(self, thread: ThreadRef, token: str) -> bool:
         """Renew the owner's lease; False once a newer owner holds the thread."""

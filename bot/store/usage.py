@@ -5,11 +5,12 @@
     tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
     tg:usage:communities        set   communities with recorded usage
 
-A turn's record is two script calls (one per key: the thread's slot and the community's). It rides with
-the turn's commit (``TurnRecord``): on one server in the commit's own pipeline, so it adds no request; on
-Redis Cluster the two go to their nodes at the same time as the commit, so it adds a request but no
-sequential round trip. A turn that filed a case adds one more request, which copies the thread's totals
-to the case.
+A turn's tokens are added by its commit (``scripts.COMMIT_TURN``): to the thread's sums in the thread's
+slot and, on one server, to the community's day in the same script; on Redis Cluster the day's sums live
+in another slot and the store sends them by a request at the same time as the commit, so they add no
+sequential round trip. A turn that commits nothing (its model call failed) is recorded alone by
+``UsageLedger.record_turn``: one pipelined request of two script calls. A turn that filed a case adds one
+more request, which copies the thread's totals to the case.
 """
 
 from __future__ import annotations
@@ -46,6 +47,17 @@ return out
 DAY_TTL_S = 400 * 86_400
 
 
+def counts(usage: Usage) -> str:
+    """A turn's increments of ``FIELDS`` (one turn), space-separated: what the commit script adds."""
+    return " ".join(str(v) for v in TokenTotals.of_turn(usage).as_dict().values())
+
+
+def spent(usage: Usage) -> list[Any]:
+    """``ADD``'s field and increment pairs of a turn, the fields it spent only (a community's day)."""
+    turn = TokenTotals.of_turn(usage).as_dict()
+    return [x for name in FIELDS if turn[name] for x in (name, turn[name])]
+
+
 def thread_usage(thread_key: str) -> str:
     return f"{keys.thread_tag(thread_key)}:usage"
 
@@ -72,19 +84,23 @@ class UsageLedger:
 
     async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TokenTotals:
         """Add one turn's usage to the thread's and the community's day sums; returns the thread's totals."""
-        record = self.turn_record(thread, usage, at=at)
-        await record.settle(None)
-        if record.totals is None:
-            raise StoreUnavailable(f"redis record_usage failed: {type(record.error).__name__}") from record.error
-        return record.totals
-
-    def turn_record(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TurnRecord:
-        """One turn's usage record, to send with the turn's commit (or alone: ``settle(None)``)."""
-        counts = TokenTotals.of_turn(usage).as_dict()
+        turn = TokenTotals.of_turn(usage).as_dict()
         day_key = community_day(thread.community, day_of(time.time() if at is None else at))
-        every = [x for name in FIELDS for x in (name, counts[name])]
-        spent = [x for name in FIELDS if counts[name] for x in (name, counts[name])]
-        return TurnRecord(self, thread.community, thread_usage(thread.key), day_key, every, spent)
+        t_key = thread_usage(thread.key)
+        every = [x for name in FIELDS for x in (name, turn[name])]
+        day = spent(usage)
+        try:
+            try:
+                results = await self._send(thread.community, t_key, day_key, every, day)
+            except NoScriptError:  # a restarted or new server: load the script once, then send again
+                self.round_trips += 1
+                await self.client.script_load(ADD)
+                results = await self._send(thread.community, t_key, day_key, every, day)
+            if day:
+                self._registered.add(thread.community)
+            return TokenTotals(*(int(v) for v in results[0]))
+        except STORE_FAILURES as exc:
+            raise StoreUnavailable(f"redis record_usage failed: {type(exc).__name__}") from exc
 
     async def record_case(self, community: str, case_id: int, totals: TokenTotals) -> None:
         """Keep the thread's totals at the time it ended with its case."""
@@ -98,26 +114,24 @@ class UsageLedger:
         except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis record_case_usage failed: {type(exc).__name__}") from exc
 
-    async def _send(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """``commands`` alone, in one request (on Cluster: one per slot, at once); loads the script first
-        on a server that lost it."""
-        try:
-            return await self._send_once(commands)
-        except NoScriptError:  # a restarted or new server: load the script once, then send again
-            self.round_trips += 1
-            await self.client.script_load(ADD)
-            return await self._send_once(commands)
-
-    async def _send_once(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def _send(self, community: str, t_key: str, day_key: str, every: list[Any], spent: list[Any]) -> list[Any]:
         self.round_trips += 1
         if isinstance(self.client, RedisCluster):  # no scripts in cluster pipelines: one request per slot, at once
             if not self._loaded:  # load it first, so a NOSCRIPT cannot leave one of the two sums counted
                 await self.client.script_load(ADD)
                 self._loaded = True
-            return list(await asyncio.gather(*(self.client.execute_command(*c) for c in commands)))
+            sends = [self.client.evalsha(self._add_sha, 1, t_key, self.thread_ttl_ms, *every)]
+            if spent:
+                sends.append(self.client.evalsha(self._add_sha, 1, day_key, DAY_TTL_S * 1000, *spent))
+                if community not in self._registered:
+                    sends.append(self.client.sadd(USAGE_COMMUNITIES, community))
+            return list(await asyncio.gather(*sends))
         pipe = self.client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
+        pipe.evalsha(self._add_sha, 1, t_key, self.thread_ttl_ms, *every)
+        if spent:
+            pipe.evalsha(self._add_sha, 1, day_key, DAY_TTL_S * 1000, *spent)
+            if community not in self._registered:
+                pipe.sadd(USAGE_COMMUNITIES, community)
         return list(await pipe.execute())
 
     async def thread(self, thread_key: str) -> TokenTotals:
@@ -153,56 +167,3 @@ class UsageLedger:
             return dict(await self.client.hgetall(key))
         except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis usage read failed: {type(exc).__name__}") from exc
-
-
-class TurnRecord:
-    """One turn's usage record, sent with the turn's commit.
-
-    On one server the store puts its commands in the commit's pipeline (``queue``) and hands back their
-    replies (``settle(replies)``); on Redis Cluster, and anywhere it goes alone, ``settle(None)`` sends it.
-    Afterwards ``totals`` holds the thread's new totals, or ``error`` what went wrong: a failure here costs
-    the numbers, never the turn, and the record is never sent twice.
-    """
-
-    def __init__(self, ledger: UsageLedger, community: str, thread_key: str, day_key: str, every: list[Any],
-                 spent: list[Any]) -> None:
-        self._ledger = ledger
-        self._community = community
-        sha = ledger._add_sha
-        self._commands: list[tuple[Any, ...]] = [("EVALSHA", sha, 1, thread_key, ledger.thread_ttl_ms, *every)]
-        if spent:
-            self._commands.append(("EVALSHA", sha, 1, day_key, DAY_TTL_S * 1000, *spent))
-            if community not in ledger._registered:
-                self._commands.append(("SADD", USAGE_COMMUNITIES, community))
-        self.totals: TokenTotals | None = None
-        self.error: BaseException | None = None
-
-    def queue(self, pipe: Any) -> None:
-        """Add the record's commands to a pipeline of the same server (the commit's)."""
-        for command in self._commands:
-            pipe.execute_command(*command)
-
-    async def settle(self, replies: list[Any] | None) -> None:
-        """Take the replies to the queued commands, or send the record now (``None``). A command the server
-        did not run for want of the script (a restarted server) is sent again once it is loaded."""
-        try:
-            if replies is None:
-                replies = await self._ledger._send(self._commands)
-            missing = [c for c, r in zip(self._commands, replies, strict=True) if isinstance(r, NoScriptError)]
-            if missing:
-                again = iter(await self._ledger._send(missing))
-                replies = [next(again) if isinstance(r, NoScriptError) else r for r in replies]
-            failed = next((r for r in replies if isinstance(r, BaseException)), None)
-            if failed is not None:
-                raise failed
-        except STORE_FAILURES as exc:
-            self.failed(exc)
-            return
-        if len(self._commands) > 1:
-            self._ledger._registered.add(self._community)
-        self.totals = TokenTotals(*(int(v) for v in replies[0]))
-
-    def failed(self, error: BaseException) -> None:
-        """The request that carried the record failed: it is not sent again."""
-        if self.totals is None:
-            self.error = error

@@ -172,7 +172,7 @@ async def test_a_turns_usage_rides_with_its_commit_and_counts_once_when_the_scri
         await runtime.aclose()
 
 
-async def test_a_commit_sent_again_after_its_reply_was_lost_does_not_count_the_usage_twice(redis_client):
+async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_once(any_redis):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     from bot.bootstrap import build_runtime
@@ -185,24 +185,28 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_does_not_count_the_u
     model = ScriptedModel(lambda text: [], usage=Usage(100, 7, 0, 900, calls=1))
     settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
                         engine=EngineSettings())
-    runtime = build_runtime(settings, redis=redis_client, model=model, communities=Communities(CommunityConfig()))
-    thread = ThreadRef("discord", f"guild-{secrets.token_hex(4)}", "c1", "t-lost-reply")
-    real = runtime.store._commit_with
-    riders: list[bool] = []
+    runtime = build_runtime(settings, redis=any_redis, model=model, communities=Communities(CommunityConfig()))
+    community = f"guild-{secrets.token_hex(4)}"
+    thread = ThreadRef("discord", community, "c1", "t-lost-reply")
+    real = runtime.store._commit
+    sent: list[int] = []
 
-    async def reply_lost_once(thread_keys, args, rider):
-        res = await real(thread_keys, args, rider)
-        riders.append(rider is not None)
-        if len(riders) == 1:
+    async def reply_lost_once(keys, args):
+        res = await real(keys=keys, args=args)
+        sent.append(1)
+        if len(sent) == 1:
             raise RedisConnectionError("the reply was lost")
         return res
 
-    runtime.store._commit_with = reply_lost_once
+    runtime.store._commit = reply_lost_once
     try:
         outcome = await runtime.engine.handle_message(message(thread, "hello"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
-        assert riders == [True, False]  # the commit went again, its usage record did not
-        assert await runtime.usage.thread(thread.key) == TokenTotals(100, 7, 0, 900, 1, 1)
+        assert len(sent) == 2  # the commit went twice
+        once = TokenTotals(100, 7, 0, 900, 1, 1)
+        assert await runtime.usage.thread(thread.key) == once
+        [today] = await runtime.usage.days(community)
+        assert today.totals == once
         state, log = await runtime.store.load(thread)
         assert state.ladder.turn == 1 and len(log) == 2
     finally:
