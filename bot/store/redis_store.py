@@ -64,6 +64,25 @@ MAX_IN_FLIGHT = 80
 PARK_TTL_MS = 120_000
 
 
+class _Connection(aioredis.Connection):
+    """redis-py's connection, sending a command that fits the socket's buffer straight away.
+
+    With a socket timeout set, redis-py wraps every send in ``asyncio.wait_for``, which on Python 3.11 runs
+    it as a task of its own: three event-loop passes per command, though such a send never waits. Only a
+    send that could wait (a connection to open, data still buffered) goes the timed way.
+    """
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        writer = self._writer
+        if (writer is None or self._reader is None or self.health_check_interval or writer.transport.is_closing()
+                or writer.transport.get_write_buffer_size()):
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        writer.writelines([command] if isinstance(command, bytes) else command)
+
+
 def connect(url: str | None, *, cluster: bool = False) -> Any:
     """A Redis client for ``url``; without a URL, the in-process Redis that speaks the same protocol."""
     if url is None:
@@ -77,7 +96,8 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
                                      socket_connect_timeout=2)
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                    socket_connect_timeout=2, health_check_interval=0,
-                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                                   connection_class=_Connection)
 
 
 def _in_process_redis() -> Any:
