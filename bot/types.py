@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
+import orjson
+
 Platform = Literal["discord", "slack", "console"]
 EndReason = Literal["persistent_abuse", "user_requested"]
 RiskKind = Literal["self_harm", "harm_to_others"]
@@ -168,19 +170,21 @@ class Entry:
     in_history: bool = False
 
     def to_json(self) -> str:
-        """Compact JSON without the fields left at their empty defaults (``None``, ``""``, 0, ``False``)."""
+        """Compact JSON without the fields left at their empty defaults (``None``, ``""``, 0, ``False``), in
+        field order: what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes, byte for byte
+        for any text and any time from 0.0001 s to 10^16 s (orjson writes exponents its own way outside)."""
         data = {k: v for k, v in self.__dict__.items() if v not in _EMPTY}
         data["kind"] = self.kind.value
-        return _ENCODE(data)
+        return orjson.dumps(data).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Entry:
-        return cls.from_dict(json.loads(raw))
+        return cls.from_dict(orjson.loads(raw))
 
     @classmethod
     def many_from_json(cls, raw: str | bytes) -> list[Entry]:
         """Entries from one JSON array of stored entries (a window sent as one string: one decode)."""
-        return [cls.from_dict(data) for data in json.loads(raw)]
+        return [cls.from_dict(data) for data in orjson.loads(raw)]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
@@ -195,7 +199,6 @@ class Entry:
 
 #: What ``Entry.to_json`` leaves out (``0`` and ``0.0`` compare equal to ``False``).
 _EMPTY: tuple[object, ...] = (None, "", False)
-_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 _ENTRY_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry))
 _KINDS: dict[str, EntryKind] = {k.value: k for k in EntryKind}
 

@@ -60,3 +60,19 @@ def test_a_case_transcript_round_trips_without_touching_the_decoded_dict() -> No
     again = Case.from_dict(data)
     assert again.transcript == ENTRIES[:2]
     assert type(data["transcript"][0]["kind"]) is str  # the caller's dict is left as it was
+
+
+def test_any_text_and_time_are_written_as_the_standard_library_writes_them() -> None:
+    import random
+
+    rng = random.Random(11)
+    alphabet = ([chr(c) for c in range(0x20)] + list("\"\\/ aZ09{}[]:,") + ["é", "ß", "€", "\u2028", "\u2029",
+                "\u200d", "\u202e", "\x7f", "\x85", "\ufeff", "😀", "👩‍👩‍👧", "\U0010fffd"])
+    for _ in range(2_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        at = rng.choice([rng.uniform(0, 4e9), round(rng.uniform(1e9, 2e9), 3), float(rng.randrange(0, 10**10)),
+                         rng.uniform(0.0001, 1), 10 ** rng.uniform(-4, 15.9)])
+        entry = Entry(rng.choice(list(EntryKind)), text, at=at, turn=rng.randrange(0, 3000),
+                      author_id=rng.choice([None, "", "u1", text]), in_history=rng.random() < 0.5)
+        assert entry.to_json() == _reference_json(entry)
+        assert Entry.from_json(entry.to_json()).to_json() == entry.to_json()
