@@ -19,8 +19,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
@@ -158,6 +158,28 @@ def state_from_hash(thread: ThreadRef, data: dict[str, str]) -> ThreadState:
     )
 
 
+class _Trip:
+    """One request: counted, waiting for a place when too many are in flight (a burst waits for a connection
+    instead of failing for want of one), and a failure of the store raised as ``StoreUnavailable``."""
+
+    __slots__ = ("store", "what")
+
+    def __init__(self, store: RedisConversationStore, what: str) -> None:
+        self.store = store
+        self.what = what
+
+    async def __aenter__(self) -> None:
+        self.store.round_trips += 1
+        await self.store._in_flight.acquire()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.store._in_flight.release()
+        if isinstance(exc, STORE_FAILURES):
+            log.warning("redis %s failed: %s", self.what, type(exc).__name__)
+            self.store.metrics.store_error(self.what)
+            raise StoreUnavailable(f"redis {self.what} failed") from exc
+
+
 class RedisConversationStore:
     """The one store implementation; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
@@ -180,6 +202,10 @@ class RedisConversationStore:
         #: How long a thread's usage sums are kept (by default as long as an ended thread).
         self.usage_ttl_ms = ended_ttl_ms if usage_ttl_ms is None else usage_ttl_ms
         self._usage_communities: set[str] = set()  # Cluster: communities this process registered
+        #: The commit script's lifetimes, in one argument: active, ended, lease, usage sums, day sums (ms).
+        self._commit_ttls = (f"{idle_ttl_ms} {ended_ttl_ms} {lock_ttl_ms} {self.usage_ttl_ms} "
+                             f"{usage.DAY_TTL_S * 1000}")
+        self._limits: dict[tuple[int, int], str] = {}
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
         #: Told about every failed request (the metrics of a long-running process).
@@ -199,16 +225,15 @@ class RedisConversationStore:
         self._reopen = client.register_script(scripts.REOPEN)
         self._add_usage = client.register_script(usage.ADD)
 
-    @asynccontextmanager
-    async def _trip(self, what: str) -> AsyncIterator[None]:
-        self.round_trips += 1
+    def _trip(self, what: str) -> _Trip:
+        return _Trip(self, what)
+
+    async def _eval(self, script: Any, thread_keys: list[str], args: list[Any]) -> Any:
+        """A registered script by its SHA (loaded first on a server that lacks it)."""
         try:
-            async with self._in_flight:  # a burst waits for a connection instead of failing for want of one
-                yield
-        except STORE_FAILURES as exc:
-            log.warning("redis %s failed: %s", what, type(exc).__name__)
-            self.metrics.store_error(what)
-            raise StoreUnavailable(f"redis {what} failed") from exc
+            return await self.client.execute_command("EVALSHA", script.sha, len(thread_keys), *thread_keys, *args)
+        except NoScriptError:
+            return await script(keys=thread_keys, args=args)
 
     # --- turns ---------------------------------------------------------------------------------
 
@@ -237,12 +262,11 @@ class RedisConversationStore:
                        keys.inbox(k), keys.pending(k), keys.parked(k)]
         known = require_known if isinstance(require_known, str) else ("1" if require_known else "")
         held = self.windows.held(k) if take_lease else None
-        args = [f"{entry_id}\t{entry}", self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown,
-                known, "1" if take_lease else "", max_inbox, max_turns,
-                self.idle_ttl_ms, k, due_at, PARK_TTL_MS, *self.windows.args(held)]
+        args = [f"{entry_id}\t{entry}", self._ingest_limits(max_inbox, max_turns), reminder_cooldown, known,
+                "1" if take_lease else "", k, due_at, *self.windows.args(held)]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
-                outcomes: tuple[Any, Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                outcomes: tuple[Any, Any] = await asyncio.gather(self._eval(self._ingest, thread_keys, args),
                                                            self.client.zadd(keys.due(k), {k: due_at}),
                                                            return_exceptions=True)
                 res, indexed = outcomes
@@ -251,7 +275,7 @@ class RedisConversationStore:
                 if isinstance(indexed, BaseException):  # its slot is failing over: registered later
                     self._unindexed[k] = due_at
             else:
-                res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
+                res = await self._eval(self._ingest, [*thread_keys, keys.due(k)], args)
         status = IngestStatus(res[0])
         if status is IngestStatus.OWNER:
             return IngestResult(status, start=self._start(thread, str(res[1]), res[2], held))
@@ -260,6 +284,15 @@ class RedisConversationStore:
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
             return IngestResult(status, queued=int(res[1]))
         return IngestResult(status)
+
+    def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
+        """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length
+        limits, idle lifetime, parking lifetime."""
+        limits = self._limits.get((max_inbox, max_turns))
+        if limits is None:
+            limits = self._limits[max_inbox, max_turns] = (
+                f"{self.lock_ttl_ms} {self.dedupe_ttl_s} {max_inbox} {max_turns} {self.idle_ttl_ms} {PARK_TTL_MS}")
+        return limits
 
     async def claim(self, thread: ThreadRef) -> ClaimResult:
         """Take a thread with a waiting inbox whose lease is free (the recovery loop)."""
@@ -293,7 +326,7 @@ class RedisConversationStore:
         end = commit.end_case
         held = self.windows.held(k)
         args: list[Any] = [
-            token, f"{time.time():.3f}", self.idle_ttl_ms, self.ended_ttl_ms, commit.redirects,
+            token, f"{time.time():.3f}", self._commit_ttls, commit.redirects,
             "" if commit.warned_turn is None else commit.warned_turn,
             "1" if commit.at_risk else "", "1" if commit.crisis_posted else "",
             thread.platform, thread.community, thread.channel, commit.jump_url or "",
@@ -301,12 +334,11 @@ class RedisConversationStore:
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
-            self.lock_ttl_ms, "1" if go_on else "", k, *self.windows.args(held),
+            "1" if go_on else "", k, *self.windows.args(held),
         ]
         used = commit.usage if commit.usage is not None and not commit.usage.empty else None
         day_key = community_day(thread.community, day_of(time.time())) if used else ""
-        args += [usage.counts(used) if used else "", self.usage_ttl_ms, usage.DAY_TTL_S * 1000,
-                 *(e.to_json() for e in commit.entries)]
+        args += [usage.counts(used) if used else "", *(e.to_json() for e in commit.entries)]
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k), thread_usage(k)]
         if not self.cluster:  # one server: the keys of other slots go in the same script
             thread_keys += [keys.pending_index(k), usage.USAGE_COMMUNITIES, *([day_key] if used else [])]
@@ -314,10 +346,10 @@ class RedisConversationStore:
             if self.cluster and used and not commit.usage_sent_elsewhere:
                 # the community's day sums live in another slot: sent at the same time, once
                 commit.usage_sent_elsewhere = True
-                res, _ = await asyncio.gather(self._commit(keys=thread_keys, args=args),
+                res, _ = await asyncio.gather(self._eval(self._commit, thread_keys, args),
                                               self._add_day(thread.community, day_key, used))
             else:
-                res = await self._commit(keys=thread_keys, args=args)
+                res = await self._eval(self._commit, thread_keys, args)
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)

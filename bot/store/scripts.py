@@ -74,46 +74,48 @@ end
 
 # KEYS: state, log, lock, seen, remind, inbox, pending, parked [, due (one server only: on Cluster it is
 #       in another slot)]
-# ARGV: 1 entry, 2 lease ttl ms, 3 dedupe ttl s, 4 reminder cooldown s,
-#       5 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a mention to come,
-#       6 take the lease '1'/'', 7 inbox limit, 8 turn limit, 9 idle ttl ms, 10 thread key, 11 due score ms,
-#       12 parking ttl ms, 13 and 14 the window the caller holds (``_START``)
+# ARGV: 1 entry, 2 "<lease ttl ms> <dedupe ttl s> <inbox limit> <turn limit> <idle ttl ms> <parking ttl ms>",
+#       3 reminder cooldown s, 4 require a known thread: '' no, '1' yes, 'park' yes but keep the entry for a
+#       mention to come, 5 take the lease '1'/'', 6 thread key, 7 due score ms, 8 and 9 the window the
+#       caller holds (``_START``)
 # The state has its lifetime from the first commit on (every commit sets it), so only a thread without
 # turns needs one here.
 INGEST = _START + _GRANT + """
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
+local lease, dedupe, max_inbox, max_turns, idle, park =
+  string.match(ARGV[2], '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
 local st = redis.call('HMGET', KEYS[1], 'status', 'turn', 'known', 'branch_of')
 if st[1] == 'ended' then
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-  return {'frozen', remind_due(KEYS[5], ARGV[4]), redis.call('HLEN', KEYS[7])}
+  redis.call('SET', KEYS[4], '1', 'EX', dedupe)
+  return {'frozen', remind_due(KEYS[5], ARGV[3]), redis.call('HLEN', KEYS[7])}
 end
 local queued = redis.call('LLEN', KEYS[6])
 local turn = tonumber(st[2] or '0')
-if ARGV[5] ~= '' and queued == 0 and turn == 0 and st[3] ~= '1' and (st[4] or '') == '' then
-  if ARGV[5] ~= 'park' then return {'unknown'} end
+if ARGV[4] ~= '' and queued == 0 and turn == 0 and st[3] ~= '1' and (st[4] or '') == '' then
+  if ARGV[4] ~= 'park' then return {'unknown'} end
   -- a reply that may have overtaken its thread's opening mention: kept until the mention arrives
-  redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
+  redis.call('SET', KEYS[4], '1', 'EX', dedupe)
   redis.call('RPUSH', KEYS[8], ARGV[1])
-  redis.call('PEXPIRE', KEYS[8], ARGV[12])
+  redis.call('PEXPIRE', KEYS[8], park)
   return {'parked'}
 end
-redis.call('SET', KEYS[4], '1', 'EX', ARGV[3])
-if turn + queued >= tonumber(ARGV[8]) then return {'too_long'} end
-if queued >= tonumber(ARGV[7]) then return {'full', queued} end
+redis.call('SET', KEYS[4], '1', 'EX', dedupe)
+if turn + queued >= tonumber(max_turns) then return {'too_long'} end
+if queued >= tonumber(max_inbox) then return {'full', queued} end
 redis.call('RPUSH', KEYS[6], ARGV[1])
-if ARGV[5] == '' then
+if ARGV[4] == '' then
   local parked = redis.call('LPOP', KEYS[8])
   while parked do
     redis.call('RPUSH', KEYS[6], parked)
     parked = redis.call('LPOP', KEYS[8])
   end
 end
-redis.call('PEXPIRE', KEYS[6], ARGV[9])
+redis.call('PEXPIRE', KEYS[6], idle)
 if st[3] ~= '1' then redis.call('HSET', KEYS[1], 'known', '1') end
-if turn == 0 and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[9]) end
-if KEYS[9] then redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10]) end
-if ARGV[6] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
-  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], ARGV[2], ARGV[13], ARGV[14])
+if turn == 0 and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], idle) end
+if KEYS[9] then redis.call('ZADD', KEYS[9], ARGV[7], ARGV[6]) end
+if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
+  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], lease, ARGV[8], ARGV[9])
 end
 return {'queued', queued + 1}
 """
@@ -190,68 +192,68 @@ end
 
 # KEYS: state, log, lock, pending, inbox, thread usage [, pending-case index, communities with usage, and
 #       with usage to add the community's day usage (one server: on Cluster they are in other slots)]
-# ARGV: 1 token, 2 now, 3 active ttl ms, 4 ended ttl ms, 5 redirect delta, 6 warned turn or '',
-#       7 at_risk '1'/'', 8 crisis_posted '1'/'', 9 platform, 10 community, 11 channel, 12 jump url,
-#       13 end case JSON or '', 14 end reason, 15 end category, 16 inbox entry id ('' for none),
-#       17 new window start or '', 18 lease ttl ms, 19 go on '1'/'', 20 thread key,
-#       21 and 22 the window the caller holds (``_START``), 23 the turn's token counts (``_USAGE``),
-#       24 thread usage ttl ms, 25 day usage ttl ms, 26.. log entries
+# ARGV: 1 token, 2 now, 3 "<active ttl> <ended ttl> <lease ttl> <usage ttl> <day usage ttl>" (ms),
+#       4 redirect delta, 5 warned turn or '', 6 at_risk '1'/'', 7 crisis_posted '1'/'', 8 platform,
+#       9 community, 10 channel, 11 jump url, 12 end case JSON or '', 13 end reason, 14 end category,
+#       15 inbox entry id ('' for none), 16 new window start or '', 17 go on '1'/'', 18 thread key,
+#       19 and 20 the window the caller holds (``_START``), 21 the turn's token counts (``_USAGE``),
+#       22.. log entries
 # Returns ``{result, end seq, the next turn's start or false, the thread's usage sums or false}``. A
 # refused commit still counts its tokens (they were billed); a commit sent again after a lost reply does
 # not count them twice.
 COMMIT_TURN = _START + _NEXT + _USAGE + """
+local active, ended, lease, usage_ttl, day_ttl = string.match(ARGV[3], '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
 local st = redis.call('HMGET', KEYS[1], 'fence', 'status', 'created_at', 'jump_url', 'turn', 'redirects')
 local function reply(r, totals)
   if r[3] == nil then r[3] = false end
   r[4] = totals
   return r
 end
-if not owns(st[1], KEYS[5], ARGV[1], ARGV[16]) then
-  local again = replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[16], ARGV[18], ARGV[19], ARGV[21],
-                         ARGV[22])
+if not owns(st[1], KEYS[5], ARGV[1], ARGV[15]) then
+  local again = replayed(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[15], lease, ARGV[17], ARGV[19], ARGV[20])
   if again then return reply(again, false) end
-  return reply({'lost_lock', 0}, add_usage(ARGV[23], ARGV[24], ARGV[25], ARGV[10]))
+  return reply({'lost_lock', 0}, add_usage(ARGV[21], usage_ttl, day_ttl, ARGV[9]))
 end
-if ARGV[16] ~= '' then redis.call('LPOP', KEYS[5]) end
-local totals = add_usage(ARGV[23], ARGV[24], ARGV[25], ARGV[10])
-local last = ARGV[1] .. '\\t' .. ARGV[16]
+if ARGV[15] ~= '' then redis.call('LPOP', KEYS[5]) end
+local totals = add_usage(ARGV[21], usage_ttl, day_ttl, ARGV[9])
+local last = ARGV[1] .. '\\t' .. ARGV[15]
 if st[2] == 'ended' then
-  if ARGV[16] ~= '' then
+  if ARGV[15] ~= '' then
     redis.call('HSET', KEYS[1], 'last_commit', last, 'last_result', 'already_ended', 'last_extra', 0)
   end
-  return reply(next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], 'already_ended',
-                               0, ARGV[21], ARGV[22]), totals)
+  return reply(next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], lease, ARGV[17], 'already_ended', 0,
+                               ARGV[19], ARGV[20]), totals)
 end
-local fields = {'status', 'active', 'updated_at', ARGV[2], 'platform', ARGV[9], 'community', ARGV[10],
-                'channel', ARGV[11], 'known', '1', 'turn', tonumber(st[5] or '0') + 1}
+local fields = {'status', 'active', 'updated_at', ARGV[2], 'platform', ARGV[8], 'community', ARGV[9],
+                'channel', ARGV[10], 'known', '1', 'turn', tonumber(st[5] or '0') + 1}
 local function set(name, value)
   fields[#fields + 1] = name
   fields[#fields + 1] = value
 end
 if not st[3] then set('created_at', ARGV[2]) end
-if ARGV[12] ~= '' and not st[4] then set('jump_url', ARGV[12]) end
-if ARGV[17] ~= '' then set('win', ARGV[17]) end
-local delta = tonumber(ARGV[5])
+if ARGV[11] ~= '' and not st[4] then set('jump_url', ARGV[11]) end
+if ARGV[16] ~= '' then set('win', ARGV[16]) end
+local delta = tonumber(ARGV[4])
 if delta ~= 0 then set('redirects', tonumber(st[6] or '0') + delta) end
-if ARGV[6] ~= '' then set('warned', '1') set('warned_turn', ARGV[6]) end
-if ARGV[7] == '1' then set('at_risk', '1') end
-if ARGV[8] == '1' then set('crisis_posted', '1') end
-local ttl, seq, result = ARGV[3], 0, 'ok'
-if ARGV[13] ~= '' then
-  seq, result, ttl = redis.call('HINCRBY', KEYS[1], 'end_seq', 1), 'ended', ARGV[4]
+if ARGV[5] ~= '' then set('warned', '1') set('warned_turn', ARGV[5]) end
+if ARGV[6] == '1' then set('at_risk', '1') end
+if ARGV[7] == '1' then set('crisis_posted', '1') end
+local ttl, seq, result = active, 0, 'ok'
+if ARGV[12] ~= '' then
+  seq, result, ttl = redis.call('HINCRBY', KEYS[1], 'end_seq', 1), 'ended', ended
   fields[2] = 'ended'
-  set('ended_reason', ARGV[14]) set('ended_category', ARGV[15]) set('ended_at', ARGV[2])
+  set('ended_reason', ARGV[13]) set('ended_category', ARGV[14]) set('ended_at', ARGV[2])
   redis.call('HDEL', KEYS[1], 'case_id')
-  redis.call('HSET', KEYS[4], seq, ARGV[13])
-  if KEYS[7] then redis.call('SADD', KEYS[7], ARGV[20]) end
+  redis.call('HSET', KEYS[4], seq, ARGV[12])
+  if KEYS[7] then redis.call('SADD', KEYS[7], ARGV[18]) end
 end
-if ARGV[16] ~= '' then set('last_commit', last) set('last_result', result) set('last_extra', seq) end
+if ARGV[15] ~= '' then set('last_commit', last) set('last_result', result) set('last_extra', seq) end
 redis.call('HSET', KEYS[1], unpack(fields))
-if #ARGV >= 26 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 26)) end
+if #ARGV >= 22 then redis.call('RPUSH', KEYS[2], unpack(ARGV, 22)) end
 redis.call('PEXPIRE', KEYS[1], ttl)
 redis.call('PEXPIRE', KEYS[2], ttl)
-return reply(next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], ARGV[18], ARGV[19], result, seq,
-                             ARGV[21], ARGV[22]), totals)
+return reply(next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[5], ARGV[1], lease, ARGV[17], result, seq,
+                             ARGV[19], ARGV[20]), totals)
 """
 
 # An inbox entry answered without a turn (the thread ended before it, or the model failed for good).

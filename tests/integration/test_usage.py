@@ -188,17 +188,18 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_onc
     runtime = build_runtime(settings, redis=any_redis, model=model, communities=Communities(CommunityConfig()))
     community = f"guild-{secrets.token_hex(4)}"
     thread = ThreadRef("discord", community, "c1", "t-lost-reply")
-    real = runtime.store._commit
+    real = runtime.store._eval
     sent: list[int] = []
 
-    async def reply_lost_once(keys, args):
-        res = await real(keys=keys, args=args)
-        sent.append(1)
-        if len(sent) == 1:
-            raise RedisConnectionError("the reply was lost")
+    async def reply_lost_once(script, keys, args):
+        res = await real(script, keys, args)
+        if script is runtime.store._commit:
+            sent.append(1)
+            if len(sent) == 1:
+                raise RedisConnectionError("the reply was lost")
         return res
 
-    runtime.store._commit = reply_lost_once
+    runtime.store._eval = reply_lost_once
     try:
         outcome = await runtime.engine.handle_message(message(thread, "hello"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
