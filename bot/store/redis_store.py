@@ -201,7 +201,7 @@ class RedisConversationStore:
         self.ended_ttl_ms = ended_ttl_ms
         #: How long a thread's usage sums are kept (by default as long as an ended thread).
         self.usage_ttl_ms = ended_ttl_ms if usage_ttl_ms is None else usage_ttl_ms
-        self._usage_communities: set[str] = set()  # Cluster: communities this process registered
+        self._usage_communities: set[str] = set()  # communities this process registered as having usage
         #: The commit script's lifetimes, in one argument: active, ended, lease, usage sums, day sums (ms).
         self._commit_ttls = (f"{idle_ttl_ms} {ended_ttl_ms} {lock_ttl_ms} {self.usage_ttl_ms} "
                              f"{usage.DAY_TTL_S * 1000}")
@@ -338,7 +338,8 @@ class RedisConversationStore:
         ]
         used = commit.usage if commit.usage is not None and not commit.usage.empty else None
         day_key = community_day(thread.community, day_of(time.time())) if used else ""
-        args += [usage.counts(used) if used else "", *(e.to_json() for e in commit.entries)]
+        register = bool(used) and thread.community not in self._usage_communities
+        args += [usage.counts(used, register) if used else "", *(e.to_json() for e in commit.entries)]
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k), thread_usage(k)]
         if not self.cluster:  # one server: the keys of other slots go in the same script
             thread_keys += [keys.pending_index(k), usage.USAGE_COMMUNITIES, *([day_key] if used else [])]
@@ -350,6 +351,8 @@ class RedisConversationStore:
                                               self._add_day(thread.community, day_key, used))
             else:
                 res = await self._eval(self._commit, thread_keys, args)
+        if register and not self.cluster:  # registered by the script (on Cluster by ``_add_day``)
+            self._usage_communities.add(thread.community)
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)

@@ -33,8 +33,11 @@ end
 # (``false`` when none is after ``base``), so the caller can say what it holds next time. See
 # ``bot.store.window``.
 _START = """
-local function window(state, log, inbox, have, held)
-  local st = redis.call('HMGET', state, """ + _lua_list(STATE_FIELDS) + """)
+local state_fields = {""" + _lua_list(STATE_FIELDS) + """}
+-- ``st``: the state's values of ``state_fields`` when the caller read them already, ``head``: the inbox head
+-- when the caller knows it (each saves a call).
+local function window(state, log, inbox, have, held, st, head)
+  st = st or redis.call('HMGET', state, unpack(state_fields))
   local len = redis.call('LLEN', log)
   local win = tonumber(st[13] or '0')
   if win > len then win = 0 end
@@ -53,17 +56,17 @@ local function window(state, log, inbox, have, held)
     last = table.remove(fresh)
     tail = '[' .. table.concat(fresh, ',') .. ']'
   end
-  return {st, tail, redis.call('LINDEX', inbox, 0), win, last, base, len}
+  return {{unpack(st, 1, #state_fields)}, tail, head or redis.call('LINDEX', inbox, 0), win, last, base, len}
 end
 """
 
 # Shared Lua fragments.  A thread's owner holds the lease key; ``fence`` in the state counts every
 # lease handed out, so a commit carrying an older token is refused even after its lease ran out.
 _GRANT = """
-local function grant(state, log, lease, inbox, ttl, have, held)
+local function grant(state, log, lease, inbox, ttl, have, held, st, head)
   local token = tostring(redis.call('HINCRBY', state, 'fence', 1))
   redis.call('SET', lease, token, 'PX', ttl)
-  return {'owner', token, window(state, log, inbox, have, held)}
+  return {'owner', token, window(state, log, inbox, have, held, st, head)}
 end
 local function remind_due(remind, cooldown)
   if tonumber(cooldown) <= 0 then return 1 end
@@ -81,25 +84,27 @@ end
 # The state has its lifetime from the first commit on (every commit sets it), so only a thread without
 # turns needs one here.
 INGEST = _START + _GRANT + """
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'duplicate'} end
 local lease, dedupe, max_inbox, max_turns, idle, park =
   string.match(ARGV[2], '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
-local st = redis.call('HMGET', KEYS[1], 'status', 'turn', 'known', 'branch_of')
+if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', dedupe) then return {'duplicate'} end
+-- the state fields a turn start sends (``state_fields``), then whether the bot takes part in the thread
+local st = redis.call('HMGET', KEYS[1], """ + _lua_list((*STATE_FIELDS, "known")) + """)
+local known = st[#state_fields + 1]
 if st[1] == 'ended' then
-  redis.call('SET', KEYS[4], '1', 'EX', dedupe)
   return {'frozen', remind_due(KEYS[5], ARGV[3]), redis.call('HLEN', KEYS[7])}
 end
 local queued = redis.call('LLEN', KEYS[6])
-local turn = tonumber(st[2] or '0')
-if ARGV[4] ~= '' and queued == 0 and turn == 0 and st[3] ~= '1' and (st[4] or '') == '' then
-  if ARGV[4] ~= 'park' then return {'unknown'} end
+local turn = tonumber(st[7] or '0')
+if ARGV[4] ~= '' and queued == 0 and turn == 0 and known ~= '1' and (st[8] or '') == '' then
+  if ARGV[4] ~= 'park' then
+    redis.call('DEL', KEYS[4])  -- not seen: the thread may become one the bot takes part in
+    return {'unknown'}
+  end
   -- a reply that may have overtaken its thread's opening mention: kept until the mention arrives
-  redis.call('SET', KEYS[4], '1', 'EX', dedupe)
   redis.call('RPUSH', KEYS[8], ARGV[1])
   redis.call('PEXPIRE', KEYS[8], park)
   return {'parked'}
 end
-redis.call('SET', KEYS[4], '1', 'EX', dedupe)
 if turn + queued >= tonumber(max_turns) then return {'too_long'} end
 if queued >= tonumber(max_inbox) then return {'full', queued} end
 redis.call('RPUSH', KEYS[6], ARGV[1])
@@ -111,11 +116,13 @@ if ARGV[4] == '' then
   end
 end
 redis.call('PEXPIRE', KEYS[6], idle)
-if st[3] ~= '1' then redis.call('HSET', KEYS[1], 'known', '1') end
+if known ~= '1' then redis.call('HSET', KEYS[1], 'known', '1') end
 if turn == 0 and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], idle) end
 if KEYS[9] then redis.call('ZADD', KEYS[9], ARGV[7], ARGV[6]) end
 if ARGV[5] == '1' and redis.call('EXISTS', KEYS[3]) == 0 then
-  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], lease, ARGV[8], ARGV[9])
+  -- the state read above is still the state (nothing here changed its fields); a message that found the
+  -- inbox empty is its head
+  return grant(KEYS[1], KEYS[2], KEYS[3], KEYS[6], lease, ARGV[8], ARGV[9], st, queued == 0 and ARGV[1] or nil)
 end
 return {'queued', queued + 1}
 """
@@ -169,23 +176,37 @@ end
 
 # The turn's tokens, added to the thread's usage sums (KEYS[6], its slot) and, on one server, to the
 # community's day sums (KEYS[9]) with the community registered (KEYS[8]); on Cluster those live in other
-# slots and the store sends them by a request of its own. ``counts``: the increments of ``USAGE_FIELDS``,
-# space-separated, or '' for none. Returns the thread's new sums (or false).
+# slots and the store sends them by a request of its own. Returns the thread's new sums (or false).
 _USAGE = """
 local usage_fields = {""" + _lua_list(USAGE_FIELDS) + """}
+-- adds ``values`` to the sums in ``hash`` (those not 0 only, unless ``every``): one read and one write
+local function add_to(hash, values, every, ttl)
+  local sums = redis.call('HMGET', hash, unpack(usage_fields))
+  local fields = {}
+  for i, name in ipairs(usage_fields) do
+    sums[i] = tonumber(sums[i] or '0') + values[i]
+    if every or values[i] ~= 0 then
+      fields[#fields + 1] = name
+      fields[#fields + 1] = string.format('%d', sums[i])
+    end
+  end
+  redis.call('HSET', hash, unpack(fields))
+  redis.call('PEXPIRE', hash, ttl)
+  return sums
+end
+-- ``counts``: the increments of ``usage_fields``, then 1 when the community may not be in the set of
+-- communities with usage yet (0 when this process registered it), space-separated; '' for none
 local function add_usage(counts, ttl, day_ttl, community)
   if counts == '' then return false end
-  local values, totals = {}, {}
-  for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
-  for i, name in ipairs(usage_fields) do totals[i] = redis.call('HINCRBY', KEYS[6], name, values[i]) end
-  redis.call('PEXPIRE', KEYS[6], ttl)
+  local values = {}
+  for v in string.gmatch(counts, '%d+') do values[#values + 1] = tonumber(v) end
+  local register = table.remove(values)
+  local totals = add_to(KEYS[6], values, true, ttl)
   if KEYS[9] then
-    for i, name in ipairs(usage_fields) do
-      if values[i] ~= '0' then redis.call('HINCRBY', KEYS[9], name, values[i]) end
-    end
-    redis.call('PEXPIRE', KEYS[9], day_ttl)
-    redis.call('SADD', KEYS[8], community)
+    add_to(KEYS[9], values, false, day_ttl)
+    if register == 1 then redis.call('SADD', KEYS[8], community) end
   end
+  for i = 1, #totals do totals[i] = string.format('%d', totals[i]) end
   return totals
 end
 """

@@ -47,9 +47,10 @@ return out
 DAY_TTL_S = 400 * 86_400
 
 
-def counts(usage: Usage) -> str:
-    """A turn's increments of ``FIELDS`` (one turn), space-separated: what the commit script adds."""
-    return " ".join(str(v) for v in TokenTotals.of_turn(usage).as_dict().values())
+def counts(usage: Usage, register: bool) -> str:
+    """A turn's increments of ``FIELDS`` (one turn), then 1 when the community may still need registering
+    in ``USAGE_COMMUNITIES`` (else 0), space-separated: what the commit script adds."""
+    return " ".join([*map(str, TokenTotals.of_turn(usage).as_dict().values()), "1" if register else "0"])
 
 
 def spent(usage: Usage) -> list[Any]:
