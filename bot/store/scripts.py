@@ -179,34 +179,21 @@ end
 # slots and the store sends them by a request of its own. Returns the thread's new sums (or false).
 _USAGE = """
 local usage_fields = {""" + _lua_list(USAGE_FIELDS) + """}
--- adds ``values`` to the sums in ``hash`` (those not 0 only, unless ``every``): one read and one write
-local function add_to(hash, values, every, ttl)
-  local sums = redis.call('HMGET', hash, unpack(usage_fields))
-  local fields = {}
-  for i, name in ipairs(usage_fields) do
-    sums[i] = tonumber(sums[i] or '0') + values[i]
-    if every or values[i] ~= 0 then
-      fields[#fields + 1] = name
-      fields[#fields + 1] = string.format('%d', sums[i])
-    end
-  end
-  redis.call('HSET', hash, unpack(fields))
-  redis.call('PEXPIRE', hash, ttl)
-  return sums
-end
 -- ``counts``: the increments of ``usage_fields``, then 1 when the community may not be in the set of
 -- communities with usage yet (0 when this process registered it), space-separated; '' for none
 local function add_usage(counts, ttl, day_ttl, community)
   if counts == '' then return false end
-  local values = {}
-  for v in string.gmatch(counts, '%d+') do values[#values + 1] = tonumber(v) end
-  local register = table.remove(values)
-  local totals = add_to(KEYS[6], values, true, ttl)
+  local values, totals = {}, {}
+  for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
+  for i, name in ipairs(usage_fields) do totals[i] = redis.call('HINCRBY', KEYS[6], name, values[i]) end
+  redis.call('PEXPIRE', KEYS[6], ttl)
   if KEYS[9] then
-    add_to(KEYS[9], values, false, day_ttl)
-    if register == 1 then redis.call('SADD', KEYS[8], community) end
+    for i, name in ipairs(usage_fields) do
+      if values[i] ~= '0' then redis.call('HINCRBY', KEYS[9], name, values[i]) end
+    end
+    redis.call('PEXPIRE', KEYS[9], day_ttl)
+    if values[#usage_fields + 1] == '1' then redis.call('SADD', KEYS[8], community) end
   end
-  for i = 1, #totals do totals[i] = string.format('%d', totals[i]) end
   return totals
 end
 """
