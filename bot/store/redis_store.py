@@ -2,9 +2,13 @@
 
 Every transition is one Lua script on the keys of one hash tag. A member's message is accepted by one
 script (dedupe, frozen check, append to the thread's inbox, and the lease when the thread is free), and
-its turn is written by one more (fenced by the lease token; it also hands over the next inbox entry): an
-ordinary turn costs two round trips, a message to a frozen thread one. On Redis Cluster the thread is
-also registered in its due set (another slot) by a request sent in parallel with the accepting script.
+its turn is written by one more (fenced by the lease token; it also adds the turn's token usage and hands
+over the next inbox entry): an ordinary turn costs two round trips, a message to a frozen thread one. On
+Redis Cluster the thread is also registered in its due set, and the turn's usage added to its
+community's day, by requests to other slots sent at the same time as those scripts.
+
+A turn start sends the history window; what this process already holds of it (``bot.store.window``) is
+not sent again.
 
 An end is written in the commit (the freeze and the case body together, in the thread's slot) and then
 numbered in the community's slot by an idempotent script; a crash or a failover in between leaves the
@@ -185,7 +189,7 @@ class RedisConversationStore:
 
     def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
                  idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
-                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 256,
+                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 128,
                  usage_ttl_ms: int | None = None) -> None:
         self.client = client
         self._in_flight = asyncio.Semaphore(max_in_flight)

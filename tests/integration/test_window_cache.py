@@ -279,3 +279,19 @@ async def test_windows_on_every_store(any_redis):
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_process_set_to_keep_no_windows_reads_every_window_whole(redis_client, monkeypatch):
+    monkeypatch.setenv("THREADGUARD_WINDOW_CACHE_THREADS", "0")
+    model = RecordingModel()
+    rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
+                       redis=redis_client, model=model, communities=Communities(CommunityConfig()))
+    t = _thread("none")
+    try:
+        for text in ("one", "two", "three"):
+            await rt.engine.handle_message(IncomingMessage(t, ALICE, text, f"m{next(_ids)}"))
+        assert rt.store.windows.max_threads == 0 and len(rt.store.windows) == 0
+        assert (rt.store.windows.hits, rt.store.windows.full) == (0, 3)
+        assert model.history() == ["one", "answer 1", "two", "answer 2"]
+    finally:
+        await rt.aclose()
