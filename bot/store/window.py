@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from bot.errors import StoreUnavailable
 from bot.types import Entry
 
 
@@ -69,8 +70,9 @@ class WindowCache:
         if last is not None:
             fresh.append(Entry.from_json(last))
         if base != win:  # the entries after what we hold
-            if held is None or held.end != base or not held.start <= win <= base:
-                raise ValueError(f"thread {thread_key}: a window sent from {base} fits nothing held")
+            if held is None or held.end != base or not held.start <= win <= base:  # never sent so: read anew
+                self._held.pop(thread_key, None)
+                raise StoreUnavailable(f"thread {thread_key}: a window sent from {base} fits nothing held")
             entries = held.entries[win - held.start:] + tuple(fresh)
             last = held.last if last is None else last
             self.hits += 1
