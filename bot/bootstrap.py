@@ -93,6 +93,7 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         dedupe_ttl_s=engine_settings.dedupe_ttl_seconds,
         idle_ttl_ms=int(engine_settings.idle_ttl_days * DAY_MS),
         ended_ttl_ms=int(engine_settings.case_retention_days * DAY_MS),
+        window_cache_threads=engine_settings.window_cache_threads,
     )
     communities = communities or engine_settings.communities()
     chosen = model or build_model(settings)

@@ -88,6 +88,8 @@ class _Turn:
     refused: bool = False
     usage: Usage = field(default_factory=Usage)
     accounted: bool = False
+    #: The thread's usage sums after the commit added this turn's.
+    totals: TokenTotals | None = None
 
 
 class MemberHistory(Protocol):
@@ -434,19 +436,15 @@ class ConversationEngine:
         if turn.refused:
             user_entry.in_history = False
         transcript = await self.store.read_log(msg.thread) if turn.end else None
-        # The usage record goes out together with the commit (it holds whatever the commit decides: the
-        # tokens were billed either way), so it adds a request but no sequential round trip.
+        # The turn's tokens are added by its commit (whatever the commit decides: they were billed either way).
         turn.accounted = True
-        committed, totals = await asyncio.gather(
-            self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url, ended_by="model",
-                         entry_id=msg.dedupe_id, go_on=go_on,
-                         window_start=start.window_start + cut if cut else None, transcript=transcript),
-            self._account(msg.thread, turn.usage), return_exceptions=True)
-        if isinstance(committed, BaseException):
-            raise committed
-        outcome, nxt = committed
+        usage = self._counted(msg.thread, turn.usage)
+        outcome, nxt = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
+                                          ended_by="model", entry_id=msg.dedupe_id, go_on=go_on,
+                                          window_start=start.window_start + cut if cut else None,
+                                          transcript=transcript, usage=usage if self.usage is not None else None)
         if outcome.case is not None:
-            await self._account_case(msg.thread, outcome.case, totals if isinstance(totals, TokenTotals) else None)
+            await self._account_case(msg.thread, outcome.case, turn.totals)
         outcome.model_called = True
         outcome.streamed = streamed
         return outcome, nxt
@@ -536,15 +534,18 @@ class ConversationEngine:
 
     async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
                       ended_by: str, *, entry_id: str, go_on: bool = True, window_start: int | None = None,
-                      transcript: list[Entry] | None = None) -> tuple[Outcome, TurnStart | None]:
+                      transcript: list[Entry] | None = None,
+                      usage: Usage | None = None) -> tuple[Outcome, TurnStart | None]:
         case = self._case(thread, start, turn, jump_url, ended_by, transcript) if turn.end else None
         ladder = start.state.ladder
         commit = TurnCommit(turn.entries, redirects=turn.redirects, warned_turn=turn.warned_turn,
                             at_risk=turn.ladder.at_risk and not ladder.at_risk,
                             crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
-                            jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start)
+                            jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
+                            usage=usage)
         result = await self._retrying(thread, lambda: self.store.commit_turn(thread, start.token, commit,
                                                                              go_on=go_on))
+        turn.totals = result.totals
         if result.status is CommitStatus.ALREADY_ENDED:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
         self.metrics.ladder(turn.entries)
@@ -613,21 +614,25 @@ class ConversationEngine:
         )
 
     async def _account(self, thread: ThreadRef, usage: Usage) -> TokenTotals | None:
-        """Add a turn's tokens to the thread's and the community's day sums (one request); returns the
-        thread's totals. A failure here costs the numbers, never the turn."""
-        if usage.empty:
-            return None
-        self.metrics.usage(usage)
-        log.debug("thread %s: turn tokens in=%d out=%d cache_write=%d cache_read=%d over %d call(s)", thread.key,
-                  usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
-                  usage.cache_read_input_tokens, usage.calls)
-        if self.usage is None:
+        """Add the tokens of a turn that commits nothing to the thread's and the community's day sums (one
+        request); returns the thread's totals. A failure here costs the numbers, never the turn."""
+        if self._counted(thread, usage) is None or self.usage is None:
             return None
         try:
             return await self.usage.record_turn(thread, usage, at=time.time())
         except ThreadguardError as exc:
             log.warning("thread %s: token usage not recorded (%s)", thread.key, type(exc).__name__)
             return None
+
+    def _counted(self, thread: ThreadRef, usage: Usage) -> Usage | None:
+        """A turn's tokens, counted in the metrics (``None``: it spent none)."""
+        if usage.empty:
+            return None
+        self.metrics.usage(usage)
+        log.debug("thread %s: turn tokens in=%d out=%d cache_write=%d cache_read=%d over %d call(s)", thread.key,
+                  usage.input_tokens, usage.output_tokens, usage.cache_creation_input_tokens,
+                  usage.cache_read_input_tokens, usage.calls)
+        return usage
 
     async def _account_case(self, thread: ThreadRef, case: Case, totals: TokenTotals | None) -> None:
         """File the thread's token totals with the case it just ended in."""

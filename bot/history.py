@@ -11,8 +11,11 @@ def estimate_tokens(text: str) -> int:
     return len(text) // 4 + 4
 
 
+_USER, _ASSISTANT = EntryKind.USER, EntryKind.ASSISTANT
+
+
 def _is_line(e: Entry) -> bool:
-    return e.in_history and e.kind in (EntryKind.USER, EntryKind.ASSISTANT)
+    return e.in_history and (e.kind is _USER or e.kind is _ASSISTANT)
 
 
 def window_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0) -> int:
@@ -22,10 +25,13 @@ def window_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0
     line that leaves at most half the budget; it then stays put for many turns, so the prompt prefix the
     model API caches is byte-identical from one turn to the next.
     """
-    lines = [(i, e) for i, e in enumerate(entries) if _is_line(e)]
-    total = sum(estimate_tokens(e.text) for _, e in lines) + incoming_tokens
+    total = incoming_tokens
+    for e in entries:  # estimate_tokens, inline: this runs over the whole window every turn
+        if e.in_history and (e.kind is _USER or e.kind is _ASSISTANT):
+            total += len(e.text) // 4 + 4
     if total <= token_budget:
         return 0
+    lines = [(i, e) for i, e in enumerate(entries) if _is_line(e)]
     target = token_budget // 2
     cut = len(entries)
     for n, (i, e) in enumerate(lines):
@@ -48,18 +54,26 @@ def build_history(entries: list[Entry], token_budget: int) -> list[ModelMessage]
 
 
 def to_messages(entries: list[Entry]) -> list[ModelMessage]:
-    """The model messages of a window: its user and assistant lines, starting with the member's."""
-    lines = [e for e in entries if _is_line(e)]
-    while lines and lines[0].kind is EntryKind.ASSISTANT:
-        lines.pop(0)
+    """The model messages of a window: its user and assistant lines, starting with the member's;
+    consecutive lines of one role make one message."""
     messages: list[ModelMessage] = []
-    for e in lines:
-        role: Role = "user" if e.kind is EntryKind.USER else "assistant"
-        if messages and messages[-1].role == role:
+    last: Role | None = None
+    for e in entries:
+        if not e.in_history:
+            continue
+        role: Role
+        if e.kind is _USER:
+            role = "user"
+        elif e.kind is _ASSISTANT and last is not None:
+            role = "assistant"
+        else:  # not a line, or an answer before the window's first member line
+            continue
+        if role == last:
             prev = messages[-1]
             messages[-1] = ModelMessage(role, (*prev.blocks, TextBlock(e.text)))
         else:
             messages.append(ModelMessage(role, (TextBlock(e.text),)))
+            last = role
     return messages
 
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import orjson
 
 from bot import notices
 from bot.errors import StoreUnavailable, ThreadguardError
@@ -74,8 +75,7 @@ class InboxEntry:
         data: dict[str, Any] = {"a": m.author.id, "n": m.author.name, "x": m.text, "m": m.message_id,
                                 "e": m.event_id, "j": m.jump_url, "u": t.user, "i": t.interaction,
                                 "t": t.extra or None, "at": round(self.at, 3)}
-        return json.dumps({k: v for k, v in data.items() if v is not None}, separators=(",", ":"),
-                          ensure_ascii=False)
+        return orjson.dumps({k: v for k, v in data.items() if v is not None}).decode()
 
     @classmethod
     def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
@@ -84,11 +84,11 @@ class InboxEntry:
         if not sep:
             raise ValueError("an inbox entry without an id")
         try:
-            d = json.loads(body)
+            d = orjson.loads(body)
             message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
                                       message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"))
             target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise ValueError("a malformed inbox entry") from exc
         return cls(entry_id, message, target, float(d.get("at") or 0.0))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import json
 import time
@@ -15,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
+
+import orjson
 
 Platform = Literal["discord", "slack", "console"]
 EndReason = Literal["persistent_abuse", "user_requested"]
@@ -71,7 +74,7 @@ class ThreadRef:
     channel: str
     thread: str
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """A stable string naming this thread across processes (used in Redis keys and cases)."""
         parts = (self.platform, self.community, self.channel, self.thread)
@@ -167,16 +170,37 @@ class Entry:
     in_history: bool = False
 
     def to_json(self) -> str:
-        data = {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, "", False)}
+        """Compact JSON without the fields left at their empty defaults (``None``, ``""``, 0, ``False``), in
+        field order: what ``json.dumps(..., separators=(",", ":"), ensure_ascii=False)`` writes, byte for byte
+        for any text and any time from 0.0001 s to 10^16 s (orjson writes exponents its own way outside)."""
+        data = {k: v for k, v in self.__dict__.items() if v not in _EMPTY}
         data["kind"] = self.kind.value
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return orjson.dumps(data).decode()
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Entry:
-        data = json.loads(raw)
-        data["kind"] = EntryKind(data["kind"])
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls.from_dict(orjson.loads(raw))
+
+    @classmethod
+    def many_from_json(cls, raw: str | bytes) -> list[Entry]:
+        """Entries from one JSON array of stored entries (a window sent as one string: one decode)."""
+        return [cls.from_dict(data) for data in orjson.loads(raw)]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        """An entry from its decoded JSON (``data`` is used up); fields this version does not know are
+        left out."""
+        kind = data["kind"]
+        data["kind"] = _KINDS.get(kind) or EntryKind(kind)
+        if data.keys() <= _ENTRY_FIELDS:
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in _ENTRY_FIELDS})
+
+
+#: What ``Entry.to_json`` leaves out (``0`` and ``0.0`` compare equal to ``False``).
+_EMPTY: tuple[object, ...] = (None, "", False)
+_ENTRY_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry))
+_KINDS: dict[str, EntryKind] = {k.value: k for k in EntryKind}
 
 
 class ThreadStatus(enum.StrEnum):
@@ -296,7 +320,7 @@ class Case:
     def from_dict(cls, data: dict[str, Any]) -> Case:
         data = dict(data)
         data["participants"] = [Participant(**p) for p in data.get("participants", [])]
-        data["transcript"] = [Entry.from_json(json.dumps(e)) for e in data.get("transcript", [])]
+        data["transcript"] = [Entry.from_dict(dict(e)) for e in data.get("transcript", [])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -5,8 +5,8 @@ Pure types and arithmetic; ``bot.store.usage.UsageLedger`` keeps the sums in Red
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Protocol
 
 from bot.model import Usage
@@ -86,7 +86,7 @@ class DayUsage:
 
 def day_of(ts: float) -> str:
     """The UTC day (``YYYY-MM-DD``) usage at ``ts`` is counted in."""
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
+    return time.strftime("%Y-%m-%d", time.gmtime(ts))
 
 
 class UsageRecorder(Protocol):

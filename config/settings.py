@@ -64,6 +64,9 @@ class EngineSettings(BaseSettings):
     max_thread_turns: int = Field(default=2000, ge=1)
     #: Threads one process works on at once; more wait in Redis for any worker.
     max_active_threads: int = Field(default=64, ge=1)
+    #: Threads whose history window a process keeps, so their next turn reads only what was added since
+    #: (0: none kept; every turn reads its whole window).
+    window_cache_threads: int = Field(default=128, ge=0)
     #: Seconds between two looks for threads whose owner died (and for due inboxes).
     recovery_interval: float = Field(default=1.0, gt=0)
     #: Seconds between two runs of the background duties (cases left pending, queued notices).

@@ -10,7 +10,9 @@ import enum
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.model import Usage
 from bot.types import Case, Entry, ThreadRef, ThreadState
+from bot.usage import TokenTotals
 
 
 class IngestStatus(enum.StrEnum):
@@ -86,6 +88,12 @@ class TurnCommit:
     entry_id: str = ""
     #: Where the history window starts from now on, when this turn moved it.
     window_start: int | None = None
+    #: The turn's model usage, added to the thread's and the community's sums in the same step (also when
+    #: the commit is refused: the tokens were billed); never twice when the commit is sent again.
+    usage: Usage | None = None
+    #: Set by the store once the usage went to sums kept in other slots (Redis Cluster), by a request of
+    #: its own: the commit sent again does not send them twice.
+    usage_sent_elsewhere: bool = False
 
 
 class CommitStatus(enum.StrEnum):
@@ -103,6 +111,8 @@ class CommitResult:
     next: TurnStart | None = None
     #: A dropped entry: whether its member gets the frozen reminder.
     remind: bool = False
+    #: The thread's usage sums after the commit added the turn's (``None``: it added none).
+    totals: TokenTotals | None = None
 
 
 class ConversationStore(Protocol):

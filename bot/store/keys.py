@@ -8,7 +8,8 @@ Per thread (``T`` = ``ThreadRef.key``):
                                  end_seq, case_id, branch_of, ended_reason, ended_category,
                                  platform, community, channel, created_at, updated_at, jump_url,
                                  known (a bot thread), fence (last lease token handed out),
-                                 win (log index where the model's history window starts)
+                                 win (log index where the model's history window starts),
+                                 log_gen (moves on when log entries are rewritten in place)
     tg:{t:T}:log          list   Entry JSON, oldest first (transcript and ladder timeline)
     tg:{t:T}:lock         string the lease: fencing token of the thread's owner (PX TTL, seconds)
     tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>``

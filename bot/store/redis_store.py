@@ -2,9 +2,13 @@
 
 Every transition is one Lua script on the keys of one hash tag. A member's message is accepted by one
 script (dedupe, frozen check, append to the thread's inbox, and the lease when the thread is free), and
-its turn is written by one more (fenced by the lease token; it also hands over the next inbox entry): an
-ordinary turn costs two round trips, a message to a frozen thread one. On Redis Cluster the thread is
-also registered in its due set (another slot) by a request sent in parallel with the accepting script.
+its turn is written by one more (fenced by the lease token; it also adds the turn's token usage and hands
+over the next inbox entry): an ordinary turn costs two round trips, a message to a frozen thread one. On
+Redis Cluster the thread is also registered in its due set, and the turn's usage added to its
+community's day, by requests to other slots sent at the same time as those scripts.
+
+A turn start sends the history window; what this process already holds of it (``bot.store.window``) is
+not sent again.
 
 An end is written in the commit (the freeze and the case body together, in the thread's slot) and then
 numbered in the community's slot by an idempotent script; a crash or a failover in between leaves the
@@ -19,8 +23,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -29,10 +32,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreUnavailable
 from bot.metrics import Metrics
+from bot.model import Usage
 from bot.store import (
     ClaimResult,
     ClaimStatus,
@@ -44,9 +49,14 @@ from bot.store import (
     TurnStart,
     keys,
     scripts,
+    usage,
 )
 from bot.store.errors import STORE_FAILURES
+from bot.store.scripts import STATE_FIELDS
+from bot.store.usage import community_day, thread_usage
+from bot.store.window import HeldWindow, WindowCache
 from bot.types import Case, Entry, LadderState, ThreadRef, ThreadState, ThreadStatus
+from bot.usage import TokenTotals, day_of
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +66,25 @@ DAY_MS = 86_400_000
 MAX_IN_FLIGHT = 80
 #: How long a Slack reply waits for the opening mention it may have overtaken.
 PARK_TTL_MS = 120_000
+
+
+class _Connection(aioredis.Connection):
+    """redis-py's connection, sending a command that fits the socket's buffer straight away.
+
+    With a socket timeout set, redis-py wraps every send in ``asyncio.wait_for``, which on Python 3.11 runs
+    it as a task of its own: three event-loop passes per command, though such a send never waits. Only a
+    send that could wait (a connection to open, data still buffered) goes the timed way.
+    """
+
+    async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
+        writer = self._writer
+        if (writer is None or self._reader is None or self.health_check_interval or writer.transport.is_closing()
+                or writer.transport.get_write_buffer_size()):
+            await super().send_packed_command(command, check_health)
+            return
+        if isinstance(command, str):
+            command = command.encode()
+        writer.writelines([command] if isinstance(command, bytes) else command)
 
 
 def connect(url: str | None, *, cluster: bool = False) -> Any:
@@ -71,7 +100,8 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
                                      socket_connect_timeout=2)
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                    socket_connect_timeout=2, health_check_interval=0,
-                                   retry_on_error=[RedisConnectionError, RedisTimeoutError])
+                                   retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                                   connection_class=_Connection)
 
 
 def _in_process_redis() -> Any:
@@ -90,13 +120,6 @@ def _in_process_redis() -> Any:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _start(thread: ThreadRef, res: list[Any], token: str | None = None) -> TurnStart:
-    """A ``TurnStart`` from a script's owner reply: ``[status, token|extra, state, window, head, start]``."""
-    return TurnStart(token=token or str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
-                     log=[Entry.from_json(raw) for raw in res[3]], window_start=int(res[5]),
-                     head=str(res[4]) if res[4] else None)
 
 
 def _age(ended_at: str) -> float:
@@ -139,12 +162,35 @@ def state_from_hash(thread: ThreadRef, data: dict[str, str]) -> ThreadState:
     )
 
 
+class _Trip:
+    """One request: counted, waiting for a place when too many are in flight (a burst waits for a connection
+    instead of failing for want of one), and a failure of the store raised as ``StoreUnavailable``."""
+
+    __slots__ = ("store", "what")
+
+    def __init__(self, store: RedisConversationStore, what: str) -> None:
+        self.store = store
+        self.what = what
+
+    async def __aenter__(self) -> None:
+        self.store.round_trips += 1
+        await self.store._in_flight.acquire()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self.store._in_flight.release()
+        if isinstance(exc, STORE_FAILURES):
+            log.warning("redis %s failed: %s", self.what, type(exc).__name__)
+            self.store.metrics.store_error(self.what)
+            raise StoreUnavailable(f"redis {self.what} failed") from exc
+
+
 class RedisConversationStore:
     """The one store implementation; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
     def __init__(self, client: Any, *, lock_ttl_ms: int = 6_000, dedupe_ttl_s: int = 86_400,
                  idle_ttl_ms: int = 30 * DAY_MS, ended_ttl_ms: int = 365 * DAY_MS,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 max_in_flight: int = MAX_IN_FLIGHT, window_cache_threads: int = 128,
+                 usage_ttl_ms: int | None = None) -> None:
         self.client = client
         self._in_flight = asyncio.Semaphore(max_in_flight)
         #: The lease: how long a thread's owner keeps it without renewing.
@@ -157,10 +203,19 @@ class RedisConversationStore:
         self.dedupe_ttl_s = dedupe_ttl_s
         self.idle_ttl_ms = idle_ttl_ms
         self.ended_ttl_ms = ended_ttl_ms
+        #: How long a thread's usage sums are kept (by default as long as an ended thread).
+        self.usage_ttl_ms = ended_ttl_ms if usage_ttl_ms is None else usage_ttl_ms
+        self._usage_communities: set[str] = set()  # communities this process registered as having usage
+        #: The commit script's lifetimes, in one argument: active, ended, lease, usage sums, day sums (ms).
+        self._commit_ttls = (f"{idle_ttl_ms} {ended_ttl_ms} {lock_ttl_ms} {self.usage_ttl_ms} "
+                             f"{usage.DAY_TTL_S * 1000}")
+        self._limits: dict[tuple[int, int], str] = {}
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
         #: Told about every failed request (the metrics of a long-running process).
         self.metrics = Metrics()
+        #: The history windows of the threads this process worked on last (see ``bot.store.window``).
+        self.windows = WindowCache(window_cache_threads)
         self._ingest = client.register_script(scripts.INGEST)
         self._claim = client.register_script(scripts.CLAIM)
         self._take = client.register_script(scripts.TAKE)
@@ -172,19 +227,29 @@ class RedisConversationStore:
         self._finish = client.register_script(scripts.FINISH_FILING)
         self._seed = client.register_script(scripts.SEED_BRANCH)
         self._reopen = client.register_script(scripts.REOPEN)
+        self._add_usage = client.register_script(usage.ADD)
 
-    @asynccontextmanager
-    async def _trip(self, what: str) -> AsyncIterator[None]:
-        self.round_trips += 1
+    def _trip(self, what: str) -> _Trip:
+        return _Trip(self, what)
+
+    async def _eval(self, script: Any, thread_keys: list[str], args: list[Any]) -> Any:
+        """A registered script by its SHA (loaded first on a server that lacks it)."""
         try:
-            async with self._in_flight:  # a burst waits for a connection instead of failing for want of one
-                yield
-        except STORE_FAILURES as exc:
-            log.warning("redis %s failed: %s", what, type(exc).__name__)
-            self.metrics.store_error(what)
-            raise StoreUnavailable(f"redis {what} failed") from exc
+            return await self.client.execute_command("EVALSHA", script.sha, len(thread_keys), *thread_keys, *args)
+        except NoScriptError:
+            return await script(keys=thread_keys, args=args)
 
     # --- turns ---------------------------------------------------------------------------------
+
+    def _start(self, thread: ThreadRef, token: str, start: list[Any], held: HeldWindow | None) -> TurnStart:
+        """A ``TurnStart`` from a script's turn start (``scripts._START``: state, window, head, win, last,
+        base, length), read on top of what the caller said it held (``held``)."""
+        fields, tail, head, win, last, base, length = start
+        state = {name: value for name, value in zip(STATE_FIELDS, fields, strict=True) if value is not None}
+        log = self.windows.window(thread.key, held, tail, last, int(win), int(base), int(length),
+                                  state.get("log_gen", "0"))
+        return TurnStart(token=token, state=state_from_hash(thread, state), log=log, window_start=int(win),
+                         head=str(head) if head else None)
 
     async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
                      require_known: bool | str, take_lease: bool, max_inbox: int,
@@ -200,12 +265,12 @@ class RedisConversationStore:
         thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, entry_id), keys.remind(k),
                        keys.inbox(k), keys.pending(k), keys.parked(k)]
         known = require_known if isinstance(require_known, str) else ("1" if require_known else "")
-        args = [f"{entry_id}\t{entry}", self.lock_ttl_ms, self.dedupe_ttl_s, reminder_cooldown,
-                known, "1" if take_lease else "", max_inbox, max_turns,
-                self.idle_ttl_ms, k, due_at, PARK_TTL_MS]
+        held = self.windows.held(k) if take_lease else None
+        args = [f"{entry_id}\t{entry}", self._ingest_limits(max_inbox, max_turns), reminder_cooldown, known,
+                "1" if take_lease else "", k, due_at, *self.windows.args(held)]
         async with self._trip("ingest"):
             if self.cluster:  # one round trip: two requests to two slots, in parallel
-                outcomes: tuple[Any, Any] = await asyncio.gather(self._ingest(keys=thread_keys, args=args),
+                outcomes: tuple[Any, Any] = await asyncio.gather(self._eval(self._ingest, thread_keys, args),
                                                            self.client.zadd(keys.due(k), {k: due_at}),
                                                            return_exceptions=True)
                 res, indexed = outcomes
@@ -214,25 +279,35 @@ class RedisConversationStore:
                 if isinstance(indexed, BaseException):  # its slot is failing over: registered later
                     self._unindexed[k] = due_at
             else:
-                res = await self._ingest(keys=[*thread_keys, keys.due(k)], args=args)
+                res = await self._eval(self._ingest, [*thread_keys, keys.due(k)], args)
         status = IngestStatus(res[0])
         if status is IngestStatus.OWNER:
-            return IngestResult(status, start=_start(thread, res))
+            return IngestResult(status, start=self._start(thread, str(res[1]), res[2], held))
         if status is IngestStatus.FROZEN:
             return IngestResult(status, remind=bool(int(res[1])), pending_cases=int(res[2]))
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
             return IngestResult(status, queued=int(res[1]))
         return IngestResult(status)
 
+    def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
+        """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length
+        limits, idle lifetime, parking lifetime."""
+        limits = self._limits.get((max_inbox, max_turns))
+        if limits is None:
+            limits = self._limits[max_inbox, max_turns] = (
+                f"{self.lock_ttl_ms} {self.dedupe_ttl_s} {max_inbox} {max_turns} {self.idle_ttl_ms} {PARK_TTL_MS}")
+        return limits
+
     async def claim(self, thread: ThreadRef) -> ClaimResult:
         """Take a thread with a waiting inbox whose lease is free (the recovery loop)."""
         k = thread.key
+        held = self.windows.held(k)
         async with self._trip("claim"):
             res = await self._claim(keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k)],
-                                    args=[self.lock_ttl_ms])
+                                    args=[self.lock_ttl_ms, *self.windows.args(held)])
         status = ClaimStatus(res[0])
         if status is ClaimStatus.OWNER:
-            return ClaimResult(status, start=_start(thread, res))
+            return ClaimResult(status, start=self._start(thread, str(res[1]), res[2], held))
         if status is ClaimStatus.HELD:
             return ClaimResult(status, lease_left_ms=max(0, int(res[1])))
         return ClaimResult(status)
@@ -243,14 +318,19 @@ class RedisConversationStore:
         async with self._trip("take"):
             res = await self._take(keys=[keys.state(k), keys.log(k), keys.lock(k)], args=[self.lock_ttl_ms])
         status = ClaimStatus(res[0])
-        return ClaimResult(status, start=_start(thread, res) if status is ClaimStatus.OWNER else None)
+        if status is not ClaimStatus.OWNER:
+            return ClaimResult(status)
+        start = TurnStart(token=str(res[1]), state=state_from_hash(thread, _pairs(res[2])),
+                          log=Entry.many_from_json(res[3]))
+        return ClaimResult(status, start=start)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
                           go_on: bool = True) -> CommitResult:
         k = thread.key
         end = commit.end_case
+        held = self.windows.held(k)
         args: list[Any] = [
-            token, f"{time.time():.3f}", self.idle_ttl_ms, self.ended_ttl_ms, commit.redirects,
+            token, f"{time.time():.3f}", self._commit_ttls, commit.redirects,
             "" if commit.warned_turn is None else commit.warned_turn,
             "1" if commit.at_risk else "", "1" if commit.crisis_posted else "",
             thread.platform, thread.community, thread.channel, commit.jump_url or "",
@@ -258,17 +338,42 @@ class RedisConversationStore:
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
-            self.lock_ttl_ms, "1" if go_on else "", k,
-            *(e.to_json() for e in commit.entries),
+            "1" if go_on else "", k, *self.windows.args(held),
         ]
-        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k)]
+        used = commit.usage if commit.usage is not None and not commit.usage.empty else None
+        day_key = community_day(thread.community, day_of(time.time())) if used else ""
+        register = bool(used) and thread.community not in self._usage_communities
+        args += [usage.counts(used, register) if used else "", *(e.to_json() for e in commit.entries)]
+        thread_keys = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k), thread_usage(k)]
+        if not self.cluster:  # one server: the keys of other slots go in the same script
+            thread_keys += [keys.pending_index(k), usage.USAGE_COMMUNITIES, *([day_key] if used else [])]
         async with self._trip("commit_turn"):
-            res = await self._commit(keys=thread_keys if self.cluster else [*thread_keys, keys.pending_index(k)],
-                                     args=args)
+            if self.cluster and used and not commit.usage_sent_elsewhere:
+                # the community's day sums live in another slot: sent at the same time, once
+                commit.usage_sent_elsewhere = True
+                res, _ = await asyncio.gather(self._eval(self._commit, thread_keys, args),
+                                              self._add_day(thread.community, day_key, used))
+            else:
+                res = await self._eval(self._commit, thread_keys, args)
+        if register and not self.cluster:  # registered by the script (on Cluster by ``_add_day``)
+            self._usage_communities.add(thread.community)
         status = CommitStatus(res[0])
         if status is CommitStatus.ENDED and self.cluster:
             await self._index_pending(k)
-        return CommitResult(status, int(res[1]), next=_start(thread, res, token) if len(res) > 2 else None)
+        return CommitResult(status, int(res[1]), next=self._start(thread, token, res[2], held) if res[2] else None,
+                            totals=TokenTotals(*(int(v) for v in res[3])) if res[3] else None)
+
+    async def _add_day(self, community: str, day_key: str, used: Usage) -> None:
+        """Cluster: a turn's tokens to the community's day sums (another slot than the thread's), a request
+        of its own; a failure costs those numbers, never the turn."""
+        self.round_trips += 1
+        try:
+            await self._add_usage(keys=[day_key], args=[usage.DAY_TTL_S * 1000, *usage.spent(used)])
+            if community not in self._usage_communities:
+                await self.client.sadd(usage.USAGE_COMMUNITIES, community)
+                self._usage_communities.add(community)
+        except STORE_FAILURES as exc:
+            log.warning("redis usage of community %s not recorded: %s", community, type(exc).__name__)
 
     async def _index_pending(self, k: str) -> None:
         """Cluster: register an ended thread whose case waits for its number (another slot)."""
@@ -285,15 +390,17 @@ class RedisConversationStore:
         """Remove the inbox entry the owner answered without a turn (ended thread, failed model call);
         ``forget``: the event may be delivered again and is then accepted anew."""
         k = thread.key
+        held = self.windows.held(k)
         async with self._trip("drop_head"):
             res = await self._drop(
                 keys=[keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k), keys.remind(k),
                       keys.seen(k, entry_id or "-")],
                 args=[token, entry_id, self.lock_ttl_ms, "1" if go_on else "",
-                      "" if reminder_cooldown is None else reminder_cooldown, "1" if forget else ""])
+                      "" if reminder_cooldown is None else reminder_cooldown, "1" if forget else "",
+                      *self.windows.args(held)])
         status = CommitStatus(res[0])
         return CommitResult(status, remind=status is CommitStatus.OK and bool(int(res[1])),
-                            next=_start(thread, res, token) if len(res) > 2 else None)
+                            next=self._start(thread, token, res[2], held) if res[2] else None)
 
     async def renew(self, thread: ThreadRef, token: str) -> bool:
         """Renew the owner's lease; False once a newer owner holds the thread."""

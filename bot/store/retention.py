@@ -50,8 +50,11 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
-# KEYS: list.  ARGV: index, expected, new, index, expected, new, ...; returns the number not swapped
-_SWAP_LIST_ITEMS = """
+# KEYS: a thread's log, its state.  ARGV: index, expected, new, index, expected, new, ...; returns the number
+# not swapped. A log rewritten in place moves its generation on (``log_gen`` in the state), so no process
+# goes on using the entries it read before (``bot.store.window``); a state that is gone is created for it,
+# holding only that, for as long as the log is kept.
+_SWAP_LOG_ENTRIES = """
 local missed = 0
 for i = 1, #ARGV, 3 do
   local at = tonumber(ARGV[i])
@@ -60,6 +63,12 @@ for i = 1, #ARGV, 3 do
   else
     missed = missed + 1
   end
+end
+if missed < #ARGV / 3 then
+  local fresh = redis.call('EXISTS', KEYS[2]) == 0
+  redis.call('HINCRBY', KEYS[2], 'log_gen', 1)
+  local ttl = redis.call('PTTL', KEYS[1])
+  if fresh and ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
 return missed
 """
@@ -164,7 +173,7 @@ class Retention:
         self._clock = clock
         self._swap_case = client.register_script(_SWAP_CASE_BODY)
         self._swap_field = client.register_script(_SWAP_HASH_FIELD)
-        self._swap_items = client.register_script(_SWAP_LIST_ITEMS)
+        self._swap_entries = client.register_script(_SWAP_LOG_ENTRIES)
         self._expire_thread = client.register_script(_EXPIRE_THREAD)
 
     async def purge(self) -> PurgeReport:
@@ -296,7 +305,8 @@ class Retention:
                         swaps.extend([index, raw, entry.to_json()])
                 if not swaps:
                     break
-                missed = int(await self._swap_items(keys=[key], args=swaps))
+                thread_key = key[len(f"{keys.PREFIX}:{{t:"):-len("}:log")]
+                missed = int(await self._swap_entries(keys=[key, keys.state(thread_key)], args=swaps))
                 changed += len(swaps) // 3 - missed
                 if not missed:
                     break

@@ -5,10 +5,12 @@
     tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
     tg:usage:communities        set   communities with recorded usage
 
-A turn's record is one pipelined request of two script calls (one per key: the thread's slot and the
-community's; on Redis Cluster the two go to their nodes at once). The engine sends it together with the
-turn's commit, so it adds no sequential round trip. A turn that filed a case adds one more request,
-which copies the thread's totals to the case.
+A turn's tokens are added by its commit (``scripts.COMMIT_TURN``): to the thread's sums in the thread's
+slot and, on one server, to the community's day in the same script; on Redis Cluster the day's sums live
+in another slot and the store sends them by a request at the same time as the commit, so they add no
+sequential round trip. A turn that commits nothing (its model call failed) is recorded alone by
+``UsageLedger.record_turn``: one pipelined request of two script calls. A turn that filed a case adds one
+more request, which copies the thread's totals to the case.
 """
 
 from __future__ import annotations
@@ -45,6 +47,18 @@ return out
 DAY_TTL_S = 400 * 86_400
 
 
+def counts(usage: Usage, register: bool) -> str:
+    """A turn's increments of ``FIELDS`` (one turn), then 1 when the community may still need registering
+    in ``USAGE_COMMUNITIES`` (else 0), space-separated: what the commit script adds."""
+    return " ".join([*map(str, TokenTotals.of_turn(usage).as_dict().values()), "1" if register else "0"])
+
+
+def spent(usage: Usage) -> list[Any]:
+    """``ADD``'s field and increment pairs of a turn, the fields it spent only (a community's day)."""
+    turn = TokenTotals.of_turn(usage).as_dict()
+    return [x for name in FIELDS if turn[name] for x in (name, turn[name])]
+
+
 def thread_usage(thread_key: str) -> str:
     return f"{keys.thread_tag(thread_key)}:usage"
 
@@ -71,20 +85,19 @@ class UsageLedger:
 
     async def record_turn(self, thread: ThreadRef, usage: Usage, *, at: float | None = None) -> TokenTotals:
         """Add one turn's usage to the thread's and the community's day sums; returns the thread's totals."""
-        turn = TokenTotals.of_turn(usage)
+        turn = TokenTotals.of_turn(usage).as_dict()
         day_key = community_day(thread.community, day_of(time.time() if at is None else at))
         t_key = thread_usage(thread.key)
-        counts = turn.as_dict()
-        every = [x for name in FIELDS for x in (name, counts[name])]
-        spent = [x for name in FIELDS if counts[name] for x in (name, counts[name])]
+        every = [x for name in FIELDS for x in (name, turn[name])]
+        day = spent(usage)
         try:
             try:
-                results = await self._send(thread.community, t_key, day_key, every, spent)
+                results = await self._send(thread.community, t_key, day_key, every, day)
             except NoScriptError:  # a restarted or new server: load the script once, then send again
                 self.round_trips += 1
                 await self.client.script_load(ADD)
-                results = await self._send(thread.community, t_key, day_key, every, spent)
-            if spent:
+                results = await self._send(thread.community, t_key, day_key, every, day)
+            if day:
                 self._registered.add(thread.community)
             return TokenTotals(*(int(v) for v in results[0]))
         except STORE_FAILURES as exc:

@@ -144,6 +144,9 @@ async def test_replies_in_unknown_threads_are_ignored_or_wait_for_the_mention(st
     inbox = await store.client.lrange(k.inbox(T.key), 0, -1)
     assert [e.split("\t")[0] for e in inbox] == ["m0", "r1", "r2"]
     assert (await ingest(store, "r3", known=True)).status is IngestStatus.QUEUED
+    # the reply first refused as unknown was not marked seen: delivered again, it is taken now
+    assert (await ingest(store, "r0", known=True)).status is IngestStatus.QUEUED
+    assert (await ingest(store, "r0", known=True)).status is IngestStatus.DUPLICATE
 
 
 async def test_end_freezes_and_files_exactly_one_case(store):

@@ -130,3 +130,85 @@ async def test_the_ledger_sums_on_every_store(any_redis):
     assert [(d.day, d.totals) for d in days] == [("1970-01-02", TokenTotals(5, 3, 0, 300, 2, 1)),
                                                  ("1970-01-01", TokenTotals(10, 2, 300, 0, 1, 1))]
     assert await ledger.communities() == ["T1"]
+
+
+async def test_a_turns_usage_rides_with_its_commit_and_counts_once_when_the_scripts_were_lost(any_redis, request):
+    """On one server the usage record goes in the commit's own request (a turn is two requests); on Redis
+    Cluster it goes to its slots at the same time (three). After the server lost its scripts (a restart), the
+    commit and the record are each run once: nothing is counted twice or lost."""
+    from bot.bootstrap import build_runtime
+    from bot.model import Usage
+    from bot.types import ReplyKind
+    from config.communities import Communities, CommunityConfig
+    from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+    from tests.integration.scripted_model import ScriptedModel
+
+    where = request.node.callspec.params["any_redis"]
+    model = ScriptedModel(lambda text: [], usage=Usage(100, 7, 0, 900, calls=1))
+    settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
+                        engine=EngineSettings())
+    runtime = build_runtime(settings, redis=any_redis, model=model, communities=Communities(CommunityConfig()))
+    community = f"guild-{secrets.token_hex(4)}"
+    thread = ThreadRef("discord", community, "c1", "t-rider")
+    try:
+        await runtime.engine.handle_message(message(thread, "first"))  # scripts loaded
+        requests = runtime.store.round_trips + runtime.usage.round_trips
+        outcome = await runtime.engine.handle_message(message(thread, "second"))
+        assert outcome.replies[0].kind is ReplyKind.ANSWER
+        assert runtime.store.round_trips + runtime.usage.round_trips - requests == (3 if where == "cluster" else 2)
+
+        await any_redis.script_flush()
+        outcome = await runtime.engine.handle_message(message(thread, "third"))
+        assert outcome.replies[0].kind is ReplyKind.ANSWER
+        state, log = await runtime.store.load(thread)
+        assert state.ladder.turn == 3 and [e.text for e in log if e.kind.value == "user"] == ["first", "second",
+                                                                                               "third"]
+        expected = TokenTotals(300, 21, 0, 2700, 3, 3)
+        assert await runtime.usage.thread(thread.key) == expected
+        [today] = await runtime.usage.days(community)
+        assert today.totals == expected
+        assert community in await runtime.usage.communities()
+    finally:
+        await runtime.aclose()
+
+
+async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_once(any_redis):
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from bot.bootstrap import build_runtime
+    from bot.model import Usage
+    from bot.types import ReplyKind
+    from config.communities import Communities, CommunityConfig
+    from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+    from tests.integration.scripted_model import ScriptedModel
+
+    model = ScriptedModel(lambda text: [], usage=Usage(100, 7, 0, 900, calls=1))
+    settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
+                        engine=EngineSettings())
+    runtime = build_runtime(settings, redis=any_redis, model=model, communities=Communities(CommunityConfig()))
+    community = f"guild-{secrets.token_hex(4)}"
+    thread = ThreadRef("discord", community, "c1", "t-lost-reply")
+    real = runtime.store._eval
+    sent: list[int] = []
+
+    async def reply_lost_once(script, keys, args):
+        res = await real(script, keys, args)
+        if script is runtime.store._commit:
+            sent.append(1)
+            if len(sent) == 1:
+                raise RedisConnectionError("the reply was lost")
+        return res
+
+    runtime.store._eval = reply_lost_once
+    try:
+        outcome = await runtime.engine.handle_message(message(thread, "hello"))
+        assert outcome.replies[0].kind is ReplyKind.ANSWER
+        assert len(sent) == 2  # the commit went twice
+        once = TokenTotals(100, 7, 0, 900, 1, 1)
+        assert await runtime.usage.thread(thread.key) == once
+        [today] = await runtime.usage.days(community)
+        assert today.totals == once
+        state, log = await runtime.store.load(thread)
+        assert state.ladder.turn == 1 and len(log) == 2
+    finally:
+        await runtime.aclose()

@@ -67,3 +67,51 @@ def test_a_reopen_in_the_prefix_clears_the_warning_turn():
     prefix = [Entry(EntryKind.REDIRECTION, turn=0), Entry(EntryKind.WARNING, turn=2), Entry(EntryKind.REOPEN, turn=3)]
     ladder = ladder_from_prefix(prefix, 4)
     assert (ladder.redirects, ladder.warned, ladder.warned_turn, ladder.turn) == (0, False, -1, 4)
+
+
+def _reference_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0) -> int:
+    """``window_cut`` as first written, the plain way."""
+    lines = [(i, e) for i, e in enumerate(entries)
+             if e.in_history and e.kind in (EntryKind.USER, EntryKind.ASSISTANT)]
+    total = sum(estimate_tokens(e.text) for _, e in lines) + incoming_tokens
+    if total <= token_budget:
+        return 0
+    cut = len(entries)
+    for n, (i, e) in enumerate(lines):
+        if total <= token_budget // 2 and e.kind is EntryKind.USER:
+            cut = i
+            break
+        total -= estimate_tokens(e.text)
+        if n == len(lines) - 1:
+            cut = len(entries)
+    return cut
+
+
+def _reference_messages(entries: list[Entry]) -> list[tuple[str, tuple[str, ...]]]:
+    lines = [e for e in entries if e.in_history and e.kind in (EntryKind.USER, EntryKind.ASSISTANT)]
+    while lines and lines[0].kind is EntryKind.ASSISTANT:
+        lines.pop(0)
+    out: list[tuple[str, tuple[str, ...]]] = []
+    for e in lines:
+        role = "user" if e.kind is EntryKind.USER else "assistant"
+        if out and out[-1][0] == role:
+            out[-1] = (role, (*out[-1][1], e.text))
+        else:
+            out.append((role, (e.text,)))
+    return out
+
+
+def test_the_window_and_its_messages_are_what_the_plain_rules_give_on_any_log():
+    import random
+
+    from bot.history import to_messages
+
+    rng = random.Random(7)
+    kinds = list(EntryKind)
+    for _ in range(400):
+        entries = [Entry(rng.choice(kinds[:2] * 3 + kinds), "x" * rng.randrange(0, 900),
+                         in_history=rng.random() < 0.8) for _ in range(rng.randrange(0, 40))]
+        budget, incoming = rng.choice([50, 500, 2_000, 24_000]), rng.randrange(0, 300)
+        assert window_cut(entries, budget, incoming) == _reference_cut(entries, budget, incoming)
+        got = [(m.role, tuple(b.text for b in m.blocks)) for m in to_messages(entries)]
+        assert got == _reference_messages(entries)

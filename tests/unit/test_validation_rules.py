@@ -26,3 +26,13 @@ def test_an_empty_message_gets_a_plain_sentence_and_no_text():
     assert checked.text == "" and checked.problem is not None
     assert checked.problem.startswith("Your message looks empty, so there's nothing for me to answer.")
     assert checked.problem.endswith("Write some text and I'll reply.")
+
+
+def test_every_control_and_surrogate_but_line_feed_and_tab_is_dropped_and_nothing_else():
+    import sys
+    import unicodedata
+
+    every = "x" + "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c) != "\r")
+    kept = check_message(every, len(every)).text
+    expected = "".join(ch for ch in every if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs"))
+    assert kept == expected.strip()
