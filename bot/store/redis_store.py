@@ -77,9 +77,9 @@ class _Connection(aioredis.Connection):
     """
 
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
-        writer = self._writer
-        if (writer is None or self._reader is None or self.health_check_interval or writer.transport.is_closing()
-                or writer.transport.get_write_buffer_size()):
+        writer = getattr(self, "_writer", None)  # redis-py's own attributes: any other shape goes its way
+        if (writer is None or getattr(self, "_reader", None) is None or self.health_check_interval
+                or writer.transport.is_closing() or writer.transport.get_write_buffer_size()):
             await super().send_packed_command(command, check_health)
             return
         if isinstance(command, str):
