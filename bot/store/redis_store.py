@@ -68,13 +68,29 @@ MAX_IN_FLIGHT = 80
 PARK_TTL_MS = 120_000
 
 
+try:  # hiredis's C command packer, which redis-py's synchronous client uses and its asyncio client does not
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a dependency; without it, redis-py's own packer
+    _hiredis_pack = None  # type: ignore[assignment]
+
+#: Argument types hiredis packs exactly as redis-py's encoder does (floats and the rest go redis-py's way).
+_PLAIN_ARGS = frozenset((str, bytes, int))
+
+
 class _Connection(aioredis.Connection):
-    """redis-py's connection, sending a command that fits the socket's buffer straight away.
+    """redis-py's connection, packing a command in C and sending it straight away when it fits the buffer.
 
     With a socket timeout set, redis-py wraps every send in ``asyncio.wait_for``, which on Python 3.11 runs
     it as a task of its own: three event-loop passes per command, though such a send never waits. Only a
-    send that could wait (a connection to open, data still buffered) goes the timed way.
+    send that could wait (a connection to open, data still buffered) goes the timed way. A script call
+    carries 20 to 30 arguments, which redis-py's asyncio packer encodes one by one in Python.
     """
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if _hiredis_pack is None or not args or type(args[0]) is not str \
+                or not all(type(a) in _PLAIN_ARGS for a in args):
+            return super().pack_command(*args)
+        return [_hiredis_pack((*args[0].encode().split(), *args[1:]))]
 
     async def send_packed_command(self, command: bytes | str | Iterable[bytes], check_health: bool = True) -> None:
         writer = getattr(self, "_writer", None)  # redis-py's own attributes: any other shape goes its way
