@@ -124,10 +124,11 @@ async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: 
     try:
         for i, thread in enumerate(threads):  # warm every connection and script
             await probe.turn(thread, i)
-        pings = []
-        for _ in range(args.turns):
+        pings: list[float] = []
+        latencies: list[float] = []
+        for n in range(args.turns):  # interleaved, so both see the same machine (the scheduler moves them)
             pings.append(await runtime.store.ping())
-        latencies = [await probe.turn(threads[n % len(threads)], 1000 + n) for n in range(args.turns)]
+            latencies.append(await probe.turn(threads[n % len(threads)], 1000 + n))
         busy = [await probe.measured(threads[n % len(threads)], 5000 + n) for n in range(20)]
         print(f"  {label}: idling {args.idle:.0f} s …", flush=True)
         await asyncio.sleep(args.idle)

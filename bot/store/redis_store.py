@@ -112,8 +112,17 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
     # retried. A script call that fails on a dead connection was never run, so retrying it is safe.
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     if cluster:
-        return RedisCluster.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
-                                     socket_connect_timeout=2)
+        client = RedisCluster.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
+                                       socket_connect_timeout=2)
+        # The cluster client takes no connection class of its own: its nodes are built from one shared
+        # kwargs dict (the start-up nodes already exist, with no connection open yet).
+        shared = getattr(client, "connection_kwargs", None)
+        if isinstance(shared, dict) and shared.get("connection_class") is aioredis.Connection:
+            shared["connection_class"] = _Connection
+            for node in getattr(client, "startup_nodes", ()):
+                if getattr(node, "connection_class", None) is aioredis.Connection:
+                    node.connection_class = _Connection
+        return client
     return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
                                    socket_connect_timeout=2, health_check_interval=0,
                                    retry_on_error=[RedisConnectionError, RedisTimeoutError],
