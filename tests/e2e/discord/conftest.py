@@ -95,6 +95,26 @@ async def runtime(redis_client: redis.asyncio.Redis, model: CountingModel, stand
     # the redis_client fixture closes the connection
 
 
+def _track(bot: DiscordBot, runtime: Runtime, standin: DiscordStandin) -> None:
+    """Tell the stand-in which member messages the bot has handled and whether turns are still running."""
+    original = bot.client.on_message  # type: ignore[attr-defined]
+    handling = 0
+    standin.handled = set()
+
+    async def on_message(message: discord.Message) -> None:
+        nonlocal handling
+        handling += 1
+        try:
+            await original(message)
+        finally:
+            handling -= 1
+            assert standin.handled is not None
+            standin.handled.add(str(message.id))
+
+    bot.client.on_message = on_message  # type: ignore[attr-defined]
+    standin.busy = lambda: handling > 0 or runtime.engine.pipeline.active > 0
+
+
 @contextlib.asynccontextmanager
 async def running(runtime: Runtime, settings: DiscordSettings) -> AsyncIterator[DiscordBot]:
     """Start the bot, wait until it is ready, stop it (and surface any crash of its task)."""
@@ -121,6 +141,7 @@ async def running(runtime: Runtime, settings: DiscordSettings) -> AsyncIterator[
 async def bot(runtime: Runtime, discord_settings: DiscordSettings, standin: DiscordStandin
               ) -> AsyncIterator[DiscordBot]:
     async with running(runtime, discord_settings) as started:
+        _track(started, runtime, standin)
         await standin.wait_until(lambda: bool(standin.commands), what="command sync")
         yield started
 
@@ -129,6 +150,9 @@ async def say(standin: DiscordStandin, channel_id: str, text: str, *, mention: b
               author: dict[str, object] | None = None) -> dict[str, object]:
     """A member posts; returns the message once the bot has gone quiet again."""
     message = await standin.post(channel_id, text, author, mention=mention)
+    if standin.handled is not None:  # the bot runs here: wait until it has taken the message in
+        await standin.wait_until(lambda: str(message["id"]) in (standin.handled or ()), timeout=10,
+                                 what=f"the bot to handle message {message['id']}")
     await standin.settle(quiet=0.2)
     return message
 
