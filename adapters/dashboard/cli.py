@@ -128,7 +128,8 @@ def register(main: click.Group, cases: click.Group) -> None:
             _warn_embedded(rt)
             r = await _retention(rt).forget_user(platform, user_id)
             return (f"Removed {r.case_entries} entries in {r.cases_changed} cases, {r.log_entries} messages in "
-                    f"{r.threads_changed} conversations and {r.pending_changed} unfiled cases.")
+                    f"{r.threads_changed} conversations, {r.pending_changed} unfiled cases and "
+                    f"{r.waiting_changed} messages waiting to be answered.")
 
         click.echo(run_with_runtime(go))
 

@@ -4,7 +4,9 @@
   number, reason, category, counters and participants stay, marked ``transcript_expired``); thread keys
   that somehow lack a TTL get one, or go at once when they are already older than their period.
 - ``forget_user``: that user's message texts in every case transcript, unnumbered case body and thread
-  log become ``REMOVED_TEXT``; their id and name are dropped from those entries and from participants.
+  log become ``REMOVED_TEXT``; their id and name are dropped from those entries and from participants. Their
+  messages still waiting to be answered (a thread's inbox, or parked for its opening mention) keep their id,
+  so the answer reaches them, and lose their text and name.
 
 Every write is a compare-and-set script on one key (the value read must still be there), so a turn
 committing at the same moment is never overwritten; a lost race is retried. The same code runs on one
@@ -19,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -54,6 +57,20 @@ return 1
 # not swapped. A log rewritten in place moves its generation on (``log_gen`` in the state), so no process
 # goes on using the entries it read before (``bot.store.window``); a state that is gone is created for it,
 # holding only that, for as long as the log is kept.
+# KEYS: a list.  ARGV: index, expected, new, ...; returns how many were not swapped (the list moved on)
+_SWAP_LIST_ITEMS = """
+local missed = 0
+for i = 1, #ARGV, 3 do
+  local at = tonumber(ARGV[i])
+  if redis.call('LINDEX', KEYS[1], at) == ARGV[i + 1] then
+    redis.call('LSET', KEYS[1], at, ARGV[i + 2])
+  else
+    missed = missed + 1
+  end
+end
+return missed
+"""
+
 _SWAP_LOG_ENTRIES = """
 local missed = 0
 for i = 1, #ARGV, 3 do
@@ -115,6 +132,8 @@ class ForgetReport:
     threads_changed: int = 0
     pending_changed: int = 0
     appeals_changed: int = 0
+    #: Messages still waiting in a thread's inbox (or parked for its opening mention) when this ran.
+    waiting_changed: int = 0
 
 
 def parse_user(spec: str) -> tuple[str, str]:
@@ -174,6 +193,7 @@ class Retention:
         self._swap_case = client.register_script(_SWAP_CASE_BODY)
         self._swap_field = client.register_script(_SWAP_HASH_FIELD)
         self._swap_entries = client.register_script(_SWAP_LOG_ENTRIES)
+        self._swap_items = client.register_script(_SWAP_LIST_ITEMS)
         self._expire_thread = client.register_script(_EXPIRE_THREAD)
 
     async def purge(self) -> PurgeReport:
@@ -195,6 +215,7 @@ class Retention:
             await self._forget_in_cases(platform, user_id, report)
             await self._forget_in_pending(platform, user_id, report)
             await self._forget_in_logs(platform, user_id, report)
+            await self._forget_in_waiting(platform, user_id, report)
             report.appeals_changed = await forget_member(
                 self.client, await self.client.smembers(keys.COMMUNITIES), user_id,
                 self.scan(f"{keys.PREFIX}:{{c:*}}:appeals:*"))
@@ -314,6 +335,24 @@ class Retention:
                 report.threads_changed += 1
                 report.log_entries += changed
 
+    async def _forget_in_waiting(self, platform: str, user_id: str, report: ForgetReport) -> None:
+        """Messages of theirs not answered yet: their text becomes ``REMOVED_TEXT`` and their name goes; the
+        id stays, because the answer still goes to them (the entry's id too: the turn owner checks it)."""
+        for suffix in ("inbox", "parked"):
+            async for key in self.scan(f"{keys.PREFIX}:{{t:{platform}:*}}:{suffix}"):
+                for _ in range(_RETRIES):
+                    swaps: list[str | int] = []
+                    for index, raw in enumerate(await self.client.lrange(key, 0, -1)):
+                        changed = _forget_waiting(raw, user_id)
+                        if changed is not None:
+                            swaps.extend([index, raw, changed])
+                    if not swaps:
+                        break
+                    missed = int(await self._swap_items(keys=[key], args=swaps))
+                    report.waiting_changed += len(swaps) // 3 - missed
+                    if not missed:
+                        break
+
     async def _rewrite_case(self, key: str, edit: Callable[[Case], int], marker: str = "") -> int:
         """Apply ``edit`` (returns how much it changed) to the case body at ``key`` with compare-and-set."""
         for _ in range(_RETRIES):
@@ -328,6 +367,22 @@ class Retention:
                 return changed
         log.warning("case %s kept changing; left for the next run", key)
         return 0
+
+
+def _forget_waiting(raw: str, user_id: str) -> str | None:
+    """A waiting message (``<id>\\t<json>``, see ``bot.pipeline.InboxEntry``) with ``user_id``'s text and name
+    removed, or None when it is not theirs (or not readable)."""
+    entry_id, sep, body = raw.partition("\t")
+    try:
+        data = orjson.loads(body) if sep else None
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or str(data.get("a")) != user_id or (data.get("x") == REMOVED_TEXT
+                                                                       and "n" not in data):
+        return None
+    data["x"] = REMOVED_TEXT
+    data.pop("n", None)
+    return f"{entry_id}\t{orjson.dumps(data).decode()}"
 
 
 def _expire(case: Case, now: float) -> int:

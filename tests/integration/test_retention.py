@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from adapters.cli import main as threadguard
 from bot.bootstrap import Runtime, build_runtime
+from bot.pipeline import InboxEntry, ReplyTarget
 from bot.store import keys
 from bot.store.retention import REMOVED_TEXT, Retention, parse_user, transcript_expired
 from bot.types import Author, Case, Entry, EntryKind, IncomingMessage, ThreadRef
@@ -202,6 +203,37 @@ async def test_forget_user_removes_their_words_and_name_everywhere_and_keeps_eve
     assert (again.cases_changed, again.threads_changed, again.pending_changed) == (0, 0, 0)
 
 
+async def test_forget_user_reaches_messages_still_waiting_to_be_answered(any_redis: Any):
+    thread = ThreadRef("discord", "guild-a", "c1", "busy")
+    opening = ThreadRef("slack", "T1", "C1", "1.5")
+    waiting = [InboxEntry("e1", IncomingMessage(thread, ALICE, "alice queued words", "m1"), ReplyTarget("u-alice")),
+               InboxEntry("e2", IncomingMessage(thread, BOB, "bob queued words", "m2"), ReplyTarget("u-bob")),
+               InboxEntry("e3", IncomingMessage(thread, ALICE, "alice again", "m3"), ReplyTarget("u-alice"))]
+    await any_redis.rpush(keys.inbox(thread.key), *(f"{e.id}\t{e.to_json()}" for e in waiting), "not an entry")
+    parked = InboxEntry("p1", IncomingMessage(opening, Author("U-ALICE", "alice"), "slack words", "m4"),
+                        ReplyTarget("U-ALICE"))
+    await any_redis.rpush(keys.parked(opening.key), f"{parked.id}\t{parked.to_json()}")
+
+    report = await _retention(any_redis).forget_user("discord", "u-alice")
+    assert report.waiting_changed == 2
+    raws = await any_redis.lrange(keys.inbox(thread.key), 0, -1)
+    assert raws[-1] == "not an entry"
+    after = [InboxEntry.parse(thread, raw) for raw in raws[:-1]]  # still answerable, in the same order
+    assert [(e.id, e.message.author.id, e.message.text) for e in after] == [
+        ("e1", "u-alice", REMOVED_TEXT), ("e2", "u-bob", "bob queued words"), ("e3", "u-alice", REMOVED_TEXT)]
+    assert [e.target.user for e in after] == ["u-alice", "u-bob", "u-alice"]
+    dumped = "\n".join(raws)
+    assert "alice queued" not in dumped and "alice again" not in dumped and '"alice"' not in dumped
+    assert "bob queued words" in dumped and '"bob"' in dumped
+    # another platform's waiting messages are another user's
+    assert await any_redis.lrange(keys.parked(opening.key), 0, -1) == [f"{parked.id}\t{parked.to_json()}"]
+    report = await _retention(any_redis).forget_user("slack", "U-ALICE")
+    assert report.waiting_changed == 1
+    [raw] = await any_redis.lrange(keys.parked(opening.key), 0, -1)
+    assert InboxEntry.parse(opening, raw).message.text == REMOVED_TEXT and "slack words" not in raw
+    assert (await _retention(any_redis).forget_user("discord", "u-alice")).waiting_changed == 0
+
+
 def test_parse_user_accepts_only_known_platforms():
     assert parse_user("slack:U123:x") == ("slack", "U123:x")
     for bad in ("U123", "irc:U1", "discord:"):
@@ -228,6 +260,7 @@ async def test_cli_purge_forget_user_export_and_moderator_accounts(redis_client:
     assert [json.loads(line)["case_id"] for line in run.output.splitlines()] == [case.case_id]
     run = await asyncio.to_thread(_cli, url, "forget-user", "discord:u-alice", "--yes")
     assert run.exit_code == 0 and re.match(r"Removed \d+ entries in 1 cases, \d+ messages in 1 conv", run.output)
+    assert "0 messages waiting to be answered" in run.output
     run = await asyncio.to_thread(_cli, url, "purge")
     assert run.exit_code == 0 and "Expired 1 case transcripts" in run.output, run.output
     run = await asyncio.to_thread(_cli, url, "cases", "export", "--format", "csv")
