@@ -53,12 +53,9 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 """
 
-# KEYS: a thread's log, its state.  ARGV: index, expected, new, index, expected, new, ...; returns the number
-# not swapped. A log rewritten in place moves its generation on (``log_gen`` in the state), so no process
-# goes on using the entries it read before (``bot.store.window``); a state that is gone is created for it,
-# holding only that, for as long as the log is kept.
-# KEYS: a list.  ARGV: index, expected, new, ...; returns how many were not swapped (the list moved on)
-_SWAP_LIST_ITEMS = """
+# Swaps list items in place: ARGV is index, expected, new, index, expected, new, ...; ``missed`` counts the
+# items not swapped because the list moved on (a lost race, retried by the caller).
+_SWAP_ITEMS = """
 local missed = 0
 for i = 1, #ARGV, 3 do
   local at = tonumber(ARGV[i])
@@ -68,19 +65,16 @@ for i = 1, #ARGV, 3 do
     missed = missed + 1
   end
 end
-return missed
 """
 
-_SWAP_LOG_ENTRIES = """
-local missed = 0
-for i = 1, #ARGV, 3 do
-  local at = tonumber(ARGV[i])
-  if redis.call('LINDEX', KEYS[1], at) == ARGV[i + 1] then
-    redis.call('LSET', KEYS[1], at, ARGV[i + 2])
-  else
-    missed = missed + 1
-  end
-end
+# KEYS: a list.  Returns the number not swapped.
+_SWAP_LIST_ITEMS = _SWAP_ITEMS + "return missed\n"
+
+# KEYS: a thread's log, its state.  Returns the number not swapped. A log rewritten in place moves its
+# generation on (``log_gen`` in the state), so no process goes on using the entries it read before
+# (``bot.store.window``); a state that is gone is created for it, holding only that, for as long as the log
+# is kept.
+_SWAP_LOG_ENTRIES = _SWAP_ITEMS + """
 if missed < #ARGV / 3 then
   local fresh = redis.call('EXISTS', KEYS[2]) == 0
   redis.call('HINCRBY', KEYS[2], 'log_gen', 1)
