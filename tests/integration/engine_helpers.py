@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from bot.bootstrap import Runtime, build_runtime
-from bot.types import Author, IncomingMessage, ThreadRef
+from bot.types import Author, IncomingMessage, Outcome, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 
@@ -35,3 +35,22 @@ def message(thread: ThreadRef, text: str, author: Author = ALICE, event_id: str 
 
 def kinds(outcome: Any) -> list[str]:
     return [r.kind.value for r in outcome.replies]
+
+
+class CollectingSink:
+    """The delivery sink of a test platform: keeps every outcome delivered through it."""
+
+    def __init__(self) -> None:
+        self.outcomes: list[Outcome] = []
+
+    def stream(self, entry: Any) -> None:
+        return None
+
+    async def deliver(self, entry: Any, outcome: Outcome, stream: Any) -> None:
+        self.outcomes.append(outcome)
+
+    async def notice(self, notice: Any) -> None:
+        return None
+
+    async def case(self, case: Any) -> None:
+        return None

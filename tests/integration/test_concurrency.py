@@ -12,31 +12,13 @@ import pytest
 import redis.asyncio
 
 from bot.bootstrap import build_runtime
-from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
 from config.settings import EngineSettings, RedisSettings, Settings
+from tests.integration.engine_helpers import CollectingSink
 from tests.integration.scripted_model import ScriptedModel
 
 T = ThreadRef("slack", "T1", "C1", "1700000000.000100")
-
-
-class CollectingSink:
-    """The delivery sink of a test platform: keeps every outcome delivered through it."""
-
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-
-    def stream(self, entry):
-        return None
-
-    async def deliver(self, entry, outcome, stream) -> None:
-        self.outcomes.append(outcome)
-
-    async def notice(self, notice) -> None:
-        return None
-
-    async def case(self, case) -> None:
-        return None
 
 
 def two_engines(redis_server, model, threshold=20):

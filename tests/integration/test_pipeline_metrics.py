@@ -8,9 +8,10 @@ import asyncio
 from bot.bootstrap import build_runtime
 from bot.metrics import Metrics
 from bot.pipeline import InboxEntry, ReplyTarget
-from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef
+from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import RedisSettings, Settings
+from tests.integration.engine_helpers import CollectingSink
 from tests.integration.scripted_model import ScriptedModel
 
 T = ThreadRef("slack", "T1", "C1", "1700000000.000200")
@@ -29,23 +30,6 @@ class Recorded(Metrics):
         self.takeovers += 1
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.outcomes: list[Outcome] = []
-
-    def stream(self, entry):
-        return None
-
-    async def deliver(self, entry, outcome, stream) -> None:
-        self.outcomes.append(outcome)
-
-    async def notice(self, notice) -> None:
-        return None
-
-    async def case(self, case) -> None:
-        return None
-
-
 def message(n: int) -> IncomingMessage:
     return IncomingMessage(T, ALICE, f"hello {n}", message_id=f"m{n}", event_id=f"Ev{n}")
 
@@ -55,7 +39,7 @@ async def test_inbox_depth_and_takeovers_reach_the_metrics(redis_client):
     model = ScriptedModel(lambda text: [])
     rt = build_runtime(Settings(redis=RedisSettings(url=None)), model=model, redis=redis_client,
                        communities=Communities(CommunityConfig()), metrics=metrics)
-    sink = Sink()
+    sink = CollectingSink()
     rt.engine.pipeline.register_sink("slack", sink)
     try:
         # two messages stored without an owner (their process went away before answering)
