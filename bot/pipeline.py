@@ -77,6 +77,10 @@ class InboxEntry:
                                 "t": t.extra or None, "at": round(self.at, 3)}
         return orjson.dumps({k: v for k, v in data.items() if v is not None}).decode()
 
+    def stored(self) -> str:
+        """The stored form ``parse`` reads (what the ingest script appends: id, a tab, the JSON)."""
+        return f"{self.id}\t{self.to_json()}"
+
     @classmethod
     def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
         """An entry from its stored form, ``<id>\\t<json>``; ``ValueError`` when it is not one."""

@@ -6,7 +6,7 @@
 - ``forget_user``: that user's message texts in every case transcript, unnumbered case body and thread
   log become ``REMOVED_TEXT``; their id and name are dropped from those entries and from participants. Their
   messages still waiting to be answered (a thread's inbox, or parked for its opening mention) keep their id,
-  so the answer reaches them, and lose their text and name.
+  so the answer reaches them, and lose their text and name (it becomes their id).
 
 Every write is a compare-and-set script on one key (the value read must still be there), so a turn
 committing at the same moment is never overwritten; a lost race is retried. The same code runs on one
@@ -15,20 +15,21 @@ server, on Redis Cluster (SCAN visits every primary) and on the in-process Redis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
+from bot.pipeline import InboxEntry
 from bot.store import keys
 from bot.store.review import forget_member
-from bot.types import Case, Entry, EntryKind, Participant
+from bot.types import Author, Case, Entry, EntryKind, Participant, ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -330,14 +331,15 @@ class Retention:
                 report.log_entries += changed
 
     async def _forget_in_waiting(self, platform: str, user_id: str, report: ForgetReport) -> None:
-        """Messages of theirs not answered yet: their text becomes ``REMOVED_TEXT`` and their name goes; the
-        id stays, because the answer still goes to them (the entry's id too: the turn owner checks it)."""
+        """Messages of theirs not answered yet: their text becomes ``REMOVED_TEXT`` and their name their id;
+        the id stays, because the answer still goes to them (the entry's id too: the turn owner checks it)."""
         for suffix in ("inbox", "parked"):
             async for key in self.scan(f"{keys.PREFIX}:{{t:{platform}:*}}:{suffix}"):
                 for _ in range(_RETRIES):
                     swaps: list[str | int] = []
+                    thread_key = key[len(f"{keys.PREFIX}:{{t:"):-len(f"}}:{suffix}")]
                     for index, raw in enumerate(await self.client.lrange(key, 0, -1)):
-                        changed = _forget_waiting(raw, user_id)
+                        changed = _forget_waiting(thread_key, raw, user_id)
                         if changed is not None:
                             swaps.extend([index, raw, changed])
                     if not swaps:
@@ -363,20 +365,18 @@ class Retention:
         return 0
 
 
-def _forget_waiting(raw: str, user_id: str) -> str | None:
-    """A waiting message (``<id>\\t<json>``, see ``bot.pipeline.InboxEntry``) with ``user_id``'s text and name
-    removed, or None when it is not theirs (or not readable)."""
-    entry_id, sep, body = raw.partition("\t")
+def _forget_waiting(thread_key: str, raw: str, user_id: str) -> str | None:
+    """A waiting message with ``user_id``'s text removed and their name replaced by their id, or None when it
+    is not theirs (or not readable)."""
     try:
-        data = orjson.loads(body) if sep else None
-    except orjson.JSONDecodeError:
+        entry = InboxEntry.parse(ThreadRef.from_key(thread_key), raw)
+    except ValueError:
         return None
-    if not isinstance(data, dict) or str(data.get("a")) != user_id or (data.get("x") == REMOVED_TEXT
-                                                                       and "n" not in data):
+    message = entry.message
+    if message.author.id != user_id or (message.text == REMOVED_TEXT and message.author.name == user_id):
         return None
-    data["x"] = REMOVED_TEXT
-    data.pop("n", None)
-    return f"{entry_id}\t{orjson.dumps(data).decode()}"
+    entry.message = dataclasses.replace(message, text=REMOVED_TEXT, author=Author(user_id, user_id))
+    return entry.stored()
 
 
 def _expire(case: Case, now: float) -> int:

@@ -209,10 +209,10 @@ async def test_forget_user_reaches_messages_still_waiting_to_be_answered(any_red
     waiting = [InboxEntry("e1", IncomingMessage(thread, ALICE, "alice queued words", "m1"), ReplyTarget("u-alice")),
                InboxEntry("e2", IncomingMessage(thread, BOB, "bob queued words", "m2"), ReplyTarget("u-bob")),
                InboxEntry("e3", IncomingMessage(thread, ALICE, "alice again", "m3"), ReplyTarget("u-alice"))]
-    await any_redis.rpush(keys.inbox(thread.key), *(f"{e.id}\t{e.to_json()}" for e in waiting), "not an entry")
+    await any_redis.rpush(keys.inbox(thread.key), *(e.stored() for e in waiting), "not an entry")
     parked = InboxEntry("p1", IncomingMessage(opening, Author("U-ALICE", "alice"), "slack words", "m4"),
                         ReplyTarget("U-ALICE"))
-    await any_redis.rpush(keys.parked(opening.key), f"{parked.id}\t{parked.to_json()}")
+    await any_redis.rpush(keys.parked(opening.key), parked.stored())
 
     report = await _retention(any_redis).forget_user("discord", "u-alice")
     assert report.waiting_changed == 2
@@ -226,7 +226,7 @@ async def test_forget_user_reaches_messages_still_waiting_to_be_answered(any_red
     assert "alice queued" not in dumped and "alice again" not in dumped and '"alice"' not in dumped
     assert "bob queued words" in dumped and '"bob"' in dumped
     # another platform's waiting messages are another user's
-    assert await any_redis.lrange(keys.parked(opening.key), 0, -1) == [f"{parked.id}\t{parked.to_json()}"]
+    assert await any_redis.lrange(keys.parked(opening.key), 0, -1) == [parked.stored()]
     report = await _retention(any_redis).forget_user("slack", "U-ALICE")
     assert report.waiting_changed == 1
     [raw] = await any_redis.lrange(keys.parked(opening.key), 0, -1)
