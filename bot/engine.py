@@ -27,7 +27,7 @@ from bot.model import (
     Usage,
     ladder_note,
 )
-from bot.pipeline import InboxEntry, LeaseLost, PipelineLimits, ReplyTarget, Ticket, TurnPipeline
+from bot.pipeline import Deliver, InboxEntry, LeaseLost, PipelineLimits, ReplyTarget, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
 from bot.store import ClaimStatus, CommitResult, CommitStatus, ConversationStore, TurnCommit, TurnStart
 from bot.types import (
@@ -124,7 +124,7 @@ class ConversationEngine:
 
     async def accept(self, msg: IncomingMessage, sink: TextSink | None = None, *,
                      target: ReplyTarget | None = None, require_known: bool | str = False,
-                     wait: bool = True) -> Ticket:
+                     wait: bool = True, deliver: Deliver | None = None) -> Ticket:
         """Accept one member message into its thread's inbox (one Redis round trip).
 
         The ticket carries an outcome at once when there is nothing to wait for (a duplicate, a frozen
@@ -132,9 +132,11 @@ class ConversationEngine:
         the platform's delivery sink when ``wait`` is false) or by the process that owns the thread.
         ``require_known``: accept only in a thread the bot already takes part in (a Slack reply);
         ``"park"``: keep it a short while for the thread's opening mention, which it may have overtaken.
+        ``deliver``: carries the answer out (when this process answers) before the thread goes on.
         """
         started = time.perf_counter()
-        ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait)
+        ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait,
+                                    deliver=deliver)
         if ticket.pending_cases:
             await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
@@ -142,7 +144,7 @@ class ConversationEngine:
         return ticket
 
     async def _accept(self, msg: IncomingMessage, sink: TextSink | None, *, target: ReplyTarget | None,
-                      require_known: bool | str, wait: bool) -> Ticket:
+                      require_known: bool | str, wait: bool, deliver: Deliver | None) -> Ticket:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
         if checked.problem:
@@ -155,7 +157,7 @@ class ConversationEngine:
             try:
                 return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
                                                   sink=sink, target=target, require_known=require_known, wait=wait,
-                                                  reminder=texts.frozen_reminder(config, thread))
+                                                  reminder=texts.frozen_reminder(config, thread), deliver=deliver)
             except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
                 if time.monotonic() + delay >= deadline:
                     return Ticket(thread, self._failed(thread, exc))
@@ -164,10 +166,12 @@ class ConversationEngine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
+    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None, *,
+                             deliver: Deliver | None = None) -> Outcome:
         """Answer one member message (or explain why not). When another process owns the thread, the
-        outcome says ``queued``: that process answers through the platform's delivery sink."""
-        ticket = await self.accept(msg, sink)
+        outcome says ``queued``: that process answers through the platform's delivery sink. ``deliver``
+        carries the answer out while the thread is still this turn's (the caller then posts nothing)."""
+        ticket = await self.accept(msg, sink, deliver=deliver)
         return await ticket.result()
 
     async def handle_edit(self, edit: EditedMessage, open_branch: BranchOpener,
@@ -441,6 +445,7 @@ class ConversationEngine:
         usage = self._counted(msg.thread, turn.usage)
         outcome, nxt = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
                                           ended_by="model", entry_id=msg.dedupe_id, go_on=go_on,
+                                          hold=go_on and _posts_after_commit(turn),
                                           window_start=start.window_start + cut if cut else None,
                                           transcript=transcript, usage=usage if self.usage is not None else None)
         if outcome.case is not None:
@@ -533,8 +538,8 @@ class ConversationEngine:
         self._record(turn, verdict, {"note": "API refusal stop"}, config)
 
     async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
-                      ended_by: str, *, entry_id: str, go_on: bool = True, window_start: int | None = None,
-                      transcript: list[Entry] | None = None,
+                      ended_by: str, *, entry_id: str, go_on: bool = True, hold: bool = False,
+                      window_start: int | None = None, transcript: list[Entry] | None = None,
                       usage: Usage | None = None) -> tuple[Outcome, TurnStart | None]:
         case = self._case(thread, start, turn, jump_url, ended_by, transcript) if turn.end else None
         ladder = start.state.ladder
@@ -544,12 +549,13 @@ class ConversationEngine:
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
                             usage=usage)
         result = await self._retrying(thread, lambda: self.store.commit_turn(thread, start.token, commit,
-                                                                             go_on=go_on))
+                                                                             go_on=go_on, hold=hold))
         turn.totals = result.totals
+        held = hold and result.next is None
         if result.status is CommitStatus.ALREADY_ENDED:
-            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
+            return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, held=held), result.next
         self.metrics.ladder(turn.entries)
-        outcome = Outcome(thread, replies=turn.replies)
+        outcome = Outcome(thread, replies=turn.replies, held=held)
         if commit.at_risk:
             outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
@@ -659,6 +665,12 @@ def _join(before: str, after: str) -> str:
     if not before.strip() or not after.strip():
         return before + after
     return before.rstrip() + PARAGRAPH + after.lstrip()
+
+
+def _posts_after_commit(turn: _Turn) -> bool:
+    """Whether the turn's outcome makes posts once committed (an answer not streamed, a warning, crisis
+    resources, a freeze notice): its commit then keeps the thread until they are out."""
+    return turn.end is not None or any(not r.ephemeral for r in turn.replies)
 
 
 def _refusal_call() -> ToolCall:

@@ -28,6 +28,15 @@ class StoreUnavailable(ThreadguardError):
     )
 
 
+class StoreRefusingWrites(StoreUnavailable):
+    """Redis answers but refuses to store anything (out of memory, or a read-only replica)."""
+
+    user_message = (
+        "My conversation storage is full and not accepting anything new right now, so I didn't take your "
+        "message. The admins can see this; please send it again in a few minutes."
+    )
+
+
 class ThreadBusy(ThreadguardError):
     """Another turn in the same thread held the thread for longer than we were willing to wait."""
 

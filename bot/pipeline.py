@@ -6,6 +6,19 @@ with a fencing token, renews it while it works, answers the inbox from its head,
 only in the commit that writes its turn. When an owner dies its lease runs out and the recovery loop of
 any worker (``bot.worker``) takes the thread over.
 
+What the member sees follows the ladder's order. A turn whose outcome still has posts to make (an answer
+not streamed, a warning, crisis resources, a freeze notice) is committed with ``hold``: the thread stays
+this process's until those posts are out, then ``pass_on`` goes on with the next message or hands the
+lease back, so no later answer in the thread can be shown before them, whichever process answers it.
+
+Only the lease holder writes to the platform for a turn. Every write the turn makes before its commit
+(the streamed answer, a "working on it" placeholder) asks ``may_write()`` first: it is true while the lease
+is known to be held (renewed less than most of a lease ago, measured from when the renewal was sent), and
+for good once the turn committed. A process that stalled past its lease (paused, swapped out) therefore
+writes nothing more for that turn when it resumes, before it even hears that a newer owner exists; its
+fenced commit is then refused. The one window left is a pause between that check and the bytes leaving the
+socket, which no platform API can fence.
+
 Replies reach the member two ways. A caller that awaits an ``Outcome`` (the console, tests) gets it from
 its ``Ticket`` when this process answers the message. Everything else (a message another worker took
 over, a thread this process recovered) goes to the platform's ``DeliverySink``, with the target the inbox
@@ -18,6 +31,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -26,7 +41,7 @@ import orjson
 from bot import notices
 from bot.errors import StoreUnavailable, ThreadguardError
 from bot.metrics import Metrics
-from bot.store import ClaimStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
+from bot.store import ClaimStatus, CommitStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
 from bot.types import (
     Author,
     Case,
@@ -45,6 +60,49 @@ log = logging.getLogger(__name__)
 
 class LeaseLost(ThreadguardError):
     """A newer owner holds the thread: this process stops working on it and commits nothing."""
+
+
+#: Of a lease, the part a write may still rely on after the renewal that started it was sent (the rest
+#: covers the request's way to Redis and clocks running at slightly different speeds).
+TRUSTED_SHARE = 0.75
+
+
+@dataclass
+class _Lease:
+    """A thread's lease as this process knows it."""
+
+    token: str
+    drain: asyncio.Task[Any] | None
+    #: ``time.monotonic()`` until which the lease is surely still ours.
+    trusted_until: float
+    lost: bool = False
+
+
+class TurnFence:
+    """Whether the running turn may still write to the platform (see the module's doc)."""
+
+    def __init__(self, lease: _Lease | None) -> None:
+        self.lease = lease
+        self.committed = False
+
+    def allows(self) -> bool:
+        if self.committed or self.lease is None:
+            return True
+        return not self.lease.lost and time.monotonic() < self.lease.trusted_until
+
+
+_FENCE: ContextVar[TurnFence | None] = ContextVar("threadguard_turn_fence", default=None)
+
+
+def may_write() -> bool:
+    """Whether a platform write made now, for the turn this task (or the task that started it) runs, is
+    the lease holder's. Outside a turn (commands, the mod-log) always true."""
+    fence = _FENCE.get()
+    return fence is None or fence.allows()
+
+
+#: What a caller that awaits its answer may hand in to carry the outcome out while the thread is still its.
+Deliver = Callable[[Outcome], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -139,6 +197,8 @@ class PipelineLimits:
 class _Waiter:
     future: asyncio.Future[Outcome]
     sink: TextSink | None
+    #: Carries the outcome out inside the turn (before the thread goes on), when the caller gave one.
+    deliver: Deliver | None = None
     #: The local drain that will reach this entry (set once the message is stored).
     drain: asyncio.Task[None] | None = None
 
@@ -179,8 +239,8 @@ class TurnPipeline:
         self._sinks: dict[str, DeliverySink] = {}
         self._waiters: dict[tuple[str, str], _Waiter] = {}
         self._drains: dict[str, asyncio.Task[None]] = {}
-        #: thread key -> (lease token, the drain holding it): renewed by one task for all.
-        self._leases: dict[str, tuple[str, asyncio.Task[Any] | None]] = {}
+        #: thread key -> the lease this process holds and the drain holding it: renewed by one task for all.
+        self._leases: dict[str, _Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
         self._stopping = False
         #: Accepts in flight that may bring a thread to work on (counted against the capacity).
@@ -210,11 +270,12 @@ class TurnPipeline:
 
     async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
                      target: ReplyTarget | None = None, require_known: bool | str = False,
-                     wait: bool = True, reminder: str | None = None) -> Ticket:
+                     wait: bool = True, reminder: str | None = None, deliver: Deliver | None = None) -> Ticket:
         """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
 
         ``wait``: the caller will await ``Ticket.result()`` for the answer (otherwise the platform's sink
-        delivers it). Raises ``StoreUnavailable`` when the message could not be stored.
+        delivers it); ``deliver``: carries that answer out before the thread goes on to its next message.
+        Raises ``StoreUnavailable`` when the message could not be stored.
         """
         thread = msg.thread
         entry = InboxEntry(msg.dedupe_id, msg, target or ReplyTarget(msg.author.id))
@@ -227,8 +288,9 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, duplicate=True))
         waiter = None
         if wait:
-            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
+            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink, deliver)
         self._taking += take
+        asked = time.monotonic()
         try:
             result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
                                              require_known=require_known, take_lease=take,
@@ -250,7 +312,7 @@ class TurnPipeline:
             waiter = None
         if status is IngestStatus.OWNER:
             assert result.start is not None
-            self._start_drain(thread, result.start)
+            self._start_drain(thread, result.start, asked)
         if waiter is not None:
             waiter.drain = self._drains.get(thread.key)
         if status in (IngestStatus.OWNER, IngestStatus.QUEUED):
@@ -285,16 +347,18 @@ class TurnPipeline:
 
     # --- owning a thread -----------------------------------------------------------------------
 
-    def _start_drain(self, thread: ThreadRef, start: TurnStart) -> None:
-        task = asyncio.create_task(self._drain(thread, start), name=f"threadguard turns {thread.key}")
+    def _start_drain(self, thread: ThreadRef, start: TurnStart, asked: float) -> None:
+        """``asked``: ``time.monotonic()`` when the request that granted the lease was sent."""
+        task = asyncio.create_task(self._drain(thread, start, asked), name=f"threadguard turns {thread.key}")
         self._drains[thread.key] = task
 
     async def take_over(self, thread: ThreadRef) -> ClaimStatus:
         """The recovery loop: own a thread whose inbox waits and whose lease is free."""
+        asked = time.monotonic()
         claimed = await self.store.claim(thread)
         if claimed.status is ClaimStatus.OWNER and claimed.start is not None:
             log.info("thread %s: taken over (lease %s)", thread.key, claimed.start.token)
-            self._start_drain(thread, claimed.start)
+            self._start_drain(thread, claimed.start, asked)
         elif claimed.status is ClaimStatus.HELD:
             left = claimed.lease_left_ms if claimed.lease_left_ms > 0 else self.store_lease_ms
             await self.store.reschedule_due(thread, int(time.time() * 1000) + left + 50)
@@ -310,11 +374,15 @@ class TurnPipeline:
     def continue_with(self, thread: ThreadRef, start: TurnStart | None) -> None:
         """Work through what is left in the inbox after a turn outside the drain (the end command)."""
         if start is not None and thread.key not in self._drains:
-            self._start_drain(thread, start)
+            # the end command's commit kept the lease a moment ago; counted from now, well within it
+            self._start_drain(thread, start, time.monotonic() - 0.5)
 
-    async def _drain(self, thread: ThreadRef, start: TurnStart) -> None:
+    def _trust_window(self) -> float:
+        return self.store_lease_ms / 1000 * TRUSTED_SHARE
+
+    async def _drain(self, thread: ThreadRef, start: TurnStart, asked: float) -> None:
         me = asyncio.current_task()
-        self._leases[thread.key] = (start.token, me)
+        lease = self._leases[thread.key] = _Lease(start.token, me, asked + self._trust_window())
         self._ensure_renewer()
         next_start: TurnStart | None = start
         try:
@@ -324,7 +392,7 @@ class TurnPipeline:
                     break
                 next_start = await self._one(thread, next_start)
         finally:
-            if self._leases.get(thread.key, ("", None))[1] is me:
+            if self._leases.get(thread.key) is lease:
                 del self._leases[thread.key]
             # A newer drain of this thread may already run here (its lease came free with our last commit).
             if self._drains.get(thread.key) is me:
@@ -344,6 +412,15 @@ class TurnPipeline:
             return nxt
         waiter = self._waiters.pop((thread.key, entry.id), None)
         platform_sink = self._sinks.get(thread.platform)
+        fence = TurnFence(self._leases.get(thread.key))
+        reset = _FENCE.set(fence)
+        try:
+            return await self._answer(thread, start, entry, waiter, platform_sink, fence, go_on)
+        finally:
+            _FENCE.reset(reset)
+
+    async def _answer(self, thread: ThreadRef, start: TurnStart, entry: InboxEntry, waiter: _Waiter | None,
+                      platform_sink: DeliverySink | None, fence: TurnFence, go_on: bool) -> TurnStart | None:
         stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
         try:
             outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on)
@@ -360,23 +437,45 @@ class TurnPipeline:
             if isinstance(exc, StoreUnavailable):
                 await self._hand_back(thread, start.token)
             return None
+        fence.committed = True  # the turn is this process's for good: its delivery may write
+        if nxt is None and not outcome.held:  # the commit handed the lease back: nothing left to renew
+            self._forget_lease(thread.key, fence.lease)
         if waiter is not None:
+            if waiter.deliver is not None:
+                await self._carry_out(entry, waiter.deliver(outcome))
             if not waiter.future.done():
                 waiter.future.set_result(outcome)
         elif platform_sink is not None:
-            await self._deliver(platform_sink, entry, outcome, stream)
+            await self._carry_out(entry, platform_sink.deliver(entry, outcome, stream))
         else:
             log.warning("thread %s: no delivery sink for %s in this process; answer %s not shown",
                         thread.key, thread.platform, entry.id)
+        if outcome.held and nxt is None:
+            nxt = await self._pass_on(thread, start.token, not self._stopping)
         if nxt is None and self._stopping:
             await self._hand_back(thread, start.token)
         return nxt
 
-    async def _deliver(self, sink: DeliverySink, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
+    def _forget_lease(self, key: str, lease: _Lease | None) -> None:
+        if lease is not None and self._leases.get(key) is lease:
+            del self._leases[key]
+
+    async def _carry_out(self, entry: InboxEntry, delivery: Awaitable[None]) -> None:
         try:
-            await sink.deliver(entry, outcome, stream)
+            await delivery
         except Exception as exc:  # a platform failure never stops the thread's next turns
             log.warning("thread %s: delivering entry %s failed (%s)", entry.thread.key, entry.id, type(exc).__name__)
+
+    async def _pass_on(self, thread: ThreadRef, token: str, go_on: bool) -> TurnStart | None:
+        """The posts of a held turn are out: go on with the next message, or hand the thread back."""
+        try:
+            result = await self.store.pass_on(thread, token, go_on=go_on)
+        except StoreUnavailable:
+            log.warning("thread %s: could not hand the lease on; it runs out by itself", thread.key)
+            return None
+        if result.status is CommitStatus.LOST_LOCK:
+            log.warning("thread %s: lease %s lost while its notices were posted", thread.key, token)
+        return result.next
 
     async def _abandoned(self, entry: InboxEntry, waiter: _Waiter | None, stream: TextSink | None) -> None:
         """The turn was not committed: whatever it streamed is withdrawn (it will be answered again)."""
@@ -404,13 +503,17 @@ class TurnPipeline:
         while self._leases:
             await asyncio.sleep(every)
             held = list(self._leases.items())
-            results = await asyncio.gather(*(self.store.renew(ThreadRef.from_key(key), token)
-                                             for key, (token, _) in held), return_exceptions=True)
-            for (key, (token, _)), kept in zip(held, results, strict=True):
-                if kept is False and self._leases.get(key, ("", None))[0] == token:  # not a finished drain
+            sent = time.monotonic()
+            results = await asyncio.gather(*(self.store.renew(ThreadRef.from_key(key), lease.token)
+                                             for key, lease in held), return_exceptions=True)
+            for (key, lease), kept in zip(held, results, strict=True):
+                if kept is True:
+                    lease.trusted_until = max(lease.trusted_until, sent + self._trust_window())
+                elif kept is False and self._leases.get(key) is lease and not lease.lost:  # not a finished drain
                     # The turn is not cancelled (a cancellation could land after its commit went through):
-                    # its fenced commit will be refused, and what it streamed withdrawn.
-                    log.warning("thread %s: lease %s lost to a newer owner", key, token)
+                    # it writes nothing more, its fenced commit will be refused, and what it streamed withdrawn.
+                    lease.lost = True
+                    log.warning("thread %s: lease %s lost to a newer owner", key, lease.token)
                 # a StoreUnavailable: the commit decides; the fencing token keeps it safe
 
     async def _hand_back(self, thread: ThreadRef, token: str) -> None:

@@ -247,6 +247,10 @@ class ReplyKind(enum.StrEnum):
     ERROR = "error"
 
 
+#: What the ladder posts: new posts in the order produced, right after their answer, never behind its updates.
+SAFETY_NOTICES = frozenset({ReplyKind.WARNING, ReplyKind.CRISIS, ReplyKind.FREEZE_NOTICE})
+
+
 @dataclass(frozen=True)
 class Reply:
     """One message the adapter should post, in order.
@@ -361,6 +365,13 @@ class Outcome:
     #: Set when this turn first flagged risk and the community wants risk alerts: the alert's case
     #: (post it privately to the mod-log).
     alert: Case | None = None
+    #: The turn's commit kept the thread's lease for the posts still to be made (its answer, warning, crisis
+    #: resources, freeze notice): the pipeline hands the thread on only once they are out.
+    held: bool = False
+
+    @property
+    def has_safety_notice(self) -> bool:
+        return any(r.kind in SAFETY_NOTICES for r in self.replies)
 
     @property
     def ended_now(self) -> bool:

@@ -178,9 +178,16 @@ class Conversations:
 
     async def converse(self, place: Place, incoming: IncomingMessage) -> Outcome:
         stream = StreamingMessage(place.channel, interval=self.settings.stream_edit_interval)
+        delivered: list[Outcome] = []
+
+        async def deliver(outcome: Outcome) -> None:  # in the turn: nothing later in the thread overtakes it
+            delivered.append(outcome)
+            await self.deliver(place, outcome, stream)
+
         async with TypingIndicator(place.channel, self.typing_delay):
-            outcome = await self.engine.handle_message(incoming, sink=stream)
-        await self.deliver(place, outcome, stream)
+            outcome = await self.engine.handle_message(incoming, sink=stream, deliver=deliver)
+        if not delivered:  # answered at once (a reminder, a refusal) or by another process
+            await self.deliver(place, outcome, stream)
         return outcome
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
@@ -308,8 +315,11 @@ class Conversations:
         if outcome.queued or outcome.ignored:  # the thread's owner (maybe another process) answers it
             return
         replies = list(outcome.replies)
+        finish_after = False
         if stream is not None and stream.started:
-            if outcome.streamed:
+            if outcome.streamed and outcome.has_safety_notice:
+                finish_after = True  # the notices are new posts right after the answer: never behind its last edit
+            elif outcome.streamed:
                 await self._guard(stream.finish(), place)
             elif replies and replies[0].kind in (ReplyKind.ANSWER, ReplyKind.ERROR):
                 await self._guard(stream.replace(replies.pop(0).text), place)
@@ -320,6 +330,8 @@ class Conversations:
             if reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None and self.appeal_view is not None:
                 view = self.appeal_view(outcome.case)
             await self._safe_send(place.channel, reply.text, view=view)
+        if finish_after and stream is not None:
+            await self._guard(stream.finish(), place)
         if outcome.case is not None and outcome.status is ThreadStatus.ENDED:
             await self.locker.freeze(place.ref)
         if outcome.case is not None:

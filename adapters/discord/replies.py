@@ -12,6 +12,7 @@ from types import TracebackType
 import discord
 
 from adapters.text import split_text
+from bot.pipeline import may_write
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,10 @@ class StreamingMessage:
         self._last_flush = self._clock()
 
     async def _show(self, piece: str) -> None:
+        if not may_write():  # a stale owner resumed: the thread's new owner answers
+            log.info("streamed answer withheld: this process no longer holds the thread")
+            self._broken = True
+            return
         if self._live is not None and piece != self._live_text:
             try:
                 self._live = await self._live.edit(content=piece, allowed_mentions=_NO_PINGS)

@@ -71,7 +71,12 @@ class Delivery:
             return
         thread = outcome.thread
         where = thread.key
-        answer_shown = await self._settle_stream(outcome, stream)
+        if stream is not None and outcome.streamed and outcome.has_safety_notice:
+            # the notices are new posts right after the answer's message: never behind its last update
+            await stream.finish_behind()
+            answer_shown = True
+        else:
+            answer_shown = await self._settle_stream(outcome, stream)
         for reply in outcome.replies:
             if reply.kind is ReplyKind.ANSWER and answer_shown:
                 continue

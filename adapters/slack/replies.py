@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.text import split_text
 from bot.metrics import Metrics
+from bot.pipeline import may_write
 
 from .translate import escape
 
@@ -67,6 +68,14 @@ class Poster:
         parts = where.split(":", 2)
         return parts[1] if len(parts) > 2 and parts[0] == "slack" else "-"
 
+    @staticmethod
+    def withheld(method: str, where: str) -> bool:
+        """True (and one log line) when this process no longer holds the lease of the turn it writes for."""
+        if may_write():
+            return False
+        log.info("%s: %s withheld: this process no longer holds the thread", where, method)
+        return True
+
     def failed(self, method: str, exc: BaseException, where: str) -> None:
         code = error_code(exc)
         log.warning("%s: %s failed (%s)", where, method, code)
@@ -77,6 +86,8 @@ class Poster:
     async def post(self, channel: str, thread_ts: str | None, text: str, *, where: str,
                    blocks: list[dict[str, Any]] | None = None, raw: bool = False) -> str | None:
         """Post ``text`` (split when long); returns the ts of the first message, or ``None``."""
+        if self.withheld("chat.postMessage", where):
+            return None
         pieces = [text[: self.limit]] if blocks else split_text(text, self.limit)
         if not raw:
             pieces = [escape(p) for p in pieces]
@@ -93,6 +104,8 @@ class Poster:
         return first
 
     async def ephemeral(self, channel: str, user: str, thread_ts: str | None, text: str, *, where: str) -> bool:
+        if self.withheld("chat.postEphemeral", where):
+            return False
         try:
             await self.client.chat_postEphemeral(channel=channel, user=user, thread_ts=thread_ts,
                                                  text=escape(text)[: self.limit])
@@ -104,6 +117,8 @@ class Poster:
     async def update_streamed(self, channel: str, ts: str, text: str, *, where: str) -> bool | float:
         """One ``chat.update`` of a streamed answer: True, False (failed), or the seconds a 429 asks for;
         raises ``MessageGone`` when the message is not there any more."""
+        if self.withheld("chat.update", where):
+            return False
         try:
             await self.stream_client.chat_update(channel=channel, ts=ts, text=text)
         except API_ERRORS as exc:
@@ -175,6 +190,8 @@ class StreamingReply:
         self._closing = False
         self._halted = False
         self._task: asyncio.Task[None] | None = None
+        #: Set once the answer's first message is posted (or the updater stopped without one).
+        self._posted = asyncio.Event()
         self.messages: list[str] = []
         self.updates = 0
         #: Seconds spent waiting for the budget or a Retry-After (for tests and logs).
@@ -206,6 +223,17 @@ class StreamingReply:
             self._kick()
         await self._join()
 
+    async def finish_behind(self) -> None:
+        """Finish like ``finish``, but wait only until the answer's first message is posted: its last update
+        (which may wait on the workspace's budget) follows by itself, and new posts such as safety notices
+        need not wait behind it."""
+        self._broken = False
+        self._closing = True
+        if self._text[self._done:].strip():
+            self._kick()
+        if self._task is not None and not self._task.done():
+            await asyncio.shield(self._posted.wait())
+
     async def replace(self, text: str) -> None:
         """The engine settled on other words (an API refusal): show ``text`` in place of the stream."""
         await self._halt()
@@ -230,6 +258,8 @@ class StreamingReply:
     def _kick(self) -> None:
         self._wake.set()
         if self._task is None or self._task.done():
+            if not self.messages:
+                self._posted.clear()
             self._task = asyncio.create_task(self._run(), name=f"slack stream {self._where}")
 
     async def _join(self) -> None:
@@ -247,6 +277,12 @@ class StreamingReply:
         return bool(pending.strip()) and split_text(pending, self._poster.limit) != [self._live_text]
 
     async def _run(self) -> None:
+        try:
+            await self._update_loop()
+        finally:
+            self._posted.set()
+
+    async def _update_loop(self) -> None:
         while not self._halted:
             if not self._behind or self._broken:
                 if self._closing:
@@ -315,6 +351,7 @@ class StreamingReply:
                 return "failed"
             self._live = ts
             self.messages.append(ts)
+            self._posted.set()
         elif piece != self._live_text:
             self.updates += 1
             try:

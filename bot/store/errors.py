@@ -3,7 +3,7 @@ surfaces that talk to the store's client directly (dashboard sign-in)."""
 
 from __future__ import annotations
 
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, RedisError
 
 from bot.errors import StoreUnavailable
 
@@ -13,3 +13,6 @@ STORE_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, Attribut
 
 #: Catch these around direct client calls: the storage is down or failing, not the request.
 STORE_ERRORS: tuple[type[BaseException], ...] = (*STORE_FAILURES, StoreUnavailable)
+
+#: Redis answers but refuses writes: out of memory under ``noeviction``, or a read-only replica.
+WRITE_REFUSALS: tuple[type[BaseException], ...] = (OutOfMemoryError, ReadOnlyError)

@@ -47,6 +47,8 @@ import zlib
 PREFIX = "tg"
 DUE_SHARDS = 16
 COMMUNITIES = f"{PREFIX}:communities"
+#: What the readiness check writes (and lets expire at once) to learn whether Redis takes writes.
+WRITE_PROBE = f"{PREFIX}:write-probe"
 
 
 def outbox(platform: str) -> str:

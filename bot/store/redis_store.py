@@ -35,7 +35,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.errors import StoreUnavailable
+from bot.errors import StoreRefusingWrites, StoreUnavailable
 from bot.metrics import Metrics
 from bot.model import Usage
 from bot.store import (
@@ -51,7 +51,7 @@ from bot.store import (
     scripts,
     usage,
 )
-from bot.store.errors import STORE_FAILURES
+from bot.store.errors import STORE_FAILURES, WRITE_REFUSALS
 from bot.store.scripts import STATE_FIELDS
 from bot.store.usage import community_day, thread_usage
 from bot.store.window import HeldWindow, WindowCache
@@ -206,6 +206,8 @@ class _Trip:
         if isinstance(exc, STORE_FAILURES):
             log.warning("redis %s failed: %s", self.what, type(exc).__name__)
             self.store.metrics.store_error(self.what)
+            if isinstance(exc, WRITE_REFUSALS):
+                raise StoreRefusingWrites(f"redis {self.what} refused a write") from exc
             raise StoreUnavailable(f"redis {self.what} failed") from exc
 
 
@@ -247,6 +249,7 @@ class RedisConversationStore:
         self._commit = client.register_script(scripts.COMMIT_TURN)
         self._drop = client.register_script(scripts.DROP_HEAD)
         self._renew = client.register_script(scripts.RENEW)
+        self._pass_on = client.register_script(scripts.PASS_ON)
         self._forget_due = client.register_script(scripts.FORGET_DUE)
         self._file = client.register_script(scripts.FILE_CASE)
         self._finish = client.register_script(scripts.FINISH_FILING)
@@ -350,7 +353,9 @@ class RedisConversationStore:
         return ClaimResult(status, start=start)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True) -> CommitResult:
+                          go_on: bool = True, hold: bool = False) -> CommitResult:
+        """``hold``: keep the lease even when the inbox is empty (the turn still has posts to make; then
+        ``pass_on``), so no later answer in the thread can overtake them."""
         k = thread.key
         end = commit.end_case
         held = self.windows.held(k)
@@ -363,7 +368,7 @@ class RedisConversationStore:
             (end.reason or "") if end else "",
             (end.category or "") if end else "",
             commit.entry_id, "" if commit.window_start is None else commit.window_start,
-            "1" if go_on else "", k, *self.windows.args(held),
+            ("hold" if hold else "1") if go_on else "", k, *self.windows.args(held),
         ]
         used = commit.usage if commit.usage is not None and not commit.usage.empty else None
         day_key = community_day(thread.community, day_of(time.time())) if used else ""
@@ -432,6 +437,16 @@ class RedisConversationStore:
         async with self._trip("renew"):
             return bool(await self._renew(keys=[keys.state(thread.key), keys.lock(thread.key)],
                                           args=[token, self.lock_ttl_ms]))
+
+    async def pass_on(self, thread: ThreadRef, token: str, *, go_on: bool = True) -> CommitResult:
+        """After the posts of a turn committed with ``hold``: the next inbox entry's start (lease kept), or
+        the lease handed back; ``LOST_LOCK`` when a newer owner holds the thread."""
+        k = thread.key
+        held = self.windows.held(k)
+        async with self._trip("pass_on"):
+            res = await self._eval(self._pass_on, [keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k)],
+                                   [token, self.lock_ttl_ms, "1" if go_on else "", *self.windows.args(held)])
+        return CommitResult(CommitStatus(res[0]), next=self._start(thread, token, res[2], held) if res[2] else None)
 
     async def release(self, thread: ThreadRef, token: str) -> None:
         """Hand the lease back (shutdown); the thread is due at once for another worker."""
@@ -703,6 +718,12 @@ class RedisConversationStore:
         async with self._trip("ping"):
             await self.client.ping()
         return time.perf_counter() - start
+
+    async def writable(self) -> None:
+        """One small write that expires at once: raises ``StoreRefusingWrites`` when Redis answers but refuses
+        writes (out of memory under ``noeviction``, a read-only replica), ``StoreUnavailable`` when it is gone."""
+        async with self._trip("write probe"):
+            await self.client.set(keys.WRITE_PROBE, "1", px=1000)
 
     async def aclose(self) -> None:
         close = getattr(self.client, "aclose", None) or self.client.close

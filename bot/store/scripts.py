@@ -150,9 +150,15 @@ return {'owner', token, redis.call('HGETALL', KEYS[1]), entries(KEYS[2], 0, -1),
 # still there is its own.
 _NEXT = """
 local function next_or_release(state, log, lease, inbox, token, ttl, go_on, result, extra, have, held)
-  if go_on == '1' and redis.call('LLEN', inbox) > 0 then
+  if go_on ~= '' and redis.call('LLEN', inbox) > 0 then
     redis.call('SET', lease, token, 'PX', ttl)
     return {result, extra, window(state, log, inbox, have, held)}
+  end
+  if go_on == 'hold' then
+    -- the turn's notices are still to be posted: the owner keeps the thread until they are (``PASS_ON``),
+    -- so no later answer in it can be shown before them
+    redis.call('SET', lease, token, 'PX', ttl)
+    return {result, extra, false}
   end
   redis.call('DEL', lease)
   return {result, extra, false}
@@ -281,6 +287,13 @@ if ARGV[2] ~= '' then
   redis.call('HSET', KEYS[1], 'last_commit', ARGV[1] .. '\\t' .. ARGV[2], 'last_result', 'ok', 'last_extra', remind)
 end
 return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[3], ARGV[4], 'ok', remind, ARGV[7], ARGV[8])
+"""
+
+# After the posts of a turn committed with ``hold``: go on with the next inbox entry, or hand the lease back.
+# KEYS: state, log, lock, inbox.  ARGV: token, lease ttl ms, go on ('1' or ''), the window the caller holds
+PASS_ON = _START + _NEXT + """
+if redis.call('HGET', KEYS[1], 'fence') ~= ARGV[1] then return {'lost_lock', 0, false} end
+return next_or_release(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], ARGV[2], ARGV[3], 'ok', 0, ARGV[4], ARGV[5])
 """
 
 # KEYS: state, lock.  ARGV: token, lease ttl ms ('' releases the lease)
