@@ -19,15 +19,18 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.bootstrap import Runtime, build_runtime
@@ -41,6 +44,7 @@ from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
 from .conversations import Conversations, Delivery, IdentityCache, SlackSink
+from .gate import RequestGate, unusable
 from .modlog import ModLog
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
@@ -107,9 +111,11 @@ class SlackBot:
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0
         self._refused_logged = 0.0
+        self.gate = RequestGate(secret) if secret else None
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
         self._register()
+        self._guard()
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         try:
@@ -170,6 +176,18 @@ class SlackBot:
             with contextlib.suppress(OverCapacity):
                 self._spawn(lambda: cmds.shortcut(body, respond), "end shortcut")
 
+    def _guard(self) -> None:
+        """A listener that fails on an event (what ``gate`` lets through is still untrusted in its details) has
+        it acknowledged and logged once, never answered 500 (Slack would send it again) with a traceback."""
+        app = self.app
+
+        @app.error
+        async def failed(error: Exception, body: dict[str, Any]) -> BoltResponse:
+            log.warning("slack event %s acknowledged after its listener failed (%s)", _event_id(body),
+                        type(error).__name__)
+            log.debug("listener failure", exc_info=error)
+            return BoltResponse(status=200, body="")
+
     async def start(self) -> None:
         """Learn who the bot is, post the cases an earlier process filed but never delivered, and start
         the background duties (recovery, pending cases, queued notices)."""
@@ -209,9 +227,26 @@ class SlackBot:
     # --- HTTP mode ----------------------------------------------------------------------------
 
     def web_app(self) -> web.Application:
-        """The events endpoint (signature-verified by Bolt) plus ``GET /healthz``."""
+        """The events endpoint (its signature checked on the raw bytes first, see ``gate``) plus ``GET /healthz``."""
         async def events(request: web.Request) -> web.Response:
-            return await to_aiohttp_response(await self.app.async_dispatch(await to_bolt_request(request)))
+            raw = await request.read()
+            if self.gate is not None:
+                refused = self.gate.check(raw, request.headers, request.content_type)
+                if refused is not None:
+                    log.warning("slack request from %s answered %d: %s", request.remote, refused.status,
+                                refused.reason)
+                    return web.Response(status=refused.status)
+            try:
+                bolt = AsyncBoltRequest(body=raw.decode("utf-8"), query=request.query_string,
+                                        headers=request.headers)  # type: ignore[arg-type]
+                response = await self.app.async_dispatch(bolt)
+            except Exception as exc:  # signed, but not something Bolt could read: Slack must not resend it
+                log.warning("slack request acknowledged and dropped: Bolt could not read it (%s)", type(exc).__name__)
+                return web.Response(status=200)
+            if response.status == 404:  # signed, but nothing here listens for it: Slack must not resend it
+                log.info("slack request acknowledged: no listener for it")
+                return web.Response(status=200)
+            return await to_aiohttp_response(response)
 
         async def health(_: web.Request) -> web.Response:
             return web.json_response({"ok": True, "pending": self.tasks.pending,
@@ -220,6 +255,11 @@ class SlackBot:
         application = web.Application(client_max_size=1024 * 1024)
         application.add_routes([web.post(self.slack.http_path, events), web.get("/healthz", health)])
         return application
+
+
+def _event_id(body: Any) -> str:
+    value = body.get("event_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and value.isascii() else "-"
 
 
 def create_bot(runtime: Runtime, slack: SlackSettings, *, client: AsyncWebClient | None = None) -> SlackBot:
@@ -261,8 +301,24 @@ async def run_slack(settings: Settings, http_port: int | None = None, *, runtime
             loop.remove_signal_handler(sig)
 
 
+class _CheckedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, but an envelope the listeners cannot use (see ``gate.unusable``), or that
+    Bolt itself cannot read, is acknowledged and logged once instead of failing without an ack."""
+
+    async def handle(self, client: Any, req: SocketModeRequest) -> None:  # type: ignore[override]
+        problem = unusable(req.payload)
+        if problem is None:
+            try:
+                await super().handle(client, req)
+                return
+            except Exception as exc:  # whatever Bolt fails on, the envelope is acknowledged
+                problem = f"Bolt could not read it ({type(exc).__name__})"
+        log.warning("slack envelope %s acknowledged and dropped: %s", _event_id(req.payload), problem)
+        await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+
+
 async def _socket_mode(bot: SlackBot, slack: SlackSettings, stop: asyncio.Event) -> None:
-    handler = AsyncSocketModeHandler(bot.app, slack.require_app_token(), web_client=bot.client)
+    handler = _CheckedSocketModeHandler(bot.app, slack.require_app_token(), web_client=bot.client)
     await handler.connect_async()  # type: ignore[no-untyped-call]
     log.info("slack: connected in Socket Mode")
     bot.runtime.serving = True

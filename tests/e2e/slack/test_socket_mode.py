@@ -69,3 +69,26 @@ async def test_socket_mode_carries_the_ladder_to_a_frozen_thread(make_env, paylo
     assert standin.responses[0]["text"] == "Only this workspace's moderators can use that command."
     assert len(standin.calls_to("chat.postEphemeral", thread_ts=root)) == 1
     assert env.model.turns == turns
+
+
+async def test_socket_mode_acknowledges_unusable_envelopes_once(make_env, payloads, caplog):
+    """Envelopes whose event cannot be used (a lone surrogate, wrong types, no event) are acknowledged and
+    logged once each, without a traceback; a member's message after them is answered."""
+    env = await make_env()
+    standin = env.standin
+    broken = [payloads.mention("hi"), payloads.mention("hi"), payloads.mention("hi"), payloads.mention("hi")]
+    broken[0]["event"]["text"] = "hi \ud800"
+    broken[1]["event"]["channel"] = 42
+    broken[2]["event"] = None
+    del broken[3]["event"]["user"]
+    async with running(env):
+        with caplog.at_level("DEBUG"):
+            for body in broken:
+                await _event(standin, body)
+            fine = payloads.mention("still answered")
+            await _event(standin, fine)
+            await standin.wait_for(lambda: len(thread_texts(standin, fine["event"]["ts"])) >= 1)
+    dropped = [r for r in caplog.records if r.getMessage().startswith("slack envelope")
+               and "acknowledged and dropped" in r.getMessage()]
+    assert len(dropped) == len(broken)
+    assert not [r for r in caplog.records if r.exc_info and r.levelno >= 30]
