@@ -20,7 +20,7 @@ from aiohttp import web
 
 from adapters.metrics import PrometheusMetrics
 from bot.bootstrap import Runtime
-from bot.errors import ThreadguardError
+from bot.errors import StoreRefusingWrites, ThreadguardError
 from config.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,20 +90,24 @@ class OpsServer:
         return web.json_response({"ok": True})
 
     async def _ready(self, _: web.Request) -> web.Response:
-        redis_ok = await self.redis_ready()
+        redis = await self.redis_state()
         serving = self.runtime.serving
-        ready = redis_ok and serving
+        ready = redis == "ok" and serving
         self.metrics.ready.set(1 if ready else 0)
-        body = {"ready": ready, "serving": serving, "redis": "ok" if redis_ok else "unreachable",
+        body = {"ready": ready, "serving": serving, "redis": redis,
                 "allowed": {name: ALLOWANCES[name] for name in self.allowances}}
         return web.Response(text=json.dumps(body), status=200 if ready else 503, content_type="application/json")
 
-    async def redis_ready(self) -> bool:
+    async def redis_state(self) -> str:
+        """``ok``; ``refusing writes`` when Redis answers but stores nothing (out of memory under
+        ``noeviction``, a read-only replica): no message could be accepted; or ``unreachable``."""
         try:
-            await asyncio.wait_for(self.runtime.store.ping(), self.ping_timeout)
+            await asyncio.wait_for(self.runtime.store.writable(), self.ping_timeout)
+        except StoreRefusingWrites:
+            return "refusing writes"
         except (ThreadguardError, TimeoutError, OSError):
-            return False
-        return True
+            return "unreachable"
+        return "ok"
 
 
 @contextlib.asynccontextmanager
