@@ -100,7 +100,7 @@ class SlackBot:
         poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
                         stream_client=web_client(slack, retry_rate_limits=False))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
-        self.delivery = Delivery(poster, self.modlog, self.identity)
+        self.delivery = Delivery(poster, self.modlog, self.identity, later=self._later)
         runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
         worker = runtime.worker
         worker.intervals = dataclasses.replace(worker.intervals,

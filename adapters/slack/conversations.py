@@ -59,21 +59,27 @@ class IdentityCache:
 
 
 class Delivery:
-    """Carries out an engine outcome: replies in order (ephemeral ones to the member), then the mod-log."""
+    """Carries out an engine outcome: replies in order (ephemeral ones to the member), then the mod-log.
 
-    def __init__(self, poster: Poster, modlog: ModLog, identity: IdentityCache) -> None:
+    A streamed answer's last ``chat.update`` waits on the workspace's update budget; nothing waits on it:
+    once the answer's message is posted, the notices that follow it go out, and the thread goes on to its
+    next message (``later`` runs the update's wait, so shutting down and tests still wait for it).
+    """
+
+    def __init__(self, poster: Poster, modlog: ModLog, identity: IdentityCache, *, later: Spawn | None = None) -> None:
         self.poster = poster
         self.modlog = modlog
         self.identity = identity
+        self._later = later
 
     async def outcome(self, outcome: Outcome, user: str, stream: StreamingReply | None = None) -> None:
         if outcome.duplicate or outcome.queued or outcome.ignored:
             return
         thread = outcome.thread
         where = thread.key
-        if stream is not None and outcome.streamed and outcome.has_safety_notice:
-            # the notices are new posts right after the answer's message: never behind its last update
-            await stream.finish_behind()
+        finishing = stream if stream is not None and outcome.streamed else None
+        if finishing is not None:
+            await finishing.finish_behind()  # the answer's message is there; its last update follows
             answer_shown = True
         else:
             answer_shown = await self._settle_stream(outcome, stream)
@@ -87,6 +93,11 @@ class Delivery:
                                        blocks=notice_blocks(reply.text, outcome.case))
             else:
                 await self.poster.post(thread.channel, thread.thread, reply.text, where=where)
+        if finishing is not None:
+            if self._later is not None:
+                self._later(finishing.finish, f"finish {where}")
+            else:
+                await finishing.finish()
         for case in (outcome.case, outcome.action):
             if case is not None:
                 await self.case(case)
@@ -100,12 +111,7 @@ class Delivery:
     async def _settle_stream(outcome: Outcome, stream: StreamingReply | None) -> bool:
         """Finish the streamed answer, or put the engine's final answer in its place. Returns whether
         the ANSWER reply is already on screen."""
-        if stream is None:
-            return False
-        if outcome.streamed:
-            await stream.finish()
-            return True
-        if not stream.started:
+        if stream is None or not stream.started:
             return False
         answer = next((r for r in outcome.replies if r.kind is ReplyKind.ANSWER), None)
         if answer is None:

@@ -57,6 +57,8 @@ class SlackStandin:
     #: The bot's messages that exist, by ts: ``chat.update``/``chat.delete`` of any other ts answer
     #: ``message_not_found``, as Slack does.
     bot_messages: dict[str, str] = field(default_factory=dict)
+    #: Seconds Slack takes to answer a call (method, arguments), before it is recorded and shown.
+    delay_for: Callable[[str, dict[str, Any]], float] | None = None
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -136,6 +138,8 @@ class SlackStandin:
         method = request.match_info["method"]
         args = await _arguments(request)
         token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or args.get("token")
+        if self.delay_for is not None and (wait := self.delay_for(method, args)) > 0:
+            await asyncio.sleep(wait)
         failure = self._next_failure(method)
         status = failure.status if failure and failure.status != 200 else 200
         call = Call(method, args, status, failure.error if failure else None)
