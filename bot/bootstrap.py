@@ -103,6 +103,8 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
         max_tool_rounds=engine_settings.max_tool_rounds,
         lock_wait_seconds=engine_settings.lock_wait_seconds,
         commit_retry_seconds=engine_settings.commit_retry_seconds,
+        working_notice_seconds=engine_settings.working_notice_seconds,
+        model_deadline_seconds=engine_settings.model_deadline_seconds,
     )
     pipeline = PipelineLimits(max_inbox=engine_settings.max_inbox, max_thread_turns=engine_settings.max_thread_turns,
                               max_active_threads=engine_settings.max_active_threads)

@@ -6,6 +6,7 @@ How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``; thi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.caselog import CaseLog
-from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.errors import ModelError, ModelTimedOut, StoreUnavailable, ThreadBusy, ThreadguardError
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
@@ -22,6 +23,7 @@ from bot.model import (
     ModelClient,
     ModelMessage,
     ModelRequest,
+    ModelResponse,
     TextBlock,
     ToolResultBlock,
     Usage,
@@ -72,6 +74,11 @@ class EngineLimits:
     accept_retry_seconds: float = 1.5
     #: How long a message to a frozen thread waits on numbering a case a failure left pending.
     pending_filing_seconds: float = 1.0
+    #: How long a model call may go without its first words before the member sees the bot is working
+    #: (the stream sink's ``working()``: a Slack placeholder, Discord's typing), and again every so often.
+    working_notice_seconds: float = 4.0
+    #: How long one model call may take in all before the turn fails and the member is told.
+    model_deadline_seconds: float = 90.0
 
 
 @dataclass
@@ -482,7 +489,7 @@ class ConversationEngine:
             request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
                                    ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
             called = time.perf_counter()
-            response = await self.model.respond(request, forward if sink is not None else None)
+            response = await self._respond(request, sink, forward)
             turn.usage.add(response.usage)
             self.metrics.model_call(time.perf_counter() - called, response.first_token_seconds)
             if response.stop_reason == "refusal":
@@ -498,6 +505,38 @@ class ConversationEngine:
             messages += [ModelMessage("assistant", tuple(response.blocks)),
                          ModelMessage("user", tuple(results))]
         return streamed
+
+    async def _respond(self, request: ModelRequest, sink: TextSink | None,
+                       forward: Callable[[str], Awaitable[None]]) -> ModelResponse:
+        """One model call within its deadline; while it has not said a word, the member is shown the bot
+        is working (every ``working_notice_seconds``)."""
+        spoke = asyncio.Event()
+
+        async def first(delta: str) -> None:
+            if delta:
+                spoke.set()
+            await forward(delta)
+
+        working = getattr(sink, "working", None)
+        watch = asyncio.create_task(self._show_working(working, spoke)) if working is not None else None
+        try:
+            async with asyncio.timeout(self.limits.model_deadline_seconds):
+                return await self.model.respond(request, first if sink is not None else None)
+        except TimeoutError as exc:
+            raise ModelTimedOut(f"no answer within {self.limits.model_deadline_seconds:.0f} s") from exc
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    async def _show_working(self, working: Callable[[], Awaitable[None]], spoke: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(spoke.wait(), self.limits.working_notice_seconds)
+                return
+            try:
+                await working()
+            except Exception as exc:  # a platform hiccup never stops the turn
+                log.info("working notice not shown (%s)", type(exc).__name__)
 
     def _apply(self, turn: _Turn, call: ToolCall, config: CommunityConfig) -> tuple[str, bool]:
         verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None)

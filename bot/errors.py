@@ -52,6 +52,15 @@ class ModelError(ThreadguardError):
     )
 
 
+class ModelTimedOut(ModelError):
+    """A model call went past its deadline (the client's own retries included)."""
+
+    user_message = (
+        "The AI service is taking far too long to answer, so I stopped waiting. Nothing in this conversation "
+        "changed; please send your message again in a few minutes."
+    )
+
+
 class ModelRateLimited(ModelError):
     """The model API kept answering 429 after our retries."""
 

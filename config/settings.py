@@ -75,6 +75,10 @@ class EngineSettings(BaseSettings):
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
+    #: Seconds a model call may go without its first words before the member is shown the bot is working.
+    working_notice_seconds: float = Field(default=4.0, gt=0)
+    #: Seconds one model call may take in all (the client's retries included) before the member is told.
+    model_deadline_seconds: float = Field(default=90.0, gt=0)
     #: Seconds a finished turn's commit is retried while Redis is unreachable.
     commit_retry_seconds: float = Field(default=20.0, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).

@@ -58,6 +58,13 @@ class StreamingMessage:
                             exc.status, exc.code)
                 self._broken = True
 
+    async def working(self) -> None:
+        """The model is slow to say anything: Discord's typing indicator (it lasts about ten seconds)."""
+        if self.messages or not may_write():
+            return
+        with contextlib.suppress(discord.HTTPException):
+            await self._channel.typing()
+
     async def finish(self) -> None:
         """Write out whatever the last edit did not show yet (trying once more if a post failed)."""
         self._broken = False

@@ -165,6 +165,10 @@ def retry_after(exc: BaseException) -> float | None:
     return 1.0
 
 
+#: What a slow answer shows until its first words arrive (then the same message becomes the answer).
+WORKING = "_Working on it…_"
+
+
 class StreamingReply:
     """A ``TextSink`` whose calls never wait on Slack: the text is kept, and one updater task per reply
     shows the latest of it, at most once per ``interval`` and within the workspace's shared
@@ -186,6 +190,8 @@ class StreamingReply:
         self._live_text = ""
         self._last = float("-inf")
         self._broken = False
+        #: The live message shows ``WORKING``: its first words replace it at once, not paced.
+        self._placeholder = False
         self._wake = asyncio.Event()
         self._closing = False
         self._halted = False
@@ -222,6 +228,20 @@ class StreamingReply:
         if self._text[self._done:].strip():
             self._kick()
         await self._join()
+
+    async def working(self) -> None:
+        """The model is slow to say anything: a placeholder that its first words will replace."""
+        if self.messages or self._text[self._done:].strip() or self._pending_first:
+            return
+        ts = await self._poster.post(self._channel, self._thread_ts, WORKING, where=self._where, raw=True)
+        if ts is None:
+            return
+        if self.messages or self._pending_first:  # the first words overtook it: they stand alone
+            await self._poster.delete(self._channel, ts, where=self._where)
+            return
+        self._live, self._live_text, self._placeholder = ts, WORKING, True
+        self.messages.append(ts)
+        self._posted.set()
 
     async def finish_behind(self) -> None:
         """Finish like ``finish``, but wait only until the answer's first message is posted: its last update
@@ -290,7 +310,7 @@ class StreamingReply:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self._live is not None:  # the first post goes at once; updates are paced
+            if self._live is not None and not self._placeholder:  # the first words go at once; updates are paced
                 await self._pause_until(self._last + self._interval)
                 if self._halted:
                     return
@@ -340,6 +360,7 @@ class StreamingReply:
                 self._live, self._live_text = None, ""
             return await self._show(pending[-1]) != "failed"
         finally:
+            self._placeholder = False
             self._last = self._clock()
 
     async def _show(self, piece: str) -> str:

@@ -114,9 +114,9 @@ async def make_env(standin: SlackStandin, redis_client: Any) -> AsyncIterator[Ca
     made: list[SlackEnv] = []
 
     async def make(*, model_delay: float = 0.0, community_config: CommunityConfig | None = None,
-                   **slack_overrides: Any) -> SlackEnv:
+                   engine: dict[str, Any] | None = None, **slack_overrides: Any) -> SlackEnv:
         settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
-                            engine=EngineSettings())
+                            engine=EngineSettings(**(engine or {})))
         model = CountingModel(model_delay)
         runtime = build_runtime(settings, model=model, redis=redis_client,
                                 communities=Communities(community_config or community()))
