@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -139,13 +140,36 @@ async def post_event(session: aiohttp.ClientSession, url: str, payload: dict[str
         return resp.status
 
 
-def newest_user_text(body: dict[str, Any]) -> str:
-    """The member text a Messages API request answers: the first text block of its last user message."""
-    last = body["messages"][-1]
-    content = last["content"]
+def _text_of(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     for block in content:
         if block.get("type") == "text":
             return str(block["text"])
+    return None
+
+
+def newest_user_text(body: dict[str, Any]) -> str:
+    """The member text a Messages API request answers: the first text block of its last user message."""
+    return _text_of(body["messages"][-1]["content"]) or ""
+
+
+def member_text(body: dict[str, Any]) -> str:
+    """The member text a request answers, through tool rounds: the last user message that has text."""
+    for message in reversed(body["messages"]):
+        if message["role"] == "user" and (said := _text_of(message["content"])) is not None:
+            return said
     return ""
+
+
+async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``check()``'s first truthy value, polled every 20 ms; fails the test after ``timeout`` seconds."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

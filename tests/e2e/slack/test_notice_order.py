@@ -28,7 +28,7 @@ from tests.e2e.slack.conftest import Payloads, thread_texts
 from tests.support.anthropic_standin import AnthropicStandin, Reply, reply, split_text, text, tool_use
 from tests.support.redis_servers import RedisServer
 from tests.support.slack_standin import SlackStandin
-from tests.support.workers import Worker, post_event, worker_env
+from tests.support.workers import Worker, member_text, post_event, until, worker_env
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -40,20 +40,6 @@ THREADS = 30
 FILLER = " Here is a longer answer, streamed a few words at a time, so that it is updated while it grows" * 2
 CHUNK_DELAY = 0.05
 STREAM_SECONDS = len(split_text(FILLER)) * CHUNK_DELAY
-
-
-def member_text(body: dict[str, Any]) -> str:
-    """The member text this request answers (through tool rounds: the last user message with text)."""
-    for message in reversed(body["messages"]):
-        content = message["content"]
-        if message["role"] != "user":
-            continue
-        if isinstance(content, str):
-            return content
-        for block in content:
-            if block.get("type") == "text":
-                return str(block["text"])
-    return ""
 
 
 def after_tool(body: dict[str, Any]) -> bool:
@@ -128,16 +114,6 @@ async def setup(standin: SlackStandin, anthropic_standin: AnthropicStandin,
                 if w.proc is not None and w.proc.poll() is None:
                     os.kill(w.proc.pid, signal.SIGCONT)
                 w.close()
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 async def test_notices_come_right_after_their_answer_in_30_threads_at_once(setup, standin, anthropic_standin,

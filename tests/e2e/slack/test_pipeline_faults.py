@@ -23,7 +23,7 @@ from tests.e2e.slack.conftest import CHANNEL, Payloads, thread_texts
 from tests.support.anthropic_standin import AnthropicStandin, Reply, reply
 from tests.support.redis_servers import RedisCluster, RedisServer
 from tests.support.slack_standin import SlackStandin
-from tests.support.workers import Worker, newest_user_text, post_event, worker_env
+from tests.support.workers import Worker, newest_user_text, post_event, until, worker_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -95,16 +95,6 @@ async def workers(standin: SlackStandin, anthropic_standin: AnthropicStandin,
 def answers(standin: SlackStandin, root: str) -> collections.Counter[str]:
     """How many times each member text was answered in the thread, as members see it."""
     return collections.Counter(t[len(ANSWER):] for t in thread_texts(standin, root) if t.startswith(ANSWER))
-
-
-async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def no_tracebacks(*ws: Worker) -> None:

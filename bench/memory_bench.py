@@ -1,0 +1,138 @@
+"""Worker memory over many turns: does it stay flat, and if not, what grows?
+
+Runs 40,000 turns over 2,000 threads (20 each, threads taken 64 at a time, a thread's turns in order)
+through the composition root's engine and turn pipeline, on a private redis-server, with an instant model
+and what a platform adapter does with a turn (a stream per turn, the outcome carried out inside the
+turn). Prints the process's resident memory after the warm-up and at the end, the growth per turn over the
+measured part, and the largest growing allocation sites (tracemalloc) with their sizes, then checks that
+every turn was answered and that the growth stays under the stated bound.
+
+    python bench/memory_bench.py [--threads 2000] [--turns 20] [--concurrency 64] [--bound 16]
+
+``--bound``: bytes per turn the measured growth must stay under (the figure the README states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bot.bootstrap import build_runtime
+from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
+from bot.types import Author, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadRef
+from config.communities import Communities, CommunityConfig
+from config.settings import AnthropicSettings, RedisSettings, Settings
+from tests.support.redis_servers import RedisServer
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class InstantModel:
+    label = "instant"
+    offline = True
+
+    async def respond(self, request: ModelRequest, sink: TextSink | None = None) -> ModelResponse:
+        if sink is not None:
+            await sink("A short answer, ")
+            await sink("streamed in two parts.")
+        return ModelResponse([TextBlock("A short answer, streamed in two parts.")], "end_turn",
+                             Usage(input_tokens=120, output_tokens=8, cache_read_input_tokens=900, calls=1))
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Counter:
+    """What a platform adapter does with a turn, without the platform: a stream per turn, the outcome
+    carried out inside the turn (``deliver``), every answer counted."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+
+    def stream(self) -> TextSink:
+        parts: list[str] = []
+
+        async def sink(delta: str) -> None:
+            parts.append(delta)
+
+        return sink
+
+    async def deliver(self, outcome: Outcome) -> None:
+        if outcome.streamed or any(r.kind is ReplyKind.ANSWER for r in outcome.replies):
+            self.answered += 1
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+async def run_turns(runtime: Any, counter: Counter, first: int, count: int, turns: int, concurrency: int) -> None:
+    engine = runtime.engine
+    gate = asyncio.Semaphore(concurrency)
+
+    async def thread(i: int) -> None:
+        ref = ThreadRef("console", "bench", "ch", f"t{i}")
+        async with gate:
+            for n in range(turns):
+                msg = IncomingMessage(ref, Author(f"u{i}", "Member"), f"question {n} in thread {i}",
+                                      message_id=f"m{i}-{n}")
+                await engine.handle_message(msg, counter.stream(), deliver=counter.deliver)
+
+    await asyncio.gather(*(thread(i) for i in range(first, first + count)))
+    await engine.pipeline.idle()
+
+
+async def main(args: argparse.Namespace) -> int:
+    with RedisServer() as server:
+        settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=server.url))
+        runtime = build_runtime(settings, model=InstantModel(), communities=Communities(CommunityConfig()))
+        counter = Counter()
+        try:
+            warm = max(args.concurrency, args.threads // 10)
+            started = time.perf_counter()
+            await run_turns(runtime, counter, 0, warm, args.turns, args.concurrency)
+            gc.collect()
+            tracemalloc.start(5)
+            before_snap = tracemalloc.take_snapshot()
+            before = rss()
+            await run_turns(runtime, counter, warm, args.threads - warm, args.turns, args.concurrency)
+            gc.collect()
+            after = rss()
+            after_snap = tracemalloc.take_snapshot()
+            elapsed = time.perf_counter() - started
+        finally:
+            await runtime.aclose()
+    total = args.threads * args.turns
+    measured = (args.threads - warm) * args.turns
+    traced = sum(s.size_diff for s in after_snap.compare_to(before_snap, "filename"))
+    print(f"memory bench: {total} turns on {args.threads} threads in {elapsed:.0f} s; {counter.answered} answered")
+    print(f"  resident after warm-up ({warm * args.turns} turns): {before / 2**20:.1f} MiB; "
+          f"after all: {after / 2**20:.1f} MiB")
+    print(f"  growth over the {measured} measured turns: resident {(after - before) / measured:.1f} bytes/turn, "
+          f"Python allocations {traced / measured:.1f} bytes/turn")
+    print("  largest growing allocation sites:")
+    for stat in after_snap.compare_to(before_snap, "lineno")[:8]:
+        frame = stat.traceback[0]
+        print(f"    {stat.size_diff / 1024:+9.1f} KiB {stat.count_diff:+7d} blocks  {frame.filename}:{frame.lineno}")
+    ok = counter.answered == total and traced / measured < args.bound
+    print(f"  {'OK' if ok else 'FAILED'}: every turn answered, Python allocations grow under {args.bound} bytes/turn")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2000)
+    parser.add_argument("--turns", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--bound", type=float, default=16.0)
+    sys.exit(asyncio.run(main(parser.parse_args())))
