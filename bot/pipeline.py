@@ -515,6 +515,7 @@ class TurnPipeline:
                     lease.lost = True
                     log.warning("thread %s: lease %s lost to a newer owner", key, lease.token)
                 # a StoreUnavailable: the commit decides; the fencing token keeps it safe
+            del held, results  # not kept through the next sleep: finished drains go at once
 
     async def _hand_back(self, thread: ThreadRef, token: str) -> None:
         try:

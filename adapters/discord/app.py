@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 
 import aiohttp
@@ -122,8 +123,15 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
                  len(client.guilds), shards)
         runtime.serving = True
 
+    async def on_error(event: str, /, *args: object, **kwargs: object) -> None:
+        """A handler that failed on what the gateway handed over: one line, no traceback above DEBUG."""
+        error = sys.exc_info()[1]
+        log.warning("discord %s event dropped: its handler failed (%s)", event, type(error).__name__)
+        log.debug("handler failure", exc_info=error)
+
     client.setup_hook = setup_hook  # type: ignore[method-assign]
     client.event(on_ready)
+    client.event(on_error)
     client.event(conversations.on_message)
     client.event(conversations.on_raw_message_edit)
     return bot

@@ -82,3 +82,31 @@ async def test_a_gateway_reconnect_that_replays_messages_does_not_answer_twice(
     refused = standin.find("POST", rf"/channels/{standin.general_id}/messages/{thread_id}/threads", status=400)
     assert len(refused) == 1  # the replayed mention found its thread already there
     assert isinstance(bot.client.get_channel(int(thread_id)), discord.Thread)
+
+
+
+async def test_a_handler_that_fails_logs_one_line_and_the_bot_goes_on(bot, standin: DiscordStandin,
+                                                                      model: CountingModel, caplog) -> None:
+    """Whatever a handler fails on (here the engine refuses a message with an error it does not expect),
+    the event is dropped with one WARNING line and no traceback above DEBUG; the next message is answered."""
+    import asyncio
+
+    engine = bot.conversations.engine
+    real = engine.handle_message
+
+    async def failing(*args: object, **kwargs: object) -> object:
+        engine.handle_message = real  # once
+        raise RuntimeError("unexpected")
+
+    engine.handle_message = failing
+    with caplog.at_level("DEBUG"):
+        await standin.post(standin.general_id, "hello", None, mention=True)
+        for _ in range(250):
+            if any("event dropped" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.02)
+    dropped = [r for r in caplog.records if "event dropped" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelname == "WARNING" and dropped[0].exc_info is None
+    assert not [r for r in caplog.records if r.exc_info and r.levelno > 10]
+    opening = await say(standin, standin.general_id, "hello there", mention=True)
+    assert standin.bot_texts(opening["id"])
