@@ -305,3 +305,32 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_is_answered_as_befor
     assert (ended.status, ended.end_seq) == (replay.status, replay.end_seq) == (CommitStatus.ENDED, 1)
     _, log = await store.load(T)
     assert [e.text for e in log] == ["a", "b"]
+
+
+async def test_a_held_commit_keeps_the_thread_until_its_posts_are_out(store):
+    """``hold``: the commit keeps the lease even with an empty inbox, so a message arriving while the turn's
+    notices are posted waits behind them; ``pass_on`` then goes on with it, or hands the lease back."""
+    start = await begin(store, "e1")
+    res = await store.commit_turn(T, start.token, TurnCommit([user("a")], entry_id="e1"), hold=True)
+    assert res.status is CommitStatus.OK and res.next is None
+    assert await store.client.get(k.lock(T.key)) == start.token
+    later = await ingest(store, "e2")  # another process: the thread is still held
+    assert later.status is IngestStatus.QUEUED
+    passed = await store.pass_on(T, start.token)
+    assert passed.status is CommitStatus.OK and passed.next is not None
+    assert passed.next.head.startswith("e2\t") and passed.next.token == start.token
+    assert [e.text for e in passed.next.log] == ["a"]
+    res = await store.commit_turn(T, start.token, TurnCommit([user("b")], entry_id="e2"), hold=True)
+    assert (await store.pass_on(T, start.token)).next is None
+    assert not await store.client.exists(k.lock(T.key))
+    assert (await ingest(store, "e3")).status is IngestStatus.OWNER
+
+
+async def test_pass_on_with_a_stale_token_changes_nothing(store):
+    start = await begin(store, "e1")
+    await store.commit_turn(T, start.token, TurnCommit([user("a")], entry_id="e1"), hold=True)
+    await store.client.delete(k.lock(T.key))  # the lease ran out; another process took the thread
+    newer = await begin(store, "e2")
+    assert (await store.pass_on(T, start.token)).status is CommitStatus.LOST_LOCK
+    assert await store.client.get(k.lock(T.key)) == newer.token
+
