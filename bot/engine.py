@@ -364,14 +364,14 @@ class ConversationEngine:
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
 
     async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
-                       go_on: bool) -> tuple[Outcome, TurnStart | None]:
+                       go_on: bool, *, hold: bool = False) -> tuple[Outcome, TurnStart | None]:
         started = time.perf_counter()
-        outcome, nxt = await self._run_turn(start, entry, sink, go_on)
+        outcome, nxt = await self._run_turn(start, entry, sink, go_on, hold)
         self.metrics.turn(entry.thread.platform, outcome_kind(outcome), time.perf_counter() - started)
         return outcome, nxt
 
     async def _run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
-                        go_on: bool) -> tuple[Outcome, TurnStart | None]:
+                        go_on: bool, hold: bool) -> tuple[Outcome, TurnStart | None]:
         thread = entry.thread
         config = self.communities.get(thread.community)
         if start.state.status is ThreadStatus.ENDED:  # ended while this message waited in the inbox
@@ -381,7 +381,7 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
                            replies=replies if result.remind else []), result.next
         try:
-            return await self._answer(entry.message, start, config, sink, go_on)
+            return await self._answer(entry.message, start, config, sink, go_on, hold)
         except (LeaseLost, StoreUnavailable):
             raise
         except ModelError as exc:  # nothing changed: the member may send the same message again
@@ -417,7 +417,7 @@ class ConversationEngine:
             return result
 
     async def _answer(self, msg: IncomingMessage, start: TurnStart, config: CommunityConfig,
-                      sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
+                      sink: TextSink | None, go_on: bool, hold: bool) -> tuple[Outcome, TurnStart | None]:
         text = msg.text
         ladder = start.state.ladder
         config = await self._member_config(msg, config)
@@ -425,13 +425,13 @@ class ConversationEngine:
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True)
         turn = _Turn(ladder, [user_entry])
         try:
-            return await self._answer_turn(msg, turn, start, config, sink, go_on)
+            return await self._answer_turn(msg, turn, start, config, sink, go_on, hold)
         finally:  # tokens are billed even when the turn then fails
             if not turn.accounted:
                 await self._account(msg.thread, turn.usage)
 
     async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
-                           sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
+                           sink: TextSink | None, go_on: bool, hold: bool) -> tuple[Outcome, TurnStart | None]:
         text, user_entry, ladder = msg.text, turn.entries[0], turn.ladder
         cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text))
         history = to_messages(start.log[cut:])
@@ -452,7 +452,7 @@ class ConversationEngine:
         usage = self._counted(msg.thread, turn.usage)
         outcome, nxt = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
                                           ended_by="model", entry_id=msg.dedupe_id, go_on=go_on,
-                                          hold=go_on and _posts_after_commit(turn),
+                                          hold=hold and go_on and _posts_after_commit(turn),
                                           window_start=start.window_start + cut if cut else None,
                                           transcript=transcript, usage=usage if self.usage is not None else None)
         if outcome.case is not None:

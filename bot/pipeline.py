@@ -176,10 +176,12 @@ class DeliverySink(Protocol):
 
 
 class TurnRunner(Protocol):
-    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``)."""
+    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``). ``hold``: the
+    outcome is carried out inside the turn, so a turn with posts left after its commit keeps the thread
+    (``Outcome.held``) until they are out."""
 
     async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
-                       go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
+                       go_on: bool, *, hold: bool = False) -> tuple[Outcome, TurnStart | None]: ...
 
     async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome,
                         go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
@@ -423,7 +425,9 @@ class TurnPipeline:
                       platform_sink: DeliverySink | None, fence: TurnFence, go_on: bool) -> TurnStart | None:
         stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
         try:
-            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on)
+            # a caller that carries the outcome out itself, after this (the console), gains nothing by a hold
+            in_turn = waiter is None or waiter.deliver is not None
+            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on, hold=in_turn)
         except asyncio.CancelledError:  # shutdown after the grace: the lease goes back, another worker answers
             log.warning("thread %s: turn for entry %s stopped at shutdown; it will be answered again", thread.key,
                         entry.id)

@@ -64,7 +64,7 @@ class Process:
         self.mismatches: list[str] = []
         real = self.rt.engine.run_turn
 
-        async def run_turn(start: Any, entry: Any, sink: Any, go_on: bool) -> Any:
+        async def run_turn(start: Any, entry: Any, sink: Any, go_on: bool, **kw: Any) -> Any:
             k = entry.thread.key
             raw = await admin.lrange(keys.log(k), 0, -1)
             win = int(await admin.hget(keys.state(k), "win") or 0)
@@ -75,7 +75,7 @@ class Process:
                 self.mismatches.append(f"turn {self.turns} of {k}: window {start.window_start} != {win} or "
                                        f"{held} != {[Entry.from_json(r).text for r in raw[win:]]}")
             self.turns += 1
-            return await real(start, entry, sink, go_on)
+            return await real(start, entry, sink, go_on, **kw)
 
         self.rt.engine.run_turn = run_turn  # type: ignore[method-assign]
 

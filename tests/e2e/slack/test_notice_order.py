@@ -51,11 +51,11 @@ def after_tool(body: dict[str, Any]) -> bool:
 
 class Script:
     """``risk …`` flags risk, ``warn …`` is redirected, ``end …`` ends the thread for abuse; every answer
-    says what it answers. Texts in ``slow`` wait that long before their first byte (once)."""
+    says what it answers. A text in ``held`` is answered (the first time) only once its event is set."""
 
     def __init__(self, standin: AnthropicStandin) -> None:
         self.final_at: dict[str, float] = {}
-        self.slow: dict[str, float] = {}
+        self.held: dict[str, asyncio.Event] = {}
         self.asked: list[str] = []
         standin.responder = self.respond
 
@@ -78,13 +78,20 @@ class Script:
                          tool_use("end_conversation", {"reason": "persistent_abuse", "category": "harassment",
                                                        "summary": "kept asking after the warning"}),
                          chunk_delay=CHUNK_DELAY)
-        return self._answer(said, delay=self.slow.pop(said, 0.0))
+        held = self.held.pop(said, None)
+        if held is not None:
+            return self._answer_once(held, said)
+        return self._answer(said)
 
-    def _answer(self, said: str, delay: float = 0.0) -> Reply:
+    async def _answer_once(self, held: asyncio.Event, said: str) -> Reply:
+        await held.wait()
+        return self._answer(said)
+
+    def _answer(self, said: str) -> Reply:
         """The answer; ``final_at``: when its stream has been sent (its turn commits right after)."""
         answer = ANSWER + said + FILLER
-        self.final_at[said] = time.monotonic() + delay + len(split_text(answer)) * CHUNK_DELAY
-        return reply(answer, delay=delay, chunk_delay=CHUNK_DELAY)
+        self.final_at[said] = time.monotonic() + len(split_text(answer)) * CHUNK_DELAY
+        return reply(answer, chunk_delay=CHUNK_DELAY)
 
 
 def kind_of(shown: str) -> str:
@@ -206,7 +213,7 @@ async def test_a_stopped_owner_resumed_after_takeover_posts_nothing(setup, stand
         for trial in range(10):
             owner = a if trial % 2 == 0 else b
             said = f"question {trial}"
-            script.slow[said] = 3.0  # the first call waits 3 s before its first byte; a later one does not
+            released = script.held[said] = asyncio.Event()  # the first call waits; a later one does not
             mention = payloads.mention(said)
             root = mention["event"]["ts"]
             asked = len(script.asked)
@@ -217,7 +224,8 @@ async def test_a_stopped_owner_resumed_after_takeover_posts_nothing(setup, stand
             try:
                 await until(lambda r=root, s=said: f"{ANSWER}{s}{FILLER}" in thread_texts(standin, r), 30,
                             "the other worker's answer")
-                await asyncio.sleep(3.2)  # the owner's model answer is now waiting in its socket
+                released.set()
+                await asyncio.sleep(STREAM_SECONDS + 0.5)  # the owner's model answer now waits in its socket
             finally:
                 os.kill(owner.proc.pid, signal.SIGCONT)
             refused = owner.log().count("not committed")
