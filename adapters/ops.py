@@ -100,7 +100,7 @@ class OpsServer:
 
     async def redis_ready(self) -> bool:
         try:
-            await asyncio.wait_for(self.runtime.store.ping(), self.ping_timeout)
+            await asyncio.wait_for(self.runtime.store.health.ping(), self.ping_timeout)
         except (ThreadguardError, TimeoutError, OSError):
             return False
         return True

@@ -27,9 +27,10 @@ from bot.model import (
     Usage,
     ladder_note,
 )
-from bot.pipeline import InboxEntry, LeaseLost, PipelineLimits, ReplyTarget, Ticket, TurnPipeline
+from bot.pipeline import LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
-from bot.store import ClaimStatus, CommitResult, CommitStatus, ConversationStore, TurnCommit, TurnStart
+from bot.store import ClaimStatus, CommitResult, CommitStatus, Store, TurnCommit, TurnStart
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
     Author,
     BranchOpener,
@@ -53,25 +54,11 @@ from bot.types import (
 from bot.usage import TokenTotals, UsageRecorder
 from bot.validation import check_message
 from config.communities import Communities, CommunityConfig
+from config.settings import EngineSettings, PipelineSettings
 
 from . import notices, texts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    max_message_chars: int = 4000
-    history_token_budget: int = 24000
-    max_tool_rounds: int = 4
-    #: How long the end command waits for a thread's running turn.
-    lock_wait_seconds: float = 120.0
-    #: How long a turn's commit is retried while Redis is unreachable (its answer is already written).
-    commit_retry_seconds: float = 20.0
-    #: How long accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
-    accept_retry_seconds: float = 1.5
-    #: How long a message to a frozen thread waits on numbering a case a failure left pending.
-    pending_filing_seconds: float = 1.0
 
 
 @dataclass
@@ -106,35 +93,35 @@ class MemberHistory(Protocol):
 class ConversationEngine:
     """Handles member messages, edits, user ends and moderator reopens for every platform."""
 
-    def __init__(self, store: ConversationStore, model: ModelClient, communities: Communities,
-                 limits: EngineLimits | None = None, pipeline: PipelineLimits | None = None, *,
-                 usage: UsageRecorder | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
+                 pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
-        self.limits = limits or EngineLimits()
-        self.cases = CaseLog(store)
+        self.limits = limits
+        self.cases = CaseLog(store.cases)
         self.usage = usage
         self.metrics = metrics or Metrics()
         #: Set by the composition root: records members' ends and applies the repeat policy.
         self.history: MemberHistory | None = None
-        self.pipeline = TurnPipeline(store, self, pipeline, metrics=self.metrics)
+        self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
 
     async def accept(self, msg: IncomingMessage, sink: TextSink | None = None, *,
-                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
                      wait: bool = True) -> Ticket:
         """Accept one member message into its thread's inbox (one Redis round trip).
 
         The ticket carries an outcome at once when there is nothing to wait for (a duplicate, a frozen
         thread's reminder, a refusal); otherwise the message will be answered, here (``result()``, or
         the platform's delivery sink when ``wait`` is false) or by the process that owns the thread.
-        ``require_known``: accept only in a thread the bot already takes part in (a Slack reply);
-        ``"park"``: keep it a short while for the thread's opening mention, which it may have overtaken.
+        ``unknown``: what to do when the bot takes no part in the thread yet (``UnknownThread``: a Slack
+        reply is ignored, or parked a short while for the thread's opening mention it may have overtaken).
         """
         started = time.perf_counter()
-        ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait)
+        ticket = await self._accept(msg, sink, target=target, unknown=unknown, wait=wait)
         if ticket.pending_cases:
             await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
@@ -142,7 +129,7 @@ class ConversationEngine:
         return ticket
 
     async def _accept(self, msg: IncomingMessage, sink: TextSink | None, *, target: ReplyTarget | None,
-                      require_known: bool | str, wait: bool) -> Ticket:
+                      unknown: UnknownThread, wait: bool) -> Ticket:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
         if checked.problem:
@@ -154,7 +141,7 @@ class ConversationEngine:
         while True:
             try:
                 return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
-                                                  sink=sink, target=target, require_known=require_known, wait=wait,
+                                                  sink=sink, target=target, unknown=unknown, wait=wait,
                                                   reminder=texts.frozen_reminder(config, thread))
             except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
                 if time.monotonic() + delay >= deadline:
@@ -176,7 +163,7 @@ class ConversationEngine:
         old = edit.thread
         checked = check_message(edit.new_text, self.limits.max_message_chars)
         try:
-            state, entries = await self.store.load(old)
+            state, entries = await self.store.turns.load(old)
             if state.status is not ThreadStatus.ENDED:
                 return Outcome(old, status=state.status)
             index = _find_user_message(entries, edit.message_id, edit.author.id)
@@ -187,21 +174,21 @@ class ConversationEngine:
             if checked.problem:
                 return Outcome(old, status=state.status,
                                replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
-            if not await self.store.claim_event(old, edit.dedupe_id):
+            if not await self.store.dedupe.first_sight(old, edit.dedupe_id):
                 return Outcome(old, status=state.status, duplicate=True)
             new_thread = await open_branch(checked.text)
             prefix = entries[:index]
             ladder = ladder_from_prefix(prefix, entries[index].turn)
             link = Entry(EntryKind.BRANCH, f"Branched from {old.key} by editing message {edit.message_id}.",
                          turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
-            await self.store.seed_branch(new_thread, [*prefix, link],
+            await self.store.turns.seed_branch(new_thread, [*prefix, link],
                                          ThreadState(new_thread, ladder=ladder, branch_of=old.key))
             case_id = state.case_id
             if case_id is None:  # the end's case is still waiting for its number: this event files it
-                filed = await self.store.file_pending_cases(old)
+                filed = await self.store.cases.file_pending_cases(old)
                 case_id = filed[-1].case_id if filed else None
             if case_id is not None:
-                await self.store.link_branch(old.community, case_id, new_thread.key)
+                await self.store.cases.link_branch(old.community, case_id, new_thread.key)
         except ThreadguardError as exc:
             return self._failed(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)
@@ -214,7 +201,7 @@ class ConversationEngine:
     async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
         """The member's own end command: freeze the thread and file a case."""
         try:
-            start = await self._take(thread)
+            start = await self._lease_for_end(thread)
             if start is None:
                 await self._file_pending(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
@@ -225,7 +212,7 @@ class ConversationEngine:
             elif not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
                 problem = "Only someone taking part in this conversation can end it."
             if problem:
-                await self.store.release(thread, start.token)
+                await self.store.inbox.release(thread, start.token)
                 # Messages that arrived while the end command held the thread wait in its inbox: answer
                 # them now rather than when the recovery loop next looks.
                 await self.pipeline.take_over(thread)
@@ -248,7 +235,7 @@ class ConversationEngine:
         """Number the case of an end a failure left pending, when a later event in its thread shows it;
         bounded, so a reminder never waits long on case numbering (the worker loop files it otherwise)."""
         try:
-            filed = await asyncio.wait_for(self.store.file_pending_cases(thread),
+            filed = await asyncio.wait_for(self.store.cases.file_pending_cases(thread),
                                            self.limits.pending_filing_seconds)
         except (StoreUnavailable, TimeoutError):
             log.warning("thread %s: its pending case is left to the background filing", thread.key)
@@ -256,12 +243,12 @@ class ConversationEngine:
         for case in filed:
             log.info("thread %s: pending case %s filed", thread.key, case.case_id)
 
-    async def _take(self, thread: ThreadRef) -> TurnStart | None:
+    async def _lease_for_end(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
         deadline = time.monotonic() + self.limits.lock_wait_seconds
         delay = 0.005
         while True:
-            taken = await self.store.take(thread)
+            taken = await self.store.inbox.lease_for_end(thread)
             if taken.status is ClaimStatus.FROZEN:
                 return None
             if taken.start is not None:
@@ -280,7 +267,7 @@ class ConversationEngine:
                                                   "entry, not an ended thread.", ephemeral=True)])
         entry = Entry(EntryKind.REOPEN, f"Reopened by moderator {moderator.name} (case {case_id}).",
                       author_id=moderator.id, author_name=moderator.name)
-        if not await self.store.reopen(thread, entry):
+        if not await self.store.turns.reopen(thread, entry):
             return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"The thread of case {case_id} is not "
                                                   "ended any more (already reopened or expired).",
                                                   ephemeral=True)])
@@ -296,39 +283,39 @@ class ConversationEngine:
         ``channel`` names the place itself; the first conversation there uses that very key, later ones
         (after ``new_conversation_in``) get keys of their own, so an ended one stays frozen for review.
         """
-        number = await self.store.current_conversation(channel)
+        number = await self.store.conversations.current_conversation(channel)
         return _numbered(channel, number)
 
     async def conversation_holding(self, channel: ThreadRef, message_id: str, limit: int = 50) -> ThreadRef | None:
         """The numbered conversation of a place without threads that holds the member message
         ``message_id`` (newest first, at most ``limit`` back), so an edit of an older, ended one branches
         from it rather than being looked for in the conversation now running."""
-        current = await self.store.current_conversation(channel)
+        current = await self.store.conversations.current_conversation(channel)
         for number in range(current, max(-1, current - limit), -1):
             ref = _numbered(channel, number)
-            _, entries = await self.store.load(ref)
+            _, entries = await self.store.turns.load(ref)
             if any(e.kind is EntryKind.USER and e.message_id == message_id for e in entries):
                 return ref
         return None
 
     async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """Start a fresh conversation in a place without threads; later messages go to it."""
-        return _numbered(channel, await self.store.next_conversation(channel))
+        return _numbered(channel, await self.store.conversations.next_conversation(channel))
 
     async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
                            member: str | None = None) -> None:
-        """Hand an outcome's replies to the bot process of the thread's platform (see ``take_notices``).
+        """Hand an outcome's replies to the bot process of the thread's platform (see ``pop_notices``).
 
         For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
         thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
         """
         notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id, member=member)
-        await self.store.push_notice(outcome.thread.platform, notice.to_json())
+        await self.store.notices.push_notice(outcome.thread.platform, notice.to_json())
 
-    async def take_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
+    async def pop_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
         """Notices queued for ``platform``, oldest first; each is handed out once."""
         notices_: list[ThreadNotice] = []
-        for raw in await self.store.take_notices(platform, limit):
+        for raw in await self.store.notices.pop_notices(platform, limit):
             try:
                 notices_.append(ThreadNotice.from_json(raw))
             except (ValueError, KeyError, TypeError):
@@ -336,7 +323,7 @@ class ConversationEngine:
         return notices_
 
     async def thread_state(self, thread: ThreadRef) -> ThreadState:
-        state, _ = await self.store.load(thread)
+        state, _ = await self.store.turns.load(thread)
         return state
 
     async def reconcile(self, min_age: float = 0.0, *, scan: bool = True) -> list[Case]:
@@ -344,8 +331,8 @@ class ConversationEngine:
         seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)
         from the pending-case index; ``scan`` (start-up) looks through the whole keyspace instead."""
         filed: list[Case] = []
-        for thread in await self.store.threads_with_pending_cases(scan=scan):
-            filed.extend(await self.store.file_pending_cases(thread, min_age))
+        for thread in await self.store.cases.threads_with_pending_cases(scan=scan):
+            filed.extend(await self.store.cases.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
         return filed
@@ -364,7 +351,7 @@ class ConversationEngine:
         thread = entry.thread
         config = self.communities.get(thread.community)
         if start.state.status is ThreadStatus.ENDED:  # ended while this message waited in the inbox
-            result = await self._retrying(thread, lambda: self.store.drop_head(
+            result = await self._retrying(thread, lambda: self.store.turns.drop_head(
                 thread, start.token, entry.id, go_on=go_on, reminder_cooldown=config.frozen_reminder_cooldown))
             replies = [Reply(ReplyKind.FROZEN_REMINDER, texts.frozen_reminder(config, thread), ephemeral=True)]
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
@@ -384,7 +371,7 @@ class ConversationEngine:
                         forget: bool = False) -> tuple[Outcome, TurnStart | None]:
         """Remove an inbox entry that gets no turn (its outcome explains why)."""
         thread = start.state.thread
-        result = await self._retrying(thread, lambda: self.store.drop_head(
+        result = await self._retrying(thread, lambda: self.store.turns.drop_head(
             thread, start.token, entry_id, go_on=go_on, reminder_cooldown=None, forget=forget))
         return outcome, result.next
 
@@ -435,7 +422,7 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
-        transcript = await self.store.read_log(msg.thread) if turn.end else None
+        transcript = await self.store.turns.read_log(msg.thread) if turn.end else None
         # The turn's tokens are added by its commit (whatever the commit decides: they were billed either way).
         turn.accounted = True
         usage = self._counted(msg.thread, turn.usage)
@@ -543,7 +530,7 @@ class ConversationEngine:
                             crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
                             usage=usage)
-        result = await self._retrying(thread, lambda: self.store.commit_turn(thread, start.token, commit,
+        result = await self._retrying(thread, lambda: self.store.turns.commit_turn(thread, start.token, commit,
                                                                              go_on=go_on))
         turn.totals = result.totals
         if result.status is CommitStatus.ALREADY_ENDED:
@@ -558,7 +545,7 @@ class ConversationEngine:
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
             try:
-                outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
+                outcome.case = await self.store.cases.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
                 # The freeze and the case body are already stored together; every running process
                 # numbers it within seconds of Redis answering again (``reconcile``).

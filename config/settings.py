@@ -45,7 +45,7 @@ class RedisSettings(BaseSettings):
 
 
 class EngineSettings(BaseSettings):
-    """``THREADGUARD_*``: how the conversation engine behaves."""
+    """``THREADGUARD_*``: how the conversation engine answers one turn."""
 
     model_config = _section("THREADGUARD_")
 
@@ -53,40 +53,89 @@ class EngineSettings(BaseSettings):
     max_message_chars: int = Field(default=4000, ge=1)
     history_token_budget: int = Field(default=24000, ge=500)
     max_tool_rounds: int = Field(default=4, ge=1)
-    #: The lease a thread's owner holds and renews while it works: when its process dies, another
-    #: worker takes the thread over this many seconds later.
-    lock_ttl_seconds: float = Field(default=6.0, gt=0)
     #: How long the end command waits for a running turn in the same thread.
     lock_wait_seconds: float = Field(default=120.0, gt=0)
+    #: Seconds a finished turn's commit is retried while Redis is unreachable (its answer is already written).
+    commit_retry_seconds: float = Field(default=20.0, ge=0)
+    #: Seconds accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
+    accept_retry_seconds: float = Field(default=1.5, ge=0)
+    #: Seconds a message to a frozen thread waits on numbering a case a failure left pending.
+    pending_filing_seconds: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+    def communities(self) -> Communities:
+        return Communities.from_file(self.communities_file)
+
+
+class PipelineSettings(BaseSettings):
+    """``THREADGUARD_*``: the turn pipeline's bounds (inbox, thread length, threads at once)."""
+
+    model_config = _section("THREADGUARD_")
+
     #: Messages waiting in one thread; beyond it the member is asked to slow down.
     max_inbox: int = Field(default=30, ge=1)
     #: Turns in one thread; beyond it the member is asked to start a new conversation.
     max_thread_turns: int = Field(default=2000, ge=1)
     #: Threads one process works on at once; more wait in Redis for any worker.
     max_active_threads: int = Field(default=64, ge=1)
-    #: Threads whose history window a process keeps, so their next turn reads only what was added since
-    #: (0: none kept; every turn reads its whole window).
-    window_cache_threads: int = Field(default=128, ge=0)
+
+
+class WorkerSettings(BaseSettings):
+    """``THREADGUARD_*``: the background duties every bot process runs (``bot.worker``)."""
+
+    model_config = _section("THREADGUARD_")
+
     #: Seconds between two looks for threads whose owner died (and for due inboxes).
     recovery_interval: float = Field(default=1.0, gt=0)
     #: Seconds between two runs of the background duties (cases left pending, queued notices).
     maintenance_interval: float = Field(default=5.0, gt=0)
-    #: Seconds between two looks at the notices other processes queued (a dashboard reopen).
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen); a platform's
+    #: own poll interval, when shorter, wins (``bot.bootstrap``).
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
-    #: Seconds a finished turn's commit is retried while Redis is unreachable.
-    commit_retry_seconds: float = Field(default=20.0, ge=0)
+    #: Due threads looked at per shard and pass of the recovery loop.
+    recovery_batch: int = Field(default=50, ge=1)
+
+
+DAY_S = 86_400
+DAY_MS = DAY_S * 1000
+
+
+class StoreSettings(BaseSettings):
+    """``THREADGUARD_*``: leases and lifetimes in Redis, and what a process keeps of it."""
+
+    model_config = _section("THREADGUARD_")
+
+    #: The lease a thread's owner holds and renews while it works: when its process dies, another
+    #: worker takes the thread over this many seconds later.
+    lock_ttl_seconds: float = Field(default=6.0, gt=0)
+    #: Threads whose history window a process keeps, so their next turn reads only what was added since
+    #: (0: none kept; every turn reads its whole window).
+    window_cache_threads: int = Field(default=128, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).
     idle_ttl_days: float = Field(default=30.0, gt=0)
     #: Platform events are remembered this long for deduplication.
     dedupe_ttl_seconds: int = Field(default=86400, ge=60)
     #: Case transcripts are kept this many days; the case itself (numbers, reason) stays.
     case_retention_days: float = Field(default=365.0, gt=0)
-    log_level: str = "INFO"
 
-    def communities(self) -> Communities:
-        return Communities.from_file(self.communities_file)
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lock_ttl_seconds * 1000)
+
+    @property
+    def idle_ttl_ms(self) -> int:
+        return int(self.idle_ttl_days * DAY_MS)
+
+    @property
+    def ended_ttl_ms(self) -> int:
+        """An ended thread's keys (and its usage sums) live as long as its case's transcript."""
+        return int(self.case_retention_days * DAY_MS)
+
+    @property
+    def retention_s(self) -> int:
+        return int(self.case_retention_days * DAY_S)
 
 
 class OpsSettings(BaseSettings):
@@ -111,8 +160,13 @@ class Settings:
     """All sections together; each reads its own prefix."""
 
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
-                 engine: EngineSettings | None = None, ops: OpsSettings | None = None) -> None:
+                 engine: EngineSettings | None = None, pipeline: PipelineSettings | None = None,
+                 worker: WorkerSettings | None = None, store: StoreSettings | None = None,
+                 ops: OpsSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
+        self.pipeline = pipeline or PipelineSettings()
+        self.worker = worker or WorkerSettings()
+        self.store = store or StoreSettings()
         self.ops = ops or OpsSettings()

@@ -13,8 +13,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.errors import ConfigurationError
 from config.communities import CommunityConfig
+from config.errors import ConfigurationError
 
 IdList = Annotated[tuple[str, ...], NoDecode]
 

@@ -158,7 +158,7 @@ class ConsoleSession:
         if self.review is None:
             return []
         lines = []
-        for notice in await self.engine.take_notices("console"):
+        for notice in await self.engine.pop_notices("console"):
             if notice.member == self.user.id and notice.thread.community == self.community:
                 lines.extend(f"[moderator] {r.text}" for r in notice.replies)
         return lines

@@ -23,13 +23,12 @@ ADMIN = Moderator("cli", frozenset(), admin=True)
 
 
 def _retention(runtime: Runtime) -> Retention:
-    engine = runtime.settings.engine
-    return Retention(runtime.store.client, case_retention_days=engine.case_retention_days,
-                     idle_ttl_days=engine.idle_ttl_days)
+    store = runtime.settings.store
+    return Retention(runtime.redis, case_retention_days=store.case_retention_days, idle_ttl_days=store.idle_ttl_days)
 
 
 def _accounts(runtime: Runtime) -> Accounts:
-    return Accounts(runtime.store.client, secret=b"")  # account management opens no sessions
+    return Accounts(runtime.redis, secret=b"")  # account management opens no sessions
 
 
 def _warn_embedded(runtime: Runtime) -> None:

@@ -199,7 +199,7 @@ class ScenarioDriver:
         return outcome
 
     async def _observe(self, record: TurnRecord, outcome: Outcome) -> None:
-        state, entries = await self.runtime.store.load(self.thread)
+        state, entries = await self.runtime.store.turns.load(self.thread)
         key = self.thread.key
         start = self._seen.get(key)
         if start is None:  # a new conversation: a branch's seeded history is not this turn's doing

@@ -92,7 +92,7 @@ class SuiteRunner:
 
     async def _play(self, scenario: Scenario, tag: str) -> list[TurnRecord]:
         model = RecordingModel(self.base.model)
-        runtime = build_runtime(self.base.settings, model=model, redis=self.base.store.client,
+        runtime = build_runtime(self.base.settings, model=model, redis=self.base.redis,
                                 communities=self.base.communities)
         driver = ScenarioDriver(runtime, model, community=self.options.community, tag=tag)
         turns: list[TurnRecord] = []

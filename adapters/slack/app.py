@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -91,16 +90,14 @@ class SlackBot:
         self.client = client or web_client(slack, metrics=metrics)
         self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
         self.identity = IdentityCache(self.client)
-        budget = SharedBudget(runtime.store.client, "chat.update", per_minute=slack.update_budget_per_minute,
+        budget = SharedBudget(runtime.redis, "chat.update", per_minute=slack.update_budget_per_minute,
                               burst=slack.update_burst)
         poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
                         stream_client=web_client(slack, retry_rate_limits=False))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.delivery = Delivery(poster, self.modlog, self.identity)
         runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
-        worker = runtime.worker
-        worker.intervals = dataclasses.replace(worker.intervals,
-                                               notices=min(slack.notice_poll_interval, worker.intervals.notices))
+        runtime.worker_polling_notices(slack.notice_poll_interval)
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
         self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
@@ -199,7 +196,7 @@ class SlackBot:
 
     async def aclose(self) -> None:
         """Take no more threads, let running turns finish within the grace, hand the leases back."""
-        await self.runtime.worker.stop(self.runtime.settings.engine.shutdown_grace)
+        await self.runtime.worker.stop(self.runtime.settings.worker.shutdown_grace)
         await self.tasks.aclose(self.slack.shutdown_grace)
         for client in (self.client, self.delivery.poster.stream_client):
             session = getattr(client, "session", None)

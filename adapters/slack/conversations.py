@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.pipeline import InboxEntry, ReplyTarget
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadNotice, ThreadRef
 from config.communities import Communities
 from config.slack import SlackSettings
@@ -167,7 +167,7 @@ class Conversations:
         if not self._allowed(body, event, channel):
             log.debug("mention in channel %s ignored: not an allowed channel", channel)
             return
-        await self._accept(translate.incoming(body, event, identity), False)
+        await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         subtype = event.get("subtype")
@@ -180,7 +180,7 @@ class Conversations:
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel, event.get("channel_type")):
             if self._slack.allow_direct_messages:
-                await self._accept(translate.incoming(body, event, identity), False)
+                await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
             return
         if not self._allowed(body, event, channel) or translate.mentions(event.get("text", ""), identity.user_id):
             return  # a mention is handled by its app_mention event
@@ -188,7 +188,8 @@ class Conversations:
         if not thread_ts or thread_ts == event["ts"]:
             return  # a top-level message that does not mention the bot
         # Whether the bot takes part in this thread is decided by Redis when the reply is accepted.
-        await self._accept(translate.incoming(body, event, identity), "park" if _young(event) else True)
+        await self._accept(translate.incoming(body, event, identity),
+                           UnknownThread.PARK if _young(event) else UnknownThread.IGNORE)
 
     async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         identity = await self._delivery.identity.get()
@@ -202,10 +203,10 @@ class Conversations:
 
     # --- the engine ---------------------------------------------------------------------------
 
-    async def _accept(self, msg: IncomingMessage, require_known: bool | str) -> None:
+    async def _accept(self, msg: IncomingMessage, unknown: UnknownThread) -> None:
         """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""
         log.debug("thread %s: text %r", msg.thread.key, msg.text)
-        ticket = await self._engine.accept(msg, target=ReplyTarget(msg.author.id), require_known=require_known,
+        ticket = await self._engine.accept(msg, target=ReplyTarget(msg.author.id), unknown=unknown,
                                            wait=False)
         outcome = ticket.outcome
         if ticket.accepted:

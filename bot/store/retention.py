@@ -26,8 +26,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
-from bot.pipeline import InboxEntry
 from bot.store import keys
+from bot.store.inbox_entry import InboxEntry
 from bot.store.review import forget_member
 from bot.types import Author, Case, Entry, EntryKind, Participant, ThreadRef
 

@@ -179,7 +179,7 @@ def test_the_appeals_queue_and_the_decision_reach_the_case_and_the_member(page: 
 
     thread = s.threads["risk"]
     assert live.call(lambda: live.engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    notices = live.call(lambda: live.engine.take_notices("discord"))
+    notices = live.call(lambda: live.engine.pop_notices("discord"))
     decision = [n for n in notices if n.member == ALICE.id]
     assert len(decision) == 1 and decision[0].action == "reopen" and decision[0].case_id == s.risk
     assert any("appeal" in r.text for r in decision[0].replies)

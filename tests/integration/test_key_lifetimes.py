@@ -18,7 +18,7 @@ from bot.store import keys
 from bot.store.retention import Retention
 from bot.types import Author, EditedMessage, IncomingMessage, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
-from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from config.settings import AnthropicSettings, RedisSettings, Settings, StoreSettings
 from tests.integration.scripted_model import ScriptedModel
 
 DAY_MS = 86_400_000
@@ -31,8 +31,8 @@ SLACK = 5_000  # ms a PTTL may have run down between the transition and the read
 def _runtime(client: Any, model: Any = None) -> Runtime:
     settings = Settings(
         anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
-        engine=EngineSettings(idle_ttl_days=IDLE_DAYS, case_retention_days=RETENTION_DAYS,
-                              dedupe_ttl_seconds=DEDUPE_S, lock_ttl_seconds=LOCK_S))
+        store=StoreSettings(idle_ttl_days=IDLE_DAYS, case_retention_days=RETENTION_DAYS,
+                            dedupe_ttl_seconds=DEDUPE_S, lock_ttl_seconds=LOCK_S))
     communities = Communities(CommunityConfig(threshold=2, frozen_reminder_cooldown=COOLDOWN_S))
     return build_runtime(settings, redis=client, communities=communities, model=model)
 

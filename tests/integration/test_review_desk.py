@@ -73,7 +73,7 @@ async def test_an_appeal_is_filed_once_per_member_and_the_decision_goes_to_the_m
     assert not await desk.decide("T1", n, "ann", "uphold", MOD)  # decided once
     assert await desk.open_appeals(["T1"]) == []
     assert (await engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    [notice] = await engine.take_notices("slack")
+    [notice] = await engine.pop_notices("slack")
     assert notice.action == "reopen" and notice.member == "ann" and notice.case_id == n
     assert any("reopened" in r.text.lower() or "open again" in r.text for r in notice.replies)
     review = await desk.review("T1", n)
@@ -89,7 +89,7 @@ async def test_an_upheld_appeal_keeps_the_thread_ended_and_tells_the_member(runt
     assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
     assert await desk.decide("g", n, "ann", "uphold", MOD)
     assert (await engine.thread_state(thread)).status is ThreadStatus.ENDED
-    [notice] = await engine.take_notices("discord")
+    [notice] = await engine.pop_notices("discord")
     assert notice.action == "appeal" and notice.member == "ann"
     assert [r.kind for r in notice.replies] == [ReplyKind.INFO] and "upheld" in notice.replies[0].text
 
@@ -107,7 +107,7 @@ async def test_the_repeat_policy_warns_a_member_with_recent_ends_at_the_first_re
         newer = ThreadRef("discord", "g", "c", "newer")
         o = await engine.handle_message(IncomingMessage(newer, ANN, BAD, message_id="n-1"))
         assert ReplyKind.WARNING in [r.kind for r in o.replies]
-        _, log = await rt.store.load(newer)
+        _, log = await rt.store.turns.load(newer)
         assert [e.kind for e in log if e.kind in (EntryKind.REDIRECTION, EntryKind.WARNING)] == [
             EntryKind.REDIRECTION, EntryKind.WARNING]
         # another member starts from zero
