@@ -137,10 +137,13 @@ def discord(demo: bool, embedded_store: bool) -> None:
     """Run the Discord bot (needs DISCORD_TOKEN, REDIS_URL and ANTHROPIC_API_KEY)."""
     allowances = _allowances("discord", needs_model=True, demo=demo, embedded_store=embedded_store)
     from adapters.discord.app import run_discord
+    from adapters.metrics import PrometheusMetrics
     from adapters.ops import serve_operated
 
-    run_with_runtime(lambda rt: serve_operated(rt, allowances, lambda _: run_discord(rt.settings, runtime=rt)),
-                     quiet=False)
+    metrics = PrometheusMetrics()
+    run_with_runtime(lambda rt: serve_operated(rt, metrics, allowances,
+                                               lambda _: run_discord(rt.settings, runtime=rt)),
+                     quiet=False, metrics=metrics)
 
 
 @main.command()
@@ -152,11 +155,14 @@ def slack(http_port: int | None, demo: bool, embedded_store: bool) -> None:
     """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN, REDIS_URL and
     ANTHROPIC_API_KEY)."""
     allowances = _allowances("slack", needs_model=True, demo=demo, embedded_store=embedded_store)
+    from adapters.metrics import PrometheusMetrics
     from adapters.ops import serve_operated
     from adapters.slack.app import run_slack
 
+    metrics = PrometheusMetrics()
     run_with_runtime(lambda rt: serve_operated(
-        rt, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False)
+        rt, metrics, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False,
+        metrics=metrics)
 
 
 @main.command()

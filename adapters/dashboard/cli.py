@@ -49,6 +49,7 @@ def register(main: click.Group, cases: click.Group) -> None:
         from pydantic import ValidationError
 
         from adapters.dashboard.app import run_dashboard
+        from adapters.metrics import PrometheusMetrics
         from adapters.ops import production_gaps, refusal, serve_operated
         from bot.bootstrap import build_runtime
         from config.dashboard import DashboardSettings
@@ -66,9 +67,10 @@ def register(main: click.Group, cases: click.Group) -> None:
         setup_logging(settings)
 
         async def serve() -> None:
-            runtime = build_runtime(settings)
+            metrics = PrometheusMetrics()
+            runtime = build_runtime(settings, metrics=metrics)
             try:
-                await serve_operated(runtime, allowances, lambda _: run_dashboard(
+                await serve_operated(runtime, metrics, allowances, lambda _: run_dashboard(
                     settings, host or dash.host, port or dash.port, runtime=runtime))
             finally:
                 await runtime.aclose()

@@ -5,7 +5,7 @@
     tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
     tg:usage:communities        set   communities with recorded usage
 
-A turn's tokens are added by its commit (``scripts.COMMIT_TURN``): to the thread's sums in the thread's
+A turn's tokens are added by its commit (``scripts.turns.COMMIT_TURN``): to the thread's sums in the thread's
 slot and, on one server, to the community's day in the same script; on Redis Cluster the day's sums live
 in another slot and the store sends them by a request at the same time as the commit, so they add no
 sequential round trip. A turn that commits nothing (its model call failed) is recorded alone by

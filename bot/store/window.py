@@ -1,13 +1,14 @@
 """The history windows this process last read, so a turn start reads only what was appended since.
 
-A thread's turn-start script (``scripts.INGEST``, ``CLAIM``, ``COMMIT_TURN`` and ``DROP_HEAD`` for the next
-turn) is told what the caller holds: the log from index ``start`` up to ``end`` (exclusive), read at log
-generation ``gen``, and the entry at ``end - 1`` itself. When that is still the log (the same generation,
-the log at least that long, the same entry at ``end - 1``) and the window starts inside it, the script sends
-only the entries from ``end`` on; otherwise the whole window, as it always did. So whatever happened in
-between (turns another process committed, a reopen, the window start moving, entries rewritten in place by
-forget-user, which moves the generation on, the thread deleted and begun anew, a Redis restart that lost
-the last writes), a turn sees the log Redis holds: the cache saves reading and decoding, never decides.
+A thread's turn-start script (``scripts.inbox.INGEST`` and ``CLAIM``, ``scripts.turns.COMMIT_TURN`` and
+``DROP_HEAD`` for the next turn) is told what the caller holds: the log from index ``start`` up to ``end``
+(exclusive), read at log generation ``gen``, and the entry at ``end - 1`` itself. When that is still the log
+(the same generation, the log at least that long, the same entry at ``end - 1``) and the window starts
+inside it, the script sends only the entries from ``end`` on; otherwise the whole window, as it always did.
+So whatever happened in between (turns another process committed, a reopen, the window start moving, entries
+rewritten in place by forget-user, which moves the generation on, the thread deleted and begun anew, a Redis
+restart that lost the last writes), a turn sees the log Redis holds: the cache saves reading and decoding,
+never decides.
 
 The windows are kept for the threads used most recently, at most ``max_threads`` of them.
 """

@@ -124,7 +124,7 @@ def test_reopen_unfreezes_the_thread_in_the_engine_and_tells_the_thread(page: Pa
     outcome = live.call(lambda: live.engine.handle_message(
         IncomingMessage(live.seeded.threads["abuse"], ALICE, "thanks, and what about fractions?", "after-reopen")))
     assert not outcome.frozen and outcome.model_called
-    _, log = live.call(lambda: live.engine.store.load(live.seeded.threads["abuse"]))
+    _, log = live.call(lambda: live.engine.store.turns.load(live.seeded.threads["abuse"]))
     assert EntryKind.REOPEN in {e.kind for e in log}
 
 

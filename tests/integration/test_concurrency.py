@@ -71,7 +71,7 @@ async def test_fifty_messages_into_one_thread_never_overlap_and_count_exactly(pa
     warnings = [r for o in outcomes for r in o.replies if r.kind is ReplyKind.WARNING]
     assert len(warnings) == 1 and "20 times" in warnings[0].text
     assert model.max_in_flight == 1
-    state, log = await a.store.load(T)
+    state, log = await a.store.turns.load(T)
     assert state.ladder.redirects == 50 and state.ladder.turn == 50
     kinds = [e.kind.value for e in log]
     assert kinds.count("user") == 50 and kinds.count("assistant") == 50 and kinds.count("redirection") == 50
@@ -91,7 +91,7 @@ async def test_racing_ends_give_exactly_one_freeze_and_one_case(pair):
     assert len(notices) == 1 and len(cases) == 1
     assert await a.cases.count("T1") == 1
     assert (await a.engine.thread_state(T)).status is ThreadStatus.ENDED
-    assert await a.store.threads_with_pending_cases() == []
+    assert await a.store.cases.threads_with_pending_cases() == []
     # every model call happened before the end; none after
     assert model.calls <= 1
 
@@ -105,7 +105,7 @@ async def test_redelivered_event_is_answered_once(pair):
                                     a.engine.handle_message(redelivery))
     assert sum(not o.duplicate for o in outcomes) == 1
     assert model.calls == 1
-    _, log = await a.store.load(T)
+    _, log = await a.store.turns.load(T)
     assert [e.message_id for e in log if e.kind.value == "user"] == ["m1"]
 
 

@@ -122,13 +122,13 @@ async def test_redis_lost_after_the_freeze_then_another_process_files_it_on_the_
 
     first, second = process(), process()
     try:
-        original = first.store.file_end_case
+        original = first.store.cases.file_end_case
 
         async def redis_dies_first(thread, seq, case):  # type: ignore[no-untyped-def]
             server.stop()
             return await original(thread, seq, case)
 
-        first.store.file_end_case = redis_dies_first  # type: ignore[method-assign]
+        first.store.cases.file_end_case = redis_dies_first  # type: ignore[method-assign]
         await first.engine.handle_message(message(T, "hello"))
         o = await first.engine.handle_message(message(T, "please end this"))
         assert o.status is ThreadStatus.ENDED and o.case is None
