@@ -39,18 +39,22 @@ TRANSCRIPT_EXPIRED = "Transcript expired under the retention policy; the case re
 PLATFORMS = ("discord", "slack", "console")
 _RETRIES = 5
 
-# KEYS: case hash.  ARGV: expected body, new body, marker field name, marker value ('' for none)
+# A case body replaced when it is still ``expected``, with a marker field set (``marker_value`` '': none).
 _SWAP_CASE_BODY = """
-if redis.call('HGET', KEYS[1], 'body') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'body', ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
+local case = KEYS[1]
+local expected, body, marker, marker_value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', case, 'body') ~= expected then return 0 end
+redis.call('HSET', case, 'body', body)
+if marker_value ~= '' then redis.call('HSET', case, marker, marker_value) end
 return 1
 """
 
-# KEYS: hash.  ARGV: field, expected value, new value
+# One hash field replaced when it still holds ``expected``.
 _SWAP_HASH_FIELD = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local hash = KEYS[1]
+local field, expected, value = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', hash, field) ~= expected then return 0 end
+redis.call('HSET', hash, field, value)
 return 1
 """
 
@@ -85,28 +89,27 @@ end
 return missed
 """
 
-# KEYS: state, log, remind.  ARGV: now ms, idle ttl ms, ended ttl ms, last activity (epoch s) from the log
-# Returns 0 (every key has a TTL), 1 (TTLs set to what remains), 2 (older than its period: deleted).
+# A thread's keys without a TTL get what remains of their period, or go at once when they are older than
+# it (``last_activity``: the time of the log's last entry, epoch s). Returns 0 (every key has a TTL), 1 (TTLs
+# set to what remains), 2 (older than its period: deleted).
 _EXPIRE_THREAD = """
-local missing = false
-for i = 1, 2 do
-  if redis.call('PTTL', KEYS[i]) == -1 then missing = true end
-end
-if not missing then return 0 end
-local last = tonumber(ARGV[4])
+local state, log, remind = KEYS[1], KEYS[2], KEYS[3]
+local now_ms, idle_ttl, ended_ttl, last_activity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('PTTL', state) ~= -1 and redis.call('PTTL', log) ~= -1 then return 0 end
+local last = tonumber(last_activity)
 for _, name in ipairs({'updated_at', 'ended_at', 'created_at'}) do
-  local v = tonumber(redis.call('HGET', KEYS[1], name) or '')
+  local v = tonumber(redis.call('HGET', state, name) or '')
   if v and v > last then last = v end
 end
-local limit = tonumber(ARGV[2])
-if redis.call('HGET', KEYS[1], 'status') == 'ended' then limit = tonumber(ARGV[3]) end
-local rest = limit - (tonumber(ARGV[1]) - math.floor(last * 1000))
+local limit = tonumber(idle_ttl)
+if redis.call('HGET', state, 'status') == 'ended' then limit = tonumber(ended_ttl) end
+local rest = limit - (tonumber(now_ms) - math.floor(last * 1000))
 if rest <= 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', state, log, remind)
   return 2
 end
-for i = 1, 3 do
-  if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], rest) end
+for _, key in ipairs({state, log, remind}) do
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, rest) end
 end
 return 1
 """
