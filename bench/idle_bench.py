@@ -77,8 +77,9 @@ class Probe:
         self.answered = 0
         self.turns = 0
         self.spans: list[tuple[float, float]] = []
-        for owner, names in ((runtime.store, ("ingest", "claim", "commit_turn", "drop_head", "renew", "file_end_case")),
-                             (runtime.usage, ("record_turn", "record_case"))):
+        store = runtime.store
+        for owner, names in ((store.inbox, ("ingest", "claim", "renew")), (store.turns, ("commit_turn", "drop_head")),
+                             (store.cases, ("file_end_case",)), (runtime.usage, ("record_turn", "record_case"))):
             for name in names:
                 setattr(owner, name, self._timed(getattr(owner, name)))
 
