@@ -74,7 +74,7 @@ return 1
 class RedisReviewStore:
     """The review desk's storage on any redis-py asyncio client (decoded responses) or fakeredis."""
 
-    def __init__(self, client: Any, *, retention_s: int = 365 * 86_400) -> None:
+    def __init__(self, client: Any, *, retention_s: int) -> None:
         self.client = client
         self.retention_s = retention_s
         self._assign = client.register_script(ASSIGN)

@@ -74,7 +74,7 @@ def case_usage(community: str, case_id: int) -> str:
 class UsageLedger:
     """Records and reads usage sums; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
-    def __init__(self, client: Any, *, thread_ttl_ms: int = 365 * 86_400_000) -> None:
+    def __init__(self, client: Any, *, thread_ttl_ms: int) -> None:
         self.client = client
         self.thread_ttl_ms = thread_ttl_ms
         #: Requests sent to Redis (a pipeline counts once): for benchmarks.

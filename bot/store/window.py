@@ -45,7 +45,7 @@ class WindowCache:
     Entries are shared between the turns of a thread: they must not be changed in place.
     """
 
-    def __init__(self, max_threads: int = 128) -> None:
+    def __init__(self, max_threads: int) -> None:
         self.max_threads = max_threads
         self._held: OrderedDict[str, HeldWindow] = OrderedDict()
         #: Turn starts that read only the entries after what was held, and those that read the whole window.

@@ -117,8 +117,9 @@ async def test_the_ledger_sums_on_every_store(any_redis):
     the in-process Redis; the first record loads its script on a server that never saw it."""
     from bot.model import Usage
     from bot.store.usage import UsageLedger
+    from config.settings import StoreSettings
 
-    ledger = UsageLedger(any_redis)
+    ledger = UsageLedger(any_redis, thread_ttl_ms=StoreSettings().ended_ttl_ms)
     thread = ThreadRef("slack", "T1", "C1", "1.0")
     await ledger.record_turn(thread, Usage(10, 2, 300, 0, calls=1), at=0)
     totals = await ledger.record_turn(thread, Usage(5, 3, 0, 300, calls=2), at=86_400 * 1.5)
