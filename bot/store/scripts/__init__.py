@@ -99,7 +99,7 @@ def held_args(held: HeldWindow | None) -> list[str]:
     return ["", ""] if held is None else [held.have, held.last]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StartReply:
     """A turn start as ``START`` sends it."""
 

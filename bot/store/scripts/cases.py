@@ -22,7 +22,7 @@ return {n, 1}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileCase:
     """``FILE_CASE``'s keys and arguments."""
 
@@ -40,7 +40,7 @@ class FileCase:
         return [self.ref, self.body, self.created, keys.case(self.community, 0)[:-1]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FiledCase:
     number: int
     new: bool
@@ -67,7 +67,7 @@ return left
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FinishFiling:
     """``FINISH_FILING``'s keys and arguments."""
 

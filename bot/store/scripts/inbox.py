@@ -65,7 +65,7 @@ return {'queued', queued + 1}
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ingest:
     """``INGEST``'s keys and arguments."""
 
@@ -94,7 +94,7 @@ class Ingest:
                 self.thread_key, self.due_at, *held_args(self.held)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class IngestReply:
     status: IngestStatus
     token: str = ""
@@ -129,7 +129,7 @@ return grant(state, log, lease, inbox, lease_ttl, have, held)
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Claim:
     """``CLAIM``'s keys and arguments."""
 
@@ -145,7 +145,7 @@ class Claim:
         return [self.lease_ms, *held_args(self.held)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClaimReply:
     status: ClaimStatus
     token: str = ""
@@ -176,7 +176,7 @@ return {'owner', token, redis.call('HGETALL', state), entries(log, 0, -1), false
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseForEnd:
     """``LEASE_FOR_END``'s keys and arguments."""
 
@@ -191,7 +191,7 @@ class LeaseForEnd:
         return [self.lease_ms]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LeaseForEndReply:
     status: ClaimStatus
     token: str = ""
@@ -222,7 +222,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Renew:
     """``RENEW``'s keys and arguments (``lease_ms`` ``None``: hand the lease back)."""
 
@@ -247,7 +247,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ForgetDue:
     """``FORGET_DUE``'s keys and arguments."""
 

@@ -139,7 +139,7 @@ return reply(next_or_release(state, log, lease, inbox, token, lease_ttl, go_on, 
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Commit:
     """``COMMIT_TURN``'s keys and arguments."""
 
@@ -175,7 +175,7 @@ class Commit:
         ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CommitReply:
     status: CommitStatus
     end_seq: int
@@ -210,7 +210,7 @@ return next_or_release(state, log, lease, inbox, token, lease_ttl, go_on, 'ok', 
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Drop:
     """``DROP_HEAD``'s keys and arguments (``reminder_cooldown`` ``None``: no reminder)."""
 
@@ -234,7 +234,7 @@ class Drop:
                 *held_args(self.held)]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DropReply:
     status: CommitStatus
     remind: bool
@@ -270,7 +270,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SeedBranch:
     """``SEED_BRANCH``'s keys and arguments."""
 
@@ -302,7 +302,7 @@ return 1
 """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reopen:
     """``REOPEN``'s keys and arguments."""
 
