@@ -58,14 +58,15 @@ redis.call('HSET', hash, field, value)
 return 1
 """
 
-# Swaps list items in place: ARGV is index, expected, new, index, expected, new, ...; ``missed`` counts the
-# items not swapped because the list moved on (a lost race, retried by the caller).
+# Swaps the items of the list ``KEYS[1]`` in place: ARGV is a run of (index, expected, new) triples;
+# ``missed`` counts the items not swapped because the list moved on (a lost race, retried by the caller).
 _SWAP_ITEMS = """
+local list = KEYS[1]
 local missed = 0
 for i = 1, #ARGV, 3 do
-  local at = tonumber(ARGV[i])
-  if redis.call('LINDEX', KEYS[1], at) == ARGV[i + 1] then
-    redis.call('LSET', KEYS[1], at, ARGV[i + 2])
+  local at, expected, new = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  if redis.call('LINDEX', list, at) == expected then
+    redis.call('LSET', list, at, new)
   else
     missed = missed + 1
   end
@@ -80,11 +81,12 @@ _SWAP_LIST_ITEMS = _SWAP_ITEMS + "return missed\n"
 # (``bot.store.window``); a state that is gone is created for it, holding only that, for as long as the log
 # is kept.
 _SWAP_LOG_ENTRIES = _SWAP_ITEMS + """
+local state = KEYS[2]
 if missed < #ARGV / 3 then
-  local fresh = redis.call('EXISTS', KEYS[2]) == 0
-  redis.call('HINCRBY', KEYS[2], 'log_gen', 1)
-  local ttl = redis.call('PTTL', KEYS[1])
-  if fresh and ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  local fresh = redis.call('EXISTS', state) == 0
+  redis.call('HINCRBY', state, 'log_gen', 1)
+  local ttl = redis.call('PTTL', list)
+  if fresh and ttl > 0 then redis.call('PEXPIRE', state, ttl) end
 end
 return missed
 """

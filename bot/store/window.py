@@ -58,10 +58,6 @@ class WindowCache:
     def held(self, thread_key: str) -> HeldWindow | None:
         return self._held.get(thread_key)
 
-    def args(self, held: HeldWindow | None) -> list[str]:
-        """The two script arguments that say what the caller holds (empty: nothing)."""
-        return ["", ""] if held is None else [held.have, held.last]
-
     def window(self, thread_key: str, held: HeldWindow | None, tail: str, last: str | None, win: int, base: int,
                length: int, gen: str) -> list[Entry]:
         """The window from a turn-start reply: ``tail`` holds the entries from ``base`` up to the last one,
