@@ -182,7 +182,7 @@ class ConversationEngine:
             link = Entry(EntryKind.BRANCH, f"Branched from {old.key} by editing message {edit.message_id}.",
                          turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
             await self.store.turns.seed_branch(new_thread, [*prefix, link],
-                                         ThreadState(new_thread, ladder=ladder, branch_of=old.key))
+                                               ThreadState(new_thread, ladder=ladder, branch_of=old.key))
             case_id = state.case_id
             if case_id is None:  # the end's case is still waiting for its number: this event files it
                 filed = await self.store.cases.file_pending_cases(old)
@@ -531,7 +531,7 @@ class ConversationEngine:
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
                             usage=usage)
         result = await self._retrying(thread, lambda: self.store.turns.commit_turn(thread, start.token, commit,
-                                                                             go_on=go_on))
+                                                                                   go_on=go_on))
         turn.totals = result.totals
         if result.status is CommitStatus.ALREADY_ENDED:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
