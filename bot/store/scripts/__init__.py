@@ -49,8 +49,7 @@ end
 # holds next time. See ``bot.store.window``; decoded by ``StartReply``.
 START = """
 local state_fields = {""" + lua_list(STATE_FIELDS) + """}
-local field_at = {}
-for i, name in ipairs(state_fields) do field_at[name] = i end
+local field_at = {""" + ", ".join(f"{name} = {i}" for i, name in enumerate(STATE_FIELDS, 1)) + """}
 -- ``st``: the state's values of ``state_fields`` when the caller read them already, ``head``: the inbox head
 -- when the caller knows it (each saves a call).
 local function window(state, log, inbox, have, held, st, head)
