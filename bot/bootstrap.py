@@ -12,6 +12,7 @@ from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine, EngineLimits
 from bot.metrics import Metrics
 from bot.model import ModelClient
+from bot.moderation import Moderation
 from bot.pipeline import PipelineLimits
 from bot.review import ReviewDesk
 from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
@@ -36,8 +37,10 @@ class Runtime:
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
     usage: UsageLedger
-    #: Review state, appeals and members' end history.
+    #: Review state, appeals and members' end records.
     review: ReviewDesk
+    #: The moderators' actions on cases (take, review, note, reopen, decide an appeal), for every surface.
+    moderation: Moderation
     #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
     #: connected); ``/readyz`` answers 200 only from then on.
     serving: bool = False
@@ -107,11 +110,12 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     pipeline = PipelineLimits(max_inbox=engine_settings.max_inbox, max_thread_turns=engine_settings.max_thread_turns,
                               max_active_threads=engine_settings.max_active_threads)
     ledger = UsageLedger(client, thread_ttl_ms=int(engine_settings.case_retention_days * DAY_MS))
-    engine = ConversationEngine(store, chosen, communities, limits, pipeline, usage=ledger, metrics=metrics)
+    review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))
+    review = ReviewDesk(review_store, CaseLog(store), communities)
+    engine = ConversationEngine(store, chosen, communities, limits, pipeline, usage=ledger, metrics=metrics,
+                                member_records=review)
     if metrics is not None:
         store.metrics = metrics
-    review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))
-    review = ReviewDesk(review_store, engine.cases, engine, communities)
-    engine.history = review
+    moderation = Moderation(store, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None,
-                   usage=ledger, review=review)
+                   usage=ledger, review=review, moderation=moderation)

@@ -102,7 +102,8 @@ class SlackBot:
         worker.intervals = dataclasses.replace(worker.intervals,
                                                notices=min(slack.notice_poll_interval, worker.intervals.notices))
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
-        self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
+        moderators = Moderators(self.client, runtime.communities, slack)
+        self.commands = Commands(runtime.engine, runtime.moderation, moderators, self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0
