@@ -201,6 +201,7 @@ class ConversationEngine:
             case_id = state.case_id
             if case_id is None:  # the end's case is still waiting for its number: this event files it
                 filed = await self.store.file_pending_cases(old)
+                await self._cases_filed(filed)
                 case_id = filed[-1].case_id if filed else None
             if case_id is not None:
                 await self.store.link_branch(old.community, case_id, new_thread.key)
@@ -257,6 +258,7 @@ class ConversationEngine:
             return
         for case in filed:
             log.info("thread %s: pending case %s filed", thread.key, case.case_id)
+        await self._cases_filed(filed)
 
     async def _take(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
@@ -331,6 +333,7 @@ class ConversationEngine:
             filed.extend(await self.store.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
+        await self._cases_filed(filed)
         return filed
 
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
@@ -570,6 +573,11 @@ class ConversationEngine:
         except StoreUnavailable:
             log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
             return None
+
+    async def _cases_filed(self, cases: list[Case]) -> None:
+        """Cases numbered late (a failure left them pending) enter the members' end records too."""
+        for case in cases:
+            await self._case_filed(case)
 
     async def _case_filed(self, case: Case) -> None:
         if self.member_records is not None:

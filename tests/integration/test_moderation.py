@@ -11,7 +11,8 @@ from bot.review import ReviewState
 from bot.store.review import RedisReviewStore
 from bot.types import IncomingMessage, ThreadRef, ThreadStatus
 from tests.integration.dashboard_client import dashboard
-from tests.integration.test_review_desk import ANN, EVE, end_thread, runtime_on
+from tests.integration.test_pending_case_next_event import numbering_fails_once
+from tests.integration.test_review_desk import ANN, BAD, EVE, end_thread, runtime_on
 
 G = "g"
 
@@ -112,3 +113,18 @@ async def test_taking_a_case_you_already_hold_changes_nothing(runtime):
     assert (again.state, again.assignee, again.at) == (ReviewState.IN_REVIEW, "mod-a", first.at)
     case = await runtime.cases.get(G, n)
     assert [(await runtime.cases.get(G, a)).action for a in case.actions] == ["assign"]
+
+
+
+async def test_an_ending_numbered_late_counts_on_both_records(runtime):
+    """A failure between the freeze and its numbering leaves the case pending; numbered later, it counts
+    on the member record and for the repeat policy alike."""
+    numbering_fails_once(runtime.store)
+    thread = ThreadRef("discord", G, "c", "t-late")
+    for i, text in enumerate(["hi", BAD, BAD, BAD]):
+        outcome = await runtime.engine.handle_message(IncomingMessage(thread, ANN, text, message_id=f"late-{i}"))
+    assert outcome.status is ThreadStatus.ENDED and outcome.case is None
+    [case] = await runtime.engine.reconcile()
+    assert case.reason == "persistent_abuse"
+    async with dashboard(runtime, [G], "mod-a") as (mod,):
+        assert await mod.strikes(G, ANN.id) == 1 and await policy_record(runtime, ANN.id) == 1
