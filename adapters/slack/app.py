@@ -40,7 +40,8 @@ from .appeal import ACTION as APPEAL_ACTION
 from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
-from .conversations import Conversations, Delivery, IdentityCache, SlackSink
+from .conversations import Conversations, Delivery, SlackSink
+from .identity import IdentityCache
 from .modlog import ModLog
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
