@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.eval.runner import ScenarioRun
-from adapters.eval.scenarios import CLASSES, HARMFUL_KINDS, Scenario
+from tools.eval.runner import ScenarioRun
+from tools.eval.scenarios import CLASSES, HARMFUL_KINDS, Scenario
 
 
 @dataclass

@@ -13,15 +13,15 @@ from typing import Any
 
 import click
 
-from adapters.eval.pricing import Prices, prices_for
-from adapters.eval.report import FORMAT, render_html, render_text
-from adapters.eval.runner import RunOptions, ScenarioRun, SuiteRunner
-from adapters.eval.scenarios import Suite, SuiteError, load_suite
-from adapters.eval.scorecard import Usage, compare, score
 from adapters.runner import setup_logging
 from bot.bootstrap import build_runtime
 from bot.errors import ThreadguardError
 from config.settings import AnthropicSettings, RedisSettings, Settings
+from tools.eval.pricing import Prices, prices_for
+from tools.eval.report import FORMAT, render_html, render_text
+from tools.eval.runner import RunOptions, ScenarioRun, SuiteRunner
+from tools.eval.scenarios import Suite, SuiteError, load_suite
+from tools.eval.scorecard import Usage, compare, score
 
 DEFAULT_HTML = Path("eval-report.html")
 
