@@ -13,7 +13,7 @@ from bot.casefile import render_case_text
 from bot.types import Case
 from config.settings import Settings
 
-#: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``adapters.eval.cli``), imported
+#: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``tools.eval.cli``), imported
 #: only when used.
 _DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "moderator")
 _DASHBOARD_CASE_COMMANDS = ("export",)
@@ -190,7 +190,7 @@ def _register_dashboard() -> None:
 
 
 def _register_eval() -> None:
-    from adapters.eval.cli import register
+    from tools.eval.cli import register
 
     if "eval" not in main.commands:
         register(main)

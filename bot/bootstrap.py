@@ -12,6 +12,7 @@ from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine
 from bot.metrics import Metrics
 from bot.model import ModelClient
+from bot.moderation import Moderation
 from bot.review import ReviewDesk
 from bot.store import Store
 from bot.store.connection import connect
@@ -42,8 +43,10 @@ class Runtime:
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
     usage: UsageLedger
-    #: Review state, appeals and members' end history.
+    #: Review state, appeals and members' end records.
     review: ReviewDesk
+    #: The moderators' actions on cases (take, review, note, reopen, decide an appeal), for every surface.
+    moderation: Moderation
     #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
     #: connected); ``/readyz`` answers 200 only from then on.
     serving: bool = False
@@ -103,10 +106,10 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)
     ledger = UsageLedger(client, thread_ttl_ms=settings.store.ended_ttl_ms)
-    engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                                metrics=metrics)
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
-    review = ReviewDesk(review_store, engine.cases, engine, communities)
-    engine.history = review
+    review = ReviewDesk(review_store, CaseLog(store.cases), communities)
+    engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
+                                metrics=metrics, member_records=review)
+    moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, client, windows, chosen, communities,
-                   embedded_store=redis is None and url is None, usage=ledger, review=review)
+                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation)

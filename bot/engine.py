@@ -79,8 +79,9 @@ class _Turn:
     totals: TokenTotals | None = None
 
 
-class MemberHistory(Protocol):
-    """The review desk's hooks into turns: members' end history and the community's repeat policy."""
+class MemberRecords(Protocol):
+    """The review desk's hooks into turns: members' end records, the community's repeat policy and
+    moderators' risk alerts."""
 
     async def case_filed(self, case: Case) -> None: ...
 
@@ -91,11 +92,11 @@ class MemberHistory(Protocol):
 
 
 class ConversationEngine:
-    """Handles member messages, edits, user ends and moderator reopens for every platform."""
+    """Handles member messages, edits and user ends for every platform (moderator actions: ``bot.moderation``)."""
 
     def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
                  pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, member_records: MemberRecords | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
@@ -103,8 +104,8 @@ class ConversationEngine:
         self.cases = CaseLog(store.cases)
         self.usage = usage
         self.metrics = metrics or Metrics()
-        #: Set by the composition root: records members' ends and applies the repeat policy.
-        self.history: MemberHistory | None = None
+        #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
+        self.member_records = member_records
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
@@ -186,6 +187,7 @@ class ConversationEngine:
             case_id = state.case_id
             if case_id is None:  # the end's case is still waiting for its number: this event files it
                 filed = await self.store.cases.file_pending_cases(old)
+                await self._cases_filed(filed)
                 case_id = filed[-1].case_id if filed else None
             if case_id is not None:
                 await self.store.cases.link_branch(old.community, case_id, new_thread.key)
@@ -242,6 +244,7 @@ class ConversationEngine:
             return
         for case in filed:
             log.info("thread %s: pending case %s filed", thread.key, case.case_id)
+        await self._cases_filed(filed)
 
     async def _lease_for_end(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
@@ -257,25 +260,6 @@ class ConversationEngine:
                 raise ThreadBusy(f"thread {thread.key} stayed busy")
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
-
-    async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome:
-        """A moderator unfreezes the thread of an end case; the reopen is filed as its own case."""
-        case = await self.cases.get(community, case_id)
-        thread = ThreadRef.from_key(case.thread)
-        if case.action != "end":
-            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"Case {case_id} is a {case.action} "
-                                                  "entry, not an ended thread.", ephemeral=True)])
-        entry = Entry(EntryKind.REOPEN, f"Reopened by moderator {moderator.name} (case {case_id}).",
-                      author_id=moderator.id, author_name=moderator.name)
-        if not await self.store.turns.reopen(thread, entry):
-            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"The thread of case {case_id} is not "
-                                                  "ended any more (already reopened or expired).",
-                                                  ephemeral=True)])
-        action = await self.cases.add_action(community, case_id, "reopen", moderator,
-                                             f"Reopened the thread of case {case_id}.")
-        log.info("thread %s reopened by moderator %s (case %s)", thread.key, moderator.id, case_id)
-        return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
-                       replies=[Reply(ReplyKind.INFO, texts.reopened(self.communities.get(community), thread))])
 
     async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """The conversation now running in a place without threads (a Discord DM channel).
@@ -335,6 +319,7 @@ class ConversationEngine:
             filed.extend(await self.store.cases.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
+        await self._cases_filed(filed)
         return filed
 
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
@@ -557,28 +542,33 @@ class ConversationEngine:
 
     async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
         """The community's repeat policy may lower this member's threshold (warned at once)."""
-        if self.history is None or not config.repeat_ends:
+        if self.member_records is None or not config.repeat_ends:
             return config
         try:
-            threshold = await self.history.threshold_for(msg.thread.community, msg.author.id, config.threshold)
+            threshold = await self.member_records.threshold_for(msg.thread.community, msg.author.id, config.threshold)
         except StoreUnavailable:
             return config
         return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
 
     async def _risk_flagged(self, thread: ThreadRef, transcript: list[Entry], jump_url: str | None) -> Case | None:
         kind = next((e.category for e in reversed(transcript) if e.kind is EntryKind.RISK), None) or "self_harm"
-        if self.history is None:
+        if self.member_records is None:
             return None
         try:
-            return await self.history.risk_flagged(thread, kind, transcript, jump_url)
+            return await self.member_records.risk_flagged(thread, kind, transcript, jump_url)
         except StoreUnavailable:
             log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
             return None
 
+    async def _cases_filed(self, cases: list[Case]) -> None:
+        """Cases numbered late (a failure left them pending) enter the members' end records too."""
+        for case in cases:
+            await self._case_filed(case)
+
     async def _case_filed(self, case: Case) -> None:
-        if self.history is not None:
+        if self.member_records is not None:
             try:
-                await self.history.case_filed(case)
+                await self.member_records.case_filed(case)
             except StoreUnavailable:
                 log.warning("case %s of %s: the members' end history was not updated", case.case_id,
                             case.community)

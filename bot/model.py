@@ -59,6 +59,9 @@ class ModelRequest:
 
 @dataclass
 class Usage:
+    """One model response's (or one turn's) token counts, under the Messages API's names. Sums over
+    turns (a thread, a community's day, an eval class) are ``bot.usage.TokenTotals``."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0

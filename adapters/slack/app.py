@@ -39,7 +39,8 @@ from .appeal import ACTION as APPEAL_ACTION
 from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
-from .conversations import Conversations, Delivery, IdentityCache, SlackSink
+from .conversations import Conversations, Delivery, SlackSink
+from .identity import IdentityCache
 from .modlog import ModLog
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
@@ -99,7 +100,8 @@ class SlackBot:
         runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
         runtime.worker_polling_notices(slack.notice_poll_interval)
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
-        self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
+        moderators = Moderators(self.client, runtime.communities, slack)
+        self.commands = Commands(runtime.engine, runtime.moderation, moderators, self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0

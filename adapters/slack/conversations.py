@@ -6,8 +6,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_sdk.web.async_client import AsyncWebClient
-
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
@@ -17,8 +15,9 @@ from config.slack import SlackSettings
 
 from . import translate
 from .appeal import notice_blocks
+from .identity import IdentityCache
 from .modlog import ModLog
-from .replies import API_ERRORS, Poster, StreamingReply, error_code
+from .replies import Poster, StreamingReply
 from .translate import Identity, escape
 
 log = logging.getLogger(__name__)
@@ -36,26 +35,6 @@ class SlackUnavailable(ThreadguardError):
     """Slack refused or failed a call the engine depended on (opening a branch thread)."""
 
     user_message = "I couldn't reach Slack to open the new thread. Please edit your message again in a minute."
-
-
-class IdentityCache:
-    """``auth.test`` once: the bot's user id (to strip mentions) and the workspace URL (for links)."""
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self._identity: Identity | None = None
-
-    async def get(self) -> Identity:
-        if self._identity is None:
-            try:
-                resp = await self._client.auth_test()
-            except API_ERRORS as exc:
-                log.warning("auth.test failed (%s); links and mention stripping wait for the next try",
-                            error_code(exc))
-                return Identity()
-            self._identity = Identity(user_id=str(resp.get("user_id") or ""), bot_id=str(resp.get("bot_id") or ""),
-                                      team_id=str(resp.get("team_id") or ""), url=str(resp.get("url") or ""))
-        return self._identity
 
 
 class Delivery:

@@ -175,6 +175,17 @@ class RedisReviewStore:
         async with self._trip("ends_since"):
             return int(await self.client.zcount(ends_key(community, member_id), since, "+inf"))
 
+    async def end_counts(self, community: str, member_ids: list[str]) -> dict[str, int]:
+        """Member id -> ended threads on record (one round trip)."""
+        if not member_ids:
+            return {}
+        async with self._trip("end_counts"):
+            pipe = self.client.pipeline(transaction=False)
+            for member_id in member_ids:
+                pipe.zcard(ends_key(community, member_id))
+            found = await pipe.execute()
+        return {member_id: int(n) for member_id, n in zip(member_ids, found, strict=True)}
+
     async def forget_member(self, community: str, member_id: str) -> None:
         async with self._trip("forget_member"):
             await self.client.delete(ends_key(community, member_id))

@@ -90,7 +90,7 @@ async def test_moderator_reopen(runtime):
     engine = runtime.engine
     await ended_thread(engine)
     mod = Author("mod-1", "Mia")
-    o = await engine.reopen("g", 1, mod)
+    o = await runtime.moderation.reopen("g", 1, mod)
     assert o.status is ThreadStatus.ACTIVE and o.thread == OLD and o.action.action == "reopen"
     assert [r.kind for r in o.replies] == [ReplyKind.INFO] and "reopened" in o.replies[0].text
     state = await engine.thread_state(OLD)
@@ -101,9 +101,9 @@ async def test_moderator_reopen(runtime):
     assert case.actions == [2]
     action = await runtime.cases.get("g", 2)
     assert (action.action, action.refers_to, action.ended_by) == ("reopen", 1, "moderator:mod-1")
-    twice = await engine.reopen("g", 1, mod)
+    twice = await runtime.moderation.reopen("g", 1, mod)
     assert "not ended" in twice.replies[0].text and twice.action is None
-    not_an_end = await engine.reopen("g", 2, mod)
+    not_an_end = await runtime.moderation.reopen("g", 2, mod)
     assert "not an ended thread" in not_an_end.replies[0].text
 
 
@@ -149,7 +149,7 @@ async def test_only_participants_can_end_a_conversation(runtime):
 async def test_notices_for_another_process_are_handed_out_once_in_order(runtime):
     engine = runtime.engine
     await ended_thread(engine)
-    reopened = await engine.reopen("g", 1, Author("mod", "Mod"))
+    reopened = await runtime.moderation.reopen("g", 1, Author("mod", "Mod"))
     await engine.queue_notice(reopened, "reopen", case_id=1)
     await runtime.store.notices.push_notice("discord", "{not json")
     other = ThreadRef("slack", "T", "C", "1.2")

@@ -114,7 +114,7 @@ async def test_a_reopen_gives_the_thread_the_idle_expiry_back_and_clears_the_coo
     await _end_by_abuse(runtime.engine, t)
     await runtime.engine.handle_message(_msg(t, "hello?", 9))
     assert await redis_client.exists(keys.remind(t.key)) == 1
-    outcome = await runtime.engine.reopen("g", 1, Author("mod", "Mo"))
+    outcome = await runtime.moderation.reopen("g", 1, Author("mod", "Mo"))
     assert outcome.status is ThreadStatus.ACTIVE
     await _assert_thread_ttl(redis_client, t, IDLE_DAYS * DAY_MS)
     assert await redis_client.exists(keys.remind(t.key)) == 0

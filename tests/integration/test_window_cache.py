@@ -197,7 +197,7 @@ async def test_a_reopened_thread_is_read_with_its_reopen_entry(two):
     await a.say(t, "hi", "there")
     ended = await b.rt.engine.end_by_user(t, ALICE)
     assert ended.case is not None
-    await b.rt.engine.reopen("g", ended.case.case_id, Author("mod", "mod"))
+    await b.rt.moderation.reopen("g", ended.case.case_id, Author("mod", "mod"))
     await a.say(t, "back again")
     assert a.mismatches == b.mismatches == []
     _, log = await a.rt.store.turns.load(t)

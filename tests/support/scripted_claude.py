@@ -25,8 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.eval.scenarios import Suite
 from tests.support.anthropic_standin import AnthropicStandin, Reply, reply, tool_use
+from tools.eval.scenarios import Suite
 
 _STATE = re.compile(r"<thread_state>redirections=(\d+); warning_threshold=(\d+); warning_posted=([^;]+); "
                     r"user_at_risk=(yes|no)</thread_state>")

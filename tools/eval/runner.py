@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
-from adapters.eval.scenarios import Scenario, Step, Suite
 from bot.bootstrap import Runtime, build_runtime
+from tools.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
+from tools.eval.scenarios import Scenario, Step, Suite
 
 log = logging.getLogger(__name__)
 
