@@ -285,11 +285,12 @@ async def test_a_token_expiring_mid_load_is_renewed_once_across_two_workers(
     sent = []
     n = 0
     while time.monotonic() - installed < 21:  # the renewal falls in the middle of the load
-        text = f"message {n}"
-        worker = (a, b)[n % 2]
-        assert await post_event(session, worker.url, team.reply(text, roots[n % 2], "UALICE")) == 200
-        sent.append(text)
-        n += 1
+        texts = [f"message {n}", f"message {n + 1}"]  # both workers at once
+        events = [team.reply(text, root, "UALICE") for text, root in zip(texts, roots, strict=True)]
+        statuses = await asyncio.gather(*(post_event(session, w.url, e) for w, e in zip((a, b), events, strict=True)))
+        assert statuses == [200, 200]
+        sent.extend(texts)
+        n += 2
         await asyncio.sleep(0.4)
     await until(lambda: all(answered(standin, team)[t] for t in sent), 30, "every message answered")
 
