@@ -95,7 +95,7 @@ async def test_tokens_are_encrypted_at_rest_and_need_the_key(any_redis):
         assert secret not in stored
     assert "UB1" in stored  # what is not secret stays readable
 
-    rotated = store(any_redis, key=f"{Fernet.generate_key().decode()},{KEY}")  # a new key first, the old one still reads
+    rotated = store(any_redis, key=f"{Fernet.generate_key().decode()},{KEY}")  # a new key first; the old reads
     found = await rotated.async_find_installation(enterprise_id=None, team_id="T1")
     assert found is not None and found.bot_refresh_token == "xoxe-1-refresh-secret"
     with pytest.raises(StoreUnavailable):

@@ -13,7 +13,7 @@ import itertools
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -111,11 +111,17 @@ async def fleet(oauth_standin: SlackStandin, anthropic_standin: AnthropicStandin
         w.close()
 
 
-def base(worker: Worker) -> str:
-    return f"http://127.0.0.1:{worker.port}"
+class Site(Protocol):
+    """Where the install pages are served: a worker, or Socket Mode's own listener."""
+
+    port: int
 
 
-async def begin_install(session: aiohttp.ClientSession, worker: Worker) -> tuple[str, str]:
+def base(site: Site) -> str:
+    return f"http://127.0.0.1:{site.port}"
+
+
+async def begin_install(session: aiohttp.ClientSession, worker: Site) -> tuple[str, str]:
     """``GET /slack/install``: (Slack's authorization URL, the state cookie's value)."""
     async with session.get(f"{base(worker)}/slack/install", allow_redirects=False) as resp:
         assert resp.status == 302, await resp.text()
@@ -132,7 +138,7 @@ async def authorize(session: aiohttp.ClientSession, standin: SlackStandin, url: 
     return dict(urllib.parse.parse_qsl(back.query))
 
 
-async def redirect(session: aiohttp.ClientSession, worker: Worker, query: dict[str, str],
+async def redirect(session: aiohttp.ClientSession, worker: Site, query: dict[str, str],
                    cookie: str | None) -> int:
     headers = {"Cookie": f"{STATE_COOKIE}={cookie}"} if cookie else {}
     async with session.get(f"{base(worker)}/slack/oauth_redirect", params=query, headers=headers,
