@@ -36,7 +36,7 @@ def installation(team: str | None = "T1", user: str = "U1", *, bot_token: str = 
 
 
 async def all_values(client: Any) -> str:
-    """Every key and value in the database, as one string."""
+    """Every key and value in the database, as one string (to look for secrets in it)."""
     out: list[str] = []
     async for key in client.scan_iter(match="*"):
         out.append(key)
@@ -45,8 +45,12 @@ async def all_values(client: Any) -> str:
             out.append(str(await client.get(key)))
         elif kind == "hash":
             out.extend(f"{k}={v}" for k, v in (await client.hgetall(key)).items())
+        elif kind == "list":
+            out.extend(await client.lrange(key, 0, -1))
         elif kind == "set":
             out.extend(await client.smembers(key))
+        elif kind == "zset":
+            out.extend(await client.zrange(key, 0, -1))
     return "\n".join(out)
 
 

@@ -24,6 +24,7 @@ from bot.store.installations import InstallationRecords
 from tests.e2e.slack.conftest import thread_texts
 from tests.e2e.slack.test_pipeline_faults import ANSWER, Model, _end_reply, until
 from tests.integration.test_retention import _cli
+from tests.integration.test_slack_installations import all_values
 from tests.support.anthropic_standin import AnthropicStandin
 from tests.support.redis_servers import RedisServer
 from tests.support.slack_standin import CLIENT_ID, CLIENT_SECRET, SlackStandin
@@ -162,27 +163,11 @@ def answered(standin: SlackStandin, team: Team) -> collections.Counter[str]:
 
 
 async def redis_dump(url: str) -> str:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url, decode_responses=True)
-    out: list[str] = []
+    client = _client(url)
     try:
-        async for key in client.scan_iter(match="*"):
-            out.append(key)
-            kind = await client.type(key)
-            if kind == "string":
-                out.append(str(await client.get(key)))
-            elif kind == "hash":
-                out.extend(f"{k}={v}" for k, v in (await client.hgetall(key)).items())
-            elif kind in ("list",):
-                out.extend(await client.lrange(key, 0, -1))
-            elif kind == "set":
-                out.extend(await client.smembers(key))
-            elif kind == "zset":
-                out.extend(await client.zrange(key, 0, -1))
+        return await all_values(client)
     finally:
         await client.aclose()
-    return "\n".join(out)
 
 
 async def no_clear_secrets(standin: SlackStandin, redis_url: str, *workers: Worker) -> None:
