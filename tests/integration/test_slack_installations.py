@@ -131,8 +131,8 @@ async def test_a_state_is_good_once_and_only_until_it_expires(any_redis):
     assert sorted(results) == [False] * 7 + [True]  # consumed atomically: one winner
 
 
-async def test_another_process_change_drops_the_cached_installation(redis_client):
-    one, other = store(redis_client, cache=60.0), store(redis_client, cache=60.0)
+async def test_another_process_change_drops_the_cached_installation(any_redis):
+    one, other = store(any_redis, cache=60.0), store(any_redis, cache=60.0)
     await one.async_save(installation(bot_token="xoxb-old"))
     assert (await other.async_find_bot(enterprise_id=None, team_id="T1")).bot_token == "xoxb-old"  # cached now
     ready = asyncio.Event()
