@@ -50,7 +50,8 @@ class Workspaces:
         self.store = RedisInstallationStore(records, TokenCipher(slack.require_token_key()),
                                             cache_seconds=slack.installation_cache_seconds)
         self.states = RedisStateStore(InstallStates(redis, slack.state_ttl))
-        self._oauth_client = AsyncWebClient(base_url=slack.api_base_url, timeout=slack.api_timeout)
+        self._oauth_client = AsyncWebClient(base_url=slack.api_base_url, timeout=slack.api_timeout,
+                                            logger=_quiet_logger())
         rotator = AsyncTokenRotator(client_id=str(slack.client_id), client_secret=slack.require_client_secret(),
                                     client=self._oauth_client)
         self.tokens = Tokens(self.store, rotator, refresh_before=slack.token_refresh_before)
@@ -67,7 +68,10 @@ class Workspaces:
             installation_store=self.store, state_store=self.states, state_expiration_seconds=slack.state_ttl,
             install_page_rendering_enabled=False,
             callback_options=AsyncCallbackOptions(success=_installed, failure=_refused), logger=log)
-        return {"oauth_settings": settings, "authorize": WorkspaceAuthorize(self.tokens)}
+        # The flow gets a client of its own whose logger never writes DEBUG lines: slack_sdk logs request
+        # and response bodies at DEBUG, and oauth.v2.access carries the secret and the new tokens.
+        flow = AsyncOAuthFlow(client=self._oauth_client, logger=log, settings=settings)
+        return {"oauth_flow": flow, "authorize": WorkspaceAuthorize(self.tokens)}
 
     def attach(self, app: AsyncApp, identities: WorkspaceIdentities) -> None:
         """The middleware that marks each event's workspace, and the uninstall listeners."""
@@ -134,6 +138,13 @@ class Workspaces:
         session = getattr(self._oauth_client, "session", None)
         if session is not None and not session.closed:
             await session.close()
+
+
+def _quiet_logger() -> logging.Logger:
+    """The Web API client's logger for calls that carry secrets: never below INFO, whatever the log level."""
+    quiet = logging.getLogger("threadguard.slack.oauth_calls")
+    quiet.setLevel(logging.INFO)
+    return quiet
 
 
 def _team(context: AsyncBoltContext) -> str | None:

@@ -239,7 +239,7 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token_th
 async def test_forged_or_replayed_states_and_redirects_without_a_code_are_refused(fleet, oauth_standin, redis,
                                                                                   session):
     standin = oauth_standin
-    a, b = await fleet()
+    a, b = await fleet(THREADGUARD_LOG_LEVEL="DEBUG")  # the log scan below covers DEBUG lines too
     Team(standin, "TAAA", "CAAA")
     url, cookie = await begin_install(session, a)
     query = await authorize(session, standin, url, "TAAA", "UADMIN1")
@@ -262,7 +262,7 @@ async def test_a_token_expiring_mid_load_is_renewed_once_across_two_workers(
     standin = oauth_standin
     standin.token_rotation, standin.token_lifetime = True, 30
     Model(anthropic_standin)
-    a, b = await fleet(SLACK_TOKEN_REFRESH_BEFORE="15")  # renewed from 15 s after installation on
+    a, b = await fleet(SLACK_TOKEN_REFRESH_BEFORE="15", THREADGUARD_LOG_LEVEL="DEBUG")  # renewed from 15 s on
     team = Team(standin, "TAAA", "CAAA")
     await install(session, standin, a, a, team.id, "UADMIN1")
     first_token = standin.tokens_of(team.id)[0]
