@@ -304,3 +304,37 @@ def _client(url: str) -> Any:
     import redis.asyncio as aioredis
 
     return aioredis.Redis.from_url(url, decode_responses=True)
+
+
+async def test_an_org_wide_installation_serves_the_workspaces_of_its_org(make_env, standin):
+    """Enterprise Grid: one installation for the org, kept under the org; an event from one of its
+    workspaces is answered with the org's token, and so is a later delivery for that workspace."""
+    import types
+
+    from tests.e2e.slack.conftest import serve
+
+    grid = standin.add_workspace("TGRID", channels=("CGRID",), enterprise_id="E1", org_wide=True)
+    env = await make_env(bot_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                         token_encryption_key=Fernet.generate_key().decode(),
+                         authorization_url=standin.authorization_url)
+    await env.bot.start()
+    async with serve(env) as endpoint:
+        site = types.SimpleNamespace(port=urllib.parse.urlsplit(endpoint.url).port)
+        url, cookie = await begin_install(endpoint.session, site)
+        query = await authorize(endpoint.session, standin, url, "TGRID", "UORGADMIN")
+        assert await redirect(endpoint.session, site, query, cookie) == 200
+        stored = await env.bot.workspaces.store.async_find_installation(enterprise_id="E1", team_id=None,
+                                                                        is_enterprise_install=True)
+        assert stored is not None and stored.user_id == "UORGADMIN" and stored.team_id is None
+
+        team = Team.__new__(Team)
+        team.id, team.channel, team.workspace = "TGRID", "CGRID", grid
+        mention = team.mention("hello", "UALICE")
+        mention.update(enterprise_id="E1", is_enterprise_install=True)
+        mention["authorizations"][0].update(enterprise_id="E1", is_enterprise_install=True)
+        status, _ = await endpoint.event(mention)
+        assert status == 200
+        await env.settle()
+        posts = [c for c in standin.calls if c.method == "chat.postMessage"]
+        assert posts and {c.team for c in posts} == {"TGRID"} and not [c for c in standin.calls if c.error]
+        assert await env.bot.workspaces.records.workspace_of("TGRID") == "E1:-"  # for deliveries anywhere
