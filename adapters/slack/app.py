@@ -99,7 +99,8 @@ class SlackBot:
         tokens = self.workspaces.tokens if self.workspaces else None
         self.client = client or web_client(slack, metrics=metrics, tokens=tokens)
         self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
-        self.identity = WorkspaceIdentities(self.client) if self.workspaces else IdentityCache(self.client)
+        identities = WorkspaceIdentities(self.client) if self.workspaces else None
+        self.identity = identities or IdentityCache(self.client)
         budget = SharedBudget(runtime.store.client, "chat.update", per_minute=slack.update_budget_per_minute,
                               burst=slack.update_burst)
         poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
@@ -121,8 +122,8 @@ class SlackBot:
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
                             name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"),
                             **(self.workspaces.app_options() if self.workspaces else {}))
-        if self.workspaces and isinstance(self.identity, WorkspaceIdentities):
-            self.workspaces.attach(self.app, self.identity)
+        if self.workspaces and identities:
+            self.workspaces.attach(self.app, identities)
         self._register()
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
@@ -241,7 +242,6 @@ class SlackBot:
             application.add_routes(self.workspaces.routes(self.app))
         return application
 
-
     def install_app(self) -> web.Application:
         """Socket Mode's HTTP listener: the install and redirect pages only."""
         application = web.Application(client_max_size=64 * 1024)
@@ -311,7 +311,10 @@ async def _http(bot: SlackBot, host: str, port: int, stop: asyncio.Event, *, ins
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("slack: HTTP %s on %s:%d", "install pages" if install_only else "events endpoint", host, port)
+        if install_only:
+            log.info("slack: HTTP install pages on %s:%d", host, port)
+        else:
+            log.info("slack: HTTP events endpoint on %s:%d%s", host, port, bot.slack.http_path)
         bot.runtime.serving = True
         await stop.wait()
     finally:
