@@ -15,7 +15,7 @@ from config.settings import Settings
 
 #: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``tools.eval.cli``), imported
 #: only when used.
-_DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "moderator")
+_DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "forget-community", "moderator")
 _DASHBOARD_CASE_COMMANDS = ("export",)
 
 #: Control characters (C0 but newline and tab, DEL, C1) and the line and paragraph separators, as visible

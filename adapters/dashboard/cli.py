@@ -134,6 +134,27 @@ def register(main: click.Group, cases: click.Group) -> None:
 
         click.echo(run_with_runtime(go))
 
+    @main.command("forget-community")
+    @click.argument("community")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def forget_community_command(community: str, yes: bool) -> None:
+        """Delete every case and conversation of COMMUNITY (a Slack team id, a Discord guild id), e.g. a
+        workspace that uninstalled the app."""
+        from bot.store.forget_community import forget_community
+
+        if not yes:
+            click.confirm(f"Delete every case and conversation of community {community}?", abort=True)
+
+        async def go(rt: Runtime) -> str:
+            _warn_embedded(rt)
+            try:
+                r = await forget_community(rt.redis, community)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="COMMUNITY") from None
+            return f"Deleted {r.cases} cases and {r.threads} conversations of {community} ({r.keys_deleted} keys)."
+
+        click.echo(run_with_runtime(go))
+
     @main.group()
     def moderator() -> None:
         """Dashboard accounts (stored hashed in Redis)."""
