@@ -89,7 +89,9 @@ def _image_format(data: bytes) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as img:
             return img.format if img.format in IMAGE_TYPES else None
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        return "bomb"  # an image header, of a size refused when it is prepared
+    except (UnidentifiedImageError, OSError, ValueError):
         return None
 
 
