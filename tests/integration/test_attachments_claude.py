@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import time
 from dataclasses import replace
 
 import pytest
 
 from bot.store import keys
-from bot.types import Attachment, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import Attachment, Author, ReplyKind, ThreadRef, ThreadStatus
 from tests.integration.engine_helpers import claude_runtime, message
 from tests.support import files
 from tests.support.anthropic_standin import http_error, reply, tool_use
@@ -167,3 +168,29 @@ async def test_an_end_under_child_sexual_exploitation_deletes_the_threads_files_
     # a file sent to the ended thread is not kept either
     await runtime.engine.handle_message(with_files("hello?", attach("y.png", "image/png", files.png(5, 5))))
     assert not await redis_client.exists(keys.files(T.key))
+
+
+async def test_forget_user_and_retention_remove_stored_files(runtime, anthropic_standin, redis_client):
+    from bot.store.retention import Retention
+
+    anthropic_standin.responder = lambda body: reply("Seen.")
+    image = files.png(70, 70, (9, 8, 7))
+    encoded = base64.b64encode(image).decode()
+    other = ThreadRef("discord", "guild-1", "chan-1", "thread-other")
+    await runtime.engine.handle_message(with_files("mine", attach("me.png", "image/png", image)))
+    await runtime.engine.handle_message(replace(message(other, "old", Author("u-bob", "bob")), attachments=(
+        attach("old.png", "image/png", files.png(33, 33, (4, 4, 4))),)))
+    old_encoded = base64.b64encode(files.png(33, 33, (4, 4, 4))).decode()
+    dump = await redis_dump(redis_client)
+    assert encoded in dump and old_encoded in dump
+    retention = Retention(redis_client, case_retention_days=365, idle_ttl_days=30)
+    await retention.forget_user("discord", "u-alice")
+    dump = await redis_dump(redis_client)
+    assert encoded not in dump and "me.png" not in dump
+    # retention: a thread past its idle lifetime goes with its files (here: keys without a TTL, long idle)
+    assert old_encoded in dump  # bob's file stays
+    for key in (keys.state(other.key), keys.log(other.key), keys.files(other.key), keys.files_order(other.key)):
+        await redis_client.persist(key)
+    later = Retention(redis_client, case_retention_days=365, idle_ttl_days=30, clock=lambda: time.time() + 40 * 86400)
+    assert (await later.purge()).threads_deleted >= 1
+    assert old_encoded not in await redis_dump(redis_client)
