@@ -194,3 +194,17 @@ async def test_forget_user_and_retention_remove_stored_files(runtime, anthropic_
     later = Retention(redis_client, case_retention_days=365, idle_ttl_days=30, clock=lambda: time.time() + 40 * 86400)
     assert (await later.purge()).threads_deleted >= 1
     assert old_encoded not in await redis_dump(redis_client)
+
+
+async def test_the_console_attaches_a_file_to_the_next_message(runtime, anthropic_standin, tmp_path):
+    from adapters.console.session import ConsoleSession
+
+    anthropic_standin.enqueue(reply("A small red picture."))
+    (tmp_path / "shot.png").write_bytes(files.png())
+    session = ConsoleSession(runtime.engine)
+    said = await session.handle_line(f"/attach {tmp_path / 'shot.png'}")
+    assert said == ["[info] shot.png goes with your next message."]
+    lines = await session.handle_line("what is this?")
+    assert lines == ["bot> A small red picture."]
+    (block,) = file_blocks(anthropic_standin.last_body)
+    assert base64.b64decode(block["source"]["data"]) == files.png()
