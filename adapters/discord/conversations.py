@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import discord
 
+from adapters.downloads import for_platform
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
 from bot.types import Case, EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
@@ -19,10 +20,12 @@ from .modlog import ModLog
 from .openings import BareMentions, is_bare_mention, opening_ref
 from .replies import StreamingMessage, TypingIndicator, send_text
 from .translate import (
+    DISCORD_FILE_HOSTS,
     DM_COMMUNITY,
     author_of,
     channel_allowed,
     dm_ref,
+    file_wanted,
     ref_url,
     strip_bot_mention,
     thread_name,
@@ -57,6 +60,7 @@ class Conversations:
         self.modlog = modlog
         self.typing_delay = typing_delay
         self.bare_mentions = BareMentions()
+        self.downloads = for_platform(engine.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
         #: The appeal button under a freeze notice (set by the bot builder).
         self.appeal_view: Callable[[Case], discord.ui.View] | None = None
 
@@ -171,8 +175,10 @@ class Conversations:
         if place is None:
             return
         text = strip_bot_mention(message.content, self._me().id)
+        files = await self.downloads.fetch_all([file_wanted(a) for a in message.attachments])
         incoming = IncomingMessage(place.ref, author_of(message.author), text, message_id=str(message.id),
-                                   jump_url=ref_url(place.ref) if place.ref.community != DM_COMMUNITY else None)
+                                   jump_url=ref_url(place.ref) if place.ref.community != DM_COMMUNITY else None,
+                                   attachments=files)
         log.debug("message %s in thread %s: %r", message.id, place.ref.key, text)
         await self.converse(place, incoming)
 
