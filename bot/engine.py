@@ -130,8 +130,8 @@ class ConversationEngine:
         """
         started = time.perf_counter()
         ticket = await self._accept(msg, sink, target=target, unknown=unknown, wait=wait)
-        if ticket.outcome is not None and ticket.outcome.frozen and msg.attachments:
-            await self._forget_files(msg.thread, ticket)
+        if ticket.outcome is not None and (ticket.outcome.frozen or ticket.outcome.ignored) and msg.attachments:
+            await self._forget_files(msg.thread)
         if ticket.pending_cases:
             await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
@@ -167,8 +167,9 @@ class ConversationEngine:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
 
-    async def _forget_files(self, thread: ThreadRef, ticket: Ticket) -> None:
-        """A frozen thread keeps no files sent to it (an ended thread's files were deleted with its end)."""
+    async def _forget_files(self, thread: ThreadRef) -> None:
+        """A thread that takes no message keeps no files sent to it: an ended one (its files went with its
+        end), one the bot takes no part in."""
         try:
             await self.store.files.delete_thread(thread)
         except StoreUnavailable:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from adapters.downloads import for_platform
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
@@ -135,10 +137,11 @@ class Conversations:
         self._slack = slack
         self._delivery = delivery
         self._spawn = spawn
+        self._downloads = for_platform(engine.file_limits, translate.SLACK_FILE_HOSTS, slack.api_base_url)
 
     # --- routing (awaited before Slack gets its acknowledgement) ------------------------------
 
-    async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_mention(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         identity = await self._delivery.identity.get()
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel) or translate.from_bot(event, identity):
@@ -146,9 +149,10 @@ class Conversations:
         if not self._allowed(body, event, channel):
             log.debug("mention in channel %s ignored: not an allowed channel", channel)
             return
-        await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
+        await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
+                           UnknownThread.ACCEPT)
 
-    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         subtype = event.get("subtype")
         if subtype == "message_changed":
             self._spawn(lambda: self.on_edit(body, event), f"edit {body.get('event_id')}")
@@ -159,7 +163,8 @@ class Conversations:
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel, event.get("channel_type")):
             if self._slack.allow_direct_messages:
-                await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
+                await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
+                                   UnknownThread.ACCEPT)
             return
         if not self._allowed(body, event, channel) or translate.mentions(event.get("text", ""), identity.user_id):
             return  # a mention is handled by its app_mention event
@@ -167,7 +172,7 @@ class Conversations:
         if not thread_ts or thread_ts == event["ts"]:
             return  # a top-level message that does not mention the bot
         # Whether the bot takes part in this thread is decided by Redis when the reply is accepted.
-        await self._accept(translate.incoming(body, event, identity),
+        await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
                            UnknownThread.PARK if _young(event) else UnknownThread.IGNORE)
 
     async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
@@ -181,6 +186,14 @@ class Conversations:
         await self._edit(edit, identity)
 
     # --- the engine ---------------------------------------------------------------------------
+
+    async def _with_files(self, msg: IncomingMessage, event: dict[str, Any], token: str | None) -> IncomingMessage:
+        """The message with its files downloaded (with the workspace's bot token, from Slack's file host)."""
+        wanted = translate.files_wanted(event)
+        if not wanted:
+            return msg
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return dataclasses.replace(msg, attachments=await self._downloads.fetch_all(wanted, headers))
 
     async def _accept(self, msg: IncomingMessage, unknown: UnknownThread) -> None:
         """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""
