@@ -165,6 +165,13 @@ async def test_an_end_under_child_sexual_exploitation_deletes_the_threads_files_
     assert [(a.name, a.media_type, a.size, a.sha256, a.link) for a in refs] == [
         ("x.png", "image/png", len(image), digest, "https://cdn.example/x.png")]
     assert encoded not in outcome.case.to_json() and digest in outcome.case.to_json()
+    from adapters.dashboard.export import to_csv, to_jsonl
+    from bot.casefile import render_case_text
+
+    posted = render_case_text(outcome.case)  # the mod-log post's transcript file, the CLI's and the console's
+    assert f"[file] x.png (image/png, {len(image):,} bytes) sha256:{digest} https://cdn.example/x.png" in posted
+    for shown in (posted, to_jsonl([outcome.case]), to_csv([outcome.case])):
+        assert encoded not in shown and encoded[:40] not in shown
     # a file sent to the ended thread is not kept either
     await runtime.engine.handle_message(with_files("hello?", attach("y.png", "image/png", files.png(5, 5))))
     assert not await redis_client.exists(keys.files(T.key))
