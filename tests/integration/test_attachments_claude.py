@@ -15,6 +15,7 @@ import pytest
 
 from bot.store import keys
 from bot.types import Attachment, Author, ReplyKind, ThreadRef, ThreadStatus
+from tests.integration.dashboard_client import dashboard
 from tests.integration.engine_helpers import claude_runtime, message
 from tests.support import files
 from tests.support.anthropic_standin import http_error, reply, tool_use
@@ -172,6 +173,11 @@ async def test_an_end_under_child_sexual_exploitation_deletes_the_threads_files_
     assert f"[file] x.png (image/png, {len(image):,} bytes) sha256:{digest} https://cdn.example/x.png" in posted
     for shown in (posted, to_jsonl([outcome.case]), to_csv([outcome.case])):
         assert encoded not in shown and encoded[:40] not in shown
+    async with dashboard(runtime, [T.community], "mod-a") as (mod,):
+        page = await (await mod.client.get(f"/cases/{T.community}/{outcome.case.case_id}")).text()
+        exported = await (await mod.client.get("/export.jsonl")).text()
+    assert "x.png" in page and f"sha256:{digest}" in page and encoded[:40] not in page
+    assert digest in exported and encoded[:40] not in exported
     # a file sent to the ended thread is not kept either
     await runtime.engine.handle_message(with_files("hello?", attach("y.png", "image/png", files.png(5, 5))))
     assert not await redis_client.exists(keys.files(T.key))
