@@ -42,6 +42,24 @@ def pdf(pages: int = 2) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
+def scanned_pdf(pages: int = 50) -> bytes:
+    """A PDF of ``pages`` pages of printed text, each page an A4 image at 100 dpi (as a scanner makes them)."""
+    from PIL import ImageDraw
+
+    images = []
+    for n in range(pages):
+        page = Image.new("L", (827, 1169), 255)
+        draw = ImageDraw.Draw(page)
+        for line in range(40):
+            draw.text((60, 60 + 26 * line), f"Page {n + 1}, line {line + 1}: the quarterly figures and their notes.",
+                      fill=0, font_size=14)
+        images.append(page)
+    buf = io.BytesIO()
+    images[0].save(buf, "PDF", save_all=True, append_images=images[1:], resolution=100)
+    return buf.getvalue()
+
+
 def bomb() -> bytes:
     """A 30,000 x 30,000 PNG (900 megapixels) of a few kilobytes: opening it fully would take gigabytes."""
     buf = io.BytesIO()
