@@ -209,7 +209,7 @@ class ConversationEngine:
                 return Outcome(old, status=state.status, replies=[Reply(
                     ReplyKind.INFO, "I couldn't find that message of yours in this conversation, so there "
                     "is nothing to branch from.", ephemeral=True)])
-            if checked.problem:
+            if checked.problem and not (edit.attachments and looks_empty(edit.new_text)):
                 return Outcome(old, status=state.status,
                                replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
             if not await self.store.dedupe.first_sight(old, edit.dedupe_id):
@@ -232,7 +232,7 @@ class ConversationEngine:
             return self._failed(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)
         first = IncomingMessage(new_thread, edit.author, checked.text, message_id=edit.message_id,
-                                event_id=f"branch:{edit.dedupe_id}")
+                                event_id=f"branch:{edit.dedupe_id}", attachments=edit.attachments)
         outcome = await self.handle_message(first, sink)
         outcome.branch = new_thread
         return outcome

@@ -174,10 +174,13 @@ class EditedMessage:
     message_id: str
     new_text: str
     event_id: str | None = None
+    #: The message's files as they are now (they go with the branch's first message).
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def dedupe_id(self) -> str:
-        digest = hashlib.blake2b(self.new_text.encode(), digest_size=8).hexdigest()
+        files = "".join(f"\n{a.name}\t{a.sha256 or a.size}" for a in self.attachments)
+        digest = hashlib.blake2b((self.new_text + files).encode(), digest_size=8).hexdigest()
         return self.event_id or f"edit:{self.message_id}:{digest}"
 
 

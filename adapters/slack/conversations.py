@@ -11,7 +11,17 @@ from adapters.downloads import for_platform
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
-from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadNotice, ThreadRef
+from bot.types import (
+    Attachment,
+    Case,
+    EditedMessage,
+    IncomingMessage,
+    Outcome,
+    ReplyKind,
+    TextSink,
+    ThreadNotice,
+    ThreadRef,
+)
 from config.communities import Communities
 from config.slack import SlackSettings
 
@@ -155,7 +165,7 @@ class Conversations:
     async def on_message(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         subtype = event.get("subtype")
         if subtype == "message_changed":
-            self._spawn(lambda: self.on_edit(body, event), f"edit {body.get('event_id')}")
+            self._spawn(lambda: self.on_edit(body, event, token=token), f"edit {body.get('event_id')}")
             return
         identity = await self._delivery.identity.get()
         if subtype not in _SPOKEN or translate.from_bot(event, identity) or "ts" not in event:
@@ -175,11 +185,14 @@ class Conversations:
         await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
                            UnknownThread.PARK if _young(event) else UnknownThread.IGNORE)
 
-    async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_edit(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         identity = await self._delivery.identity.get()
         edit = translate.edited(body, event, identity)
         if edit is None:
             return
+        files = await self._files(event.get("message") or {}, token)
+        if files:
+            edit = dataclasses.replace(edit, attachments=files)
         channel = edit.thread.channel
         if not translate.is_direct(channel, event.get("channel_type")) and not self._allowed(body, event, channel):
             return
@@ -188,12 +201,16 @@ class Conversations:
     # --- the engine ---------------------------------------------------------------------------
 
     async def _with_files(self, msg: IncomingMessage, event: dict[str, Any], token: str | None) -> IncomingMessage:
-        """The message with its files downloaded (with the workspace's bot token, from Slack's file host)."""
-        wanted = translate.files_wanted(event)
+        files = await self._files(event, token)
+        return dataclasses.replace(msg, attachments=files) if files else msg
+
+    async def _files(self, message: dict[str, Any], token: str | None) -> tuple[Attachment, ...]:
+        """A message's files, downloaded with the workspace's bot token from Slack's file host."""
+        wanted = translate.files_wanted(message)
         if not wanted:
-            return msg
+            return ()
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        return dataclasses.replace(msg, attachments=await self._downloads.fetch_all(wanted, headers))
+        return await self._downloads.fetch_all(wanted, headers)
 
     async def _accept(self, msg: IncomingMessage, unknown: UnknownThread) -> None:
         """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""

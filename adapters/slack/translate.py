@@ -129,6 +129,10 @@ def files_wanted(event: dict[str, Any]) -> list[tuple[str, str, int, str, str | 
     return wanted
 
 
+def _file_ids(message: dict[str, Any]) -> list[str]:
+    return [str(f.get("id")) for f in message.get("files") or () if isinstance(f, dict)]
+
+
 def edited(body: dict[str, Any], event: dict[str, Any], identity: Identity) -> EditedMessage | None:
     """A ``message_changed`` event where a member changed the words of their message; else ``None``
     (unfurls, bots, edits that keep the same text)."""
@@ -136,7 +140,8 @@ def edited(body: dict[str, Any], event: dict[str, Any], identity: Identity) -> E
     previous = event.get("previous_message") or {}
     if from_bot(message, identity) or "ts" not in message:
         return None
-    if (message.get("text") or "") == (previous.get("text") or "") and previous:
+    if (message.get("text") or "") == (previous.get("text") or "") and previous and \
+            _file_ids(message) == _file_ids(previous):
         return None
     channel = str(event["channel"])
     user = str(message["user"])

@@ -221,3 +221,23 @@ async def test_the_console_attaches_a_file_to_the_next_message(runtime, anthropi
     assert lines == ["bot> A small red picture."]
     (block,) = file_blocks(anthropic_standin.last_body)
     assert base64.b64decode(block["source"]["data"]) == files.png()
+
+
+async def test_an_edit_with_files_in_an_ended_thread_branches_with_them(runtime, anthropic_standin):
+    from bot.types import EditedMessage
+
+    anthropic_standin.responder = lambda body: reply("Answer.")
+    first = message(T, "my question")
+    await runtime.engine.handle_message(first)
+    await runtime.engine.end_by_user(T, first.author)
+    branch = ThreadRef(T.platform, T.community, T.channel, "thread-branch")
+
+    async def open_branch(_text: str) -> ThreadRef:
+        return branch
+
+    edit = EditedMessage(T, first.author, first.message_id, "", attachments=(attach("new.png", "image/png",
+                                                                                      files.png(9, 9)),))
+    outcome = await runtime.engine.handle_edit(edit, open_branch)
+    assert outcome.branch == branch
+    (block,) = file_blocks(anthropic_standin.last_body)
+    assert base64.b64decode(block["source"]["data"]) == files.png(9, 9)
