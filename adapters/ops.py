@@ -102,7 +102,7 @@ class OpsServer:
         """``ok``; ``refusing writes`` when Redis answers but stores nothing (out of memory under
         ``noeviction``, a read-only replica): no message could be accepted; or ``unreachable``."""
         try:
-            await asyncio.wait_for(self.runtime.store.writable(), self.ping_timeout)
+            await asyncio.wait_for(self.runtime.store.health.writable(), self.ping_timeout)
         except StoreRefusingWrites:
             return "refusing writes"
         except (ThreadguardError, TimeoutError, OSError):
@@ -134,19 +134,11 @@ async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances:
         await runner.cleanup()
 
 
-def attach_metrics(runtime: Runtime) -> PrometheusMetrics:
-    """Give the runtime's engine and store a Prometheus registry of their own."""
-    metrics = PrometheusMetrics()
-    runtime.engine.metrics = metrics
-    runtime.store.metrics = metrics
-    return metrics
-
-
-async def serve_operated(runtime: Runtime, allowances: list[str],
+async def serve_operated(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str],
                          run: Callable[[PrometheusMetrics], Awaitable[T]]) -> T:
-    """Say what was allowed, attach metrics, serve the ops endpoint, and run the process's main work."""
+    """Say what was allowed, serve the ops endpoint with ``metrics`` (the registry the runtime was built
+    with: ``build_runtime(..., metrics=metrics)``), and run the process's main work."""
     for name in allowances:
         log.warning("running with %s (explicitly allowed)", ALLOWANCES[name])
-    metrics = attach_metrics(runtime)
     async with ops_endpoint(runtime, metrics, allowances):
         return await run(metrics)
