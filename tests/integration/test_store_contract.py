@@ -305,3 +305,47 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_is_answered_as_befor
     assert (ended.status, ended.end_seq) == (replay.status, replay.end_seq) == (CommitStatus.ENDED, 1)
     _, log = await store.load(T)
     assert [e.text for e in log] == ["a", "b"]
+
+
+async def test_the_inbox_head_is_owned_by_its_whole_entry_id_not_a_prefix(store):
+    start = await begin(store, "e10")
+    # the owner's token with an id that is a prefix of the head's: neither a commit nor a drop takes e10
+    commit = await store.commit_turn(T, start.token, TurnCommit([user("x")], redirects=1, entry_id="e1"))
+    assert commit.status is CommitStatus.LOST_LOCK
+    drop = await store.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)
+    assert drop.status is CommitStatus.LOST_LOCK
+    state, log = await store.load(T)
+    assert log == [] and state.ladder.redirects == 0 and state.ladder.turn == 0
+    assert [e.split("\t")[0] for e in await store.client.lrange(k.inbox(T.key), 0, -1)] == ["e10"]
+    assert (await store.commit_turn(T, start.token, TurnCommit([user("y")], entry_id="e10"))).status is CommitStatus.OK
+
+
+async def test_a_drop_sent_again_after_its_reply_was_lost_is_answered_as_before(store):
+    start = await begin(store, "e1")
+    await ingest(store, "e2")
+    first = await store.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)
+    again = await store.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)  # the client's retry
+    assert first.status is again.status is CommitStatus.OK
+    assert first.next is not None and again.next is not None
+    assert first.next.head.startswith("e2\t") and again.next.head.startswith("e2\t")
+    assert [e.split("\t")[0] for e in await store.client.lrange(k.inbox(T.key), 0, -1)] == ["e2"]  # e2 stays
+    res = await store.commit_turn(T, start.token, TurnCommit([user("b")], entry_id="e2"))
+    assert res.status is CommitStatus.OK and res.next is None
+
+
+async def test_a_thread_stays_in_the_pending_case_index_while_any_of_its_ends_waits(store):
+    start = await begin(store, "e1")
+    assert (await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(),
+                                                               entry_id="e1"))).end_seq == 1
+    assert await store.reopen(T, Entry(EntryKind.REOPEN, "by mod"))
+    start = await begin(store, "e2")
+    assert (await store.commit_turn(T, start.token, TurnCommit([user("y")], end_case=end_case(),
+                                                               entry_id="e2"))).end_seq == 2
+    assert [t.key for t in await store.threads_with_pending_cases()] == [T.key]
+    # two processes number them, the later end first: the earlier end still waits
+    latest = await store.file_end_case(T, 2, end_case())
+    assert [t.key for t in await store.threads_with_pending_cases()] == [T.key]
+    await store.file_end_case(T, 1, end_case())
+    assert await store.threads_with_pending_cases() == []
+    state, _ = await store.load(T)
+    assert state.case_id == latest.case_id == 1  # the thread names the case of its latest end
