@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Mutation run (mutmut) over the rules the suite must guard: the ladder (bot/policy.py), the history
-# (bot/history.py), input checks (bot/validation.py) and the dashboard's escaping and exports.
+# (bot/history.py), input checks (bot/validation.py), the dashboard's escaping and exports, the turn
+# pipeline (bot/pipeline.py), the worker's loops (bot/worker.py), the review desk (bot/review.py) and the
+# usage code (bot/usage.py, bot/store/usage.py); and, as target `lua`, the hand-written mutants of the
+# store's Lua scripts (scripts/lua_mutants.py: mutmut cannot mutate Lua inside Python strings).
 #
 #   bash scripts/mutation.sh                 # every target below
 #   bash scripts/mutation.sh policy export   # some of them
+#   bash scripts/mutation.sh pipeline worker lua
 #
 # Each target runs in a scratch copy of the work tree (tracked and untracked files, not ignored ones)
 # under $MUTATION_DIR (default /tmp/threadguard-mutation/<target>), with only the tests that exercise
@@ -36,7 +40,22 @@ TESTS[export]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard
 FILE[escaping]='adapters/dashboard/views.py adapters/dashboard/app.py'
 GLOBS[escaping]='adapters.dashboard.views.x__safe_url* adapters.dashboard.views.x__category_label* adapters.dashboard.views.x__when* adapters.dashboard.app.x_template_env*'
 TESTS[escaping]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboard/test_dashboard_filters.py tests/browser/test_dashboard_security.py tests/integration/test_dashboard_injection.py'
-ALL=(policy history validation export escaping)
+# The pipeline and the worker: the fast tests that drive them on a real redis-server. The real-process
+# tests (tests/e2e/slack/test_pipeline_faults.py: lease renewal in a 20 s turn, the SIGTERM drain) guard
+# them too but take minutes per mutant, so they are not run here.
+FILE[pipeline]=bot/pipeline.py
+GLOBS[pipeline]='bot.pipeline.*'
+TESTS[pipeline]='tests/unit/test_entry_encoding.py tests/integration/test_concurrency.py tests/integration/test_pipeline_metrics.py tests/integration/test_recovery_pass.py tests/integration/test_redis_restart.py tests/integration/test_pending_case_next_event.py tests/e2e/discord/test_recovery.py'
+FILE[worker]=bot/worker.py
+GLOBS[worker]='bot.worker.*'
+TESTS[worker]='tests/integration/test_recovery_pass.py tests/integration/test_pipeline_metrics.py tests/integration/test_pending_case_next_event.py tests/integration/test_redis_restart.py tests/e2e/slack/test_notices.py tests/e2e/discord/test_recovery.py'
+FILE[review]=bot/review.py
+GLOBS[review]='bot.review.*'
+TESTS[review]='tests/integration/test_review_desk.py tests/integration/test_dashboard_access.py tests/integration/test_self_harm_cases_shown.py'
+FILE[usage]='bot/usage.py bot/store/usage.py'
+GLOBS[usage]='bot.usage.* bot.store.usage.*'
+TESTS[usage]='tests/integration/test_usage.py'
+ALL=(policy history validation export escaping pipeline worker review usage lua)
 
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=("${ALL[@]}")
@@ -45,6 +64,17 @@ toml_list() { local out="" x; for x in "$@"; do out+="\"$x\", "; done; echo "[${
 
 summary=()
 for target in "${targets[@]}"; do
+  if [ "$target" = lua ]; then  # its own runner: a scratch copy per run, the store tests per mutant
+    echo "== mutation: lua (hand-written mutants of the Lua in bot/store/)"
+    mkdir -p "$BASE"
+    start=$(date +%s)
+    python3 scripts/lua_mutants.py >"$BASE/lua.txt" 2>&1 || { echo "lua mutants failed; see $BASE/lua.txt" >&2; exit 1; }
+    seconds=$(( $(date +%s) - start ))
+    line="$(grep '^lua: ' "$BASE/lua.txt") in ${seconds}s"$'\n'"$(grep '^   ' "$BASE/lua.txt" || true)"
+    echo "${line%%$'\n'*}"
+    summary+=("$line")
+    continue
+  fi
   [ -n "${FILE[$target]:-}" ] || { echo "unknown target: $target (one of: ${ALL[*]})" >&2; exit 2; }
   work="$BASE/$target"
   rm -rf "$work"; mkdir -p "$work"

@@ -349,3 +349,70 @@ async def test_a_thread_stays_in_the_pending_case_index_while_any_of_its_ends_wa
     assert await store.threads_with_pending_cases() == []
     state, _ = await store.load(T)
     assert state.case_id == latest.case_id == 1  # the thread names the case of its latest end
+
+
+async def test_the_end_command_waits_for_a_running_turn(store):
+    start = await begin(store, "e1")
+    assert (await store.take(T)).status is ClaimStatus.BUSY
+    await store.commit_turn(T, start.token, TurnCommit([user("x")], entry_id="e1"))
+    taken = await store.take(T)
+    assert taken.status is ClaimStatus.OWNER and [e.text for e in taken.start.log] == ["x"]
+
+
+async def test_a_turn_queued_behind_an_end_is_committed_as_already_ended(store):
+    start = await begin(store, "e1")
+    await ingest(store, "e2")
+    ended = await store.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(), entry_id="e1"))
+    assert ended.status is CommitStatus.ENDED and ended.next is not None  # e2 still waits
+    late = await store.commit_turn(T, start.token, TurnCommit([user("y")], redirects=2, entry_id="e2"))
+    assert late.status is CommitStatus.ALREADY_ENDED
+    state, log = await store.load(T)
+    assert [e.text for e in log] == ["x"] and state.ladder.redirects == 0 and state.ladder.turn == 1
+    assert state.status is ThreadStatus.ENDED and await store.client.llen(k.inbox(T.key)) == 0
+
+
+async def test_a_commit_sent_again_after_a_newer_owner_took_over_leaves_its_lease_alone(store):
+    store.lock_ttl_ms = 100
+    old = await begin(store, "e1")
+    await ingest(store, "e2")
+    commit = TurnCommit([user("a")], entry_id="e1")
+    assert (await store.commit_turn(T, old.token, commit, go_on=False)).status is CommitStatus.OK
+    new = await store.claim(T)  # the old owner handed the thread back; another worker owns e2 now
+    assert new.status is ClaimStatus.OWNER and new.start.head.startswith("e2\t")
+    again = await store.commit_turn(T, old.token, commit)  # the old owner's retry of its lost reply
+    assert again.status is CommitStatus.OK and again.next is None
+    assert await store.client.get(k.lock(T.key)) == new.start.token
+    assert (await store.commit_turn(T, new.start.token, TurnCommit([user("b")], entry_id="e2"))).status \
+        is CommitStatus.OK
+    _, log = await store.load(T)
+    assert [e.text for e in log] == ["a", "b"]
+
+
+async def test_a_refused_commit_still_counts_the_tokens_it_was_billed(store):
+    from bot.model import Usage
+
+    start = await begin(store, "e1")
+    stale = await store.commit_turn(T, "stale", TurnCommit([user("x")], entry_id="e1",
+                                                           usage=Usage(input_tokens=7, output_tokens=3, calls=1)))
+    assert stale.status is CommitStatus.LOST_LOCK
+    assert stale.totals is not None and (stale.totals.input, stale.totals.output) == (7, 3)
+    ok = await store.commit_turn(T, start.token, TurnCommit([user("y")], entry_id="e1",
+                                                             usage=Usage(input_tokens=1, output_tokens=1, calls=1)))
+    assert ok.totals is not None and (ok.totals.input, ok.totals.output) == (8, 4)
+
+
+async def test_a_window_start_past_the_end_of_the_log_starts_the_window_at_the_beginning(store):
+    start = await begin(store, "e1")
+    await store.commit_turn(T, start.token, TurnCommit([user("a"), user("b")], entry_id="e1", window_start=9))
+    nxt = await begin(store, "e2")
+    assert nxt.window_start == 0 and [e.text for e in nxt.log] == ["a", "b"]
+
+
+async def test_every_key_an_accepted_message_creates_expires(store):
+    from bot.store.redis_store import PARK_TTL_MS
+
+    assert (await ingest(store, "r1", known="park")).status is IngestStatus.PARKED
+    assert 0 < await store.client.pttl(k.parked(T.key)) <= PARK_TTL_MS
+    await begin(store, "e1")  # a thread without turns yet: its state, inbox and lease all run out
+    for key, most in ((k.state(T.key), 60_000), (k.inbox(T.key), 60_000), (k.lock(T.key), 2_000)):
+        assert 0 < await store.client.pttl(key) <= most, key
