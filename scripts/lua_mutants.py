@@ -78,14 +78,16 @@ MUTANTS = (
     M("commit-not-recorded", "replay",
       "if ARGV[15] ~= '' then set('last_commit', last) set('last_result', result) set('last_extra', seq) end", ""),
     M("drop-not-recorded", "replay",
-      r"redis.call('HSET', KEYS[1], 'last_commit', ARGV[1] .. '\\t' .. ARGV[2], 'last_result', 'ok', 'last_extra', remind)",
+      r"redis.call('HSET', KEYS[1], 'last_commit', ARGV[1] .. '\\t' .. ARGV[2], 'last_result', 'ok', "
+      "'last_extra', remind)",
       "redis.call('HGET', KEYS[1], 'last_commit')"),
     M("commit-keeps-head", "ownership", "if ARGV[15] ~= '' then redis.call('LPOP', KEYS[5]) end", ""),
     M("refused-commit-usage-lost", "replay",
       "return reply({'lost_lock', 0}, add_usage(ARGV[21], usage_ttl, day_ttl, ARGV[9]))",
       "return reply({'lost_lock', 0}, false)"),
     # --- bounds ---------------------------------------------------------------------------------------
-    M("inbox-limit-off-by-one", "bound", "if queued >= tonumber(max_inbox) then", "if queued > tonumber(max_inbox) then"),
+    M("inbox-limit-off-by-one", "bound", "if queued >= tonumber(max_inbox) then",
+      "if queued > tonumber(max_inbox) then"),
     M("turn-limit-ignores-inbox", "bound", "if turn + queued >= tonumber(max_turns) then",
       "if turn >= tonumber(max_turns) then"),
     M("window-start-past-log", "bound", "if win > len then win = 0 end", ""),
@@ -141,8 +143,8 @@ def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[int, float]
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--timeout=60", *tests]
     start = time.monotonic()
     try:
-        done = subprocess.run(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
-                              check=False)
+        done = subprocess.run(cmd, cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,  # noqa: S603
+                              timeout=timeout, check=False)
         code = done.returncode
     except subprocess.TimeoutExpired:
         code = -1

@@ -3,6 +3,8 @@ decisions queued for the member's platform, members' end history and the opt-in 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.bootstrap import build_runtime
@@ -157,3 +159,15 @@ async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any
         assert await desk.threshold_for("g", ANN.id, 2) == 2
     finally:
         await rt.aclose()
+
+
+async def test_two_moderators_deciding_one_appeal_at_once_make_one_decision(runtime):
+    desk, engine = runtime.review, runtime.engine
+    thread = ThreadRef("discord", "g", "c", "t-race")
+    n = await end_thread(engine, thread)
+    assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
+    decided = await asyncio.gather(desk.decide("g", n, "ann", "uphold", MOD),
+                                   desk.decide("g", n, "ann", "reopen", Author("dashboard:other", "other")))
+    assert sorted(decided) == [False, True]
+    assert len(await engine.take_notices("discord")) == 1  # the member hears one decision
+    assert [a.status for a in await desk.appeals_of("g", n)] in (["upheld"], ["reopened"])
