@@ -51,6 +51,10 @@ async def test_every_running_turn_finishes_within_the_grace(redis_client):
                  for n, s in enumerate((0.2, 0.8, 1.4))]
         while model.in_flight < 3:
             await asyncio.sleep(0.01)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        assert not await rt.engine.pipeline.idle(0.1)  # still working: waited 0.1 s, then said so
+        assert 0.09 <= loop.time() - began < 0.15 + 0.5
         await rt.engine.pipeline.stop(grace=10)
         assert not rt.engine.pipeline.has_capacity()
         assert [[r.kind for r in o.replies] for o in await asyncio.gather(*turns)] == [[ReplyKind.ANSWER]] * 3

@@ -8,7 +8,7 @@ import time
 
 from bot.bootstrap import build_runtime
 from bot.pipeline import InboxEntry, ReplyTarget
-from bot.store import keys
+from bot.store import ClaimStatus, keys
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import EngineSettings, RedisSettings, Settings
@@ -54,3 +54,33 @@ async def test_a_thread_already_being_answered_here_does_not_end_the_pass(redis_
         assert model.calls == 2  # A once (not taken over), b once
     finally:
         await rt.aclose()
+
+
+
+async def test_a_held_thread_is_looked_at_again_when_its_lease_could_run_out_and_an_empty_one_is_forgotten(
+        redis_client):
+    model = ScriptedModel(lambda text: [], delay=3.0)
+    settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_ttl_seconds=1))
+    owner, other = (build_runtime(settings, model=model, redis=redis_client,
+                                  communities=Communities(CommunityConfig())) for _ in range(2))
+    other.engine.pipeline.register_sink("slack", CollectingSink())
+    try:
+        answering = asyncio.create_task(owner.engine.handle_message(IncomingMessage(A, ALICE, "hi", message_id="a1")))
+        while not owner.engine.pipeline.is_draining(A.key):
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.3)  # past the first lease (renewed by the owner): A is due
+        now = int(time.time() * 1000)
+        assert [key for key, _ in await other.store.due_threads("slack", now, 10)] == [A.key]
+        assert await other.engine.pipeline.take_over(A) is ClaimStatus.HELD
+        [(_, due_at)] = await other.store.due_threads("slack", 2**50, 10)
+        # looked at again when the owner's lease (1 s) could run out: not before, not a minute later
+        assert now < due_at <= int(time.time() * 1000) + 1_100
+        await answering
+        assert await owner.engine.pipeline.idle(10)
+        await asyncio.sleep(max(0.0, due_at / 1000 - time.time()) + 0.05)
+        assert await other.worker.recover_once() == 0  # its inbox is empty: the thread is forgotten
+        assert await other.store.due_threads("slack", 2**50, 10) == []
+        assert model.calls == 1
+    finally:
+        await owner.aclose()
+        await other.aclose()
