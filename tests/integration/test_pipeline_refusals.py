@@ -38,7 +38,7 @@ async def test_a_full_inbox_asks_only_that_member_to_slow_down(redis_client):
         second = asyncio.create_task(rt.engine.handle_message(msg(2)))
         await asyncio.sleep(0.05)
         full = await rt.engine.handle_message(msg(3))
-        assert full.replies == [Reply(ReplyKind.INFO, notices.slow_down(), ephemeral=True)]
+        assert full.replies == [Reply(ReplyKind.INFO, notices.slow_down(), ephemeral=True)] and full.thread == T
         assert not full.frozen and not full.duplicate and not full.queued
         assert [o.replies[0].kind for o in await asyncio.gather(first, second)] == [ReplyKind.ANSWER] * 2
         assert model.calls == 2
@@ -53,6 +53,7 @@ async def test_a_thread_at_its_length_limit_asks_for_a_new_conversation(redis_cl
             assert (await rt.engine.handle_message(msg(n))).replies[0].kind is ReplyKind.ANSWER
         limit = await rt.engine.handle_message(msg(3))
         assert limit.replies == [Reply(ReplyKind.INFO, notices.thread_too_long())]  # for the whole thread
+        assert limit.thread == T
         assert (await rt.engine.thread_state(T)).ladder.turn == 2
     finally:
         await rt.aclose()
@@ -62,16 +63,20 @@ async def test_duplicates_unknown_threads_and_parked_replies_get_no_turn(redis_c
     model = ScriptedModel(lambda text: [])
     rt = runtime(redis_client, model)
     try:
-        assert (await (await rt.engine.accept(msg(1, event="Ev1"), require_known=True)).result()).ignored
+        unknown = await rt.engine.accept(msg(1, event="Ev1"), require_known=True)
+        assert unknown.thread == T and (await unknown.result()).ignored and (await unknown.result()).thread == T
         parked = await rt.engine.accept(msg(2, event="Ev2"), require_known="park")
-        assert parked.accepted and (await parked.result()).queued
+        assert parked.accepted and parked.thread == T
+        assert (await parked.result()).queued and (await parked.result()).thread == T
         assert model.calls == 0
         opening = await rt.engine.handle_message(msg(3, event="Ev3"))
         assert opening.replies[0].kind is ReplyKind.ANSWER
         assert await rt.engine.pipeline.idle(10)
         assert model.calls == 2  # the opening, then the reply kept for it
-        again = await rt.engine.handle_message(msg(3, event="Ev3"))
+        ticket = await rt.engine.accept(msg(3, event="Ev3"))
+        again = await ticket.result()
         assert again.duplicate and not again.replies and model.calls == 2
+        assert ticket.thread == again.thread == T and not ticket.accepted and not ticket.pending_cases
     finally:
         await rt.aclose()
 
@@ -85,7 +90,7 @@ async def test_an_ended_thread_reminds_once_per_cooldown_without_a_model_call(re
         assert (await rt.engine.handle_message(msg(1, "please end"))).status is ThreadStatus.ENDED
         calls = model.calls
         first, second = [await rt.engine.handle_message(msg(n)) for n in (2, 3)]
-        assert first.frozen and first.status is ThreadStatus.ENDED
+        assert first.frozen and first.status is ThreadStatus.ENDED and first.thread == T
         assert [(r.kind, r.ephemeral) for r in first.replies] == [(ReplyKind.FROZEN_REMINDER, True)]
         assert "ended" in first.replies[0].text
         assert second.frozen and second.replies == [] and model.calls == calls

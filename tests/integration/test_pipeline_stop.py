@@ -33,6 +33,19 @@ class Paced(ScriptedModel):
         return await super().respond(request, sink)
 
 
+class Stream:
+    """What an adapter streams the answer into; ``discard`` withdraws what it showed."""
+
+    def __init__(self) -> None:
+        self.discarded = 0
+
+    async def __call__(self, delta: str) -> None:
+        return None
+
+    async def discard(self) -> None:
+        self.discarded += 1
+
+
 def runtime(client, model):
     settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_ttl_seconds=30))
     return build_runtime(settings, model=model, redis=client, communities=Communities(CommunityConfig()))
@@ -73,11 +86,14 @@ async def test_a_turn_past_the_grace_is_handed_back_and_answered_once_elsewhere(
     other.engine.pipeline.register_sink("slack", sink)
     t = thread(9)
     try:
-        turn = asyncio.create_task(rt.engine.handle_message(IncomingMessage(t, ANN, "wait 1.0", message_id="m9")))
+        stream = Stream()
+        turn = asyncio.create_task(rt.engine.handle_message(IncomingMessage(t, ANN, "wait 1.0", message_id="m9"),
+                                                            stream))
         while model.in_flight < 1:
             await asyncio.sleep(0.01)
         await rt.engine.pipeline.stop(grace=0.1)
         assert (await turn).queued  # not answered here: the caller is told it goes on elsewhere
+        assert stream.discarded == 1  # and whatever it streamed is withdrawn
         assert (await rt.engine.thread_state(t)).ladder.turn == 0  # nothing committed
         # the lease (30 s) was handed back: another worker takes the thread over at once
         assert await other.engine.pipeline.take_over(t) is ClaimStatus.OWNER
