@@ -9,6 +9,7 @@ import asyncio
 
 from bot import notices
 from bot.bootstrap import build_runtime
+from bot.store import keys
 from bot.types import Author, IncomingMessage, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
 from config.settings import EngineSettings, RedisSettings, Settings
@@ -94,5 +95,27 @@ async def test_an_ended_thread_reminds_once_per_cooldown_without_a_model_call(re
         assert [(r.kind, r.ephemeral) for r in first.replies] == [(ReplyKind.FROZEN_REMINDER, True)]
         assert "ended" in first.replies[0].text
         assert second.frozen and second.replies == [] and model.calls == calls
+    finally:
+        await rt.aclose()
+
+
+async def test_a_malformed_inbox_entry_is_dropped_and_the_next_one_answered(redis_client):
+    from tests.integration.engine_helpers import CollectingSink
+
+    model = ScriptedModel(lambda text: [])
+    rt = runtime(redis_client, model)
+    sink = CollectingSink()
+    rt.engine.pipeline.register_sink("slack", sink)
+    try:
+        # an entry no version of the bot could read (no text), then a good one, both left by a dead process
+        await rt.store.ingest(T, "bad", '{"a":"u-ann"}', reminder_cooldown=0, require_known=False,
+                              take_lease=False, max_inbox=10, max_turns=100)
+        good = await rt.engine.accept(msg(1), wait=False)
+        assert good.accepted and rt.engine.pipeline.is_draining(T.key)  # owned here, from the bad head on
+        assert await rt.engine.pipeline.idle(10)
+        assert [o.replies[0].kind for o in sink.outcomes] == [ReplyKind.ANSWER] and model.calls == 1
+        assert await rt.store.client.llen(keys.inbox(T.key)) == 0
+        state = await rt.engine.thread_state(T)
+        assert state.ladder.turn == 1
     finally:
         await rt.aclose()
