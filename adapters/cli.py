@@ -13,9 +13,9 @@ from bot.casefile import render_case_text
 from bot.types import Case
 from config.settings import Settings
 
-#: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``adapters.eval.cli``), imported
+#: Commands defined in ``adapters.dashboard.cli`` (and ``adapters.usage_cli``, ``tools.eval.cli``), imported
 #: only when used.
-_DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "moderator")
+_DASHBOARD_COMMANDS = ("dashboard", "purge", "forget-user", "forget-community", "moderator")
 _DASHBOARD_CASE_COMMANDS = ("export",)
 
 #: Control characters (C0 but newline and tab, DEL, C1) and the line and paragraph separators, as visible
@@ -137,10 +137,13 @@ def discord(demo: bool, embedded_store: bool) -> None:
     """Run the Discord bot (needs DISCORD_TOKEN, REDIS_URL and ANTHROPIC_API_KEY)."""
     allowances = _allowances("discord", needs_model=True, demo=demo, embedded_store=embedded_store)
     from adapters.discord.app import run_discord
+    from adapters.metrics import PrometheusMetrics
     from adapters.ops import serve_operated
 
-    run_with_runtime(lambda rt: serve_operated(rt, allowances, lambda _: run_discord(rt.settings, runtime=rt)),
-                     quiet=False)
+    metrics = PrometheusMetrics()
+    run_with_runtime(lambda rt: serve_operated(rt, metrics, allowances,
+                                               lambda _: run_discord(rt.settings, runtime=rt)),
+                     quiet=False, metrics=metrics)
 
 
 @main.command()
@@ -152,11 +155,14 @@ def slack(http_port: int | None, demo: bool, embedded_store: bool) -> None:
     """Run the Slack bot (Socket Mode by default; needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN, REDIS_URL and
     ANTHROPIC_API_KEY)."""
     allowances = _allowances("slack", needs_model=True, demo=demo, embedded_store=embedded_store)
+    from adapters.metrics import PrometheusMetrics
     from adapters.ops import serve_operated
     from adapters.slack.app import run_slack
 
+    metrics = PrometheusMetrics()
     run_with_runtime(lambda rt: serve_operated(
-        rt, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False)
+        rt, metrics, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False,
+        metrics=metrics)
 
 
 @main.command()
@@ -184,7 +190,7 @@ def _register_dashboard() -> None:
 
 
 def _register_eval() -> None:
-    from adapters.eval.cli import register
+    from tools.eval.cli import register
 
     if "eval" not in main.commands:
         register(main)

@@ -100,7 +100,7 @@ class OpsServer:
 
     async def redis_ready(self) -> bool:
         try:
-            await asyncio.wait_for(self.runtime.store.ping(), self.ping_timeout)
+            await asyncio.wait_for(self.runtime.store.health.ping(), self.ping_timeout)
         except (ThreadguardError, TimeoutError, OSError):
             return False
         return True
@@ -130,19 +130,11 @@ async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances:
         await runner.cleanup()
 
 
-def attach_metrics(runtime: Runtime) -> PrometheusMetrics:
-    """Give the runtime's engine and store a Prometheus registry of their own."""
-    metrics = PrometheusMetrics()
-    runtime.engine.metrics = metrics
-    runtime.store.metrics = metrics
-    return metrics
-
-
-async def serve_operated(runtime: Runtime, allowances: list[str],
+async def serve_operated(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str],
                          run: Callable[[PrometheusMetrics], Awaitable[T]]) -> T:
-    """Say what was allowed, attach metrics, serve the ops endpoint, and run the process's main work."""
+    """Say what was allowed, serve the ops endpoint with ``metrics`` (the registry the runtime was built
+    with: ``build_runtime(..., metrics=metrics)``), and run the process's main work."""
     for name in allowances:
         log.warning("running with %s (explicitly allowed)", ALLOWANCES[name])
-    metrics = attach_metrics(runtime)
     async with ops_endpoint(runtime, metrics, allowances):
         return await run(metrics)

@@ -12,6 +12,7 @@ import click
 
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import ThreadguardError
+from bot.metrics import Metrics
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -25,12 +26,14 @@ def setup_logging(settings: Settings, quiet: bool = False) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def run_with_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True) -> T:
-    """Build the runtime, run ``fn`` with it, close it; users see messages, never tracebacks."""
+def run_with_runtime(fn: Callable[[Runtime], Awaitable[T]], *, quiet: bool = True,
+                     metrics: Metrics | None = None) -> T:
+    """Build the runtime (counting into ``metrics``), run ``fn`` with it, close it; users see messages, never
+    tracebacks."""
     try:
         settings = Settings()
         setup_logging(settings, quiet)
-        runtime = build_runtime(settings)
+        runtime = build_runtime(settings, metrics=metrics)
     except ThreadguardError as exc:
         raise click.ClickException(exc.user_message + f" ({exc})") from exc
 

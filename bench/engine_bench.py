@@ -121,7 +121,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     model = InstantModel()
     settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
     rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig(frozen_reminder_cooldown=0)))
-    engine, store, client = rt.engine, rt.store, rt.store.client
+    engine, store, client = rt.engine, rt.store, rt.redis
     await _wait_ready(client)
     run = f"b{int(time.time())}"
     author = Author("u1", "bench")
@@ -136,11 +136,11 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
         for _ in range(turns):
             seq += 1
             msg = IncomingMessage(thread, author, f"question number {seq} about something", message_id=f"m{seq}")
-            before = store.round_trips
+            before = store.health.round_trips
             start = time.perf_counter()
             outcome = await engine.handle_message(msg)
             overheads.append(time.perf_counter() - start)
-            trips.append(store.round_trips - before)
+            trips.append(store.health.round_trips - before)
             assert _answered(outcome), outcome
     mem_after = await _info_sum(client, "memory", "used_memory")
 
@@ -173,10 +173,10 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     await engine.handle_message(IncomingMessage(frozen, author, "end", message_id="f-end"))
     calls_before, frozen_trips = model.calls, []
     for i in range(500):
-        before = store.round_trips
+        before = store.health.round_trips
         outcome = await engine.handle_message(IncomingMessage(frozen, author, "hello?", message_id=f"f{i}"))
         assert outcome.frozen
-        frozen_trips.append(store.round_trips - before)
+        frozen_trips.append(store.health.round_trips - before)
     frozen_model_calls = model.calls - calls_before
 
     # 5. one long thread: the turn reads the history window, never the whole log

@@ -77,8 +77,9 @@ class Probe:
         self.answered = 0
         self.turns = 0
         self.spans: list[tuple[float, float]] = []
-        for owner, names in ((runtime.store, ("ingest", "claim", "commit_turn", "drop_head", "renew", "file_end_case")),
-                             (runtime.usage, ("record_turn", "record_case"))):
+        store = runtime.store
+        for owner, names in ((store.inbox, ("ingest", "claim", "renew")), (store.turns, ("commit_turn", "drop_head")),
+                             (store.cases, ("file_end_case",)), (runtime.usage, ("record_turn", "record_case"))):
             for name in names:
                 setattr(owner, name, self._timed(getattr(owner, name)))
 
@@ -92,7 +93,7 @@ class Probe:
         return timed
 
     def requests(self) -> int:
-        return self.runtime.store.round_trips + self.runtime.usage.round_trips
+        return self.runtime.store.health.round_trips + self.runtime.usage.round_trips
 
     async def turn(self, thread: ThreadRef, n: int) -> float:
         started = time.perf_counter()
@@ -127,7 +128,7 @@ async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: 
         pings: list[float] = []
         latencies: list[float] = []
         for n in range(args.turns):  # interleaved, so both see the same machine (the scheduler moves them)
-            pings.append(await runtime.store.ping())
+            pings.append(await runtime.store.health.ping())
             latencies.append(await probe.turn(threads[n % len(threads)], 1000 + n))
         busy = [await probe.measured(threads[n % len(threads)], 5000 + n) for n in range(20)]
         print(f"  {label}: idling {args.idle:.0f} s …", flush=True)

@@ -9,15 +9,18 @@ from typing import Any
 from bot.caselog import CaseLog
 from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
-from bot.engine import ConversationEngine, EngineLimits
+from bot.engine import ConversationEngine
 from bot.metrics import Metrics
 from bot.model import ModelClient
-from bot.pipeline import PipelineLimits
+from bot.moderation import Moderation
 from bot.review import ReviewDesk
-from bot.store.redis_store import DAY_MS, RedisConversationStore, connect
+from bot.store import Store
+from bot.store.connection import connect
+from bot.store.redis_store import build_store
 from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
-from bot.worker import Worker, WorkerIntervals
+from bot.store.window import WindowCache
+from bot.worker import Worker
 from config.communities import Communities
 from config.settings import Settings
 
@@ -30,14 +33,20 @@ class Runtime:
 
     settings: Settings
     engine: ConversationEngine
-    store: RedisConversationStore
+    store: Store
+    #: The Redis client every part of the store shares (and the surfaces' own Redis users: budgets, accounts).
+    redis: Any
+    #: The history windows this process holds (``bot.store.window``).
+    windows: WindowCache
     model: ModelClient
     communities: Communities
     #: True when no REDIS_URL was given and the in-process Redis holds the state.
     embedded_store: bool
     usage: UsageLedger
-    #: Review state, appeals and members' end history.
+    #: Review state, appeals and members' end records.
     review: ReviewDesk
+    #: The moderators' actions on cases (take, review, note, reopen, decide an appeal), for every surface.
+    moderation: Moderation
     #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
     #: connected); ``/readyz`` answers 200 only from then on.
     serving: bool = False
@@ -50,18 +59,23 @@ class Runtime:
     @property
     def worker(self) -> Worker:
         """The background duties every bot process runs (recovery, pending cases, notices)."""
+        return self.worker_polling_notices(self.settings.worker.notice_interval)
+
+    def worker_polling_notices(self, every: float) -> Worker:
+        """The worker, built on first use, looking at queued notices at least every ``every`` seconds (a
+        platform's own poll interval; the shorter of it and the worker's setting wins)."""
         if self._worker is None:
-            section = self.settings.engine
-            self._worker = Worker(self.engine, WorkerIntervals(
-                recovery=section.recovery_interval, maintenance=section.maintenance_interval,
-                notices=section.notice_interval, shutdown_grace=section.shutdown_grace))
+            section = self.settings.worker
+            if every < section.notice_interval:
+                section = section.model_copy(update={"notice_interval": every})
+            self._worker = Worker(self.engine, section)
         return self._worker
 
     async def aclose(self) -> None:
         if self._worker is not None:
             await self._worker.stop()
         await self.model.aclose()
-        await self.store.aclose()
+        await self.store.health.aclose()
 
 
 def build_model(settings: Settings) -> ModelClient:
@@ -84,34 +98,18 @@ def build_model(settings: Settings) -> ModelClient:
 def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
                   communities: Communities | None = None, metrics: Metrics | None = None) -> Runtime:
     """Build the engine and its collaborators. ``redis`` and ``model`` may be injected (tests)."""
-    engine_settings = settings.engine
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
-    store = RedisConversationStore(
-        client,
-        lock_ttl_ms=int(engine_settings.lock_ttl_seconds * 1000),
-        dedupe_ttl_s=engine_settings.dedupe_ttl_seconds,
-        idle_ttl_ms=int(engine_settings.idle_ttl_days * DAY_MS),
-        ended_ttl_ms=int(engine_settings.case_retention_days * DAY_MS),
-        window_cache_threads=engine_settings.window_cache_threads,
-    )
-    communities = communities or engine_settings.communities()
+    metrics = metrics or Metrics()
+    windows = WindowCache(settings.store.window_cache_threads)
+    store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
+    communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)
-    limits = EngineLimits(
-        max_message_chars=engine_settings.max_message_chars,
-        history_token_budget=engine_settings.history_token_budget,
-        max_tool_rounds=engine_settings.max_tool_rounds,
-        lock_wait_seconds=engine_settings.lock_wait_seconds,
-        commit_retry_seconds=engine_settings.commit_retry_seconds,
-    )
-    pipeline = PipelineLimits(max_inbox=engine_settings.max_inbox, max_thread_turns=engine_settings.max_thread_turns,
-                              max_active_threads=engine_settings.max_active_threads)
-    ledger = UsageLedger(client, thread_ttl_ms=int(engine_settings.case_retention_days * DAY_MS))
-    engine = ConversationEngine(store, chosen, communities, limits, pipeline, usage=ledger, metrics=metrics)
-    if metrics is not None:
-        store.metrics = metrics
-    review_store = RedisReviewStore(client, retention_s=int(engine_settings.case_retention_days * 86_400))
-    review = ReviewDesk(review_store, engine.cases, engine, communities)
-    engine.history = review
-    return Runtime(settings, engine, store, chosen, communities, embedded_store=redis is None and url is None,
-                   usage=ledger, review=review)
+    ledger = UsageLedger(client, thread_ttl_ms=settings.store.ended_ttl_ms)
+    review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
+    review = ReviewDesk(review_store, CaseLog(store.cases), communities)
+    engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
+                                metrics=metrics, member_records=review, attachments=settings.attachments)
+    moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
+    return Runtime(settings, engine, store, client, windows, chosen, communities,
+                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation)

@@ -6,7 +6,7 @@ import builtins
 import time
 
 from bot.errors import CaseNotFound
-from bot.store import ConversationStore
+from bot.store import CaseStore
 from bot.types import Author, Case, iso
 
 ACTIONS = frozenset({"reopen", "note", "mistaken", "delete", "assign", "review", "risk"})
@@ -15,7 +15,7 @@ ACTIONS = frozenset({"reopen", "note", "mistaken", "delete", "assign", "review",
 class CaseLog:
     """Numbered cases per community: every end and every moderator action."""
 
-    def __init__(self, store: ConversationStore) -> None:
+    def __init__(self, store: CaseStore) -> None:
         self._store = store
 
     async def get(self, community: str, case_id: int) -> Case:

@@ -6,6 +6,7 @@ How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``; thi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -14,11 +15,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.caselog import CaseLog
-from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.errors import ModelError, ModelRequestRejected, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.files import dropped, file_blocks, left_out_lines, refs_tokens, stored_ids
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
     SYSTEM_PROMPT,
+    Block,
+    FileBlock,
     ModelClient,
     ModelMessage,
     ModelRequest,
@@ -27,9 +31,10 @@ from bot.model import (
     Usage,
     ladder_note,
 )
-from bot.pipeline import InboxEntry, LeaseLost, PipelineLimits, ReplyTarget, Ticket, TurnPipeline
+from bot.pipeline import LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
-from bot.store import ClaimStatus, CommitResult, CommitStatus, ConversationStore, TurnCommit, TurnStart
+from bot.store import ClaimStatus, CommitResult, CommitStatus, Store, TurnCommit, TurnStart
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
     Author,
     BranchOpener,
@@ -51,27 +56,13 @@ from bot.types import (
     iso,
 )
 from bot.usage import TokenTotals, UsageRecorder
-from bot.validation import check_message
+from bot.validation import check_message, looks_empty
 from config.communities import Communities, CommunityConfig
+from config.settings import AttachmentSettings, EngineSettings, PipelineSettings
 
 from . import notices, texts
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineLimits:
-    max_message_chars: int = 4000
-    history_token_budget: int = 24000
-    max_tool_rounds: int = 4
-    #: How long the end command waits for a thread's running turn.
-    lock_wait_seconds: float = 120.0
-    #: How long a turn's commit is retried while Redis is unreachable (its answer is already written).
-    commit_retry_seconds: float = 20.0
-    #: How long accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
-    accept_retry_seconds: float = 1.5
-    #: How long a message to a frozen thread waits on numbering a case a failure left pending.
-    pending_filing_seconds: float = 1.0
 
 
 @dataclass
@@ -92,8 +83,9 @@ class _Turn:
     totals: TokenTotals | None = None
 
 
-class MemberHistory(Protocol):
-    """The review desk's hooks into turns: members' end history and the community's repeat policy."""
+class MemberRecords(Protocol):
+    """The review desk's hooks into turns: members' end records, the community's repeat policy and
+    moderators' risk alerts."""
 
     async def case_filed(self, case: Case) -> None: ...
 
@@ -104,37 +96,42 @@ class MemberHistory(Protocol):
 
 
 class ConversationEngine:
-    """Handles member messages, edits, user ends and moderator reopens for every platform."""
+    """Handles member messages, edits and user ends for every platform (moderator actions: ``bot.moderation``)."""
 
-    def __init__(self, store: ConversationStore, model: ModelClient, communities: Communities,
-                 limits: EngineLimits | None = None, pipeline: PipelineLimits | None = None, *,
-                 usage: UsageRecorder | None = None, metrics: Metrics | None = None) -> None:
+    def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
+                 pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
+                 metrics: Metrics | None = None, member_records: MemberRecords | None = None,
+                 attachments: AttachmentSettings | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
-        self.limits = limits or EngineLimits()
-        self.cases = CaseLog(store)
+        self.limits = limits
+        self.cases = CaseLog(store.cases)
         self.usage = usage
         self.metrics = metrics or Metrics()
-        #: Set by the composition root: records members' ends and applies the repeat policy.
-        self.history: MemberHistory | None = None
-        self.pipeline = TurnPipeline(store, self, pipeline, metrics=self.metrics)
+        #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
+        self.member_records = member_records
+        #: Limits on members' files (``bot.attachments``).
+        self.file_limits = attachments or AttachmentSettings()
+        self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
 
     async def accept(self, msg: IncomingMessage, sink: TextSink | None = None, *,
-                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
                      wait: bool = True) -> Ticket:
         """Accept one member message into its thread's inbox (one Redis round trip).
 
         The ticket carries an outcome at once when there is nothing to wait for (a duplicate, a frozen
         thread's reminder, a refusal); otherwise the message will be answered, here (``result()``, or
         the platform's delivery sink when ``wait`` is false) or by the process that owns the thread.
-        ``require_known``: accept only in a thread the bot already takes part in (a Slack reply);
-        ``"park"``: keep it a short while for the thread's opening mention, which it may have overtaken.
+        ``unknown``: what to do when the bot takes no part in the thread yet (``UnknownThread``: a Slack
+        reply is ignored, or parked a short while for the thread's opening mention it may have overtaken).
         """
         started = time.perf_counter()
-        ticket = await self._accept(msg, sink, target=target, require_known=require_known, wait=wait)
+        ticket = await self._accept(msg, sink, target=target, unknown=unknown, wait=wait)
+        if ticket.outcome is not None and (ticket.outcome.frozen or ticket.outcome.ignored) and msg.attachments:
+            await self._forget_files(msg.thread)
         if ticket.pending_cases:
             await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
@@ -142,19 +139,25 @@ class ConversationEngine:
         return ticket
 
     async def _accept(self, msg: IncomingMessage, sink: TextSink | None, *, target: ReplyTarget | None,
-                      require_known: bool | str, wait: bool) -> Ticket:
+                      unknown: UnknownThread, wait: bool) -> Ticket:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
-        if checked.problem:
+        files_only = bool(msg.attachments or msg.files) and looks_empty(msg.text)
+        if checked.problem and not files_only:
             return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)]))
         config = self.communities.get(thread.community)
-        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url)
+        try:
+            msg = await self._take_files(msg)
+        except StoreUnavailable as exc:
+            return Ticket(thread, self._failed(thread, exc))
+        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url,
+                                files=msg.files)
         deadline = time.monotonic() + self.limits.accept_retry_seconds
         delay = 0.05
         while True:
             try:
                 return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
-                                                  sink=sink, target=target, require_known=require_known, wait=wait,
+                                                  sink=sink, target=target, unknown=unknown, wait=wait,
                                                   reminder=texts.frozen_reminder(config, thread))
             except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
                 if time.monotonic() + delay >= deadline:
@@ -163,6 +166,28 @@ class ConversationEngine:
                 return Ticket(thread, self._failed(thread, exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    async def _forget_files(self, thread: ThreadRef) -> None:
+        """A thread that takes no message keeps no files sent to it: an ended one (its files went with its
+        end), one the bot takes no part in."""
+        try:
+            await self.store.files.delete_thread(thread)
+        except StoreUnavailable:
+            log.warning("thread %s: files sent to the ended thread expire with it", thread.key)
+
+    async def _take_files(self, msg: IncomingMessage) -> IncomingMessage:
+        """The message's files prepared (in a worker thread: decoding and scaling take CPU) and their bytes
+        kept in the thread's file store; the message goes on with references only."""
+        if not msg.attachments:
+            return msg
+        from bot import attachments  # the imaging and PDF libraries load with the first file, not at start-up
+
+        prepared = await asyncio.to_thread(attachments.prepare, msg.attachments, self.file_limits)
+        if prepared.kept:
+            await self.store.files.put(msg.thread, [(p.ref.id, p.payload) for p in prepared.kept])
+        log.info("thread %s: %d file(s) taken, %d left out", msg.thread.key, len(prepared.kept),
+                 len(prepared.refs) - len(prepared.kept))
+        return dataclasses.replace(msg, attachments=(), files=tuple(prepared.refs))
 
     async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
         """Answer one member message (or explain why not). When another process owns the thread, the
@@ -176,7 +201,7 @@ class ConversationEngine:
         old = edit.thread
         checked = check_message(edit.new_text, self.limits.max_message_chars)
         try:
-            state, entries = await self.store.load(old)
+            state, entries = await self.store.turns.load(old)
             if state.status is not ThreadStatus.ENDED:
                 return Outcome(old, status=state.status)
             index = _find_user_message(entries, edit.message_id, edit.author.id)
@@ -184,29 +209,30 @@ class ConversationEngine:
                 return Outcome(old, status=state.status, replies=[Reply(
                     ReplyKind.INFO, "I couldn't find that message of yours in this conversation, so there "
                     "is nothing to branch from.", ephemeral=True)])
-            if checked.problem:
+            if checked.problem and not (edit.attachments and looks_empty(edit.new_text)):
                 return Outcome(old, status=state.status,
                                replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
-            if not await self.store.claim_event(old, edit.dedupe_id):
+            if not await self.store.dedupe.first_sight(old, edit.dedupe_id):
                 return Outcome(old, status=state.status, duplicate=True)
             new_thread = await open_branch(checked.text)
             prefix = entries[:index]
             ladder = ladder_from_prefix(prefix, entries[index].turn)
             link = Entry(EntryKind.BRANCH, f"Branched from {old.key} by editing message {edit.message_id}.",
                          turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
-            await self.store.seed_branch(new_thread, [*prefix, link],
-                                         ThreadState(new_thread, ladder=ladder, branch_of=old.key))
+            await self.store.turns.seed_branch(new_thread, [*prefix, link],
+                                               ThreadState(new_thread, ladder=ladder, branch_of=old.key))
             case_id = state.case_id
             if case_id is None:  # the end's case is still waiting for its number: this event files it
-                filed = await self.store.file_pending_cases(old)
+                filed = await self.store.cases.file_pending_cases(old)
+                await self._cases_filed(filed)
                 case_id = filed[-1].case_id if filed else None
             if case_id is not None:
-                await self.store.link_branch(old.community, case_id, new_thread.key)
+                await self.store.cases.link_branch(old.community, case_id, new_thread.key)
         except ThreadguardError as exc:
             return self._failed(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)
         first = IncomingMessage(new_thread, edit.author, checked.text, message_id=edit.message_id,
-                                event_id=f"branch:{edit.dedupe_id}")
+                                event_id=f"branch:{edit.dedupe_id}", attachments=edit.attachments)
         outcome = await self.handle_message(first, sink)
         outcome.branch = new_thread
         return outcome
@@ -214,7 +240,7 @@ class ConversationEngine:
     async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
         """The member's own end command: freeze the thread and file a case."""
         try:
-            start = await self._take(thread)
+            start = await self._lease_for_end(thread)
             if start is None:
                 await self._file_pending(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
@@ -225,7 +251,7 @@ class ConversationEngine:
             elif not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
                 problem = "Only someone taking part in this conversation can end it."
             if problem:
-                await self.store.release(thread, start.token)
+                await self.store.inbox.release(thread, start.token)
                 # Messages that arrived while the end command held the thread wait in its inbox: answer
                 # them now rather than when the recovery loop next looks.
                 await self.pipeline.take_over(thread)
@@ -248,20 +274,21 @@ class ConversationEngine:
         """Number the case of an end a failure left pending, when a later event in its thread shows it;
         bounded, so a reminder never waits long on case numbering (the worker loop files it otherwise)."""
         try:
-            filed = await asyncio.wait_for(self.store.file_pending_cases(thread),
+            filed = await asyncio.wait_for(self.store.cases.file_pending_cases(thread),
                                            self.limits.pending_filing_seconds)
         except (StoreUnavailable, TimeoutError):
             log.warning("thread %s: its pending case is left to the background filing", thread.key)
             return
         for case in filed:
             log.info("thread %s: pending case %s filed", thread.key, case.case_id)
+        await self._cases_filed(filed)
 
-    async def _take(self, thread: ThreadRef) -> TurnStart | None:
+    async def _lease_for_end(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
         deadline = time.monotonic() + self.limits.lock_wait_seconds
         delay = 0.005
         while True:
-            taken = await self.store.take(thread)
+            taken = await self.store.inbox.lease_for_end(thread)
             if taken.status is ClaimStatus.FROZEN:
                 return None
             if taken.start is not None:
@@ -271,64 +298,45 @@ class ConversationEngine:
             await asyncio.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.6, 0.25)
 
-    async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome:
-        """A moderator unfreezes the thread of an end case; the reopen is filed as its own case."""
-        case = await self.cases.get(community, case_id)
-        thread = ThreadRef.from_key(case.thread)
-        if case.action != "end":
-            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"Case {case_id} is a {case.action} "
-                                                  "entry, not an ended thread.", ephemeral=True)])
-        entry = Entry(EntryKind.REOPEN, f"Reopened by moderator {moderator.name} (case {case_id}).",
-                      author_id=moderator.id, author_name=moderator.name)
-        if not await self.store.reopen(thread, entry):
-            return Outcome(thread, replies=[Reply(ReplyKind.INFO, f"The thread of case {case_id} is not "
-                                                  "ended any more (already reopened or expired).",
-                                                  ephemeral=True)])
-        action = await self.cases.add_action(community, case_id, "reopen", moderator,
-                                             f"Reopened the thread of case {case_id}.")
-        log.info("thread %s reopened by moderator %s (case %s)", thread.key, moderator.id, case_id)
-        return Outcome(thread, status=ThreadStatus.ACTIVE, action=action,
-                       replies=[Reply(ReplyKind.INFO, texts.reopened(self.communities.get(community), thread))])
-
     async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """The conversation now running in a place without threads (a Discord DM channel).
 
         ``channel`` names the place itself; the first conversation there uses that very key, later ones
         (after ``new_conversation_in``) get keys of their own, so an ended one stays frozen for review.
         """
-        number = await self.store.current_conversation(channel)
+        number = await self.store.conversations.current_conversation(channel)
         return _numbered(channel, number)
 
     async def conversation_holding(self, channel: ThreadRef, message_id: str, limit: int = 50) -> ThreadRef | None:
         """The numbered conversation of a place without threads that holds the member message
         ``message_id`` (newest first, at most ``limit`` back), so an edit of an older, ended one branches
         from it rather than being looked for in the conversation now running."""
-        current = await self.store.current_conversation(channel)
+        current = await self.store.conversations.current_conversation(channel)
         for number in range(current, max(-1, current - limit), -1):
             ref = _numbered(channel, number)
-            _, entries = await self.store.load(ref)
+            _, entries = await self.store.turns.load(ref)
             if any(e.kind is EntryKind.USER and e.message_id == message_id for e in entries):
                 return ref
         return None
 
     async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
         """Start a fresh conversation in a place without threads; later messages go to it."""
-        return _numbered(channel, await self.store.next_conversation(channel))
+        return _numbered(channel, await self.store.conversations.next_conversation(channel))
 
     async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
                            member: str | None = None) -> None:
-        """Hand an outcome's replies to the bot process of the thread's platform (see ``take_notices``).
+        """Hand an outcome's replies to the bot process of the thread's platform (see ``pop_notices``).
 
         For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
         thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
         """
         notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id, member=member)
-        await self.store.push_notice(outcome.thread.platform, notice.to_json())
+        await self.store.notices.push_notice(outcome.thread.platform, notice.to_json())
 
-    async def take_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
+    async def pop_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
         """Notices queued for ``platform``, oldest first; each is handed out once."""
         notices_: list[ThreadNotice] = []
-        for raw in await self.store.take_notices(platform, limit):
+        for raw in await self.store.notices.pop_notices(platform, limit):
             try:
                 notices_.append(ThreadNotice.from_json(raw))
             except (ValueError, KeyError, TypeError):
@@ -336,7 +344,7 @@ class ConversationEngine:
         return notices_
 
     async def thread_state(self, thread: ThreadRef) -> ThreadState:
-        state, _ = await self.store.load(thread)
+        state, _ = await self.store.turns.load(thread)
         return state
 
     async def reconcile(self, min_age: float = 0.0, *, scan: bool = True) -> list[Case]:
@@ -344,10 +352,11 @@ class ConversationEngine:
         seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)
         from the pending-case index; ``scan`` (start-up) looks through the whole keyspace instead."""
         filed: list[Case] = []
-        for thread in await self.store.threads_with_pending_cases(scan=scan):
-            filed.extend(await self.store.file_pending_cases(thread, min_age))
+        for thread in await self.store.cases.threads_with_pending_cases(scan=scan):
+            filed.extend(await self.store.cases.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
+        await self._cases_filed(filed)
         return filed
 
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
@@ -364,7 +373,7 @@ class ConversationEngine:
         thread = entry.thread
         config = self.communities.get(thread.community)
         if start.state.status is ThreadStatus.ENDED:  # ended while this message waited in the inbox
-            result = await self._retrying(thread, lambda: self.store.drop_head(
+            result = await self._retrying(thread, lambda: self.store.turns.drop_head(
                 thread, start.token, entry.id, go_on=go_on, reminder_cooldown=config.frozen_reminder_cooldown))
             replies = [Reply(ReplyKind.FROZEN_REMINDER, texts.frozen_reminder(config, thread), ephemeral=True)]
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
@@ -384,7 +393,7 @@ class ConversationEngine:
                         forget: bool = False) -> tuple[Outcome, TurnStart | None]:
         """Remove an inbox entry that gets no turn (its outcome explains why)."""
         thread = start.state.thread
-        result = await self._retrying(thread, lambda: self.store.drop_head(
+        result = await self._retrying(thread, lambda: self.store.turns.drop_head(
             thread, start.token, entry_id, go_on=go_on, reminder_cooldown=None, forget=forget))
         return outcome, result.next
 
@@ -411,7 +420,8 @@ class ConversationEngine:
         ladder = start.state.ladder
         config = await self._member_config(msg, config)
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
-                           author_name=msg.author.name, message_id=msg.message_id, in_history=True)
+                           author_name=msg.author.name, message_id=msg.message_id, in_history=True,
+                           attachments=list(msg.files) or None)
         turn = _Turn(ladder, [user_entry])
         try:
             return await self._answer_turn(msg, turn, start, config, sink, go_on)
@@ -422,10 +432,12 @@ class ConversationEngine:
     async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
                            sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
         text, user_entry, ladder = msg.text, turn.entries[0], turn.ladder
-        cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text))
-        history = to_messages(start.log[cut:])
+        cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text) + refs_tokens(msg.files))
         idle = time.time() - start.log[-1].at if start.log else None
-        streamed = await self._run_model(turn, history, text, config, sink, idle)
+        streamed = await self._model_turn(msg.thread, turn, start.log[cut:], text, config, sink, idle)
+        if user_entry.attachments:  # what the member's files lost on the way, named after the answer
+            turn.replies[:0] = [Reply(ReplyKind.INFO, "\n".join(lines))
+                                for lines in [left_out_lines(user_entry.attachments)] if lines]
         answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
         if answer:
             turn.entries.insert(-1 if turn.end else len(turn.entries),
@@ -435,7 +447,7 @@ class ConversationEngine:
                 streamed = False
         if turn.refused:
             user_entry.in_history = False
-        transcript = await self.store.read_log(msg.thread) if turn.end else None
+        transcript = await self.store.turns.read_log(msg.thread) if turn.end else None
         # The turn's tokens are added by its commit (whatever the commit decides: they were billed either way).
         turn.accounted = True
         usage = self._counted(msg.thread, turn.usage)
@@ -449,15 +461,55 @@ class ConversationEngine:
         outcome.streamed = streamed
         return outcome, nxt
 
+    async def _model_turn(self, thread: ThreadRef, turn: _Turn, window: list[Entry], text: str,
+                          config: CommunityConfig, sink: TextSink | None, idle: float | None) -> bool:
+        """The tool loop over the window and the member's message with their files. A first request the API
+        refuses while it carries files is sent again without them (the message's own first, then those of
+        the history): the turn is answered, and a refused file never returns in later history."""
+        user_entry = turn.entries[0]
+        ids = [*(i for e in window if e.attachments for i in stored_ids(e.attachments)),
+               *stored_ids(user_entry.attachments)]
+        stored = await self.store.files.get(thread, ids) if ids else {}
+        while True:
+            history = to_messages(window, stored)
+            current = tuple(file_blocks(user_entry.attachments, stored))
+            try:
+                return await self._run_model(turn, history, text, config, sink, idle, current)
+            except ModelRequestRejected:
+                refused = self._refused_files(turn, history, current, stored)
+                if not refused:
+                    raise
+                await self.store.files.drop(thread, refused)
+                for file_id in refused:
+                    stored.pop(file_id, None)
+
+    def _refused_files(self, turn: _Turn, history: list[ModelMessage], current: tuple[Block, ...],
+                       stored: dict[str, str]) -> list[str]:
+        """The files to leave out after the API refused a request: none once a model call went through (the
+        refusal is not about them); else the message's own, else every file of the history."""
+        if turn.usage.calls:
+            return []
+        user_entry = turn.entries[0]
+        own = [i for i in stored_ids(user_entry.attachments) if i in stored]
+        if own and any(isinstance(b, FileBlock) for b in current):
+            user_entry.attachments = [dropped(r, "the model could not read this file") if r.id in own else r
+                                      for r in user_entry.attachments or ()]
+            log.warning("the model API refused a request with %d new file(s): sent again without them", len(own))
+            return own
+        if any(isinstance(b, FileBlock) for m in history for b in m.blocks):
+            log.warning("the model API refused a request with the history's files: sent again without them")
+            return list(stored)
+        return []
+
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, idle: float | None) -> bool:
+                         sink: TextSink | None, idle: float | None, files: tuple[Block, ...] = ()) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``.
 
         Text from two model rounds (before and after a tool call) is joined by a paragraph break, on
         screen as in the stored answer.
         """
-        messages = [*history, ModelMessage("user", (TextBlock(text),),
-                                           system_note=ladder_note(turn.ladder, config.threshold))]
+        blocks = (*files, TextBlock(text)) if text or not files else files
+        messages = [*history, ModelMessage("user", blocks, system_note=ladder_note(turn.ladder, config.threshold))]
         streamed = False
         separate = False
 
@@ -543,8 +595,8 @@ class ConversationEngine:
                             crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
                             usage=usage)
-        result = await self._retrying(thread, lambda: self.store.commit_turn(thread, start.token, commit,
-                                                                             go_on=go_on))
+        result = await self._retrying(thread, lambda: self.store.turns.commit_turn(thread, start.token, commit,
+                                                                                   go_on=go_on))
         turn.totals = result.totals
         if result.status is CommitStatus.ALREADY_ENDED:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
@@ -554,11 +606,13 @@ class ConversationEngine:
             outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
+            if turn.end.category in FILES_DELETED_ON_END:
+                await self._delete_files(thread)
             config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
             try:
-                outcome.case = await self.store.file_end_case(thread, result.end_seq, case)
+                outcome.case = await self.store.cases.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
                 # The freeze and the case body are already stored together; every running process
                 # numbers it within seconds of Redis answering again (``reconcile``).
@@ -568,30 +622,49 @@ class ConversationEngine:
             await self._case_filed(outcome.case)
         return outcome, result.next
 
+    async def _delete_files(self, thread: ThreadRef) -> None:
+        """The thread's stored files, deleted at once (retried while Redis is unreachable, like the commit)."""
+        deadline = time.monotonic() + self.limits.commit_retry_seconds
+        while True:
+            try:
+                await self.store.files.delete_thread(thread)
+                log.info("thread %s: stored files deleted with its end", thread.key)
+                return
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    log.error("thread %s: its stored files could not be deleted; they expire with it", thread.key)
+                    return
+                await asyncio.sleep(0.2)
+
     async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
         """The community's repeat policy may lower this member's threshold (warned at once)."""
-        if self.history is None or not config.repeat_ends:
+        if self.member_records is None or not config.repeat_ends:
             return config
         try:
-            threshold = await self.history.threshold_for(msg.thread.community, msg.author.id, config.threshold)
+            threshold = await self.member_records.threshold_for(msg.thread.community, msg.author.id, config.threshold)
         except StoreUnavailable:
             return config
         return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
 
     async def _risk_flagged(self, thread: ThreadRef, transcript: list[Entry], jump_url: str | None) -> Case | None:
         kind = next((e.category for e in reversed(transcript) if e.kind is EntryKind.RISK), None) or "self_harm"
-        if self.history is None:
+        if self.member_records is None:
             return None
         try:
-            return await self.history.risk_flagged(thread, kind, transcript, jump_url)
+            return await self.member_records.risk_flagged(thread, kind, transcript, jump_url)
         except StoreUnavailable:
             log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
             return None
 
+    async def _cases_filed(self, cases: list[Case]) -> None:
+        """Cases numbered late (a failure left them pending) enter the members' end records too."""
+        for case in cases:
+            await self._case_filed(case)
+
     async def _case_filed(self, case: Case) -> None:
-        if self.history is not None:
+        if self.member_records is not None:
             try:
-                await self.history.case_filed(case)
+                await self.member_records.case_filed(case)
             except StoreUnavailable:
                 log.warning("case %s of %s: the members' end history was not updated", case.case_id,
                             case.community)
@@ -652,6 +725,8 @@ class ConversationEngine:
 
 
 PARAGRAPH = "\n\n"
+#: Ends whose thread's stored files are deleted at once, not left to expire.
+FILES_DELETED_ON_END = frozenset({"child_sexual_exploitation"})
 
 
 def _join(before: str, after: str) -> str:

@@ -6,17 +6,11 @@ Nothing else about an error (its ``str``, its traceback) is ever shown to users.
 
 from __future__ import annotations
 
+from config.errors import ConfigurationError, ThreadguardError
 
-class ThreadguardError(Exception):
-    """Root of every error threadguard raises on purpose."""
-
-    user_message = "Something went wrong on my side. Please try again in a moment."
-
-
-class ConfigurationError(ThreadguardError):
-    """Settings are missing or inconsistent; raised at start-up, never mid-conversation."""
-
-    user_message = "The bot is not configured correctly. Please tell the server admin."
+__all__ = ["CaseNotFound", "ConfigurationError", "ModelError", "ModelOverloaded",
+           "ModelRateLimited", "ModelRequestRejected", "NotAllowed", "StoreUnavailable",
+           "ThreadBusy", "ThreadguardError"]
 
 
 class StoreUnavailable(ThreadguardError):

@@ -32,7 +32,18 @@ class ToolResultBlock:
     is_error: bool = False
 
 
-Block = TextBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True)
+class FileBlock:
+    """A member's file as the model reads it: an image, a PDF (base64 ``data``) or a text file (its text).
+    Built from what the thread's file store keeps, so the same file gives the same bytes in every turn."""
+
+    kind: Literal["image", "pdf", "text"]
+    media_type: str
+    data: str
+    title: str
+
+
+Block = TextBlock | ToolUseBlock | ToolResultBlock | FileBlock
 
 
 @dataclass(frozen=True)
@@ -59,6 +70,9 @@ class ModelRequest:
 
 @dataclass
 class Usage:
+    """One model response's (or one turn's) token counts, under the Messages API's names. Sums over
+    turns (a thread, a community's day, an eval class) are ``bot.usage.TokenTotals``."""
+
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0

@@ -18,17 +18,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
-
-import orjson
 
 from bot import notices
 from bot.errors import StoreUnavailable, ThreadguardError
 from bot.metrics import Metrics
-from bot.store import ClaimStatus, ConversationStore, IngestResult, IngestStatus, TurnStart
+from bot.store import ClaimStatus, IngestResult, IngestStatus, TurnInbox, TurnStart
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
-    Author,
     Case,
     IncomingMessage,
     Outcome,
@@ -39,62 +37,13 @@ from bot.types import (
     ThreadRef,
     ThreadStatus,
 )
+from config.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 
 class LeaseLost(ThreadguardError):
     """A newer owner holds the thread: this process stops working on it and commits nothing."""
-
-
-@dataclass(frozen=True)
-class ReplyTarget:
-    """Where the answer to an inbox entry goes, beyond the thread itself: the member (for notices only
-    they see) and, where the platform has one, the interaction token to answer through."""
-
-    user: str
-    interaction: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class InboxEntry:
-    """One accepted message waiting in a thread's inbox (stored as JSON in Redis)."""
-
-    id: str
-    message: IncomingMessage
-    target: ReplyTarget
-    at: float = field(default_factory=time.time)
-
-    @property
-    def thread(self) -> ThreadRef:
-        return self.message.thread
-
-    def to_json(self) -> str:
-        m, t = self.message, self.target
-        data: dict[str, Any] = {"a": m.author.id, "n": m.author.name, "x": m.text, "m": m.message_id,
-                                "e": m.event_id, "j": m.jump_url, "u": t.user, "i": t.interaction,
-                                "t": t.extra or None, "at": round(self.at, 3)}
-        return orjson.dumps({k: v for k, v in data.items() if v is not None}).decode()
-
-    def stored(self) -> str:
-        """The stored form ``parse`` reads (what the ingest script appends: id, a tab, the JSON)."""
-        return f"{self.id}\t{self.to_json()}"
-
-    @classmethod
-    def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
-        """An entry from its stored form, ``<id>\\t<json>``; ``ValueError`` when it is not one."""
-        entry_id, sep, body = raw.partition("\t")
-        if not sep:
-            raise ValueError("an inbox entry without an id")
-        try:
-            d = orjson.loads(body)
-            message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
-                                      message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"))
-            target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
-        except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
-            raise ValueError("a malformed inbox entry") from exc
-        return cls(entry_id, message, target, float(d.get("at") or 0.0))
 
 
 class DeliverySink(Protocol):
@@ -125,14 +74,6 @@ class TurnRunner(Protocol):
 
     async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome,
                         go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
-
-
-@dataclass(frozen=True)
-class PipelineLimits:
-    max_inbox: int = 30
-    max_thread_turns: int = 2000
-    #: Threads this process works on at once; beyond it messages wait in Redis for any worker.
-    max_active_threads: int = 64
 
 
 @dataclass
@@ -169,11 +110,11 @@ class Ticket:
 class TurnPipeline:
     """Inbox, leases and the per-thread drain loops of one process."""
 
-    def __init__(self, store: ConversationStore, runner: TurnRunner, limits: PipelineLimits | None = None,
+    def __init__(self, store: TurnInbox, runner: TurnRunner, limits: PipelineSettings,
                  *, renew_every: float | None = None, metrics: Metrics | None = None) -> None:
         self.store = store
         self.runner = runner
-        self.limits = limits or PipelineLimits()
+        self.limits = limits
         self.metrics = metrics or Metrics()
         self._renew_every = renew_every
         self._sinks: dict[str, DeliverySink] = {}
@@ -209,7 +150,7 @@ class TurnPipeline:
     # --- accepting -----------------------------------------------------------------------------
 
     async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
-                     target: ReplyTarget | None = None, require_known: bool | str = False,
+                     target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
                      wait: bool = True, reminder: str | None = None) -> Ticket:
         """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
 
@@ -230,8 +171,8 @@ class TurnPipeline:
             waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
         self._taking += take
         try:
-            result = await self.store.ingest(thread, entry.id, entry.to_json(), reminder_cooldown=reminder_cooldown,
-                                             require_known=require_known, take_lease=take,
+            result = await self.store.ingest(entry, reminder_cooldown=reminder_cooldown, unknown=unknown,
+                                             take_lease=take,
                                              max_inbox=self.limits.max_inbox,
                                              max_turns=self.limits.max_thread_turns)
         except BaseException:
@@ -302,7 +243,7 @@ class TurnPipeline:
 
     @property
     def store_lease_ms(self) -> int:
-        return int(getattr(self.store, "lock_ttl_ms", 6000))
+        return self.store.lease_ms
 
     def is_draining(self, thread_key: str) -> bool:
         return thread_key in self._drains

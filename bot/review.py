@@ -6,8 +6,10 @@ moderator actions on the case, so the audit trail stays in the case log.
 
 A member who took part in an ended thread may appeal its ending once per case, with an optional
 sentence. The appeal waits in the community's appeals queue until a moderator decides: ``uphold`` or
-``reopen``. The decision goes back to the member through the engine's notice queue, which the Discord
-or Slack process carries out in the thread.
+``reopen`` (``bot.moderation``, which holds every moderator action on a case).
+
+The desk also keeps the one record of which endings count against a member (``standing_ends``), read by
+the community's repeat policy and the dashboard's member record alike.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from typing import Protocol
 
 from bot.caselog import CaseLog
@@ -27,12 +30,8 @@ from bot.types import (
     Case,
     Entry,
     EntryKind,
-    Outcome,
     Participant,
-    Reply,
-    ReplyKind,
     ThreadRef,
-    ThreadStatus,
     iso,
 )
 from bot.validation import check_message
@@ -41,7 +40,6 @@ from config.communities import Communities
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("upheld", "mistaken", "reopened")
-DECISIONS = ("uphold", "reopen")
 #: Longest sentence a member may add to an appeal (Discord's modal and Slack's input use it too).
 APPEAL_MAX_CHARS = 500
 DAY_S = 86_400
@@ -141,14 +139,7 @@ class ReviewStorage(Protocol):
 
     async def ends_since(self, community: str, member_id: str, since: float) -> int: ...
 
-
-class NoticeQueue(Protocol):
-    """The engine's side the desk needs: reopen a case's thread and queue notices for the platforms."""
-
-    async def reopen(self, community: str, case_id: int, moderator: Author) -> Outcome: ...
-
-    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
-                           member: str | None = None) -> None: ...
+    async def end_counts(self, community: str, member_ids: list[str]) -> dict[str, int]: ...
 
 
 def appeal_filed(case_id: int) -> str:
@@ -178,13 +169,19 @@ def _end_ref(case: Case) -> str:
     return case.case_ref or f"{case.thread}#{case.case_id}"
 
 
+def _epoch(stamp: str) -> float | None:
+    try:
+        return datetime.fromisoformat(stamp).timestamp()
+    except ValueError:
+        return None
+
+
 class ReviewDesk:
     """Review state, appeals and members' end history for every community."""
 
-    def __init__(self, store: ReviewStorage, cases: CaseLog, engine: NoticeQueue, communities: Communities) -> None:
+    def __init__(self, store: ReviewStorage, cases: CaseLog, communities: Communities) -> None:
         self._store = store
         self._cases = cases
-        self._engine = engine
         self._communities = communities
 
     # --- review state --------------------------------------------------------------------------
@@ -197,32 +194,8 @@ class ReviewDesk:
     async def review(self, community: str, case_id: int) -> Review:
         return (await self.reviews(community, [case_id]))[case_id]
 
-    async def assign(self, community: str, case_id: int, moderator: Author, *, take_over: bool = False) -> str:
-        """``ok``; ``taken`` when another moderator has it (unless ``take_over``); ``reviewed`` when done."""
-        case = await self._end_case(community, case_id)
-        result = await self._store.assign(community, case.case_id, moderator.name, take_over=take_over)
-        if result == "ok":
-            await self._cases.add_action(community, case_id, "assign", moderator, f"In review by {moderator.name}.")
-        return result
-
-    async def conclude(self, community: str, case_id: int, outcome: str, moderator: Author,
-                       note: str | None = None) -> None:
-        if outcome not in OUTCOMES:
-            raise ValueError(f"unknown review outcome {outcome!r}")
-        case = await self._end_case(community, case_id)
-        await self._store.conclude(community, case_id, outcome, moderator.name)
-        if outcome in ("mistaken", "reopened"):
-            await self._strike_out(case)
-        action = "mistaken" if outcome == "mistaken" else "review"
-        text = f"Reviewed: {outcome}." + (f" {note}" if note else "")
-        await self._cases.add_action(community, case_id, action, moderator, text)
-
-    async def conclude_reopened(self, community: str, case_id: int, moderator: Author) -> None:
-        """A moderator reopened the thread (the reopen itself is already filed as an action)."""
-        await self._store.conclude(community, case_id, "reopened", moderator.name)
-        await self._strike_out(await self._cases.get(community, case_id))
-
-    async def _end_case(self, community: str, case_id: int) -> Case:
+    async def end_case(self, community: str, case_id: int) -> Case:
+        """The case ``case_id`` when it is an ended thread; ``CaseNotFound`` otherwise."""
         case = await self._cases.get(community, case_id)
         if case.action != "end":
             raise CaseNotFound(f"case {case_id} of {community} is not an ended thread")
@@ -233,7 +206,7 @@ class ReviewDesk:
     async def file_appeal(self, community: str, case_id: int, member: Author, text: str = "") -> AppealAnswer:
         """File ``member``'s appeal of case ``case_id`` (once per member per case)."""
         try:
-            case = await self._end_case(community, case_id)
+            case = await self.end_case(community, case_id)
         except CaseNotFound:
             return AppealAnswer(AppealResult.NOT_APPEALABLE, APPEAL_NOT_APPEALABLE)
         if member.id not in {p.id for p in case.participants}:
@@ -254,7 +227,7 @@ class ReviewDesk:
     async def case_for_appeal(self, community: str, case_id: int) -> Case | None:
         """The ended-thread case a member may appeal, or None."""
         try:
-            return await self._end_case(community, case_id)
+            return await self.end_case(community, case_id)
         except CaseNotFound:
             return None
 
@@ -272,55 +245,31 @@ class ReviewDesk:
             found.extend(Appeal.from_json(raw) for raw in await self._store.open_appeal_bodies(community))
         return sorted(found, key=lambda a: a.at)
 
-    async def decide(self, community: str, case_id: int, member_id: str, decision: str,
-                     moderator: Author) -> bool:
-        """Uphold the ending or reopen the thread; the member is told in the thread. False if already decided."""
-        if decision not in DECISIONS:
-            raise ValueError(f"unknown appeal decision {decision!r}")
-        raw = await self._store.appeal(community, case_id, member_id)
-        if raw is None:
-            return False
-        appeal = Appeal.from_json(raw)
-        if appeal.status != "open":
-            return False
-        appeal.status = "reopened" if decision == "reopen" else "upheld"
-        appeal.decided_by, appeal.decided_at = moderator.name, time.time()
-        if not await self._store.decide_appeal(community, case_id, member_id, appeal.to_json()):
-            return False
-        case = await self._cases.get(community, case_id)
-        reply = Reply(ReplyKind.INFO, decision_text(decision, case_id))
-        thread = ThreadRef.from_key(case.thread)
-        if decision == "reopen":
-            reopened = await self._engine.reopen(community, case_id, moderator)
-            if reopened.action is not None:
-                reopened.replies = [*reopened.replies, reply]
-                await self._engine.queue_notice(reopened, "reopen", case_id, member=member_id)
-            else:
-                await self._engine.queue_notice(Outcome(thread, replies=[reply]), "appeal", case_id,
-                                                member=member_id)
-            await self._store.conclude(community, case_id, "reopened", moderator.name)
-            await self._strike_out(case)
-        else:
-            ended = Outcome(thread, status=ThreadStatus.ENDED, replies=[reply])
-            await self._engine.queue_notice(ended, "appeal", case_id, member=member_id)
-            await self._store.conclude(community, case_id, "upheld", moderator.name)
-        await self._cases.add_action(community, case_id, "review", moderator,
-                                     f"Appeal by {appeal.member_name} ({member_id}): {appeal.status} "
-                                     f"at {iso(appeal.decided_at)}.")
-        log.info("appeal on case %s of %s: %s by %s", case_id, community, appeal.status, moderator.id)
-        return True
-
     # --- members' end history ------------------------------------------------------------------
+
+    # The one record of which endings count against a member: the repeat policy and the dashboard's
+    # member record (repeat marks, strikes) both read it, and every review step writes it.
 
     async def case_filed(self, case: Case) -> None:
         """Remember an abuse end in every participant's history (idempotent: keyed by the case's end
         ref). An end the member asked for is no strike against them."""
+        await self._record(case, time.time())
+
+    async def restore(self, case: Case) -> None:
+        """The ending was upheld: it counts against its participants again (as of when it ended)."""
+        await self._record(case, _epoch(case.ended_at) or time.time())
+
+    async def _record(self, case: Case, at: float) -> None:
         if not counts_against(case):
             return
         for participant in case.participants:
-            await self._store.record_end(case.community, participant.id, _end_ref(case), time.time())
+            await self._store.record_end(case.community, participant.id, _end_ref(case), at)
 
-    async def _strike_out(self, case: Case) -> None:
+    async def standing_ends(self, community: str, member_ids: Iterable[str]) -> dict[str, int]:
+        """Member id -> abuse endings that still count against them in ``community``."""
+        return await self._store.end_counts(community, sorted(set(member_ids)))
+
+    async def strike_out(self, case: Case) -> None:
         """The ending was a mistake (reviewed so, or reopened): it no longer counts against anyone."""
         for participant in case.participants:
             await self._store.drop_end(case.community, participant.id, _end_ref(case))

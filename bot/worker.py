@@ -16,12 +16,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bot.errors import ThreadguardError
 from bot.store import ClaimStatus
 from bot.types import ThreadRef
+from config.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from bot.engine import ConversationEngine
@@ -32,23 +32,13 @@ log = logging.getLogger(__name__)
 PENDING_MIN_AGE = 10.0
 
 
-@dataclass(frozen=True)
-class WorkerIntervals:
-    recovery: float = 1.0
-    maintenance: float = 5.0
-    notices: float = 2.0
-    shutdown_grace: float = 20.0
-    #: Due threads looked at per shard and pass.
-    batch: int = 50
-
-
 class Worker:
     """Starts and stops the loops; ``recover_once``/``file_pending_once``/``relay_notices_once`` are the
     single passes (tests call them directly)."""
 
-    def __init__(self, engine: ConversationEngine, intervals: WorkerIntervals | None = None) -> None:
+    def __init__(self, engine: ConversationEngine, settings: WorkerSettings) -> None:
         self.engine = engine
-        self.intervals = intervals or WorkerIntervals()
+        self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -60,12 +50,13 @@ class Worker:
         if self.running:
             return
         self._stopping = False
-        i = self.intervals
+        s = self.settings
         self._tasks = [
-            asyncio.create_task(self._loop("recovery", self.recover_once, i.recovery), name="threadguard recovery"),
-            asyncio.create_task(self._loop("pending cases", self.file_pending_once, i.maintenance),
+            asyncio.create_task(self._loop("recovery", self.recover_once, s.recovery_interval),
+                                name="threadguard recovery"),
+            asyncio.create_task(self._loop("pending cases", self.file_pending_once, s.maintenance_interval),
                                 name="threadguard pending cases"),
-            asyncio.create_task(self._loop("notices", self.relay_notices_once, i.notices),
+            asyncio.create_task(self._loop("notices", self.relay_notices_once, s.notice_interval),
                                 name="threadguard notices"),
         ]
 
@@ -77,7 +68,7 @@ class Worker:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        await self.engine.pipeline.stop(self.intervals.shutdown_grace if grace is None else grace)
+        await self.engine.pipeline.stop(self.settings.shutdown_grace if grace is None else grace)
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[int]], interval: float) -> None:
         # A flag as well as cancel(): a cancellation inside a Redis call can come back as a connection error.
@@ -102,12 +93,13 @@ class Worker:
 
     async def recover_once(self) -> int:
         """Take over due threads of this process's platforms; returns how many were taken."""
-        pipeline, store = self.engine.pipeline, self.engine.store
+        pipeline, store = self.engine.pipeline, self.engine.store.inbox
         taken = 0
         for platform in pipeline.platforms:
             if not pipeline.has_capacity():
                 break
-            for key, score in await store.due_threads(platform, int(time.time() * 1000), self.intervals.batch):
+            for key, score in await store.due_threads(platform, int(time.time() * 1000),
+                                                       self.settings.recovery_batch):
                 if pipeline.is_draining(key):
                     continue
                 if not pipeline.has_capacity():
@@ -148,7 +140,7 @@ class Worker:
         for platform in self.engine.pipeline.platforms:
             sink = self.engine.pipeline.sink(platform)
             assert sink is not None
-            for notice in await self.engine.take_notices(platform):
+            for notice in await self.engine.pop_notices(platform):
                 try:
                     await sink.notice(notice)
                 except Exception:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from bot.errors import ConfigurationError
+from config.errors import ConfigurationError
 
 DEFAULT_CRISIS_RESOURCES = (
     "If you are thinking about harming yourself or someone else, please reach out now: in the US call "

@@ -11,7 +11,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.errors import ConfigurationError
+from config.errors import ConfigurationError
 
 IdList = Annotated[tuple[str, ...], NoDecode]
 ShardIds = Annotated[tuple[int, ...], NoDecode]

@@ -45,7 +45,7 @@ class RedisSettings(BaseSettings):
 
 
 class EngineSettings(BaseSettings):
-    """``THREADGUARD_*``: how the conversation engine behaves."""
+    """``THREADGUARD_*``: how the conversation engine answers one turn."""
 
     model_config = _section("THREADGUARD_")
 
@@ -53,40 +53,125 @@ class EngineSettings(BaseSettings):
     max_message_chars: int = Field(default=4000, ge=1)
     history_token_budget: int = Field(default=24000, ge=500)
     max_tool_rounds: int = Field(default=4, ge=1)
-    #: The lease a thread's owner holds and renews while it works: when its process dies, another
-    #: worker takes the thread over this many seconds later.
-    lock_ttl_seconds: float = Field(default=6.0, gt=0)
     #: How long the end command waits for a running turn in the same thread.
     lock_wait_seconds: float = Field(default=120.0, gt=0)
+    #: Seconds a finished turn's commit is retried while Redis is unreachable (its answer is already written).
+    commit_retry_seconds: float = Field(default=20.0, ge=0)
+    #: Seconds accepting a message is retried while Redis is unreachable (within Slack's 3 s ack).
+    accept_retry_seconds: float = Field(default=1.5, ge=0)
+    #: Seconds a message to a frozen thread waits on numbering a case a failure left pending.
+    pending_filing_seconds: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+    def communities(self) -> Communities:
+        return Communities.from_file(self.communities_file)
+
+
+class PipelineSettings(BaseSettings):
+    """``THREADGUARD_*``: the turn pipeline's bounds (inbox, thread length, threads at once)."""
+
+    model_config = _section("THREADGUARD_")
+
     #: Messages waiting in one thread; beyond it the member is asked to slow down.
     max_inbox: int = Field(default=30, ge=1)
     #: Turns in one thread; beyond it the member is asked to start a new conversation.
     max_thread_turns: int = Field(default=2000, ge=1)
     #: Threads one process works on at once; more wait in Redis for any worker.
     max_active_threads: int = Field(default=64, ge=1)
-    #: Threads whose history window a process keeps, so their next turn reads only what was added since
-    #: (0: none kept; every turn reads its whole window).
-    window_cache_threads: int = Field(default=128, ge=0)
+
+
+class WorkerSettings(BaseSettings):
+    """``THREADGUARD_*``: the background duties every bot process runs (``bot.worker``)."""
+
+    model_config = _section("THREADGUARD_")
+
     #: Seconds between two looks for threads whose owner died (and for due inboxes).
     recovery_interval: float = Field(default=1.0, gt=0)
     #: Seconds between two runs of the background duties (cases left pending, queued notices).
     maintenance_interval: float = Field(default=5.0, gt=0)
-    #: Seconds between two looks at the notices other processes queued (a dashboard reopen).
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen); a platform's
+    #: own poll interval, when shorter, wins (``bot.bootstrap``).
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
-    #: Seconds a finished turn's commit is retried while Redis is unreachable.
-    commit_retry_seconds: float = Field(default=20.0, ge=0)
+    #: Due threads looked at per shard and pass of the recovery loop.
+    recovery_batch: int = Field(default=50, ge=1)
+
+
+class AttachmentSettings(BaseSettings):
+    """``THREADGUARD_ATTACHMENT_*``: members' files, within the Messages API's documented limits.
+
+    The API refuses an image whose base64 text is over 5 MB (5,242,880 bytes) or with a side over 8000 px,
+    a request over 32 MB, more than 100 images in one request, and PDFs of more than 100 pages; it scales
+    down any image whose long edge is over 1568 px itself (latency, no quality), so we do it first.
+    """
+
+    model_config = _section("THREADGUARD_ATTACHMENT_")
+
+    #: A download larger than this is refused while it streams (the platform's own claim is checked first).
+    max_download_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    download_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: Images sent with one message; the rest are named to the member.
+    max_images_per_message: int = Field(default=5, ge=0, le=100)
+    #: PDFs and text files sent with one message.
+    max_documents_per_message: int = Field(default=5, ge=0, le=100)
+    #: Long edge images are scaled down to before sending (the API's recommended size).
+    image_long_edge: int = Field(default=1568, ge=200, le=8000)
+    #: Decoded pixels an image may have (width x height, read from the header before decoding):
+    #: anything larger is refused as a possible decompression bomb.
+    max_image_pixels: int = Field(default=64_000_000, ge=1_000_000)
+    #: The API's limits on one image: the base64 text and each side.
+    max_image_base64: int = Field(default=5_242_880, ge=1024, le=5_242_880)
+    max_image_side: int = Field(default=8000, ge=200, le=8000)
+    #: PDFs: pages (the API allows 100 in a request) and bytes.
+    max_pdf_pages: int = Field(default=100, ge=1, le=100)
+    max_pdf_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Characters read from a text file; the rest is cut and the member told.
+    max_text_chars: int = Field(default=50_000, ge=100)
+    #: Per thread in Redis: files kept for later turns and their total size (base64 and text characters);
+    #: beyond either the oldest become a placeholder. Below the API's 32 MB request limit and 100 images.
+    thread_max_files: int = Field(default=20, ge=1, le=100)
+    thread_max_bytes: int = Field(default=24 * 1024 * 1024, ge=1024, le=30 * 1024 * 1024)
+
+
+DAY_S = 86_400
+DAY_MS = DAY_S * 1000
+
+
+class StoreSettings(BaseSettings):
+    """``THREADGUARD_*``: leases and lifetimes in Redis, and what a process keeps of it."""
+
+    model_config = _section("THREADGUARD_")
+
+    #: The lease a thread's owner holds and renews while it works: when its process dies, another
+    #: worker takes the thread over this many seconds later.
+    lock_ttl_seconds: float = Field(default=6.0, gt=0)
+    #: Threads whose history window a process keeps, so their next turn reads only what was added since
+    #: (0: none kept; every turn reads its whole window).
+    window_cache_threads: int = Field(default=128, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).
     idle_ttl_days: float = Field(default=30.0, gt=0)
     #: Platform events are remembered this long for deduplication.
     dedupe_ttl_seconds: int = Field(default=86400, ge=60)
     #: Case transcripts are kept this many days; the case itself (numbers, reason) stays.
     case_retention_days: float = Field(default=365.0, gt=0)
-    log_level: str = "INFO"
 
-    def communities(self) -> Communities:
-        return Communities.from_file(self.communities_file)
+    @property
+    def lease_ms(self) -> int:
+        return int(self.lock_ttl_seconds * 1000)
+
+    @property
+    def idle_ttl_ms(self) -> int:
+        return int(self.idle_ttl_days * DAY_MS)
+
+    @property
+    def ended_ttl_ms(self) -> int:
+        """An ended thread's keys (and its usage sums) live as long as its case's transcript."""
+        return int(self.case_retention_days * DAY_MS)
+
+    @property
+    def retention_s(self) -> int:
+        return int(self.case_retention_days * DAY_S)
 
 
 class OpsSettings(BaseSettings):
@@ -111,8 +196,14 @@ class Settings:
     """All sections together; each reads its own prefix."""
 
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
-                 engine: EngineSettings | None = None, ops: OpsSettings | None = None) -> None:
+                 engine: EngineSettings | None = None, pipeline: PipelineSettings | None = None,
+                 worker: WorkerSettings | None = None, store: StoreSettings | None = None,
+                 ops: OpsSettings | None = None, attachments: AttachmentSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
+        self.pipeline = pipeline or PipelineSettings()
+        self.worker = worker or WorkerSettings()
+        self.store = store or StoreSettings()
         self.ops = ops or OpsSettings()
+        self.attachments = attachments or AttachmentSettings()

@@ -13,15 +13,21 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from bot.errors import ConfigurationError
 from config.communities import CommunityConfig
+from config.errors import ConfigurationError
 
 IdList = Annotated[tuple[str, ...], NoDecode]
 
 
+#: The bot scopes the app asks for when a workspace installs it (the manifest in the README lists the same).
+BOT_SCOPES = ("app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
+              "chat:write", "commands", "files:read", "files:write", "usergroups:read")
+
+
 class SlackSettings(BaseSettings):
-    """``SLACK_BOT_TOKEN`` is always required; Socket Mode needs ``SLACK_APP_TOKEN``, HTTP mode
-    ``SLACK_SIGNING_SECRET``."""
+    """One workspace: ``SLACK_BOT_TOKEN``. Many workspaces: ``SLACK_CLIENT_ID``, ``SLACK_CLIENT_SECRET`` and
+    ``SLACK_TOKEN_ENCRYPTION_KEY`` (each workspace installs the app with "Add to Slack"; its tokens live in
+    Redis). Socket Mode needs ``SLACK_APP_TOKEN``, HTTP mode ``SLACK_SIGNING_SECRET``."""
 
     model_config = SettingsConfigDict(env_prefix="SLACK_", env_file=".env", extra="ignore")
 
@@ -64,7 +70,42 @@ class SlackSettings(BaseSettings):
     #: Seconds a Web API call may take.
     api_timeout: int = Field(default=30, ge=1)
 
-    @field_validator("allowed_channels", "moderators", mode="before")
+    #: The app's credentials (Basic Information -> App Credentials): with both set, workspaces install the
+    #: app through ``/slack/install`` and each is served with its own token.
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    #: Fernet key(s), comma separated: the first encrypts the tokens kept in Redis, each one decrypts.
+    token_encryption_key: SecretStr | None = None
+    #: Bot scopes asked for at installation.
+    scopes: IdList = BOT_SCOPES
+    #: The redirect URL registered with the app (``https://bot.example.org/slack/oauth_redirect``); unset,
+    #: Slack uses the app's only registered one.
+    redirect_uri: str | None = None
+    #: Slack's authorization page (tests point it at a local stand-in).
+    authorization_url: str = "https://slack.com/oauth/v2/authorize"
+    install_path: str = "/slack/install"
+    redirect_uri_path: str = "/slack/oauth_redirect"
+    #: Socket Mode has no HTTP listener of its own: the install pages are served on this port (0: none).
+    install_port: int = Field(default=3000, ge=0, le=65535)
+    #: Seconds an install link (its state) stays valid.
+    state_ttl: int = Field(default=600, ge=30)
+    #: Rotating tokens (token rotation on): renewed this many seconds before they expire, by one process.
+    token_refresh_before: float = Field(default=7200.0, ge=1.0)
+    #: Seconds a process reuses an installation it read from Redis (any process's change drops it at once).
+    installation_cache_seconds: float = Field(default=5.0, ge=0.0)
+
+    @property
+    def multi_workspace(self) -> bool:
+        """True when workspaces install the app themselves (client id and secret set)."""
+        return bool(self.client_id and self.client_secret and self.client_secret.get_secret_value().strip())
+
+    def require_token_key(self) -> str:
+        return self._secret(self.token_encryption_key, "SLACK_TOKEN_ENCRYPTION_KEY")
+
+    def require_client_secret(self) -> str:
+        return self._secret(self.client_secret, "SLACK_CLIENT_SECRET")
+
+    @field_validator("allowed_channels", "moderators", "scopes", mode="before")
     @classmethod
     def _split_ids(cls, value: object) -> object:
         if isinstance(value, str):

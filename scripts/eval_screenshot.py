@@ -17,11 +17,11 @@ from playwright.async_api import async_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from adapters.eval.cli import run_report  # noqa: E402
-from adapters.eval.report import render_html  # noqa: E402
-from adapters.eval.runner import RunOptions  # noqa: E402
-from adapters.eval.scenarios import default_suite_dir, load_suite  # noqa: E402
 from config.settings import AnthropicSettings, RedisSettings, Settings  # noqa: E402
+from tools.eval.cli import run_report  # noqa: E402
+from tools.eval.report import render_html  # noqa: E402
+from tools.eval.runner import RunOptions  # noqa: E402
+from tools.eval.scenarios import default_suite_dir, load_suite  # noqa: E402
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mutation run (mutmut) over the rules the suite must guard: the ladder (bot/policy.py), the history
 # (bot/history.py), input checks (bot/validation.py), the dashboard's escaping and exports, the turn
-# pipeline (bot/pipeline.py), the worker's loops (bot/worker.py), the review desk (bot/review.py) and the
+# pipeline (bot/pipeline.py, with the inbox entry's stored form in bot/store/inbox_entry.py), the worker's
+# loops (bot/worker.py), the review desk and the moderators' decisions (bot/review.py, bot/moderation.py) and the
 # usage code (bot/usage.py, bot/store/usage.py); and, as target `lua`, the hand-written mutants of the
 # store's Lua scripts (scripts/lua_mutants.py: mutmut cannot mutate Lua inside Python strings).
 #
@@ -43,15 +44,15 @@ TESTS[escaping]='tests/unit/dashboard/test_dashboard_units.py tests/unit/dashboa
 # The pipeline and the worker: the fast tests that drive them on a real redis-server. The real-process
 # tests (tests/e2e/slack/test_pipeline_faults.py: lease renewal in a 20 s turn, the SIGTERM drain) guard
 # them too but take minutes per mutant, so they are not run here.
-FILE[pipeline]=bot/pipeline.py
-GLOBS[pipeline]='bot.pipeline.*'
+FILE[pipeline]='bot/pipeline.py bot/store/inbox_entry.py'
+GLOBS[pipeline]='bot.pipeline.* bot.store.inbox_entry.*'
 TESTS[pipeline]='tests/unit/test_entry_encoding.py tests/unit/test_inbox_entry.py tests/integration/test_pipeline_refusals.py tests/integration/test_pipeline_stop.py tests/integration/test_concurrency.py tests/integration/test_pipeline_metrics.py tests/integration/test_recovery_pass.py tests/integration/test_redis_restart.py tests/integration/test_pending_case_next_event.py tests/e2e/discord/test_recovery.py'
 FILE[worker]=bot/worker.py
 GLOBS[worker]='bot.worker.*'
 TESTS[worker]='tests/integration/test_recovery_pass.py tests/integration/test_pipeline_metrics.py tests/integration/test_pending_case_next_event.py tests/integration/test_redis_restart.py tests/e2e/slack/test_notices.py tests/e2e/discord/test_recovery.py'
-FILE[review]=bot/review.py
-GLOBS[review]='bot.review.*'
-TESTS[review]='tests/integration/test_review_desk.py tests/integration/test_dashboard_access.py tests/integration/test_self_harm_cases_shown.py'
+FILE[review]='bot/review.py bot/moderation.py'
+GLOBS[review]='bot.review.* bot.moderation.*'
+TESTS[review]='tests/integration/test_review_desk.py tests/integration/test_moderation.py tests/integration/test_dashboard_access.py tests/integration/test_self_harm_cases_shown.py'
 FILE[usage]='bot/usage.py bot/store/usage.py'
 GLOBS[usage]='bot.usage.* bot.store.usage.*'
 TESTS[usage]='tests/integration/test_usage.py'

@@ -56,7 +56,7 @@ async def _say(rt: Runtime, thread: ThreadRef, author: Author, *texts: str) -> A
 async def _backdate(rt: Runtime, case_id: int, days_ago: float) -> None:
     """Spread the demo cases over past days (the chart needs more than today)."""
     key = keys.case(COMMUNITY, case_id)
-    client = rt.store.client
+    client = rt.redis
     body = json.loads(await client.hget(key, "body"))
     when = time.time() - days_ago * 86_400
     body["ended_at"] = iso(when)
@@ -114,7 +114,7 @@ async def main(out: Path) -> None:
                         engine=EngineSettings())
     rt = build_runtime(settings)
     showcase = await seed(rt)
-    await Accounts(rt.store.client, SECRET.encode()).add("mod-jo", PASSWORD, [COMMUNITY])
+    await Accounts(rt.redis, SECRET.encode()).add("mod-jo", PASSWORD, [COMMUNITY])
     app = build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False, page_size=12))
     runner = web.AppRunner(app, shutdown_timeout=1, access_log=None)
     await runner.setup()

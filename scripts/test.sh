@@ -14,7 +14,7 @@ fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
-echo "== ruff"; python3 -m ruff check bot adapters config tests bench
+echo "== ruff"; python3 -m ruff check bot adapters config tools tests bench
 echo "== mypy"; python3 -m mypy
 # The product's tests, then (on a line of their own) the checks of the stand-ins and test servers.
 # Both always run; the script fails if either fails. A `-m EXPR` given here applies to both.

@@ -136,7 +136,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
               notifier: ThreadNotifier | None = None) -> web.Application:
     """The dashboard application on an already built runtime (tests and ``run_dashboard``)."""
-    client = runtime.store.client
+    client = runtime.redis
     accounts = Accounts(client, dashboard_settings.session_secret.get_secret_value().encode(),
                         session_ttl_s=int(dashboard_settings.session_ttl_hours * 3600),
                         max_failures=dashboard_settings.max_login_failures,

@@ -23,13 +23,12 @@ ADMIN = Moderator("cli", frozenset(), admin=True)
 
 
 def _retention(runtime: Runtime) -> Retention:
-    engine = runtime.settings.engine
-    return Retention(runtime.store.client, case_retention_days=engine.case_retention_days,
-                     idle_ttl_days=engine.idle_ttl_days)
+    store = runtime.settings.store
+    return Retention(runtime.redis, case_retention_days=store.case_retention_days, idle_ttl_days=store.idle_ttl_days)
 
 
 def _accounts(runtime: Runtime) -> Accounts:
-    return Accounts(runtime.store.client, secret=b"")  # account management opens no sessions
+    return Accounts(runtime.redis, secret=b"")  # account management opens no sessions
 
 
 def _warn_embedded(runtime: Runtime) -> None:
@@ -50,6 +49,7 @@ def register(main: click.Group, cases: click.Group) -> None:
         from pydantic import ValidationError
 
         from adapters.dashboard.app import run_dashboard
+        from adapters.metrics import PrometheusMetrics
         from adapters.ops import production_gaps, refusal, serve_operated
         from bot.bootstrap import build_runtime
         from config.dashboard import DashboardSettings
@@ -67,9 +67,10 @@ def register(main: click.Group, cases: click.Group) -> None:
         setup_logging(settings)
 
         async def serve() -> None:
-            runtime = build_runtime(settings)
+            metrics = PrometheusMetrics()
+            runtime = build_runtime(settings, metrics=metrics)
             try:
-                await serve_operated(runtime, allowances, lambda _: run_dashboard(
+                await serve_operated(runtime, metrics, allowances, lambda _: run_dashboard(
                     settings, host or dash.host, port or dash.port, runtime=runtime))
             finally:
                 await runtime.aclose()
@@ -130,6 +131,27 @@ def register(main: click.Group, cases: click.Group) -> None:
             return (f"Removed {r.case_entries} entries in {r.cases_changed} cases, {r.log_entries} messages in "
                     f"{r.threads_changed} conversations, {r.pending_changed} unfiled cases and "
                     f"{r.waiting_changed} messages waiting to be answered.")
+
+        click.echo(run_with_runtime(go))
+
+    @main.command("forget-community")
+    @click.argument("community")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def forget_community_command(community: str, yes: bool) -> None:
+        """Delete every case and conversation of COMMUNITY (a Slack team id, a Discord guild id), e.g. a
+        workspace that uninstalled the app."""
+        from bot.store.forget_community import forget_community
+
+        if not yes:
+            click.confirm(f"Delete every case and conversation of community {community}?", abort=True)
+
+        async def go(rt: Runtime) -> str:
+            _warn_embedded(rt)
+            try:
+                r = await forget_community(rt.redis, community)
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="COMMUNITY") from None
+            return f"Deleted {r.cases} cases and {r.threads} conversations of {community} ({r.keys_deleted} keys)."
 
         click.echo(run_with_runtime(go))
 

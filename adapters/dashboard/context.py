@@ -10,6 +10,7 @@ from aiohttp import web
 from adapters.dashboard.auth import Accounts, Moderator
 from adapters.dashboard.notify import ThreadNotifier
 from bot.bootstrap import Runtime
+from bot.types import Author
 from config.dashboard import DashboardSettings
 
 SESSION_COOKIE = "tg_session"
@@ -48,3 +49,16 @@ def session_token(request: web.Request) -> str:
     if SESSION not in request:
         raise web.HTTPForbidden()
     return request[SESSION]
+
+
+def moderator_author(request: web.Request) -> Author:
+    """The signed-in moderator as the author of a moderator action."""
+    moderator = current_moderator(request)
+    return Author(f"dashboard:{moderator.name}", moderator.name)
+
+
+def page(dash: Dashboard, request: web.Request, template: str, *, status: int = 200,
+         **context: object) -> web.Response:
+    """A signed-in page: the moderator and the form token go to every template."""
+    return dash.render(template, status=status, moderator=current_moderator(request),
+                       csrf=dash.accounts.csrf_token(session_token(request)), **context)

@@ -11,17 +11,18 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from adapters.dashboard.context import Dashboard, current_moderator, dashboard
+from adapters.dashboard.context import Dashboard, current_moderator, dashboard, moderator_author, page
 from adapters.dashboard.query import CaseFilter, load_cases, visible_communities
 from bot.errors import CaseNotFound
-from bot.review import OUTCOMES, Appeal, Review, ReviewState, counts_against
-from bot.types import Author, Case
+from bot.moderation import Conclusion, Decision, Take
+from bot.review import OUTCOMES, Appeal, Review, ReviewState
+from bot.types import Case
 
 #: A member with at least this many abuse endings in a community (not reviewed as mistaken, not
 #: reopened) is marked as a repeat.
 REPEAT_AT = 2
-_STRUCK = ("mistaken", "reopened")
 MAX_NOTE = 2000
+REOPENED_ALREADY = Decision.REOPENED.value
 
 
 @dataclass
@@ -44,20 +45,17 @@ class Board:
     flat: list[Case] | None = None  # set when the list shows moderator actions by themselves
 
 
-def _author(request: web.Request) -> Author:
-    moderator = current_moderator(request)
-    return Author(f"dashboard:{moderator.name}", moderator.name)
-
-
-def ends_per_member(cases: Iterable[Case], reviews: dict[tuple[str, int], Review]) -> Counter[tuple[str, str]]:
-    """(community, member id) -> abuse endings that still count against them."""
-    counts: Counter[tuple[str, str]] = Counter()
+async def repeats_among(dash: Dashboard, cases: Iterable[Case]) -> set[tuple[str, str]]:
+    """(community, member id) of the participants of ``cases`` marked as a repeat, read from the members'
+    end record (the one the community's repeat policy reads)."""
+    members: dict[str, set[str]] = {}
     for case in cases:
-        review = reviews.get((case.community, case.case_id))
-        if counts_against(case) and (review is None or review.outcome not in _STRUCK):
-            for p in {p.id for p in case.participants}:
-                counts[(case.community, p)] += 1
-    return counts
+        members.setdefault(case.community, set()).update(p.id for p in case.participants)
+    found: set[tuple[str, str]] = set()
+    for community, ids in members.items():
+        standing = await dash.runtime.review.standing_ends(community, ids)
+        found.update((community, m) for m, n in standing.items() if n >= REPEAT_AT)
+    return found
 
 
 async def _reviews_of(dash: Dashboard, cases: Iterable[Case]) -> dict[tuple[str, int], Review]:
@@ -78,7 +76,6 @@ async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter)
     by_key = {(c.community, c.case_id): c for c in everything}
     ends = [c for c in everything if c.action == "end"]
     reviews = await _reviews_of(dash, ends)
-    repeats = ends_per_member(everything, reviews)
     appeals = Counter((a.community, a.case_id) for a in
                       await desk.open_appeals(await visible_communities(dash.runtime.cases, moderator)))
     counts = Counter(reviews[(c.community, c.case_id)].state.value for c in ends)
@@ -86,16 +83,15 @@ async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter)
               "appeals": sum(appeals.values()), "risk": sum(c.action == "risk" for c in everything)}
     if wanted.action and wanted.action != "end":
         return Board([], header, flat=matching)
+    listed = [c for c in matching
+              if c.action == "end" and wanted.review_matches(reviews[(c.community, c.case_id)].state.value)]
+    repeats = await repeats_among(dash, listed)
     rows = []
-    for case in matching:
-        if case.action != "end":
-            continue
-        review = reviews[(case.community, case.case_id)]
-        if not wanted.review_matches(review.state.value):
-            continue
+    for case in listed:
         nested = [by_key[(case.community, n)] for n in case.actions if (case.community, n) in by_key]
-        repeat = {p.id for p in case.participants if repeats[(case.community, p.id)] >= REPEAT_AT}
-        rows.append(Row(case, review, nested, appeals[(case.community, case.case_id)], repeat))
+        repeat = {p.id for p in case.participants if (case.community, p.id) in repeats}
+        rows.append(Row(case, reviews[(case.community, case.case_id)], nested,
+                        appeals[(case.community, case.case_id)], repeat))
     return Board(rows, header)
 
 
@@ -104,12 +100,10 @@ async def case_review(dash: Dashboard, request: web.Request, case: Case) -> dict
     if case.action != "end":
         return {"review": None, "appeals": [], "repeat": set(), "outcomes": OUTCOMES}
     desk = dash.runtime.review
-    everything = await load_cases(dash.runtime.cases, current_moderator(request),
-                                  CaseFilter(community=case.community, review="all"))
-    repeats = ends_per_member(everything, await _reviews_of(dash, everything))
+    repeats = await repeats_among(dash, [case])
     return {"review": await desk.review(case.community, case.case_id),
             "appeals": await desk.appeals_of(case.community, case.case_id),
-            "repeat": {p.id for p in case.participants if repeats[(case.community, p.id)] >= REPEAT_AT},
+            "repeat": {p.id for p in case.participants if (case.community, p.id) in repeats},
             "outcomes": OUTCOMES}
 
 
@@ -123,32 +117,32 @@ REVIEW_FLASH = {
     "bad_outcome": "Choose an outcome: upheld or mistaken (reopen the thread to record reopened).",
     "decided": "The decision was recorded and is on its way to the member.",
     "not_open": "That appeal was already decided; nothing changed.",
+    REOPENED_ALREADY: "The thread was reopened already, so the ending can no longer be upheld; any appeal "
+                      "on it is closed as reopened.",
 }
 
 
 async def review_action(request: web.Request, case: Case) -> str:
     """Carry out ``assign``, ``take`` or ``conclude`` on an ended-thread case; returns the flash key."""
-    dash = dashboard(request)
-    desk = dash.runtime.review
+    moderation = dashboard(request).runtime.moderation
     action = request.match_info["action"]
     if action in ("assign", "take"):
-        result = await desk.assign(case.community, case.case_id, _author(request), take_over=action == "take")
-        return {"ok": "assigned", "taken": "taken"}.get(result, "already_reviewed")
+        result = await moderation.take(case.community, case.case_id, moderator_author(request),
+                                       take_over=action == "take")
+        return {Take.OK: "assigned", Take.TAKEN: "taken"}.get(result, "already_reviewed")
     form = await request.post()
     outcome = str(form.get("outcome", ""))
     if outcome not in ("upheld", "mistaken"):
         return "bad_outcome"
     note = str(form.get("note", "")).strip()[:MAX_NOTE] or None
-    await desk.conclude(case.community, case.case_id, outcome, _author(request), note)
-    return "concluded"
+    concluded = await moderation.conclude(case.community, case.case_id, outcome, moderator_author(request), note)
+    return "concluded" if concluded is Conclusion.CONCLUDED else REOPENED_ALREADY
 
 
 # --- appeals queue --------------------------------------------------------------------------------
 
 
 async def appeals_page(request: web.Request) -> web.Response:
-    from adapters.dashboard.views import page  # the shared page renderer
-
     dash = dashboard(request)
     communities = await visible_communities(dash.runtime.cases, current_moderator(request))
     waiting: list[tuple[Appeal, Case | None]] = []
@@ -170,19 +164,17 @@ async def decide_appeal(request: web.Request) -> web.Response:
         case_id = int(request.match_info["case_id"])
     except ValueError:
         raise web.HTTPNotFound() from None
-    decided = await dash.runtime.review.decide(community, case_id, request.match_info["member"],
-                                               request.match_info["decision"], _author(request))
+    decided: Decision = await dash.runtime.moderation.decide_appeal(
+        community, case_id, request.match_info["member"], request.match_info["decision"], moderator_author(request))
     back = str((await request.post()).get("back", ""))
     target = f"/cases/{quote(community, safe='')}/{case_id}" if back == "case" else "/appeals"
-    raise web.HTTPSeeOther(f"{target}?done={'decided' if decided else 'not_open'}")
+    raise web.HTTPSeeOther(f"{target}?done={decided.value}")
 
 
 # --- member record --------------------------------------------------------------------------------
 
 
 async def member_page(request: web.Request) -> web.Response:
-    from adapters.dashboard.views import page
-
     dash, moderator = dashboard(request), current_moderator(request)
     community, member_id = request.match_info["community"], request.match_info["member"]
     if not moderator.may_see(community):
@@ -193,7 +185,7 @@ async def member_page(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     names = sorted({p.name for c in involved for p in c.participants if p.id == member_id})
     reviews = await dash.runtime.review.reviews(community, [c.case_id for c in involved])
-    strikes = sum(counts_against(c) and reviews[c.case_id].outcome not in _STRUCK for c in involved)
+    strikes = (await dash.runtime.review.standing_ends(community, [member_id])).get(member_id, 0)
     appeals = {c.case_id: [a for a in await dash.runtime.review.appeals_of(community, c.case_id)
                            if a.member_id == member_id] for c in involved}
     threads = {c.thread for c in involved}

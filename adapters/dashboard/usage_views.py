@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from adapters.dashboard.context import current_moderator, dashboard, session_token
+from adapters.dashboard.context import current_moderator, dashboard, page
 from adapters.usage_cli import prices_of
 from bot.usage import DayUsage, Prices, TokenTotals
 
@@ -40,8 +40,7 @@ async def usage_page(request: web.Request) -> web.Response:
             total.add(row.totals)
         panels.append(CommunityUsage(community, rows, total))
     prices: Prices = prices_of(dash.runtime)
-    return dash.render("usage.html", moderator=moderator, csrf=dash.accounts.csrf_token(session_token(request)),
-                       panels=panels, prices=prices, days=days, day_choices=DAY_CHOICES)
+    return page(dash, request, "usage.html", panels=panels, prices=prices, days=days, day_choices=DAY_CHOICES)
 
 
 def add_usage_routes(app: web.Application) -> None:

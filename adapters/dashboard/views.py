@@ -19,9 +19,10 @@ from adapters.dashboard.chart import build_chart
 from adapters.dashboard.context import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
-    Dashboard,
     current_moderator,
     dashboard,
+    moderator_author,
+    page,
     session_token,
 )
 from adapters.dashboard.query import (
@@ -35,8 +36,9 @@ from adapters.dashboard.query import (
 )
 from adapters.usage_cli import prices_of
 from bot.errors import CaseNotFound
+from bot.moderation import Conclusion
 from bot.store.retention import transcript_expired
-from bot.types import CATEGORY_LABELS, Author, Case, Entry, EntryKind, ThreadRef, ThreadStatus
+from bot.types import CATEGORY_LABELS, Case, Entry, EntryKind, ThreadRef, ThreadStatus
 
 log = logging.getLogger(__name__)
 
@@ -130,18 +132,6 @@ FILTERS: dict[str, Callable[..., object]] = {
 }
 
 
-def _moderator_author(request: web.Request) -> Author:
-    moderator = current_moderator(request)
-    return Author(f"dashboard:{moderator.name}", moderator.name)
-
-
-def _page(dash: Dashboard, request: web.Request, template: str, *, status: int = 200,
-          **context: object) -> web.Response:
-    return dash.render(template, status=status, moderator=current_moderator(request),
-                       csrf=dash.accounts.csrf_token(session_token(request)), **context)
-
-
-page = _page
 _untrusted_forwarding_logged = False
 
 
@@ -238,7 +228,7 @@ async def case_list(request: web.Request) -> web.Response:
         return "/cases?" + urlencode({**query, "page": n})
 
     shown = listed[(page_no - 1) * size:page_no * size]
-    return _page(dash, request, "cases.html", rows=shown if board.flat is None else [],
+    return page(dash, request, "cases.html", rows=shown if board.flat is None else [],
                  flat=shown if board.flat is not None else None, total=len(listed), counts=board.counts,
                  page=page_no, pages=pages, prev_link=link(page_no - 1) if page_no > 1 else None,
                  next_link=link(page_no + 1) if page_no < pages else None, filters=wanted,
@@ -266,7 +256,7 @@ async def export_cases(request: web.Request) -> web.Response:
 async def chart(request: web.Request) -> web.Response:
     dash = dashboard(request)
     wanted, found, communities = await _filtered(request)
-    return _page(dash, request, "chart.html", chart=build_chart(found), filters=wanted,
+    return page(dash, request, "chart.html", chart=build_chart(found), filters=wanted,
                  communities=communities, platforms=PLATFORMS, categories=CATEGORY_LABELS,
                  query=urlencode(wanted.as_query()))
 
@@ -315,7 +305,7 @@ async def case_page(request: web.Request) -> web.Response:
     usage = await dash.runtime.usage.case(case.community, case.case_id)
     done = request.query.get("done", "")
     review = await review_views.case_review(dash, request, case)
-    return _page(dash, request, "case.html", case=case, rows=_marked(case.transcript), actions=actions,
+    return page(dash, request, "case.html", case=case, rows=_marked(case.transcript), actions=actions,
                  usage=usage, prices=prices_of(dash.runtime),
                  thread_status=status, ended=status == ThreadStatus.ENDED.value,
                  expired=transcript_expired(case), flash=FLASH.get(done) or review_views.REVIEW_FLASH.get(done),
@@ -329,16 +319,16 @@ async def case_action(request: web.Request) -> web.Response:
     form = await request.post()
     note = str(form.get("note", "")).strip()
     here = f"/cases/{case.community}/{case.case_id}"
-    moderator = _moderator_author(request)
+    moderator = moderator_author(request)
+    moderation = dash.runtime.moderation
     if action in ("reopen", "mistaken", "assign", "take", "conclude") and case.action != "end":
         done = "not_end_case"
     elif action in ("assign", "take", "conclude"):
         done = await review_views.review_action(request, case)
     elif action == "reopen":
-        outcome = await dash.runtime.engine.reopen(case.community, case.case_id, moderator)
+        outcome = await moderation.reopen(case.community, case.case_id, moderator)
         if outcome.action is not None:
             await dash.notifier.notify("reopen", outcome, case.case_id)
-            await dash.runtime.review.conclude_reopened(case.community, case.case_id, moderator)
             done = "reopened"
         else:
             done = "not_ended"
@@ -346,12 +336,12 @@ async def case_action(request: web.Request) -> web.Response:
         if not note or len(note) > MAX_NOTE:
             done = "note_empty"
         else:
-            await dash.runtime.cases.add_action(case.community, case.case_id, "note", moderator, note)
+            await moderation.note(case.community, case.case_id, moderator, note)
             done = "noted"
     else:
-        await dash.runtime.review.conclude(case.community, case.case_id, "mistaken", moderator,
-                                           note[:MAX_NOTE] or None)
-        done = "marked"
+        concluded = await moderation.conclude(case.community, case.case_id, "mistaken", moderator,
+                                              note[:MAX_NOTE] or None)
+        done = "marked" if concluded is Conclusion.CONCLUDED else review_views.REOPENED_ALREADY
     raise web.HTTPSeeOther(f"{here}?done={done}")
 
 

@@ -100,7 +100,7 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
                     retry_delay=settings.modlog_retry_delay)
     conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
                                   typing_delay=typing_delay)
-    commands = Commands(tree, conversations, confirm_timeout=settings.confirm_timeout)
+    commands = Commands(tree, conversations, runtime.moderation, confirm_timeout=settings.confirm_timeout)
     appeal_button = appeal_button_type(runtime.review, modlog.post_appeal)
     client.add_dynamic_items(appeal_button)  # clicks are routed by custom_id, even after a restart
     conversations.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)

@@ -13,6 +13,7 @@ from discord import app_commands
 from adapters.text import split_text
 from bot.engine import ConversationEngine
 from bot.errors import NotAllowed, ThreadguardError
+from bot.moderation import Moderation
 from bot.types import CATEGORY_LABELS, Case, IncomingMessage, Outcome, ReplyKind, ThreadRef
 from bot.validation import EMPTY_MESSAGE, looks_empty
 
@@ -55,12 +56,13 @@ def _case_line(case: Case) -> str:
 
 
 class Commands:
-    """Registers the commands on a tree and carries them out through the engine."""
+    """Registers the commands on a tree and carries them out through the engine and the moderators' use cases."""
 
     def __init__(self, tree: app_commands.CommandTree[discord.Client], conversations: Conversations,
-                 confirm_timeout: float = 120.0) -> None:
+                 moderation: Moderation, confirm_timeout: float = 120.0) -> None:
         self.tree = tree
         self.conversations = conversations
+        self.moderation = moderation
         self.confirm_timeout = confirm_timeout
         tree.on_error = self.on_error  # type: ignore[method-assign]
         tree.add_command(self._command("chat", "Start a conversation with the bot", Commands.chat))
@@ -225,7 +227,8 @@ class Commands:
         if await self._refuse_non_moderator(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        outcome: Outcome = await self.engine.reopen(str(interaction.guild_id), number, author_of(interaction.user))
+        outcome: Outcome = await self.moderation.reopen(str(interaction.guild_id), number,
+                                                        author_of(interaction.user))
         if outcome.action is None:
             await interaction.followup.send("\n".join(r.text for r in outcome.replies) or "Nothing changed.",
                                             ephemeral=True)

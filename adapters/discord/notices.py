@@ -11,11 +11,10 @@ that call the sink run in the core (``bot.worker``), the same for every platform
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from bot.bootstrap import Runtime
-from bot.pipeline import InboxEntry
+from bot.store.inbox_entry import InboxEntry
 from bot.types import Case, Outcome, TextSink, ThreadNotice
 
 from .conversations import Conversations, Place
@@ -60,8 +59,7 @@ class NoticeRelay:
     def __init__(self, runtime: Runtime, conversations: Conversations, *, interval: float) -> None:
         self._runtime = runtime
         runtime.engine.pipeline.register_sink(PLATFORM, DiscordSink(conversations))
-        worker = runtime.worker
-        worker.intervals = dataclasses.replace(worker.intervals, notices=min(interval, worker.intervals.notices))
+        runtime.worker_polling_notices(interval)
 
     @property
     def running(self) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import signal
 import time
@@ -40,10 +39,13 @@ from .appeal import ACTION as APPEAL_ACTION
 from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
-from .conversations import Conversations, Delivery, IdentityCache, SlackSink
+from .conversations import Conversations, Delivery, SlackSink
+from .identity import IdentityCache
 from .modlog import ModLog
+from .oauth import Workspaces
 from .replies import Poster
 from .tasks import EventTasks, OverCapacity
+from .workspaces import Tokens, WorkspaceIdentities, WorkspaceSink, WorkspaceWebClient
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +69,10 @@ class _CountedRateLimitRetries(AsyncRateLimitErrorRetryHandler):
 
 
 def web_client(slack: SlackSettings, *, metrics: Metrics | None = None, retry_rate_limits: bool = True,
-               ) -> AsyncWebClient:
+               tokens: Tokens | None = None) -> AsyncWebClient:
     """The Web API client with retries on 429 (obeying Retry-After), on 500/503 and on connection errors.
-    Without ``retry_rate_limits`` a 429 comes back at once (the streaming updater waits it out itself)."""
+    Without ``retry_rate_limits`` a 429 comes back at once (the streaming updater waits it out itself).
+    With ``tokens`` (many workspaces) each call carries its workspace's token."""
     interval = FixedValueRetryIntervalCalculator(fixed_internal=slack.retry_interval)
     handlers: list[Any] = [
         AsyncServerErrorRetryHandler(max_retry_count=slack.server_error_retries, interval_calculator=interval),
@@ -77,6 +80,9 @@ def web_client(slack: SlackSettings, *, metrics: Metrics | None = None, retry_ra
     ]
     if retry_rate_limits:
         handlers.insert(0, _CountedRateLimitRetries(metrics or Metrics(), max_retry_count=slack.rate_limit_retries))
+    if tokens is not None:
+        return WorkspaceWebClient(tokens=tokens, base_url=slack.api_base_url, timeout=slack.api_timeout,
+                                  retry_handlers=handlers)
     return AsyncWebClient(token=slack.require_bot_token(), base_url=slack.api_base_url, timeout=slack.api_timeout,
                           retry_handlers=handlers)
 
@@ -88,27 +94,35 @@ class SlackBot:
         self.runtime = runtime
         self.slack = slack
         metrics = runtime.engine.metrics
-        self.client = client or web_client(slack, metrics=metrics)
+        #: Many workspaces (``SLACK_CLIENT_ID``): installations in Redis, a token per workspace.
+        self.workspaces = Workspaces(runtime.redis, slack) if slack.multi_workspace else None
+        tokens = self.workspaces.tokens if self.workspaces else None
+        self.client = client or web_client(slack, metrics=metrics, tokens=tokens)
         self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
-        self.identity = IdentityCache(self.client)
-        budget = SharedBudget(runtime.store.client, "chat.update", per_minute=slack.update_budget_per_minute,
+        identities = WorkspaceIdentities(self.client) if self.workspaces else None
+        self.identity = identities or IdentityCache(self.client)
+        budget = SharedBudget(runtime.redis, "chat.update", per_minute=slack.update_budget_per_minute,
                               burst=slack.update_burst)
         poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
-                        stream_client=web_client(slack, retry_rate_limits=False))
+                        stream_client=web_client(slack, retry_rate_limits=False, tokens=tokens))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.delivery = Delivery(poster, self.modlog, self.identity)
-        runtime.engine.pipeline.register_sink("slack", SlackSink(self.delivery, slack))
-        worker = runtime.worker
-        worker.intervals = dataclasses.replace(worker.intervals,
-                                               notices=min(slack.notice_poll_interval, worker.intervals.notices))
+        sink = SlackSink(self.delivery, slack)
+        self.sink: SlackSink | WorkspaceSink = WorkspaceSink(sink) if self.workspaces else sink
+        runtime.engine.pipeline.register_sink("slack", self.sink)
+        runtime.worker_polling_notices(slack.notice_poll_interval)
         self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
-        self.commands = Commands(runtime.engine, Moderators(self.client, runtime.communities, slack), self.delivery)
+        moderators = Moderators(self.client, runtime.communities, slack)
+        self.commands = Commands(runtime.engine, runtime.moderation, moderators, self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0
         self._refused_logged = 0.0
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
-                            name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"))
+                            name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"),
+                            **(self.workspaces.app_options() if self.workspaces else {}))
+        if self.workspaces and identities:
+            self.workspaces.attach(self.app, identities)
         self._register()
 
     def _spawn(self, work: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
@@ -136,12 +150,13 @@ class SlackBot:
         app, conv, cmds = self.app, self.conversations, self.commands
 
         @app.event("app_mention")
-        async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-            await conv.on_mention(body, event)  # accepted into Redis before Bolt acknowledges
+        async def on_mention(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+            # accepted into Redis before Bolt acknowledges; the workspace's token downloads its files
+            await conv.on_mention(body, event, token=context.bot_token)
 
         @app.event("message")
-        async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-            await conv.on_message(body, event)
+        async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+            await conv.on_message(body, event, token=context.bot_token)
 
         @app.command(COMMAND)
         async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:
@@ -173,10 +188,12 @@ class SlackBot:
     async def start(self) -> None:
         """Learn who the bot is, post the cases an earlier process filed but never delivered, and start
         the background duties (recovery, pending cases, queued notices)."""
+        if self.workspaces:
+            await self.workspaces.start()
         await self.identity.get()
         for case in await self.runtime.engine.reconcile():
             if case.platform == "slack":
-                await self.delivery.case(case)
+                await self.sink.case(case)
         self.runtime.worker.start()
 
     async def relay_notices(self) -> int:
@@ -199,8 +216,10 @@ class SlackBot:
 
     async def aclose(self) -> None:
         """Take no more threads, let running turns finish within the grace, hand the leases back."""
-        await self.runtime.worker.stop(self.runtime.settings.engine.shutdown_grace)
+        await self.runtime.worker.stop(self.runtime.settings.worker.shutdown_grace)
         await self.tasks.aclose(self.slack.shutdown_grace)
+        if self.workspaces:
+            await self.workspaces.aclose()
         for client in (self.client, self.delivery.poster.stream_client):
             session = getattr(client, "session", None)
             if session is not None and not session.closed:
@@ -219,6 +238,15 @@ class SlackBot:
 
         application = web.Application(client_max_size=1024 * 1024)
         application.add_routes([web.post(self.slack.http_path, events), web.get("/healthz", health)])
+        if self.workspaces:
+            application.add_routes(self.workspaces.routes(self.app))
+        return application
+
+    def install_app(self) -> web.Application:
+        """Socket Mode's HTTP listener: the install and redirect pages only."""
+        application = web.Application(client_max_size=64 * 1024)
+        if self.workspaces:
+            application.add_routes(self.workspaces.routes(self.app))
         return application
 
 
@@ -236,7 +264,10 @@ async def run_slack(settings: Settings, http_port: int | None = None, *, runtime
                     stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set): Socket Mode, or HTTP on ``http_port``."""
     slack = slack or SlackSettings()
-    slack.require_bot_token()
+    if slack.multi_workspace:
+        slack.require_token_key()
+    else:
+        slack.require_bot_token()
     if http_port is None:
         slack.require_app_token()
     else:
@@ -267,17 +298,23 @@ async def _socket_mode(bot: SlackBot, slack: SlackSettings, stop: asyncio.Event)
     log.info("slack: connected in Socket Mode")
     bot.runtime.serving = True
     try:
-        await stop.wait()
+        if bot.workspaces and slack.install_port:  # the install pages need an HTTP listener of their own
+            await _http(bot, "0.0.0.0", slack.install_port, stop, install_only=True)  # noqa: S104 - a server
+        else:
+            await stop.wait()
     finally:
         await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def _http(bot: SlackBot, host: str, port: int, stop: asyncio.Event) -> None:
-    runner = web.AppRunner(bot.web_app(), shutdown_timeout=5)
+async def _http(bot: SlackBot, host: str, port: int, stop: asyncio.Event, *, install_only: bool = False) -> None:
+    runner = web.AppRunner(bot.install_app() if install_only else bot.web_app(), shutdown_timeout=5)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()
-        log.info("slack: HTTP events endpoint on %s:%d%s", host, port, bot.slack.http_path)
+        if install_only:
+            log.info("slack: HTTP install pages on %s:%d", host, port)
+        else:
+            log.info("slack: HTTP events endpoint on %s:%d%s", host, port, bot.slack.http_path)
         bot.runtime.serving = True
         await stop.wait()
     finally:

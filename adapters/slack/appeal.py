@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -23,12 +23,10 @@ from bot.review import (
 )
 from bot.types import Author, Case
 
+from .identity import IdentityCache
 from .modlog import ModLog
 from .replies import API_ERRORS, Poster, error_code
 from .translate import escape
-
-if TYPE_CHECKING:
-    from .conversations import IdentityCache
 
 log = logging.getLogger(__name__)
 

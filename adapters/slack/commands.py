@@ -16,6 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.casefile import render_case_text
 from bot.engine import ConversationEngine
 from bot.errors import NotAllowed, ThreadguardError
+from bot.moderation import Moderation
 from bot.types import CATEGORY_LABELS, Author, Case, ReplyKind
 from config.communities import Communities
 from config.slack import SlackSettings
@@ -80,8 +81,10 @@ class _CheckFailed(ThreadguardError):
 
 
 class Commands:
-    def __init__(self, engine: ConversationEngine, moderators: Moderators, delivery: Delivery) -> None:
+    def __init__(self, engine: ConversationEngine, moderation: Moderation, moderators: Moderators,
+                 delivery: Delivery) -> None:
         self._engine = engine
+        self._moderation = moderation
         self._moderators = moderators
         self._delivery = delivery
 
@@ -183,7 +186,7 @@ class Commands:
         await _say(respond, f"Case #{case.case_id}", blocks=blocks)
 
     async def _reopen(self, team: str, number: int, moderator: Author, respond: Respond) -> None:
-        outcome = await self._engine.reopen(team, number, moderator)
+        outcome = await self._moderation.reopen(team, number, moderator)
         if outcome.action is None:
             await _say(respond, " ".join(r.text for r in outcome.replies) or f"Case {number} was not reopened.")
             return

@@ -1,18 +1,22 @@
-"""The conversation store: the role the engine depends on, and its result types.
+"""The conversation store: the roles the core depends on, each a small protocol, and their result types.
 
-``bot.store.redis_store.RedisConversationStore`` plays the role on a Redis server, a Redis Cluster or
-the in-process Redis (fakeredis); the same contract tests run on all three.
+``Store`` holds the parts together; ``bot.store.redis_store.build_store`` builds them over one Redis
+connection (a server, a Redis Cluster or the in-process Redis, fakeredis); the same contract tests run on
+all three.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.model import Usage
 from bot.types import Case, Entry, ThreadRef, ThreadState
 from bot.usage import TokenTotals
+
+if TYPE_CHECKING:
+    from bot.store.inbox_entry import InboxEntry, UnknownThread
 
 
 class IngestStatus(enum.StrEnum):
@@ -115,24 +119,19 @@ class CommitResult:
     totals: TokenTotals | None = None
 
 
-class ConversationStore(Protocol):
-    """Per-thread state and inbox, the ladder counters, leases, dedupe and the case log."""
+class TurnInbox(Protocol):
+    """A thread's inbox and its owner's lease: accepting messages, claiming a waiting inbox, the lease for
+    the end command, and the due sets the recovery loop reads."""
 
-    round_trips: int
+    #: How long an owner keeps a lease without renewing it (ms).
+    lease_ms: int
 
-    async def ingest(self, thread: ThreadRef, entry_id: str, entry: str, *, reminder_cooldown: int,
-                     require_known: bool | str, take_lease: bool, max_inbox: int,
-                     max_turns: int) -> IngestResult: ...
+    async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
+                     take_lease: bool, max_inbox: int, max_turns: int) -> IngestResult: ...
 
     async def claim(self, thread: ThreadRef) -> ClaimResult: ...
 
-    async def take(self, thread: ThreadRef) -> ClaimResult: ...
-
-    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
-                          go_on: bool = True) -> CommitResult: ...
-
-    async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
-                        reminder_cooldown: int | None, forget: bool = False) -> CommitResult: ...
+    async def lease_for_end(self, thread: ThreadRef) -> ClaimResult: ...
 
     async def renew(self, thread: ThreadRef, token: str) -> bool: ...
 
@@ -144,19 +143,35 @@ class ConversationStore(Protocol):
 
     async def forget_due(self, thread: ThreadRef, score: int) -> None: ...
 
+
+class TurnLog(Protocol):
+    """A thread's state and log: the fenced commit of a turn, inbox entries answered without one, whole
+    reads, branches and reopens."""
+
+    async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
+                          go_on: bool = True) -> CommitResult: ...
+
+    async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
+                        reminder_cooldown: int | None, forget: bool = False) -> CommitResult: ...
+
     async def read_log(self, thread: ThreadRef) -> list[Entry]: ...
-
-    async def file_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> Case: ...
-
-    async def claim_event(self, thread: ThreadRef, event_id: str) -> bool: ...
-
-    async def file_pending_cases(self, thread: ThreadRef, min_age: float = 0.0) -> list[Case]: ...
 
     async def load(self, thread: ThreadRef) -> tuple[ThreadState, list[Entry]]: ...
 
     async def seed_branch(self, thread: ThreadRef, entries: list[Entry], state: ThreadState) -> bool: ...
 
     async def reopen(self, thread: ThreadRef, entry: Entry) -> bool: ...
+
+
+class CaseStore(Protocol):
+    """Numbered cases per community: ends (numbered after their commit, or later when a failure left them
+    pending), moderator actions, branch links, and reading them back."""
+
+    async def file_end_case(self, thread: ThreadRef, end_seq: int, case: Case) -> Case: ...
+
+    async def file_pending_cases(self, thread: ThreadRef, min_age: float = 0.0) -> list[Case]: ...
+
+    async def threads_with_pending_cases(self, *, scan: bool = False) -> list[ThreadRef]: ...
 
     async def file_action(self, case: Case) -> Case: ...
 
@@ -170,16 +185,62 @@ class ConversationStore(Protocol):
 
     async def communities(self) -> list[str]: ...
 
-    async def threads_with_pending_cases(self, *, scan: bool = False) -> list[ThreadRef]: ...
+
+class EventDedupe(Protocol):
+    """Platform events handled once (an edit, a command), outside the inbox's own dedupe."""
+
+    async def first_sight(self, thread: ThreadRef, event_id: str) -> bool: ...
+
+
+class ConversationNumbers(Protocol):
+    """The numbered conversations of a place without threads (a Discord DM channel)."""
 
     async def current_conversation(self, channel: ThreadRef) -> int: ...
 
     async def next_conversation(self, channel: ThreadRef) -> int: ...
 
+
+class NoticeOutbox(Protocol):
+    """Notices queued for a platform's bot processes by surfaces without a platform connection."""
+
     async def push_notice(self, platform: str, payload: str, keep: int = 10_000) -> None: ...
 
-    async def take_notices(self, platform: str, limit: int) -> list[str]: ...
+    async def pop_notices(self, platform: str, limit: int) -> list[str]: ...
+
+
+class AttachmentStore(Protocol):
+    """Members' prepared files per thread, for later turns: bounded (the oldest go first), living as long as
+    the thread is active; references elsewhere (log, inbox, cases) never carry the bytes."""
+
+    async def put(self, thread: ThreadRef, files: list[tuple[str, str]]) -> list[str]: ...
+
+    async def get(self, thread: ThreadRef, ids: list[str]) -> dict[str, str]: ...
+
+    async def drop(self, thread: ThreadRef, ids: list[str]) -> None: ...
+
+    async def delete_thread(self, thread: ThreadRef) -> None: ...
+
+
+class StoreHealth(Protocol):
+    """The connection every part shares: its request count, a health check, closing it."""
+
+    #: Requests sent (a script call or a pipeline counts once): for benchmarks.
+    round_trips: int
 
     async def ping(self) -> float: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Store:
+    """The store's parts, built together over one connection by the composition root."""
+
+    inbox: TurnInbox
+    turns: TurnLog
+    cases: CaseStore
+    dedupe: EventDedupe
+    conversations: ConversationNumbers
+    notices: NoticeOutbox
+    health: StoreHealth
+    files: AttachmentStore

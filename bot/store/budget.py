@@ -17,25 +17,28 @@ from bot.store.errors import STORE_FAILURES
 
 log = logging.getLogger(__name__)
 
-# KEYS: budget hash. ARGV: now ms, interval ms, burst ms. Returns ms to wait (0: a slot was taken).
-TAKE = """
-local now = tonumber(ARGV[1])
-local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
+# Spend one slot of the budget when one is free. Returns ms to wait (0: a slot was spent).
+SPEND_SLOT = """
+local budget = KEYS[1]
+local now, interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local paused = tonumber(redis.call('HGET', budget, 'paused') or '0')
 if paused > now then return paused - now end
-local tat = tonumber(redis.call('HGET', KEYS[1], 'tat') or '0')
+local tat = tonumber(redis.call('HGET', budget, 'tat') or '0')
 if tat < now then tat = now end
-local wait = tat - tonumber(ARGV[3]) - now
+local wait = tat - burst - now
 if wait > 0 then return wait end
-redis.call('HSET', KEYS[1], 'tat', tat + tonumber(ARGV[2]))
-redis.call('PEXPIRE', KEYS[1], 600000)
+redis.call('HSET', budget, 'tat', tat + interval)
+redis.call('PEXPIRE', budget, 600000)
 return 0
 """
 
-# KEYS: budget hash. ARGV: until ms.
+# Nobody spends from the budget until ``until`` (ms).
 PAUSE = """
-local paused = tonumber(redis.call('HGET', KEYS[1], 'paused') or '0')
-if tonumber(ARGV[1]) > paused then redis.call('HSET', KEYS[1], 'paused', ARGV[1]) end
-redis.call('PEXPIRE', KEYS[1], 600000)
+local budget = KEYS[1]
+local until_ms = ARGV[1]
+local paused = tonumber(redis.call('HGET', budget, 'paused') or '0')
+if tonumber(until_ms) > paused then redis.call('HSET', budget, 'paused', until_ms) end
+redis.call('PEXPIRE', budget, 600000)
 return 1
 """
 
@@ -51,15 +54,15 @@ class SharedBudget:
         self.method = method
         self.interval_ms = max(1, int(60_000 / per_minute))
         self.burst_ms = max(0, burst - 1) * self.interval_ms
-        self._take = client.register_script(TAKE)
+        self._spend = client.register_script(SPEND_SLOT)
         self._pause = client.register_script(PAUSE)
 
     async def wait_seconds(self, workspace: str) -> float:
-        """0 when a call may go now (its slot is taken); otherwise seconds to wait before asking again.
+        """0 when a call may go now (its slot is spent); otherwise seconds to wait before asking again.
         Without Redis the budget lets the call go: the platform's own 429 still paces it."""
         try:
-            ms = int(await self._take(keys=[budget_key(workspace, self.method)],
-                                      args=[int(time.time() * 1000), self.interval_ms, self.burst_ms]))
+            ms = int(await self._spend(keys=[budget_key(workspace, self.method)],
+                                       args=[int(time.time() * 1000), self.interval_ms, self.burst_ms]))
         except STORE_FAILURES as exc:
             log.debug("%s budget unavailable (%s)", self.method, type(exc).__name__)
             return 0.0

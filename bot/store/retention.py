@@ -26,10 +26,10 @@ from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from bot.errors import StoreUnavailable
-from bot.pipeline import InboxEntry
 from bot.store import keys
+from bot.store.inbox_entry import InboxEntry
 from bot.store.review import forget_member
-from bot.types import Author, Case, Entry, EntryKind, Participant, ThreadRef
+from bot.types import AttachmentRef, Author, Case, Entry, EntryKind, Participant, ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +39,34 @@ TRANSCRIPT_EXPIRED = "Transcript expired under the retention policy; the case re
 PLATFORMS = ("discord", "slack", "console")
 _RETRIES = 5
 
-# KEYS: case hash.  ARGV: expected body, new body, marker field name, marker value ('' for none)
+# A case body replaced when it is still ``expected``, with a marker field set (``marker_value`` '': none).
 _SWAP_CASE_BODY = """
-if redis.call('HGET', KEYS[1], 'body') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'body', ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], ARGV[3], ARGV[4]) end
+local case = KEYS[1]
+local expected, body, marker, marker_value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('HGET', case, 'body') ~= expected then return 0 end
+redis.call('HSET', case, 'body', body)
+if marker_value ~= '' then redis.call('HSET', case, marker, marker_value) end
 return 1
 """
 
-# KEYS: hash.  ARGV: field, expected value, new value
+# One hash field replaced when it still holds ``expected``.
 _SWAP_HASH_FIELD = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+local hash = KEYS[1]
+local field, expected, value = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('HGET', hash, field) ~= expected then return 0 end
+redis.call('HSET', hash, field, value)
 return 1
 """
 
-# Swaps list items in place: ARGV is index, expected, new, index, expected, new, ...; ``missed`` counts the
-# items not swapped because the list moved on (a lost race, retried by the caller).
+# Swaps the items of the list ``KEYS[1]`` in place: ARGV is a run of (index, expected, new) triples;
+# ``missed`` counts the items not swapped because the list moved on (a lost race, retried by the caller).
 _SWAP_ITEMS = """
+local list = KEYS[1]
 local missed = 0
 for i = 1, #ARGV, 3 do
-  local at = tonumber(ARGV[i])
-  if redis.call('LINDEX', KEYS[1], at) == ARGV[i + 1] then
-    redis.call('LSET', KEYS[1], at, ARGV[i + 2])
+  local at, expected, new = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2]
+  if redis.call('LINDEX', list, at) == expected then
+    redis.call('LSET', list, at, new)
   else
     missed = missed + 1
   end
@@ -76,37 +81,37 @@ _SWAP_LIST_ITEMS = _SWAP_ITEMS + "return missed\n"
 # (``bot.store.window``); a state that is gone is created for it, holding only that, for as long as the log
 # is kept.
 _SWAP_LOG_ENTRIES = _SWAP_ITEMS + """
+local state = KEYS[2]
 if missed < #ARGV / 3 then
-  local fresh = redis.call('EXISTS', KEYS[2]) == 0
-  redis.call('HINCRBY', KEYS[2], 'log_gen', 1)
-  local ttl = redis.call('PTTL', KEYS[1])
-  if fresh and ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  local fresh = redis.call('EXISTS', state) == 0
+  redis.call('HINCRBY', state, 'log_gen', 1)
+  local ttl = redis.call('PTTL', list)
+  if fresh and ttl > 0 then redis.call('PEXPIRE', state, ttl) end
 end
 return missed
 """
 
-# KEYS: state, log, remind.  ARGV: now ms, idle ttl ms, ended ttl ms, last activity (epoch s) from the log
-# Returns 0 (every key has a TTL), 1 (TTLs set to what remains), 2 (older than its period: deleted).
+# A thread's keys without a TTL get what remains of their period, or go at once when they are older than
+# it (``last_activity``: the time of the log's last entry, epoch s). Returns 0 (every key has a TTL), 1 (TTLs
+# set to what remains), 2 (older than its period: deleted).
 _EXPIRE_THREAD = """
-local missing = false
-for i = 1, 2 do
-  if redis.call('PTTL', KEYS[i]) == -1 then missing = true end
-end
-if not missing then return 0 end
-local last = tonumber(ARGV[4])
+local state, log, remind, files, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now_ms, idle_ttl, ended_ttl, last_activity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+if redis.call('PTTL', state) ~= -1 and redis.call('PTTL', log) ~= -1 then return 0 end
+local last = tonumber(last_activity)
 for _, name in ipairs({'updated_at', 'ended_at', 'created_at'}) do
-  local v = tonumber(redis.call('HGET', KEYS[1], name) or '')
+  local v = tonumber(redis.call('HGET', state, name) or '')
   if v and v > last then last = v end
 end
-local limit = tonumber(ARGV[2])
-if redis.call('HGET', KEYS[1], 'status') == 'ended' then limit = tonumber(ARGV[3]) end
-local rest = limit - (tonumber(ARGV[1]) - math.floor(last * 1000))
+local limit = tonumber(idle_ttl)
+if redis.call('HGET', state, 'status') == 'ended' then limit = tonumber(ended_ttl) end
+local rest = limit - (tonumber(now_ms) - math.floor(last * 1000))
 if rest <= 0 then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+  redis.call('DEL', state, log, remind, files, order)
   return 2
 end
-for i = 1, 3 do
-  if redis.call('PTTL', KEYS[i]) == -1 then redis.call('PEXPIRE', KEYS[i], rest) end
+for _, key in ipairs({state, log, remind}) do
+  if redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, rest) end
 end
 return 1
 """
@@ -157,6 +162,7 @@ def _anonymise_entries(entries: list[Entry], user_id: str) -> int:
         if entry.author_id == user_id:
             if entry.kind is EntryKind.USER:
                 entry.text = REMOVED_TEXT
+                entry.attachments = _forget_files(entry.attachments)
             entry.author_id = None
             entry.author_name = None
             changed += 1
@@ -164,6 +170,19 @@ def _anonymise_entries(entries: list[Entry], user_id: str) -> int:
             entry.text = REMOVED_TEXT
             changed += 1
     return changed
+
+
+def _forget_files(refs: list[AttachmentRef] | None) -> list[AttachmentRef] | None:
+    """A forgotten member's files: their names and links go, and the line no longer points at stored bytes;
+    type, size and SHA-256 stay (they identify no one and keep the record)."""
+    if not refs:
+        return refs
+    return [AttachmentRef(REMOVED_TEXT, r.media_type, r.size, r.sha256, None, note="removed") for r in refs]
+
+
+def _file_ids(entries: list[Entry], user_id: str) -> list[str]:
+    return [r.id for e in entries if e.author_id == user_id and e.kind is EntryKind.USER
+            for r in e.attachments or () if r.id]
 
 
 def forget_in_case(case: Case, user_id: str) -> int:
@@ -261,7 +280,8 @@ class Retention:
     async def _expire_one(self, thread_key: str, now_ms: int, report: PurgeReport) -> None:
         last = await self._last_log_activity(thread_key, now_ms / 1000)
         result = int(await self._expire_thread(
-            keys=[keys.state(thread_key), keys.log(thread_key), keys.remind(thread_key)],
+            keys=[keys.state(thread_key), keys.log(thread_key), keys.remind(thread_key), keys.files(thread_key),
+                  keys.files_order(thread_key)],
             args=[now_ms, self.idle_ttl_ms, self.ended_ttl_ms, f"{last:.3f}"]))
         if result == 2:
             report.threads_deleted += 1
@@ -314,6 +334,7 @@ class Retention:
                 raws = await self.client.lrange(key, 0, -1)
                 entries = [Entry.from_json(raw) for raw in raws]
                 before = [e.to_json() for e in entries]
+                await self._forget_stored_files(key, _file_ids(entries, user_id))
                 _anonymise_entries(entries, user_id)
                 swaps: list[str | int] = []
                 for index, (raw, old, entry) in enumerate(zip(raws, before, entries, strict=True)):
@@ -329,6 +350,17 @@ class Retention:
             if changed:
                 report.threads_changed += 1
                 report.log_entries += changed
+
+    async def _forget_stored_files(self, log_key: str, ids: list[str]) -> None:
+        """The member's files kept in the thread's file store (``log_key``: the thread's log)."""
+        if not ids:
+            return
+        thread_key = log_key[len(f"{keys.PREFIX}:{{t:"):-len("}:log")]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(keys.files(thread_key), *ids)
+        for file_id in ids:
+            pipe.lrem(keys.files_order(thread_key), 0, file_id)
+        await pipe.execute()
 
     async def _forget_in_waiting(self, platform: str, user_id: str, report: ForgetReport) -> None:
         """Messages of theirs not answered yet: their text becomes ``REMOVED_TEXT`` and their name their id;

@@ -74,7 +74,7 @@ return 1
 class RedisReviewStore:
     """The review desk's storage on any redis-py asyncio client (decoded responses) or fakeredis."""
 
-    def __init__(self, client: Any, *, retention_s: int = 365 * 86_400) -> None:
+    def __init__(self, client: Any, *, retention_s: int) -> None:
         self.client = client
         self.retention_s = retention_s
         self._assign = client.register_script(ASSIGN)
@@ -174,6 +174,17 @@ class RedisReviewStore:
     async def ends_since(self, community: str, member_id: str, since: float) -> int:
         async with self._trip("ends_since"):
             return int(await self.client.zcount(ends_key(community, member_id), since, "+inf"))
+
+    async def end_counts(self, community: str, member_ids: list[str]) -> dict[str, int]:
+        """Member id -> ended threads on record (one round trip)."""
+        if not member_ids:
+            return {}
+        async with self._trip("end_counts"):
+            pipe = self.client.pipeline(transaction=False)
+            for member_id in member_ids:
+                pipe.zcard(ends_key(community, member_id))
+            found = await pipe.execute()
+        return {member_id: int(n) for member_id, n in zip(member_ids, found, strict=True)}
 
     async def forget_member(self, community: str, member_id: str) -> None:
         async with self._trip("forget_member"):

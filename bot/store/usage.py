@@ -5,7 +5,7 @@
     tg:{c:C}:case:<n>:usage     hash  the thread's totals when case n was filed
     tg:usage:communities        set   communities with recorded usage
 
-A turn's tokens are added by its commit (``scripts.COMMIT_TURN``): to the thread's sums in the thread's
+A turn's tokens are added by its commit (``scripts.turns.COMMIT_TURN``): to the thread's sums in the thread's
 slot and, on one server, to the community's day in the same script; on Redis Cluster the day's sums live
 in another slot and the store sends them by a request at the same time as the commit, so they add no
 sequential round trip. A turn that commits nothing (its model call failed) is recorded alone by
@@ -74,7 +74,7 @@ def case_usage(community: str, case_id: int) -> str:
 class UsageLedger:
     """Records and reads usage sums; ``client`` is any redis-py asyncio client (or fakeredis)."""
 
-    def __init__(self, client: Any, *, thread_ttl_ms: int = 365 * 86_400_000) -> None:
+    def __init__(self, client: Any, *, thread_ttl_ms: int) -> None:
         self.client = client
         self.thread_ttl_ms = thread_ttl_ms
         #: Requests sent to Redis (a pipeline counts once): for benchmarks.

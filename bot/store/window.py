@@ -1,13 +1,14 @@
 """The history windows this process last read, so a turn start reads only what was appended since.
 
-A thread's turn-start script (``scripts.INGEST``, ``CLAIM``, ``COMMIT_TURN`` and ``DROP_HEAD`` for the next
-turn) is told what the caller holds: the log from index ``start`` up to ``end`` (exclusive), read at log
-generation ``gen``, and the entry at ``end - 1`` itself. When that is still the log (the same generation,
-the log at least that long, the same entry at ``end - 1``) and the window starts inside it, the script sends
-only the entries from ``end`` on; otherwise the whole window, as it always did. So whatever happened in
-between (turns another process committed, a reopen, the window start moving, entries rewritten in place by
-forget-user, which moves the generation on, the thread deleted and begun anew, a Redis restart that lost
-the last writes), a turn sees the log Redis holds: the cache saves reading and decoding, never decides.
+A thread's turn-start script (``scripts.inbox.INGEST`` and ``CLAIM``, ``scripts.turns.COMMIT_TURN`` and
+``DROP_HEAD`` for the next turn) is told what the caller holds: the log from index ``start`` up to ``end``
+(exclusive), read at log generation ``gen``, and the entry at ``end - 1`` itself. When that is still the log
+(the same generation, the log at least that long, the same entry at ``end - 1``) and the window starts
+inside it, the script sends only the entries from ``end`` on; otherwise the whole window, as it always did.
+So whatever happened in between (turns another process committed, a reopen, the window start moving, entries
+rewritten in place by forget-user, which moves the generation on, the thread deleted and begun anew, a Redis
+restart that lost the last writes), a turn sees the log Redis holds: the cache saves reading and decoding,
+never decides.
 
 The windows are kept for the threads used most recently, at most ``max_threads`` of them.
 """
@@ -44,7 +45,7 @@ class WindowCache:
     Entries are shared between the turns of a thread: they must not be changed in place.
     """
 
-    def __init__(self, max_threads: int = 128) -> None:
+    def __init__(self, max_threads: int) -> None:
         self.max_threads = max_threads
         self._held: OrderedDict[str, HeldWindow] = OrderedDict()
         #: Turn starts that read only the entries after what was held, and those that read the whole window.
@@ -56,10 +57,6 @@ class WindowCache:
 
     def held(self, thread_key: str) -> HeldWindow | None:
         return self._held.get(thread_key)
-
-    def args(self, held: HeldWindow | None) -> list[str]:
-        """The two script arguments that say what the caller holds (empty: nothing)."""
-        return ["", ""] if held is None else [held.have, held.last]
 
     def window(self, thread_key: str, held: HeldWindow | None, tail: str, last: str | None, win: int, base: int,
                length: int, gen: str) -> list[Entry]:

@@ -147,7 +147,7 @@ def test_assign_review_and_outcome_move_a_case_out_of_the_default_list(page: Pag
 
 def test_another_moderator_takes_over_a_case_in_review(page: Page, live: LiveDashboard):
     s = live.seeded
-    live.call(lambda: live.runtime.review.assign("guild-a", s.user_end, Author("dashboard:mod-a", "mod-a")))
+    live.call(lambda: live.runtime.moderation.take("guild-a", s.user_end, Author("dashboard:mod-a", "mod-a")))
     sign_in(page, live, "root")
     page.goto(f"{live.url}/cases/guild-a/{s.user_end}")
     expect(page.locator("#assign")).to_have_text("Take over this case")
@@ -179,7 +179,7 @@ def test_the_appeals_queue_and_the_decision_reach_the_case_and_the_member(page: 
 
     thread = s.threads["risk"]
     assert live.call(lambda: live.engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    notices = live.call(lambda: live.engine.take_notices("discord"))
+    notices = live.call(lambda: live.engine.pop_notices("discord"))
     decision = [n for n in notices if n.member == ALICE.id]
     assert len(decision) == 1 and decision[0].action == "reopen" and decision[0].case_id == s.risk
     assert any("appeal" in r.text for r in decision[0].replies)
@@ -208,7 +208,7 @@ def test_the_member_page_lists_every_ended_thread_of_the_member(page: Page, live
     page.goto(f"{live.url}/members/guild-a/{BOB.id}")
     expect(page.locator("#repeat-marker")).to_have_count(0)
     # one of alice's abuse endings reviewed as mistaken: no longer a repeat
-    live.call(lambda: live.runtime.review.conclude("guild-a", alice_again, "mistaken", Author("d:mod-a", "mod-a")))
+    live.call(lambda: live.runtime.moderation.conclude("guild-a", alice_again, "mistaken", Author("d:mod-a", "mod-a")))
     page.goto(f"{live.url}/members/guild-a/u-alice")
     expect(page.locator("#repeat-marker")).to_have_count(0)
     assert page.goto(f"{live.url}/members/guild-b/{BOB.id}").status == 404  # not mod-a's community

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from adapters.eval.cli import run_report
-from adapters.eval.report import render_html
-from adapters.eval.runner import RunOptions
-from adapters.eval.scenarios import default_suite_dir, load_suite
 from config.settings import AnthropicSettings, RedisSettings, Settings
+from tools.eval.cli import run_report
+from tools.eval.report import render_html
+from tools.eval.runner import RunOptions
+from tools.eval.scenarios import default_suite_dir, load_suite
 
 pytestmark = pytest.mark.browser
 

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from adapters.eval.scenarios import default_suite_dir, load_suite
+from tools.eval.scenarios import default_suite_dir, load_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 

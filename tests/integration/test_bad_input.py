@@ -36,9 +36,9 @@ async def test_empty_whitespace_and_oversized_get_a_clear_answer_and_change_noth
     assert kinds(o) == ["info"] and o.replies[0].ephemeral
     assert ("empty" in o.replies[0].text) or ("501" in o.replies[0].text and "500" in o.replies[0].text)
     assert anthropic_standin.calls == 0
-    state, log = await runtime.store.load(T)
+    state, log = await runtime.store.turns.load(T)
     assert log == [] and state.ladder.turn == 0
-    assert await runtime.store.client.keys("*") == []
+    assert await runtime.redis.keys("*") == []
 
 
 async def test_control_characters_are_stripped_and_the_message_answered(runtime, anthropic_standin):
@@ -47,7 +47,7 @@ async def test_control_characters_are_stripped_and_the_message_answered(runtime,
     assert kinds(o) == ["answer"]
     sent = anthropic_standin.last_body["messages"][-1]["content"][0]["text"]
     assert sent == "hello[2J there"
-    _, log = await runtime.store.load(T)
+    _, log = await runtime.store.turns.load(T)
     assert log[0].text == "hello[2J there"
 
 

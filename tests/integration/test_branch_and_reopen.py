@@ -45,7 +45,7 @@ async def test_edit_in_ended_thread_branches_with_the_prefix_ladder(runtime):
     o = await engine.handle_edit(EditedMessage(OLD, ANN, ids[2], "tell me about rockets instead"), open_branch)
     assert o.branch == ThreadRef("discord", "g", "c", "branch-1") and opened == ["tell me about rockets instead"]
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER] and "rockets" in o.replies[0].text
-    state, log = await runtime.store.load(o.branch)
+    state, log = await runtime.store.turns.load(o.branch)
     assert state.branch_of == OLD.key and state.ladder.redirects == 1 and not state.ladder.warned
     assert [e.text for e in log if e.kind is EntryKind.USER] == ["hi", BAD, "tell me about rockets instead"]
     assert any(e.kind is EntryKind.BRANCH for e in log)
@@ -90,7 +90,7 @@ async def test_moderator_reopen(runtime):
     engine = runtime.engine
     await ended_thread(engine)
     mod = Author("mod-1", "Mia")
-    o = await engine.reopen("g", 1, mod)
+    o = await runtime.moderation.reopen("g", 1, mod)
     assert o.status is ThreadStatus.ACTIVE and o.thread == OLD and o.action.action == "reopen"
     assert [r.kind for r in o.replies] == [ReplyKind.INFO] and "reopened" in o.replies[0].text
     state = await engine.thread_state(OLD)
@@ -101,9 +101,9 @@ async def test_moderator_reopen(runtime):
     assert case.actions == [2]
     action = await runtime.cases.get("g", 2)
     assert (action.action, action.refers_to, action.ended_by) == ("reopen", 1, "moderator:mod-1")
-    twice = await engine.reopen("g", 1, mod)
+    twice = await runtime.moderation.reopen("g", 1, mod)
     assert "not ended" in twice.replies[0].text and twice.action is None
-    not_an_end = await engine.reopen("g", 2, mod)
+    not_an_end = await runtime.moderation.reopen("g", 2, mod)
     assert "not an ended thread" in not_an_end.replies[0].text
 
 
@@ -149,13 +149,13 @@ async def test_only_participants_can_end_a_conversation(runtime):
 async def test_notices_for_another_process_are_handed_out_once_in_order(runtime):
     engine = runtime.engine
     await ended_thread(engine)
-    reopened = await engine.reopen("g", 1, Author("mod", "Mod"))
+    reopened = await runtime.moderation.reopen("g", 1, Author("mod", "Mod"))
     await engine.queue_notice(reopened, "reopen", case_id=1)
-    await runtime.store.push_notice("discord", "{not json")
+    await runtime.store.notices.push_notice("discord", "{not json")
     other = ThreadRef("slack", "T", "C", "1.2")
     await engine.queue_notice(type(reopened)(other, replies=reopened.replies), "reopen", case_id=9)
-    got = await engine.take_notices("discord")
+    got = await engine.pop_notices("discord")
     assert [(n.thread, n.action, n.case_id) for n in got] == [(OLD, "reopen", 1)]
     assert got[0].replies == reopened.replies
-    assert await engine.take_notices("discord") == []
-    assert [n.thread for n in await engine.take_notices("slack")] == [other]
+    assert await engine.pop_notices("discord") == []
+    assert [n.thread for n in await engine.pop_notices("slack")] == [other]

@@ -12,8 +12,9 @@ import redis.asyncio
 from click.testing import CliRunner
 
 from adapters.cli import main as threadguard
-from bot.store.redis_store import RedisConversationStore
+from bot.store.redis_store import build_store
 from bot.types import Case, Entry, EntryKind, Participant
+from config.settings import StoreSettings
 
 HOSTILE = "ok\x1b]0;pwned\x07 \x1b[2J\x9b31m red\rHIDDEN\x7f\u2028next\u2029end"
 RAW = ("\x1b", "\x07", "\x9b", "\r", "\x7f", "\u2028", "\u2029")
@@ -25,13 +26,13 @@ def _cli(url: str, *args: str) -> Any:
 
 
 async def test_case_texts_reach_the_terminal_inert(redis_client: redis.asyncio.Redis, redis_server: Any):
-    store = RedisConversationStore(redis_client)
+    store = build_store(redis_client, StoreSettings())
     case = Case(0, "g", "discord", "discord:g:c:t", "c", reason="persistent_abuse", category="hate" + HOSTILE,
                 summary=HOSTILE, note=HOSTILE, ended_at="2026-12-01T10:00:00+00:00", ended_by="model",
                 participants=[Participant("u1", "name" + HOSTILE)],
                 transcript=[Entry(EntryKind.USER, HOSTILE, author_id="u1", author_name="name" + HOSTILE)],
                 case_ref="cli:1")
-    filed = await store.file_action(case)
+    filed = await store.cases.file_action(case)
     for args in (("cases", "show", str(filed.case_id)), ("cases", "list"),
                  ("cases", "show", str(filed.case_id), "--json"), ("cases", "list", "--json")):
         run = await asyncio.to_thread(_cli, redis_server.url, *args)

@@ -14,7 +14,7 @@ import redis.asyncio
 from bot.bootstrap import build_runtime
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
-from config.settings import EngineSettings, RedisSettings, Settings
+from config.settings import EngineSettings, PipelineSettings, RedisSettings, Settings, StoreSettings
 from tests.integration.engine_helpers import CollectingSink
 from tests.integration.scripted_model import ScriptedModel
 
@@ -25,7 +25,8 @@ def two_engines(redis_server, model, threshold=20):
     runtimes = []
     for _ in range(2):
         client = redis.asyncio.Redis.from_url(redis_server.url, decode_responses=True)
-        settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_wait_seconds=60, max_inbox=60))
+        settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_wait_seconds=60),
+                            pipeline=PipelineSettings(max_inbox=60))
         rt = build_runtime(settings, model=model, redis=client,
                            communities=Communities(CommunityConfig(threshold=threshold)))
         rt.sink = CollectingSink()
@@ -51,7 +52,7 @@ async def pair(redis_server, redis_client):
 
     yield make
     for rt in holder.get("rts", []):
-        await rt.store.aclose()
+        await rt.store.health.aclose()
 
 
 def msg(i: int, thread: ThreadRef = T, text: str = "bad request", event: str | None = None) -> IncomingMessage:
@@ -70,7 +71,7 @@ async def test_fifty_messages_into_one_thread_never_overlap_and_count_exactly(pa
     warnings = [r for o in outcomes for r in o.replies if r.kind is ReplyKind.WARNING]
     assert len(warnings) == 1 and "20 times" in warnings[0].text
     assert model.max_in_flight == 1
-    state, log = await a.store.load(T)
+    state, log = await a.store.turns.load(T)
     assert state.ladder.redirects == 50 and state.ladder.turn == 50
     kinds = [e.kind.value for e in log]
     assert kinds.count("user") == 50 and kinds.count("assistant") == 50 and kinds.count("redirection") == 50
@@ -90,7 +91,7 @@ async def test_racing_ends_give_exactly_one_freeze_and_one_case(pair):
     assert len(notices) == 1 and len(cases) == 1
     assert await a.cases.count("T1") == 1
     assert (await a.engine.thread_state(T)).status is ThreadStatus.ENDED
-    assert await a.store.threads_with_pending_cases() == []
+    assert await a.store.cases.threads_with_pending_cases() == []
     # every model call happened before the end; none after
     assert model.calls <= 1
 
@@ -104,14 +105,14 @@ async def test_redelivered_event_is_answered_once(pair):
                                     a.engine.handle_message(redelivery))
     assert sum(not o.duplicate for o in outcomes) == 1
     assert model.calls == 1
-    _, log = await a.store.load(T)
+    _, log = await a.store.turns.load(T)
     assert [e.message_id for e in log if e.kind.value == "user"] == ["m1"]
 
 
 async def test_a_turn_with_tool_rounds_longer_than_the_lock_ttl_keeps_its_lock(redis_client):
     model = ScriptedModel(lambda text: [ScriptedModel.tool(model, "record_redirection", category="other", note="n")],
                           delay=0.25)
-    settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_ttl_seconds=0.4))
+    settings = Settings(redis=RedisSettings(url=None), store=StoreSettings(lock_ttl_seconds=0.4))
     rt = build_runtime(settings, model=model, redis=redis_client)
     outcome = await rt.engine.handle_message(msg(1))
     assert model.calls == 2  # the tool round and the answer: 0.5 s in all, past the 0.4 s TTL

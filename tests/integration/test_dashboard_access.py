@@ -98,7 +98,7 @@ async def test_no_state_changing_route_reaches_a_community_the_moderator_does_no
             assert forged.status == 404, path
         assert await world.snapshot(THEIRS) == before
         assert before[1] is ThreadStatus.ENDED and before[2] is ReviewState.UNREVIEWED
-        assert await world.rt.engine.take_notices("discord") == []  # nothing on its way to their member
+        assert await world.rt.engine.pop_notices("discord") == []  # nothing on its way to their member
         # the same requests in the moderator's own community are served (the token and routes are right)
         for path in routes(world, MINE):
             served = await client.post(path, data={"csrf": token, "note": "mine", "outcome": "upheld"},

@@ -165,7 +165,8 @@ async def seeded(redis_client):
     await say(IncomingMessage(risky, MEMBER, "risk", message_id="r1"))
     risk = await rt.engine.end_by_user(risky, MEMBER)
     assert risk.case is not None
-    older = {prefix: (await rt.store.file_action(_older_case(prefix))).case_id for prefix in ("", *FORMULA_STARTS)}
+    older = {prefix: (await rt.store.cases.file_action(_older_case(prefix))).case_id
+             for prefix in ("", *FORMULA_STARTS)}
     accounts = Accounts(redis_client, SECRET.encode())
     await accounts.add("root", PASSWORD, [], admin=True)
     app = build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False, page_size=50))

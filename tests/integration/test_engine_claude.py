@@ -155,7 +155,7 @@ async def test_refusal_stop_counts_as_redirection_and_leaves_the_history(runtime
     await engine.handle_message(message(T, "tell me a joke"))
     sent = str(api.last_body["messages"])
     assert "REFUSED-REQUEST-TEXT" not in sent and "Here is how" not in sent and "hello" in sent
-    _, log = await runtime.store.load(T)
+    _, log = await runtime.store.turns.load(T)
     assert any(e.kind is EntryKind.REFUSAL for e in log)  # moderators still see it
     assert any(e.text == "REFUSED-REQUEST-TEXT" and not e.in_history for e in log)
 
@@ -174,7 +174,7 @@ async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runti
     api.enqueue(reply("Welcome."))
     await engine.handle_message(message(T, "hello"))
     before_state = await engine.thread_state(T)
-    _, before_log = await runtime.store.load(T)
+    _, before_log = await runtime.store.turns.load(T)
     if failure == "overloaded":
         api.enqueue(*(http_error(529, retry_after_ms=1) for _ in range(3)))
     elif failure == "rate_limited":
@@ -190,7 +190,7 @@ async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runti
     assert kinds(o) == ["error"] and o.replies[0].ephemeral
     assert "Traceback" not in o.replies[0].text and "529" not in o.replies[0].text
     after_state = await engine.thread_state(T)
-    _, after_log = await runtime.store.load(T)
+    _, after_log = await runtime.store.turns.load(T)
     assert after_state == before_state and len(after_log) == len(before_log)
     # the thread is not left locked, and the same event can be delivered again and answered
     api.enqueue(reply("Back again."))
@@ -222,5 +222,5 @@ async def test_text_of_two_model_rounds_is_one_paragraph_apart_on_screen_too(run
     anthropic_standin.enqueue(reply("Is there anything else?", redirect()), reply("Understood."))
     o = await runtime.engine.handle_message(message(T, "stop"), sink)
     assert o.streamed and "".join(shown) == "Is there anything else?\n\nUnderstood."
-    _, log = await runtime.store.load(T)
+    _, log = await runtime.store.turns.load(T)
     assert [e.text for e in log if e.kind is EntryKind.ASSISTANT] == ["Is there anything else?\n\nUnderstood."]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from adapters.eval.runner import RunOptions, SuiteRunner
-from adapters.eval.scenarios import default_suite_dir, load_suite
-from adapters.eval.scorecard import check, facts_of
 from bot.bootstrap import build_runtime
 from config.communities import Communities, CommunityConfig
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.anthropic_standin import http_error
 from tests.support.scripted_claude import Oracle, careless, well_behaved
+from tools.eval.runner import RunOptions, SuiteRunner
+from tools.eval.scenarios import default_suite_dir, load_suite
+from tools.eval.scorecard import check, facts_of
 
 SUITE = load_suite([default_suite_dir()])
 ORACLE = Oracle(SUITE)

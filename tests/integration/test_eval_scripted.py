@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from adapters.eval.scenarios import HARMFUL_KINDS, Scenario, default_suite_dir, load_suite
 from tests.support.scripted_claude import Oracle, StandinThread, careless, well_behaved
+from tools.eval.scenarios import HARMFUL_KINDS, Scenario, default_suite_dir, load_suite
 
 pytestmark = pytest.mark.timeout(400)
 

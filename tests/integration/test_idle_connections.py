@@ -26,10 +26,10 @@ async def test_a_turn_on_a_connection_killed_while_idle_is_answered_without_a_pi
         pings = await _calls(redis_client, "ping")
         killed = await redis_client.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
-        trips = runtime.store.round_trips + runtime.usage.round_trips
+        trips = runtime.store.health.round_trips + runtime.usage.round_trips
         second = await runtime.engine.handle_message(IncomingMessage(thread, Author("u", "u"), "still there?", "m2"))
         assert second.replies[0].kind is ReplyKind.ANSWER
-        assert runtime.store.round_trips + runtime.usage.round_trips - trips == 2  # begin; commit with usage
+        assert runtime.store.health.round_trips + runtime.usage.round_trips - trips == 2  # begin; commit with usage
         assert await _calls(redis_client, "ping") == pings
     finally:
         await runtime.aclose()
@@ -40,7 +40,7 @@ async def test_a_command_goes_out_without_a_task_of_its_own_and_a_large_one_whol
     each through a task of its own, for its timeout); one far larger than the buffer still arrives whole."""
     import asyncio
 
-    from bot.store.redis_store import connect
+    from bot.store.connection import connect
 
     client = connect(redis_server.url)
     loop = asyncio.get_running_loop()

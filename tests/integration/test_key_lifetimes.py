@@ -18,7 +18,7 @@ from bot.store import keys
 from bot.store.retention import Retention
 from bot.types import Author, EditedMessage, IncomingMessage, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
-from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from config.settings import AnthropicSettings, RedisSettings, Settings, StoreSettings
 from tests.integration.scripted_model import ScriptedModel
 
 DAY_MS = 86_400_000
@@ -31,8 +31,8 @@ SLACK = 5_000  # ms a PTTL may have run down between the transition and the read
 def _runtime(client: Any, model: Any = None) -> Runtime:
     settings = Settings(
         anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
-        engine=EngineSettings(idle_ttl_days=IDLE_DAYS, case_retention_days=RETENTION_DAYS,
-                              dedupe_ttl_seconds=DEDUPE_S, lock_ttl_seconds=LOCK_S))
+        store=StoreSettings(idle_ttl_days=IDLE_DAYS, case_retention_days=RETENTION_DAYS,
+                            dedupe_ttl_seconds=DEDUPE_S, lock_ttl_seconds=LOCK_S))
     communities = Communities(CommunityConfig(threshold=2, frozen_reminder_cooldown=COOLDOWN_S))
     return build_runtime(settings, redis=client, communities=communities, model=model)
 
@@ -114,7 +114,7 @@ async def test_a_reopen_gives_the_thread_the_idle_expiry_back_and_clears_the_coo
     await _end_by_abuse(runtime.engine, t)
     await runtime.engine.handle_message(_msg(t, "hello?", 9))
     assert await redis_client.exists(keys.remind(t.key)) == 1
-    outcome = await runtime.engine.reopen("g", 1, Author("mod", "Mo"))
+    outcome = await runtime.moderation.reopen("g", 1, Author("mod", "Mo"))
     assert outcome.status is ThreadStatus.ACTIVE
     await _assert_thread_ttl(redis_client, t, IDLE_DAYS * DAY_MS)
     assert await redis_client.exists(keys.remind(t.key)) == 0

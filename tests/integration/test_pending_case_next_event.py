@@ -33,7 +33,7 @@ def _model() -> ScriptedModel:
 
 def numbering_fails_once(store):
     """The store as a process sees it when Redis fails right after the freeze was written."""
-    original = store.file_end_case
+    original = store.cases.file_end_case
     failures = [StoreUnavailable("redis file_case failed")]
 
     async def file_end_case(thread, end_seq, case):  # type: ignore[no-untyped-def]
@@ -41,7 +41,7 @@ def numbering_fails_once(store):
             raise failures.pop()
         return await original(thread, end_seq, case)
 
-    store.file_end_case = file_end_case
+    store.cases.file_end_case = file_end_case
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ async def _end_with_numbering_lost(rt) -> None:
     assert o.status is ThreadStatus.ENDED and o.case is None
     assert [r.kind for r in o.replies][-1] is ReplyKind.FREEZE_NOTICE  # the member is told at once
     assert await rt.engine.cases.count("g") == 0
-    assert await rt.store.client.hlen(keys.pending(T.key)) == 1
+    assert await rt.redis.hlen(keys.pending(T.key)) == 1
 
 
 async def _assert_filed_once(rt) -> None:
@@ -70,7 +70,7 @@ async def _assert_filed_once(rt) -> None:
     assert [p.id for p in case.participants] == [ALICE.id]
     state = await rt.engine.thread_state(T)
     assert state.status is ThreadStatus.ENDED and state.case_id == 1
-    assert await rt.store.client.exists(keys.pending(T.key)) == 0
+    assert await rt.redis.exists(keys.pending(T.key)) == 0
 
 
 async def test_the_next_message_in_the_thread_files_the_case(runtime):
@@ -98,7 +98,7 @@ async def test_an_edit_that_branches_files_the_case_and_links_the_branch(runtime
     async def open_branch(_text: str) -> ThreadRef:
         return branch
 
-    _, log = await runtime.store.load(T)  # Alice's first message, to edit
+    _, log = await runtime.store.turns.load(T)  # Alice's first message, to edit
     hello = next(e for e in log if e.kind.value == "user")
     o = await runtime.engine.handle_edit(EditedMessage(T, ALICE, hello.message_id or "", "hi again"), open_branch)
     assert o.branch == branch
@@ -122,13 +122,13 @@ async def test_redis_lost_after_the_freeze_then_another_process_files_it_on_the_
 
     first, second = process(), process()
     try:
-        original = first.store.file_end_case
+        original = first.store.cases.file_end_case
 
         async def redis_dies_first(thread, seq, case):  # type: ignore[no-untyped-def]
             server.stop()
             return await original(thread, seq, case)
 
-        first.store.file_end_case = redis_dies_first  # type: ignore[method-assign]
+        first.store.cases.file_end_case = redis_dies_first  # type: ignore[method-assign]
         await first.engine.handle_message(message(T, "hello"))
         o = await first.engine.handle_message(message(T, "please end this"))
         assert o.status is ThreadStatus.ENDED and o.case is None

@@ -7,7 +7,7 @@ import asyncio
 
 from bot.bootstrap import build_runtime
 from bot.metrics import Metrics
-from bot.pipeline import InboxEntry, ReplyTarget
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import RedisSettings, Settings
@@ -45,8 +45,8 @@ async def test_inbox_depth_and_takeovers_reach_the_metrics(redis_client):
         # two messages stored without an owner (their process went away before answering)
         for n in (1, 2):
             entry = InboxEntry(message(n).dedupe_id, message(n), ReplyTarget(ALICE.id))
-            result = await rt.store.ingest(T, entry.id, entry.to_json(), reminder_cooldown=0, require_known=False,
-                                           take_lease=False, max_inbox=10, max_turns=100)
+            result = await rt.store.inbox.ingest(entry, reminder_cooldown=0, unknown=UnknownThread.ACCEPT,
+                                                 take_lease=False, max_inbox=10, max_turns=100)
             assert result.queued == n
         assert await rt.worker.recover_once() == 1
         assert metrics.takeovers == 1

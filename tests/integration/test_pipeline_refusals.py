@@ -10,19 +10,27 @@ import asyncio
 from bot import notices
 from bot.bootstrap import build_runtime
 from bot.store import keys
+from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import Author, IncomingMessage, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
-from config.settings import EngineSettings, RedisSettings, Settings
+from config.settings import PipelineSettings, RedisSettings, Settings
 from tests.integration.scripted_model import ScriptedModel
 
 ANN = Author("u-ann", "Ann")
 T = ThreadRef("slack", "T1", "C1", "1700000000.000300")
 
 
-def runtime(client, model, **engine):
-    settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(**engine))
+def runtime(client, model, **pipeline):
+    settings = Settings(redis=RedisSettings(url=None), pipeline=PipelineSettings(**pipeline))
     return build_runtime(settings, model=model, redis=client,
                          communities=Communities(CommunityConfig(frozen_reminder_cooldown=600)))
+
+
+class Unreadable(InboxEntry):
+    """An entry whose stored form no version of the bot could read: no text."""
+
+    def to_json(self) -> str:
+        return '{"a":"u-ann"}'
 
 
 def msg(n: int, text: str = "hello", event: str | None = None) -> IncomingMessage:
@@ -64,9 +72,9 @@ async def test_duplicates_unknown_threads_and_parked_replies_get_no_turn(redis_c
     model = ScriptedModel(lambda text: [])
     rt = runtime(redis_client, model)
     try:
-        unknown = await rt.engine.accept(msg(1, event="Ev1"), require_known=True)
+        unknown = await rt.engine.accept(msg(1, event="Ev1"), unknown=UnknownThread.IGNORE)
         assert unknown.thread == T and (await unknown.result()).ignored and (await unknown.result()).thread == T
-        parked = await rt.engine.accept(msg(2, event="Ev2"), require_known="park")
+        parked = await rt.engine.accept(msg(2, event="Ev2"), unknown=UnknownThread.PARK)
         assert parked.accepted and parked.thread == T
         assert (await parked.result()).queued and (await parked.result()).thread == T
         assert model.calls == 0
@@ -108,13 +116,14 @@ async def test_a_malformed_inbox_entry_is_dropped_and_the_next_one_answered(redi
     rt.engine.pipeline.register_sink("slack", sink)
     try:
         # an entry no version of the bot could read (no text), then a good one, both left by a dead process
-        await rt.store.ingest(T, "bad", '{"a":"u-ann"}', reminder_cooldown=0, require_known=False,
-                              take_lease=False, max_inbox=10, max_turns=100)
+        bad = Unreadable("bad", msg(0), ReplyTarget(ANN.id))
+        await rt.store.inbox.ingest(bad, reminder_cooldown=0, unknown=UnknownThread.ACCEPT, take_lease=False,
+                                    max_inbox=10, max_turns=100)
         good = await rt.engine.accept(msg(1), wait=False)
         assert good.accepted and rt.engine.pipeline.is_draining(T.key)  # owned here, from the bad head on
         assert await rt.engine.pipeline.idle(10)
         assert [o.replies[0].kind for o in sink.outcomes] == [ReplyKind.ANSWER] and model.calls == 1
-        assert await rt.store.client.llen(keys.inbox(T.key)) == 0
+        assert await rt.redis.llen(keys.inbox(T.key)) == 0
         state = await rt.engine.thread_state(T)
         assert state.ladder.turn == 1
     finally:

@@ -10,7 +10,7 @@ from bot.bootstrap import build_runtime
 from bot.store import ClaimStatus
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
-from config.settings import EngineSettings, RedisSettings, Settings
+from config.settings import RedisSettings, Settings, StoreSettings
 from tests.integration.engine_helpers import CollectingSink
 from tests.integration.scripted_model import ScriptedModel
 
@@ -47,7 +47,7 @@ class Stream:
 
 
 def runtime(client, model):
-    settings = Settings(redis=RedisSettings(url=None), engine=EngineSettings(lock_ttl_seconds=30))
+    settings = Settings(redis=RedisSettings(url=None), store=StoreSettings(lock_ttl_seconds=30))
     return build_runtime(settings, model=model, redis=client, communities=Communities(CommunityConfig()))
 
 
@@ -73,7 +73,7 @@ async def test_every_running_turn_finishes_within_the_grace(redis_client):
         assert [[r.kind for r in o.replies] for o in await asyncio.gather(*turns)] == [[ReplyKind.ANSWER]] * 3
         assert model.calls == 3
         for n in range(3):  # each committed, its inbox empty and its lease given back
-            assert (await rt.store.claim(thread(n))).status is ClaimStatus.EMPTY
+            assert (await rt.store.inbox.claim(thread(n))).status is ClaimStatus.EMPTY
             assert (await rt.engine.thread_state(thread(n))).ladder.turn == 1
     finally:
         await rt.aclose()
@@ -99,7 +99,7 @@ async def test_a_turn_past_the_grace_is_handed_back_and_answered_once_elsewhere(
         assert await other.engine.pipeline.take_over(t) is ClaimStatus.OWNER
         assert await other.engine.pipeline.idle(10)
         assert [o.replies[0].kind for o in sink.outcomes] == [ReplyKind.ANSWER]
-        _, log = await other.store.load(t)
+        _, log = await other.store.turns.load(t)
         assert [e.kind.value for e in log].count("user") == 1
     finally:
         await rt.aclose()

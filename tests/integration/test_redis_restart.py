@@ -10,7 +10,7 @@ from bot.bootstrap import build_runtime
 from bot.errors import StoreUnavailable
 from bot.types import ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
-from config.settings import EngineSettings, RedisSettings, Settings
+from config.settings import EngineSettings, RedisSettings, Settings, StoreSettings
 from tests.integration.engine_helpers import message
 from tests.integration.scripted_model import ScriptedModel
 from tests.support.redis_servers import RedisServer
@@ -34,7 +34,7 @@ async def runtime(server):
 
     model = ScriptedModel(decide)
     settings = Settings(redis=RedisSettings(url=server.url),
-                        engine=EngineSettings(lock_ttl_seconds=1.0, lock_wait_seconds=10))
+                        engine=EngineSettings(lock_wait_seconds=10), store=StoreSettings(lock_ttl_seconds=1.0))
     rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig()))
     yield rt
     await rt.aclose()
@@ -52,7 +52,7 @@ async def test_restart_between_turns(runtime, server):
     up = await runtime.engine.handle_message(message(T2, "are you there now?"))
     assert [r.kind for r in up.replies] == [ReplyKind.ANSWER]
     assert (await runtime.cases.get("g", 1)).reason == "user_requested"
-    state, log = await runtime.store.load(T2)
+    state, log = await runtime.store.turns.load(T2)
     assert state.ladder.turn == 2 and [e.text for e in log if e.kind.value == "user"] == [
         "hello", "are you there now?"]
 
@@ -81,23 +81,23 @@ async def test_restart_during_a_turn_commits_it_once_redis_is_back(runtime, serv
     runtime.model.decide = lambda text: []
     o = await runtime.engine.handle_message(message(T2, "third"))
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
-    _, log = await runtime.store.load(T2)
+    _, log = await runtime.store.turns.load(T2)
     assert [e.text for e in log if e.kind.value == "user"] == ["hello", "second", "third"]
 
 
 async def test_restart_between_freeze_and_case_numbering_loses_no_case(runtime, server):
-    original = runtime.store.file_end_case
+    original = runtime.store.cases.file_end_case
 
     async def crash_then_file(thread, seq, case):
         server.stop()
         return await original(thread, seq, case)
 
-    runtime.store.file_end_case = crash_then_file
+    runtime.store.cases.file_end_case = crash_then_file
     o = await runtime.engine.handle_message(message(T1, "please end"))
     # the thread did end: the member gets the notice (the adapter freezes it); the case waits for its number
     assert [r.kind for r in o.replies] == [ReplyKind.FREEZE_NOTICE]
     assert o.status is ThreadStatus.ENDED and o.case is None
-    runtime.store.file_end_case = original
+    runtime.store.cases.file_end_case = original
     with pytest.raises(StoreUnavailable):
         await runtime.cases.communities()
     server.start()

@@ -15,8 +15,8 @@ from click.testing import CliRunner
 
 from adapters.cli import main as threadguard
 from bot.bootstrap import Runtime, build_runtime
-from bot.pipeline import InboxEntry, ReplyTarget
 from bot.store import keys
+from bot.store.inbox_entry import InboxEntry, ReplyTarget
 from bot.store.retention import REMOVED_TEXT, Retention, parse_user, transcript_expired
 from bot.types import Author, Case, Entry, EntryKind, IncomingMessage, ThreadRef
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
@@ -193,7 +193,7 @@ async def test_forget_user_removes_their_words_and_name_everywhere_and_keeps_eve
         dumped = json.dumps(await _dump(any_redis, key))
         assert "u-alice" not in dumped and '"alice"' not in dumped and HARM not in dumped
         assert "alice private words" not in dumped and "alice pending words" not in dumped
-    _, log = await rt.store.load(active)
+    _, log = await rt.store.turns.load(active)
     assert [e.text for e in log if e.kind is EntryKind.USER] == [REMOVED_TEXT, "bob replies here"]
     after = {k: await _dump(any_redis, k) for k in untouched_keys}
     # a log rewritten in place moves its generation on: a process holding its old entries reads it anew

@@ -8,6 +8,7 @@ import asyncio
 import pytest
 
 from bot.bootstrap import build_runtime
+from bot.moderation import Decision
 from bot.review import AppealResult, ReviewState
 from bot.types import Author, EntryKind, IncomingMessage, ReplyKind, ThreadRef, ThreadStatus
 from config.communities import Communities, CommunityConfig
@@ -40,18 +41,18 @@ async def runtime(any_redis):
 
 
 async def test_review_state_moves_from_unreviewed_to_in_review_to_reviewed(runtime):
-    desk = runtime.review
+    desk, moderation = runtime.review, runtime.moderation
     n = await end_thread(runtime.engine, ThreadRef("discord", "g", "c", "t1"))
     assert (await desk.review("g", n)).state is ReviewState.UNREVIEWED
-    assert await desk.assign("g", n, MOD) == "ok"
+    assert await moderation.take("g", n, MOD) == "ok"
     review = await desk.review("g", n)
     assert review.state is ReviewState.IN_REVIEW and review.assignee == "mod"
-    assert await desk.assign("g", n, Author("dashboard:other", "other")) == "taken"
-    assert await desk.assign("g", n, Author("dashboard:other", "other"), take_over=True) == "ok"
-    await desk.conclude("g", n, "upheld", MOD, "fair ending")
+    assert await moderation.take("g", n, Author("dashboard:other", "other")) == "taken"
+    assert await moderation.take("g", n, Author("dashboard:other", "other"), take_over=True) == "ok"
+    await moderation.conclude("g", n, "upheld", MOD, "fair ending")
     review = await desk.review("g", n)
     assert review.state is ReviewState.REVIEWED and review.outcome == "upheld"
-    assert await desk.assign("g", n, MOD) == "reviewed"
+    assert await moderation.take("g", n, MOD) == "reviewed"
     case = await runtime.cases.get("g", n)
     actions = [await runtime.cases.get("g", a) for a in case.actions]
     assert [a.action for a in actions] == ["assign", "assign", "review"]  # audit entries, nested by refers_to
@@ -71,11 +72,11 @@ async def test_an_appeal_is_filed_once_per_member_and_the_decision_goes_to_the_m
     queue = await desk.open_appeals(["T1"])
     assert [(a.case_id, a.member_id, a.text) for a in queue] == [(n, "ann", "I was asking about a chemistry class")]
 
-    assert await desk.decide("T1", n, "ann", "reopen", MOD)
-    assert not await desk.decide("T1", n, "ann", "uphold", MOD)  # decided once
+    assert await runtime.moderation.decide_appeal("T1", n, "ann", "reopen", MOD) is Decision.DECIDED
+    assert await runtime.moderation.decide_appeal("T1", n, "ann", "uphold", MOD) is not Decision.DECIDED  # once
     assert await desk.open_appeals(["T1"]) == []
     assert (await engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    [notice] = await engine.take_notices("slack")
+    [notice] = await engine.pop_notices("slack")
     assert notice.action == "reopen" and notice.member == "ann" and notice.case_id == n
     assert any("reopened" in r.text.lower() or "open again" in r.text for r in notice.replies)
     review = await desk.review("T1", n)
@@ -89,9 +90,9 @@ async def test_an_upheld_appeal_keeps_the_thread_ended_and_tells_the_member(runt
     thread = ThreadRef("discord", "g", "c", "t2")
     n = await end_thread(engine, thread)
     assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
-    assert await desk.decide("g", n, "ann", "uphold", MOD)
+    assert await runtime.moderation.decide_appeal("g", n, "ann", "uphold", MOD) is Decision.DECIDED
     assert (await engine.thread_state(thread)).status is ThreadStatus.ENDED
-    [notice] = await engine.take_notices("discord")
+    [notice] = await engine.pop_notices("discord")
     assert notice.action == "appeal" and notice.member == "ann"
     assert [r.kind for r in notice.replies] == [ReplyKind.INFO] and "upheld" in notice.replies[0].text
 
@@ -109,7 +110,7 @@ async def test_the_repeat_policy_warns_a_member_with_recent_ends_at_the_first_re
         newer = ThreadRef("discord", "g", "c", "newer")
         o = await engine.handle_message(IncomingMessage(newer, ANN, BAD, message_id="n-1"))
         assert ReplyKind.WARNING in [r.kind for r in o.replies]
-        _, log = await rt.store.load(newer)
+        _, log = await rt.store.turns.load(newer)
         assert [e.kind for e in log if e.kind in (EntryKind.REDIRECTION, EntryKind.WARNING)] == [
             EntryKind.REDIRECTION, EntryKind.WARNING]
         # another member starts from zero
@@ -155,19 +156,20 @@ async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any
         first = await end_thread(engine, ThreadRef("discord", "g", "c", "a1"))
         await end_thread(engine, ThreadRef("discord", "g", "c", "a2"))
         assert await desk.threshold_for("g", ANN.id, 2) == 1
-        await desk.conclude("g", first, "mistaken", MOD)  # a mistaken ending no longer counts
+        await rt.moderation.conclude("g", first, "mistaken", MOD)  # a mistaken ending no longer counts
         assert await desk.threshold_for("g", ANN.id, 2) == 2
     finally:
         await rt.aclose()
 
 
 async def test_two_moderators_deciding_one_appeal_at_once_make_one_decision(runtime):
-    desk, engine = runtime.review, runtime.engine
+    desk, engine, moderation = runtime.review, runtime.engine, runtime.moderation
     thread = ThreadRef("discord", "g", "c", "t-race")
     n = await end_thread(engine, thread)
     assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
-    decided = await asyncio.gather(desk.decide("g", n, "ann", "uphold", MOD),
-                                   desk.decide("g", n, "ann", "reopen", Author("dashboard:other", "other")))
-    assert sorted(decided) == [False, True]
-    assert len(await engine.take_notices("discord")) == 1  # the member hears one decision
+    other = Author("dashboard:other", "other")
+    decided = await asyncio.gather(moderation.decide_appeal("g", n, "ann", "uphold", MOD),
+                                   moderation.decide_appeal("g", n, "ann", "reopen", other))
+    assert sorted(decided) == [Decision.DECIDED, Decision.NOT_OPEN]
+    assert len(await engine.pop_notices("discord")) == 1  # the member hears one decision
     assert [a.status for a in await desk.appeals_of("g", n)] in (["upheld"], ["reopened"])

@@ -35,8 +35,8 @@ def ended(category: str, n: int) -> Case:
 async def dashboard(redis_client):
     rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
                        redis=redis_client, communities=Communities(CommunityConfig()))
-    flagged = await rt.store.file_action(ended("self_harm", 1))
-    plain = await rt.store.file_action(ended("harassment", 2))
+    flagged = await rt.store.cases.file_action(ended("self_harm", 1))
+    plain = await rt.store.cases.file_action(ended("harassment", 2))
     await Accounts(redis_client, SECRET.encode()).add("root", PASSWORD, [], admin=True)
     app = build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False, page_size=50))
     async with TestClient(TestServer(app)) as client:

@@ -65,7 +65,7 @@ async def test_an_end_under_self_harm_is_refused_with_a_reason(runtime, anthropi
     result = tool_results(api.last_body)[0]
     assert result.get("is_error") is True and "self-harm is never ended" in result["content"]
     assert o.status is ThreadStatus.ACTIVE and kinds(o) == ["answer", "crisis"]
-    _, log = await runtime.store.load(T)
+    _, log = await runtime.store.turns.load(T)
     assert [e.category for e in log if e.kind is EntryKind.RISK] == ["self_harm"]
     assert not any(e.kind is EntryKind.END for e in log)
 

@@ -3,7 +3,7 @@ every node of a Redis Cluster, and commands go through it intact."""
 
 from __future__ import annotations
 
-from bot.store.redis_store import _Connection, connect
+from bot.store.connection import _Connection, connect
 
 
 async def test_one_server_client_uses_the_store_connection(redis_server):

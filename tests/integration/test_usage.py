@@ -117,8 +117,9 @@ async def test_the_ledger_sums_on_every_store(any_redis):
     the in-process Redis; the first record loads its script on a server that never saw it."""
     from bot.model import Usage
     from bot.store.usage import UsageLedger
+    from config.settings import StoreSettings
 
-    ledger = UsageLedger(any_redis)
+    ledger = UsageLedger(any_redis, thread_ttl_ms=StoreSettings().ended_ttl_ms)
     thread = ThreadRef("slack", "T1", "C1", "1.0")
     await ledger.record_turn(thread, Usage(10, 2, 300, 0, calls=1), at=0)
     totals = await ledger.record_turn(thread, Usage(5, 3, 0, 300, calls=2), at=86_400 * 1.5)
@@ -152,15 +153,16 @@ async def test_a_turns_usage_rides_with_its_commit_and_counts_once_when_the_scri
     thread = ThreadRef("discord", community, "c1", "t-rider")
     try:
         await runtime.engine.handle_message(message(thread, "first"))  # scripts loaded
-        requests = runtime.store.round_trips + runtime.usage.round_trips
+        requests = runtime.store.health.round_trips + runtime.usage.round_trips
         outcome = await runtime.engine.handle_message(message(thread, "second"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
-        assert runtime.store.round_trips + runtime.usage.round_trips - requests == (3 if where == "cluster" else 2)
+        sent = runtime.store.health.round_trips + runtime.usage.round_trips - requests
+        assert sent == (3 if where == "cluster" else 2)
 
         await any_redis.script_flush()
         outcome = await runtime.engine.handle_message(message(thread, "third"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
-        state, log = await runtime.store.load(thread)
+        state, log = await runtime.store.turns.load(thread)
         assert state.ladder.turn == 3 and [e.text for e in log if e.kind.value == "user"] == ["first", "second",
                                                                                                "third"]
         expected = TokenTotals(300, 21, 0, 2700, 3, 3)
@@ -188,18 +190,18 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_onc
     runtime = build_runtime(settings, redis=any_redis, model=model, communities=Communities(CommunityConfig()))
     community = f"guild-{secrets.token_hex(4)}"
     thread = ThreadRef("discord", community, "c1", "t-lost-reply")
-    real = runtime.store._eval
+    real = runtime.store.health.run
     sent: list[int] = []
 
     async def reply_lost_once(script, keys, args):
         res = await real(script, keys, args)
-        if script is runtime.store._commit:
+        if script is runtime.store.turns._commit:
             sent.append(1)
             if len(sent) == 1:
                 raise RedisConnectionError("the reply was lost")
         return res
 
-    runtime.store._eval = reply_lost_once
+    runtime.store.health.run = reply_lost_once
     try:
         outcome = await runtime.engine.handle_message(message(thread, "hello"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
@@ -208,7 +210,7 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_onc
         assert await runtime.usage.thread(thread.key) == once
         [today] = await runtime.usage.days(community)
         assert today.totals == once
-        state, log = await runtime.store.load(thread)
+        state, log = await runtime.store.turns.load(thread)
         assert state.ladder.turn == 1 and len(log) == 2
     finally:
         await runtime.aclose()

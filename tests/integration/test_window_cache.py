@@ -17,7 +17,7 @@ from bot.store import keys
 from bot.store.retention import REMOVED_TEXT, Retention
 from bot.types import Author, Entry, EntryKind, IncomingMessage, ThreadRef
 from config.communities import Communities, CommunityConfig
-from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings, StoreSettings
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -55,10 +55,10 @@ class Process:
                  delay: float = 0.0) -> None:
         self.model = RecordingModel(delay)
         settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
-                            engine=EngineSettings(history_token_budget=budget))
+                            engine=EngineSettings(history_token_budget=budget),
+                            store=StoreSettings(window_cache_threads=cache_threads))
         self.rt: Runtime = build_runtime(settings, redis=client, model=self.model,
                                          communities=Communities(CommunityConfig()))
-        self.rt.store.windows.max_threads = cache_threads
         self.admin = admin
         self.turns = 0
         self.mismatches: list[str] = []
@@ -81,7 +81,7 @@ class Process:
 
     @property
     def windows(self) -> Any:
-        return self.rt.store.windows
+        return self.rt.windows
 
     async def say(self, thread: ThreadRef, *texts: str, author: Author = ALICE) -> None:
         for text in texts:
@@ -197,10 +197,10 @@ async def test_a_reopened_thread_is_read_with_its_reopen_entry(two):
     await a.say(t, "hi", "there")
     ended = await b.rt.engine.end_by_user(t, ALICE)
     assert ended.case is not None
-    await b.rt.engine.reopen("g", ended.case.case_id, Author("mod", "mod"))
+    await b.rt.moderation.reopen("g", ended.case.case_id, Author("mod", "mod"))
     await a.say(t, "back again")
     assert a.mismatches == b.mismatches == []
-    _, log = await a.rt.store.load(t)
+    _, log = await a.rt.store.turns.load(t)
     assert [e.kind for e in log][-4:] == [EntryKind.END, EntryKind.REOPEN, EntryKind.USER, EntryKind.ASSISTANT]
 
 
@@ -290,8 +290,8 @@ async def test_a_process_set_to_keep_no_windows_reads_every_window_whole(redis_c
     try:
         for text in ("one", "two", "three"):
             await rt.engine.handle_message(IncomingMessage(t, ALICE, text, f"m{next(_ids)}"))
-        assert rt.store.windows.max_threads == 0 and len(rt.store.windows) == 0
-        assert (rt.store.windows.hits, rt.store.windows.full) == (0, 3)
+        assert rt.windows.max_threads == 0 and len(rt.windows) == 0
+        assert (rt.windows.hits, rt.windows.full) == (0, 3)
         assert model.history() == ["one", "answer 1", "two", "answer 2"]
     finally:
         await rt.aclose()

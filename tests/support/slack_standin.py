@@ -1,5 +1,11 @@
 """A local stand-in for Slack: the Web API methods threadguard calls, file uploads, ``response_url``
-webhooks, and a Socket Mode websocket (``apps.connections.open`` -> ws URL, ``hello``, envelopes, acks).
+webhooks, a Socket Mode websocket (``apps.connections.open`` -> ws URL, ``hello``, envelopes, acks), and
+the OAuth v2 install flow for many workspaces (``/oauth/v2/authorize`` -> redirect with a code,
+``oauth.v2.access`` with the code or, with token rotation on, ``grant_type=refresh_token``).
+
+Tokens are per workspace: a call with a token that was revoked (uninstall), expired or never issued is
+refused (``token_revoked``, ``token_expired``, ``invalid_auth``), and one that names a channel of another
+workspace gets ``channel_not_found``, as Slack answers.
 
 It records every call (method and merged arguments) so tests can assert what the real slack-sdk client
 sent. Failures are scripted per method: ``fail("chat.postMessage", status=429, retry_after=0)``.
@@ -8,6 +14,7 @@ sent. Failures are scripted per method: ``fail("chat.postMessage", status=429, r
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
 import time
@@ -19,6 +26,8 @@ from aiohttp import WSMsgType, web
 
 BOT_TOKEN = "xoxb-standin-token"
 APP_TOKEN = "xapp-standin-token"
+CLIENT_ID = "1000.2000"
+CLIENT_SECRET = "standin-client-secret"
 
 
 @dataclass
@@ -30,6 +39,32 @@ class Call:
     error: str | None = None
     #: ``time.monotonic()`` when the call arrived.
     at: float = field(default_factory=time.monotonic)
+    #: The bearer token it carried, and the workspace that token belongs to (None: no valid token).
+    token: str = ""
+    team: str | None = None
+
+
+@dataclass
+class Workspace:
+    """A workspace that can install the app: its ids, and the channels that exist in it."""
+
+    team_id: str
+    bot_user_id: str
+    bot_id: str
+    enterprise_id: str | None = None
+    #: An org-wide installation (Enterprise Grid): the tokens serve every workspace of the org.
+    org_wide: bool = False
+    channels: set[str] = field(default_factory=set)
+    installs: int = 0
+
+
+@dataclass
+class Grant:
+    """A token the stand-in issued."""
+
+    workspace: Workspace
+    expires_at: float | None = None
+    revoked: bool = False
 
 
 @dataclass
@@ -57,6 +92,14 @@ class SlackStandin:
     #: The bot's messages that exist, by ts: ``chat.update``/``chat.delete`` of any other ts answer
     #: ``message_not_found``, as Slack does.
     bot_messages: dict[str, str] = field(default_factory=dict)
+    #: OAuth: tokens expire ``token_lifetime`` seconds after they are issued and come with a refresh token.
+    token_rotation: bool = False
+    token_lifetime: int = 43_200
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    tokens: dict[str, Grant] = field(default_factory=dict)
+    refresh_tokens: dict[str, Grant] = field(default_factory=dict)
+    #: ``grant_type=refresh_token`` exchanges that succeeded, per team.
+    refreshes: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -65,8 +108,13 @@ class SlackStandin:
         self._runner: web.AppRunner | None = None
         self._sockets: list[web.WebSocketResponse] = []
         self._connected = asyncio.Event()
+        self._codes: dict[str, tuple[Workspace, str]] = {}
+        self._approved: tuple[Workspace, str] | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        #: Members' files by id, served only with a valid bot token; every download tried, with its token.
+        self.files: dict[str, bytes] = {}
+        self.file_downloads: list[tuple[str, str]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -77,6 +125,8 @@ class SlackStandin:
             web.post("/upload/{file_id}", self._upload),
             web.post("/respond/{rid}", self._respond),
             web.get("/socket", self._socket),
+            web.get("/oauth/v2/authorize", self._authorize),
+            web.get("/files-pri/{file_id}/download/{name}", self._file),
         ])
         self._runner = web.AppRunner(app, shutdown_timeout=1)
         await self._runner.setup()
@@ -84,6 +134,25 @@ class SlackStandin:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    def add_file(self, name: str, data: bytes, mimetype: str) -> dict[str, Any]:
+        """A file a member shared: the file object Slack puts in the message event's ``files``."""
+        file_id = f"F{next(self._ids):08d}"
+        self.files[file_id] = data
+        url = f"{self.base_url.removesuffix('/api/')}/files-pri/{self.team_id}-{file_id}/download/{name}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype, "size": len(data),
+                "mode": "hosted", "url_private": url, "url_private_download": url,
+                "permalink": f"https://example.slack.com/files/UALICE/{file_id}/{name}"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """``url_private_download``: the bytes for a bearer token of the file's workspace, else a 403 page."""
+        file_id = request.match_info["file_id"].split("-", 1)[-1]
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        self.file_downloads.append((file_id, token))
+        team, error = self._token_team(token, "files.download")
+        if error or team != self.team_id or file_id not in self.files:
+            return web.Response(status=403, text="<html>sign in</html>", content_type="text/html")
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -97,6 +166,104 @@ class SlackStandin:
 
     def response_url(self, rid: str = "r") -> str:
         return f"http://127.0.0.1:{self.port}/respond/{rid}"
+
+    @property
+    def authorization_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/oauth/v2/authorize"
+
+    # --- workspaces and the install flow ------------------------------------------------------
+
+    def add_workspace(self, team_id: str, *, channels: tuple[str, ...] = (), enterprise_id: str | None = None,
+                      org_wide: bool = False) -> Workspace:
+        n = len(self.workspaces) + 1
+        workspace = Workspace(team_id, f"UBOT{n}", f"B0BOT{n}", enterprise_id, org_wide, set(channels))
+        self.workspaces[team_id] = workspace
+        return workspace
+
+    def approve(self, team_id: str, user_id: str) -> None:
+        """The next visit to the authorization page is ``user_id`` of ``team_id`` pressing Allow."""
+        self._approved = (self.workspaces[team_id], user_id)
+
+    def revoke(self, team_id: str) -> list[str]:
+        """The workspace uninstalls the app: its tokens stop working. Returns them."""
+        gone = [t for t, g in self.tokens.items() if g.workspace.team_id == team_id]
+        for grant in [*self.tokens.values(), *self.refresh_tokens.values()]:
+            if grant.workspace.team_id == team_id:
+                grant.revoked = True
+        return gone
+
+    def expire(self, token: str, in_seconds: float = 0.0) -> None:
+        self.tokens[token].expires_at = time.time() + in_seconds
+
+    def tokens_of(self, team_id: str) -> list[str]:
+        return [t for t, g in self.tokens.items() if g.workspace.team_id == team_id]
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        query = request.query
+        if query.get("client_id") != CLIENT_ID or self._approved is None:
+            return web.Response(status=400, text="invalid_client_id or nobody to approve")
+        workspace, user = self._approved
+        self._approved = None
+        code = f"code-{next(self._ids)}-{time.monotonic_ns()}"
+        self._codes[code] = (workspace, user)
+        target = query.get("redirect_uri") or "http://127.0.0.1/slack/oauth_redirect"
+        sep = "&" if "?" in target else "?"
+        raise web.HTTPFound(f"{target}{sep}code={code}&state={query.get('state', '')}")
+
+    def _m_oauth_v2_access(self, args: dict[str, Any], basic: tuple[str, str] | None) -> dict[str, Any]:
+        client = basic or (str(args.get("client_id")), str(args.get("client_secret")))
+        if client != (CLIENT_ID, CLIENT_SECRET):
+            return {"ok": False, "error": "invalid_client"}
+        if args.get("grant_type") == "refresh_token":
+            old = self.refresh_tokens.pop(str(args.get("refresh_token")), None)
+            if old is None or old.revoked:
+                return {"ok": False, "error": "invalid_refresh_token"}
+            team = old.workspace.team_id
+            self.refreshes[team] = self.refreshes.get(team, 0) + 1
+            return {"ok": True, **self._issue(old.workspace)}
+        found = self._codes.pop(str(args.get("code")), None)
+        if found is None:
+            return {"ok": False, "error": "invalid_code"}
+        workspace, user = found
+        workspace.installs += 1
+        team = None if workspace.org_wide else {"id": workspace.team_id, "name": f"Team {workspace.team_id}"}
+        enterprise = {"id": workspace.enterprise_id, "name": "Org"} if workspace.enterprise_id else None
+        return {"ok": True, "app_id": "A0APP", "authed_user": {"id": user}, "bot_user_id": workspace.bot_user_id,
+                "team": team, "enterprise": enterprise, "is_enterprise_install": workspace.org_wide,
+                **self._issue(workspace)}
+
+    def _issue(self, workspace: Workspace) -> dict[str, Any]:
+        n = next(self._ids)
+        token = f"xoxb-{workspace.team_id}-{n}-{time.monotonic_ns()}"
+        out: dict[str, Any] = {"access_token": token, "token_type": "bot", "scope": "chat:write,commands"}
+        grant = Grant(workspace)
+        if self.token_rotation:
+            grant.expires_at = time.time() + self.token_lifetime
+            refresh = f"xoxe-1-{workspace.team_id}-{n}-{time.monotonic_ns()}"
+            self.refresh_tokens[refresh] = Grant(workspace)
+            out.update(refresh_token=refresh, expires_in=self.token_lifetime)
+        self.tokens[token] = grant
+        return out
+
+    def _token_team(self, token: str | None, method: str) -> tuple[str | None, str | None]:
+        """(team, None) for a valid token, (None, error) otherwise."""
+        if method == "apps.connections.open":
+            return (self.team_id, None) if token == APP_TOKEN else (None, "invalid_auth")
+        if token == BOT_TOKEN:
+            return self.team_id, None
+        grant = self.tokens.get(token or "")
+        if grant is None:
+            return None, "invalid_auth"
+        if grant.revoked:
+            return None, "token_revoked"
+        if grant.expires_at is not None and grant.expires_at <= time.time():
+            return None, "token_expired"
+        return grant.workspace.team_id, None
+
+    def _foreign_channel(self, team: str, args: dict[str, Any]) -> bool:
+        channel = str(args.get("channel") or args.get("channel_id") or "")
+        owners = [w.team_id for w in self.workspaces.values() if channel in w.channels]
+        return bool(owners) and team not in owners
 
     # --- scripting ----------------------------------------------------------------------------
 
@@ -135,18 +302,29 @@ class SlackStandin:
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         args = await _arguments(request)
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip() or args.get("token")
+        authorization = request.headers.get("Authorization", "")
+        token = authorization.removeprefix("Bearer ").strip() if authorization.startswith("Bearer ") else ""
+        token = token or str(args.get("token") or "")
         failure = self._next_failure(method)
         status = failure.status if failure and failure.status != 200 else 200
-        call = Call(method, args, status, failure.error if failure else None)
+        call = Call(method, args, status, failure.error if failure else None, token=token)
         self.calls.append(call)
         await self._notify()
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             return web.json_response({"ok": False, "error": failure.error}, status=failure.status, headers=headers)
-        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
-        if token != expected:
-            return _error("invalid_auth")
+        if method == "oauth.v2.access":
+            answer = self._m_oauth_v2_access(args, _basic(authorization))
+            call.error = answer.get("error")
+            return web.json_response(answer)
+        team, refused = self._token_team(token, method)
+        call.team = team
+        if refused is not None or team is None:
+            call.error = refused
+            return _error(refused or "invalid_auth")
+        if self._foreign_channel(team, args):
+            call.error = "channel_not_found"
+            return _error(call.error)
         if method in self.missing_scope:
             return _error("missing_scope")
         if str(args.get("channel") or args.get("channel_id") or "") in self.deleted_channels:
@@ -154,6 +332,8 @@ class SlackStandin:
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return _error("unknown_method")
+        if method == "auth.test":
+            return web.json_response({"ok": True, **handler({**args, "_token": token})})
         if method in ("chat.update", "chat.delete") and str(args.get("ts")) not in self.bot_messages:
             call.error = "message_not_found"
             return _error(call.error)
@@ -166,7 +346,13 @@ class SlackStandin:
     def _new_ts(self) -> str:
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
-    def _m_auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        grant = self.tokens.get(str(args.get("_token") or ""))
+        if grant is not None:
+            w = grant.workspace
+            return {"url": f"https://{w.team_id.lower()}.slack.com/", "team": f"Team {w.team_id}",
+                    "user": "threadguard", "team_id": w.team_id, "user_id": w.bot_user_id, "bot_id": w.bot_id,
+                    "enterprise_id": w.enterprise_id, "is_enterprise_install": w.org_wide}
         return {"url": self.workspace_url, "team": "Example", "user": "threadguard", "team_id": self.team_id,
                 "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
 
@@ -251,6 +437,13 @@ class SlackStandin:
 
     async def wait_ack(self, envelope_id: str, timeout: float = 3.0) -> dict[str, Any]:
         return dict(await self.wait_for(lambda: self.acks.get(envelope_id), timeout))
+
+
+def _basic(authorization: str) -> tuple[str, str] | None:
+    if not authorization.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(authorization[6:]).decode().partition(":")
+    return user, password
 
 
 def _error(code: str) -> web.Response:

@@ -8,7 +8,7 @@ import random
 import pytest
 import redis.asyncio as aioredis
 
-from bot.store.redis_store import _Connection
+from bot.store.connection import _Connection
 
 CASES = [
     ("EVALSHA", "f" * 40, 3, "tg:{t:a}:state", "tg:{t:a}:log", "tg:{t:a}:lock", "", "ü ☃ 𝄞", -7, 2**62),

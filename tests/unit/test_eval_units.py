@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from adapters.eval.cli import assemble
-from adapters.eval.driver import Event, TurnRecord
-from adapters.eval.pricing import prices_for
-from adapters.eval.report import render_html, render_text
-from adapters.eval.runner import RunOptions, ScenarioRun
-from adapters.eval.scenarios import CLASSES, Suite, SuiteError, default_suite_dir, load_suite
-from adapters.eval.scorecard import check, compare, facts_of, score
+from tools.eval.cli import assemble
+from tools.eval.driver import Event, TurnRecord
+from tools.eval.pricing import prices_for
+from tools.eval.report import render_html, render_text
+from tools.eval.runner import RunOptions, ScenarioRun
+from tools.eval.scenarios import CLASSES, Suite, SuiteError, default_suite_dir, load_suite
+from tools.eval.scorecard import check, compare, facts_of, score
 
 
 def write(tmp_path: Path, body: str, name: str = "s.toml") -> Path:

@@ -41,5 +41,54 @@ def test_only_the_store_imports_redis_and_only_the_client_imports_anthropic():
 
 def test_the_rule_checker_sees_imports():
     # guard against a checker that silently finds nothing
-    assert "redis" in _imports(ROOT / "bot" / "store" / "redis_store.py")
+    assert "redis" in _imports(ROOT / "bot" / "store" / "connection.py")
     assert "anthropic" in _imports(ROOT / "bot" / "anthropic_client.py")
+
+
+# --- floors: config/ below bot/ below adapters/; the store below the pipeline and the engine ---------------
+
+
+def _modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, by its full dotted name (``from a import b`` counts as ``a`` and
+    ``a.b``; relative imports resolved against the file's package)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parent, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _offenders(files: list[Path], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    found = {}
+    for path in files:
+        bad = sorted(m for m in _modules(path) if any(m == f or m.startswith(f + ".") for f in forbidden))
+        if bad:
+            found[path.relative_to(ROOT).as_posix()] = bad
+    return found
+
+
+def test_config_imports_nothing_from_bot_or_adapters():
+    assert _offenders(sorted((ROOT / "config").rglob("*.py")), ("bot", "adapters")) == {}
+
+
+def test_the_store_imports_neither_the_pipeline_nor_the_engine():
+    assert _offenders(sorted((ROOT / "bot" / "store").rglob("*.py")), ("bot.pipeline", "bot.engine")) == {}
+
+
+def test_the_core_imports_no_adapter():
+    assert _offenders(_core_files(), ("adapters",)) == {}
+
+
+def test_the_floor_checker_sees_full_and_relative_imports():
+    # guard against a checker that silently finds nothing
+    assert "bot.store.inbox_entry" in _modules(ROOT / "bot" / "pipeline.py")
+    assert "bot.notices" in _modules(ROOT / "bot" / "engine.py")  # ``from . import notices``
+    assert "config.communities" in _modules(ROOT / "config" / "settings.py")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from bot.pipeline import InboxEntry, ReplyTarget
+from bot.store.inbox_entry import InboxEntry, ReplyTarget
 from bot.types import Author, IncomingMessage, ThreadRef
 
 T = ThreadRef("slack", "T1", "C1", "1700000000.000100")

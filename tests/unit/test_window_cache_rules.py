@@ -15,7 +15,7 @@ def _json(*texts: str) -> list[str]:
 
 
 def test_a_window_is_read_on_top_of_what_was_held_from_its_start_on():
-    cache = WindowCache()
+    cache = WindowCache(max_threads=128)
     a, b, c, d = _json("a", "b", "c", "d")
     first = cache.window("t", None, f"[{a},{b}]", c, win=0, base=0, length=3, gen="0")
     assert [e.text for e in first] == ["a", "b", "c"]
@@ -31,7 +31,7 @@ def test_a_window_is_read_on_top_of_what_was_held_from_its_start_on():
 
 
 def test_a_reply_that_fits_nothing_held_drops_it_and_asks_for_a_new_start():
-    cache = WindowCache()
+    cache = WindowCache(max_threads=128)
     a, b = _json("a", "b")
     cache.window("t", None, f"[{a}]", b, win=0, base=0, length=2, gen="0")
     with pytest.raises(StoreUnavailable):

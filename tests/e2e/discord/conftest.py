@@ -14,6 +14,7 @@ import pytest_asyncio
 import redis.asyncio
 
 from adapters.discord.app import DiscordBot, build_bot
+from adapters.metrics import PrometheusMetrics
 from bot.bootstrap import Runtime, build_runtime
 from bot.demo_model import DemoModel
 from bot.model import ModelRequest, ModelResponse, TextBlock
@@ -85,13 +86,19 @@ def discord_settings(standin: DiscordStandin) -> DiscordSettings:
                            modlog_retry_delay=0.01)
 
 
+@pytest.fixture
+def metrics() -> PrometheusMetrics:
+    """The registry the runtime counts into (what ``threadguard discord`` serves on ``/metrics``)."""
+    return PrometheusMetrics()
+
+
 @pytest_asyncio.fixture
 async def runtime(redis_client: redis.asyncio.Redis, model: CountingModel, standin: DiscordStandin,
-                  community: CommunityConfig) -> AsyncIterator[Runtime]:
+                  community: CommunityConfig, metrics: PrometheusMetrics) -> AsyncIterator[Runtime]:
     settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None),
                         engine=EngineSettings(communities_file=None, lock_wait_seconds=5))
     communities = Communities(CommunityConfig(), {standin.guild_id: community})
-    yield build_runtime(settings, model=model, redis=redis_client, communities=communities)
+    yield build_runtime(settings, model=model, redis=redis_client, communities=communities, metrics=metrics)
     # the redis_client fixture closes the connection
 
 
@@ -147,9 +154,9 @@ async def bot(runtime: Runtime, discord_settings: DiscordSettings, standin: Disc
 
 
 async def say(standin: DiscordStandin, channel_id: str, text: str, *, mention: bool = False,
-              author: dict[str, object] | None = None) -> dict[str, object]:
+              author: dict[str, object] | None = None, attachments: list[dict] | None = None) -> dict[str, object]:
     """A member posts; returns the message once the bot has gone quiet again."""
-    message = await standin.post(channel_id, text, author, mention=mention)
+    message = await standin.post(channel_id, text, author, mention=mention, attachments=attachments)
     if standin.handled is not None:  # the bot runs here: wait until it has taken the message in
         await standin.wait_until(lambda: str(message["id"]) in (standin.handled or ()), timeout=10,
                                  what=f"the bot to handle message {message['id']}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from adapters.discord.app import DiscordBot
+from bot.moderation import Decision
 from bot.types import Author, ThreadRef, ThreadStatus
 from tests.e2e.discord.conftest import HARMFUL, say
 from tests.support.discord_standin import DiscordStandin, Interaction
@@ -67,7 +68,7 @@ async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: 
     assert answers == ["Thank you. Your appe", "You already appealed"], answers
     assert all(i.original["flags"] & 64 for i in (filed, again))  # only the member sees them
 
-    review = bot.conversations.engine.history
+    review = bot.conversations.engine.member_records
     appeals = await review.appeals_of(standin.guild_id, 1)
     assert len(appeals) == 1 and appeals[0].member_id == standin.alice["id"]
     assert appeals[0].text in ("I was asking about my chemistry class", "me again")
@@ -86,16 +87,16 @@ async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: 
     assert len(appeal_posts(standin)) == 1
 
 
-async def test_the_decision_reaches_the_member_in_the_thread(bot: DiscordBot, standin: DiscordStandin):
+async def test_the_decision_reaches_the_member_in_the_thread(bot: DiscordBot, standin: DiscordStandin, runtime):
     engine = bot.conversations.engine
-    review = engine.history
+    review, moderation = runtime.review, runtime.moderation
     upheld_thread = await end_thread(standin)
     reopened_thread = await end_thread(standin)
     alice = Author(standin.alice["id"], "alice")
     for n in (1, 2):
         await review.file_appeal(standin.guild_id, n, alice, "")
 
-    assert await review.decide(standin.guild_id, 1, alice.id, "uphold", MOD)
+    assert await moderation.decide_appeal(standin.guild_id, 1, alice.id, "uphold", MOD) is Decision.DECIDED
     await standin.wait_until(lambda: any("upheld the ending" in t for t in standin.bot_texts(upheld_thread)),
                              what="the upheld decision")
     [decision] = [c for c in standin.find("POST", rf"/channels/{upheld_thread}/messages")
@@ -105,7 +106,7 @@ async def test_the_decision_reaches_the_member_in_the_thread(bot: DiscordBot, st
     await standin.settle(quiet=0.2)
     assert standin.thread(upheld_thread)["thread_metadata"]["archived"]  # archived again after posting
 
-    assert await review.decide(standin.guild_id, 2, alice.id, "reopen", MOD)
+    assert await moderation.decide_appeal(standin.guild_id, 2, alice.id, "reopen", MOD) is Decision.DECIDED
     await standin.wait_until(lambda: any("open again" in t for t in standin.bot_texts(reopened_thread)),
                              what="the reopen decision")
     meta = standin.thread(reopened_thread)["thread_metadata"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from adapters.discord.app import DiscordBot
 from adapters.discord.translate import thread_ref
-from bot.types import ThreadStatus
+from bot.bootstrap import Runtime
+from bot.store.review import RedisReviewStore
+from bot.types import Author, ThreadStatus
 from tests.e2e.discord.conftest import HARMFUL, CountingModel, buttons, say
+from tests.integration.dashboard_client import dashboard
 from tests.support.discord_standin import EPHEMERAL, MANAGE_MESSAGES, DiscordStandin
 
 CASE_NUMBER = [{"type": 4, "name": "number", "value": 1}]
@@ -140,3 +143,25 @@ async def test_a_chat_message_of_invisible_characters_opens_nothing(
     await standin.settle(quiet=0.2)
     assert ephemeral(used) and "looks empty" in used.original["content"]
     assert standin.threads() == [] and model.calls == 0
+
+
+async def test_a_reopen_command_concludes_the_review_and_the_end_no_longer_counts(
+        bot: DiscordBot, standin: DiscordStandin, runtime: Runtime) -> None:
+    thread_id = await open_thread(standin, HARMFUL)
+    for _ in range(3):
+        await say(standin, thread_id, HARMFUL)
+    alice, guild = standin.alice["id"], standin.guild_id
+    await runtime.review.file_appeal(guild, 1, Author(alice, "alice"), "")
+    async with dashboard(runtime, [guild], "mod-a") as (record,):
+        assert await record.strikes(guild, alice) == 1
+
+        reopened = await standin.slash("threadguard", standin.general_id, standin.mod, subcommand="reopen",
+                                       options=CASE_NUMBER)
+        await standin.settle(quiet=0.3)
+        assert "Reopened case #1" in reopened.followups[-1]["content"]
+        assert await record.strikes(guild, alice) == 0
+        policy = RedisReviewStore(runtime.redis, retention_s=runtime.settings.store.retention_s)
+        assert await policy.ends_since(guild, alice, 0) == 0
+        review = await runtime.review.review(guild, 1)
+        assert (review.state.value, review.outcome) == ("reviewed", "reopened")
+        assert [a.status for a in await runtime.review.appeals_of(guild, 1)] == ["reopened"]

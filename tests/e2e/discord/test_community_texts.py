@@ -34,7 +34,7 @@ async def test_the_communitys_texts_are_the_ones_posted(bot: DiscordBot, standin
     assert texts[-1] == "Dieses Gespräch ist beendet (weapons of mass harm). Dieser thread ist geschlossen."
     assert not any(t.startswith(("\u26a0\ufe0f Warning", "This conversation has been ended")) for t in texts)
 
-    outcome = await bot.conversations.engine.reopen(standin.guild_id, 1, Author("1", "mod"))
+    outcome = await bot.commands.moderation.reopen(standin.guild_id, 1, Author("1", "mod"))
     await bot.conversations.reopened(outcome.thread, outcome.replies)
     assert standin.bot_texts(thread_id)[-1] == "Ein Moderator hat diesen thread wieder geöffnet."
 

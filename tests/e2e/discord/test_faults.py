@@ -77,14 +77,12 @@ def test_split_text_prefers_boundaries() -> None:
     assert all(len(p) <= MESSAGE_LIMIT for p in pieces) and " ".join(pieces) == words
 
 
-async def test_discord_429s_and_errors_are_counted_in_the_metrics(runtime, discord_settings,
+async def test_discord_429s_and_errors_are_counted_in_the_metrics(runtime, discord_settings, metrics,
                                                                   standin: DiscordStandin) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
-    from adapters.ops import attach_metrics
     from tests.e2e.discord.conftest import running
 
-    metrics = attach_metrics(runtime)
     async with running(runtime, discord_settings):
         await standin.wait_until(lambda: bool(standin.commands), what="command sync")
         standin.fail("POST", r"/channels/\d+/messages", 429, retry_after=0.05)

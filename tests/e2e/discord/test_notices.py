@@ -13,7 +13,6 @@ import redis.asyncio
 
 from adapters.discord.app import DiscordBot
 from adapters.discord.translate import dm_ref
-from bot.engine import ConversationEngine
 from bot.types import Author, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.discord import DiscordSettings
 from tests.e2e.discord.conftest import HARMFUL, CountingModel, say
@@ -30,11 +29,11 @@ def discord_settings(discord_settings: DiscordSettings) -> DiscordSettings:
     return discord_settings.model_copy(update={"notice_poll_interval": POLL})
 
 
-async def reopen_from_dashboard(engine: ConversationEngine, community: str, case_id: int) -> Outcome:
-    """What the dashboard does: the engine reopens, then the notice is queued for the bot process."""
-    outcome = await engine.reopen(community, case_id, DASHBOARD_MOD)
+async def reopen_from_dashboard(bot: DiscordBot, community: str, case_id: int) -> Outcome:
+    """What the dashboard does: the moderation reopens, then the notice is queued for the bot process."""
+    outcome = await bot.commands.moderation.reopen(community, case_id, DASHBOARD_MOD)
     assert outcome.action is not None
-    await engine.queue_notice(outcome, "reopen", case_id)
+    await bot.conversations.engine.queue_notice(outcome, "reopen", case_id)
     return outcome
 
 
@@ -48,11 +47,10 @@ async def ended_thread(standin: DiscordStandin) -> str:
 
 async def test_a_dashboard_reopen_unlocks_the_thread_and_posts_the_notice_once(
         bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
-    engine = bot.conversations.engine
     thread_id = await ended_thread(standin)
     before = len(standin.calls)
 
-    await reopen_from_dashboard(engine, standin.guild_id, 1)
+    await reopen_from_dashboard(bot, standin.guild_id, 1)
     await standin.wait_for("POST", rf"/channels/{thread_id}/messages", count=5)
     await standin.settle(quiet=0.2)
 
@@ -86,7 +84,7 @@ async def test_a_numbered_dm_conversation_is_reopened_in_its_dm_channel(
     assert second.thread == ThreadRef("discord", "dm", dm, f"{dm}~1").key
     before = len(standin.calls)
 
-    await reopen_from_dashboard(engine, "dm", 2)
+    await reopen_from_dashboard(bot, "dm", 2)
     await standin.wait_until(lambda: standin.bot_texts(dm)[-1] == REOPENED, what="the notice in the DM")
     await standin.settle(quiet=0.2)
 
@@ -104,7 +102,7 @@ async def test_refusals_are_logged_with_the_thread_key_and_the_relay_goes_on(
     standin.fail("POST", rf"/channels/{thread_id}/messages", 403, code=50013)
 
     with caplog.at_level(logging.WARNING):
-        await reopen_from_dashboard(engine, standin.guild_id, 1)
+        await reopen_from_dashboard(bot, standin.guild_id, 1)
         await standin.wait_for("POST", rf"/channels/{thread_id}/messages", where=lambda c: c.status == 403)
         await standin.settle(quiet=0.2)
     assert any(key in r.getMessage() and "reopen" in r.getMessage() for r in caplog.records)  # the unlock

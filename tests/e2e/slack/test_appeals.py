@@ -10,6 +10,7 @@ import time
 
 from adapters.slack.appeal import ACTION, VIEW
 from adapters.slack.translate import thread_ref
+from bot.moderation import Decision
 from bot.types import Author, ThreadStatus
 from tests.e2e.slack.conftest import CHANNEL, MODLOG, TEAM, drive_to_freeze
 
@@ -77,7 +78,7 @@ async def test_the_appeal_button_files_one_appeal_and_the_decision_reaches_the_m
     assert any("Only someone who took part" in c["text"] for c in standin.calls_to("chat.postEphemeral", user="UBOB"))
     assert len(standin.calls_to("views.open")) == 2
 
-    assert await review.decide(TEAM, 1, "UALICE", "reopen", MOD)
+    assert await slack_env.runtime.moderation.decide_appeal(TEAM, 1, "UALICE", "reopen", MOD) is Decision.DECIDED
     assert await slack_env.bot.relay_notices() == 1
     texts = [c["text"] for c in standin.calls_to("chat.postMessage", channel=CHANNEL, thread_ts=root)]
     assert any(t.startswith("<@UALICE> ") and "open again" in t for t in texts)

@@ -5,7 +5,8 @@ edit in an ended thread opens a branch in a new thread, linked from the old one.
 from __future__ import annotations
 
 from adapters.slack.translate import thread_ref
-from bot.types import ThreadStatus
+from bot.store.review import RedisReviewStore
+from bot.types import Author, ThreadStatus
 from tests.e2e.slack.conftest import (
     CHANNEL,
     GROUP_MODERATOR,
@@ -16,6 +17,7 @@ from tests.e2e.slack.conftest import (
     drive_to_freeze,
     thread_texts,
 )
+from tests.integration.dashboard_client import dashboard
 
 
 async def _command(env, http, payloads, text, user, rid="r"):
@@ -138,3 +140,20 @@ async def test_an_edit_in_an_ended_thread_branches_into_a_new_thread(slack_env, 
     assert len([c for c in standin.calls_to("chat.postMessage", channel=CHANNEL) if not c.get("thread_ts")]) == 1
     assert len(thread_texts(standin, live["event"]["ts"])) == 1
     assert HARMFUL not in roots[0]["text"]
+
+
+async def test_a_reopen_command_concludes_the_review_and_the_end_no_longer_counts(slack_env, http, payloads):
+    await drive_to_freeze(slack_env, http.event, payloads)
+    runtime = slack_env.runtime
+    await runtime.review.file_appeal(TEAM, 1, Author("UALICE", "alice"), "")
+    async with dashboard(runtime, [TEAM], "mod-a") as (record,):
+        assert await record.strikes(TEAM, "UALICE") == 1
+
+        reopened = await _command(slack_env, http, payloads, "reopen 1", MODERATOR, rid="reopen")
+        assert reopened["text"].startswith("Reopened the thread of case #1")
+        assert await record.strikes(TEAM, "UALICE") == 0
+        policy = RedisReviewStore(runtime.redis, retention_s=runtime.settings.store.retention_s)
+        assert await policy.ends_since(TEAM, "UALICE", 0) == 0
+        review = await runtime.review.review(TEAM, 1)
+        assert (review.state.value, review.outcome) == ("reviewed", "reopened")
+        assert [a.status for a in await runtime.review.appeals_of(TEAM, 1)] == ["reopened"]

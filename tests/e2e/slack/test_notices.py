@@ -17,8 +17,8 @@ async def test_a_dashboard_reopen_is_posted_in_the_thread_once(make_env, payload
     async with serve(env) as http:
         root, _ = await drive_to_freeze(env, http.event, payloads)
     engine = env.runtime.engine
-    # what the dashboard does: the engine reopens, then queues the notice for the Slack process
-    outcome = await engine.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
+    # what the dashboard does: the moderation reopens, then queues the notice for the Slack process
+    outcome = await env.runtime.moderation.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
     await engine.queue_notice(outcome, "reopen", 1)
     for _ in range(100):
         if thread_texts(env.standin, root)[-1] == REOPENED:
@@ -38,7 +38,7 @@ async def test_a_refused_post_is_logged_with_the_thread_key_and_the_relay_goes_o
     async with serve(env) as http:
         root, _ = await drive_to_freeze(env, http.event, payloads)
     engine = env.runtime.engine
-    outcome = await engine.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
+    outcome = await env.runtime.moderation.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
     env.standin.fail("chat.postMessage", status=200, error="not_in_channel")
     with caplog.at_level(logging.WARNING):
         await engine.queue_notice(outcome, "reopen", 1)

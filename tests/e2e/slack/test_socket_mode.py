@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import types
 
 from adapters.slack.app import run_slack
 from adapters.slack.translate import thread_ref
@@ -69,3 +70,50 @@ async def test_socket_mode_carries_the_ladder_to_a_frozen_thread(make_env, paylo
     assert standin.responses[0]["text"] == "Only this workspace's moderators can use that command."
     assert len(standin.calls_to("chat.postEphemeral", thread_ts=root)) == 1
     assert env.model.turns == turns
+
+
+async def test_socket_mode_serves_installed_workspaces_and_their_install_pages(make_env):
+    import aiohttp
+    from cryptography.fernet import Fernet
+
+    from tests.e2e.slack.test_workspaces import Team, authorize, begin_install, redirect
+    from tests.support.redis_servers import free_port
+    from tests.support.slack_standin import CLIENT_ID, CLIENT_SECRET
+
+    env = await make_env()
+    standin = env.standin
+    team = Team(standin, "TSOCK", "CSOCK")
+    port = free_port()
+    slack = slack_settings(standin, bot_token=None, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                           token_encryption_key=Fernet.generate_key().decode(), install_port=port,
+                           authorization_url=standin.authorization_url)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_slack(env.runtime.settings, runtime=env.runtime, slack=slack, stop=stop))
+    try:
+        await standin.wait_connected()
+        listener = types.SimpleNamespace(port=port)  # the install pages' own HTTP listener, beside the socket
+        async with aiohttp.ClientSession() as session:
+            for _ in range(50):
+                with contextlib.suppress(aiohttp.ClientError):
+                    url, cookie = await begin_install(session, listener)
+                    break
+                await asyncio.sleep(0.1)
+            query = await authorize(session, standin, url, team.id, "UADMIN")
+            assert await redirect(session, listener, query, cookie) == 200
+        await _event(standin, team.mention("hello", "UALICE"))
+        await standin.wait_for(lambda: standin.calls_to("chat.postMessage", channel="CSOCK"))
+        posts = [c for c in standin.calls if c.method == "chat.postMessage"]
+        assert posts and {c.team for c in posts} == {"TSOCK"} and not [c for c in standin.calls if c.error]
+        ignored = await standin.push("events_api", payloads_for_other_team(standin))  # never installed there
+        await standin.wait_ack(ignored)
+        await asyncio.sleep(0.3)
+        assert {c.team for c in standin.calls if c.method == "chat.postMessage"} == {"TSOCK"}
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+def payloads_for_other_team(standin):
+    from tests.e2e.slack.test_workspaces import Team
+
+    return Team(standin, "TNEVER", "CNEVER").mention("hello?", "UEVE")

@@ -66,7 +66,7 @@ async def test_a_429_on_chat_update_blocks_neither_the_stream_nor_repeats_the_fi
         await http.event(first)
         # the 429 lands on the first update; another process of the workspace sees the pause in Redis
         await standin.wait_for(lambda: any(c.status == 429 for c in standin.attempts("chat.update")))
-        assert await _paused_for(env.runtime.store.client) > retry_after - 0.5
+        assert await _paused_for(env.runtime.redis) > retry_after - 0.5
         await env.settle()
 
     [stream_seconds] = model.stream_seconds
@@ -98,7 +98,7 @@ async def test_a_server_error_on_chat_update_is_retried_by_the_client(make_env, 
 async def test_the_workspace_budget_paces_concurrent_replies(make_env, payloads):
     """Three replies at once in one workspace share a budget of 60 updates a minute (one a second)."""
     env, _ = await _env(make_env, pace=0.05)
-    env.bot.delivery.poster.budget = SharedBudget(env.runtime.store.client, "chat.update", per_minute=60, burst=1)
+    env.bot.delivery.poster.budget = SharedBudget(env.runtime.redis, "chat.update", per_minute=60, burst=1)
     standin = env.standin
     async with serve(env) as http:
         sent = [payloads.mention(f"story {i}") for i in range(3)]

@@ -7,7 +7,6 @@ price and cache reads 0.1 times, as Anthropic prices 5-minute prompt caching.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from bot.usage import Prices as TokenPrices
 from bot.usage import TokenTotals
@@ -22,13 +21,6 @@ CACHE_WRITE_FACTOR = 1.25
 CACHE_READ_FACTOR = 0.1
 
 
-class Tokens(Protocol):
-    input_tokens: int
-    output_tokens: int
-    cache_write_tokens: int
-    cache_read_tokens: int
-
-
 @dataclass(frozen=True)
 class Prices:
     input: float
@@ -40,10 +32,8 @@ class Prices:
         """The same prices by token kind, as ``threadguard usage`` and the dashboard bill them."""
         return TokenPrices(self.input, self.output, self.input * CACHE_WRITE_FACTOR, self.input * CACHE_READ_FACTOR)
 
-    def cost(self, usage: Tokens) -> float:
-        totals = TokenTotals(usage.input_tokens, usage.output_tokens, usage.cache_write_tokens,
-                             usage.cache_read_tokens)
-        return round(self.per_kind.cost(totals), 6)
+    def cost(self, tokens: TokenTotals) -> float:
+        return round(self.per_kind.cost(tokens), 6)
 
 
 def prices_for(model: str, offline: bool, override: str | None = None) -> Prices | None:

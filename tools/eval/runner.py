@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from adapters.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
-from adapters.eval.scenarios import Scenario, Step, Suite
 from bot.bootstrap import Runtime, build_runtime
+from tools.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
+from tools.eval.files import attachment
+from tools.eval.scenarios import Scenario, Step, Suite
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class SuiteRunner:
 
     async def _play(self, scenario: Scenario, tag: str) -> list[TurnRecord]:
         model = RecordingModel(self.base.model)
-        runtime = build_runtime(self.base.settings, model=model, redis=self.base.store.client,
+        runtime = build_runtime(self.base.settings, model=model, redis=self.base.redis,
                                 communities=self.base.communities)
         driver = ScenarioDriver(runtime, model, community=self.options.community, tag=tag)
         turns: list[TurnRecord] = []
@@ -106,7 +107,7 @@ class SuiteRunner:
             record = TurnRecord(len(turns) + 1, step.action, step.kind, step.text, driver.thread.key)
             turns.append(record)
             if step.action == "say":
-                await driver.say(record)
+                await driver.say(record, tuple(attachment(f) for f in step.files))
             elif step.action == "edit":
                 await driver.edit(record, step.edit)
             else:

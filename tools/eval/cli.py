@@ -13,15 +13,16 @@ from typing import Any
 
 import click
 
-from adapters.eval.pricing import Prices, prices_for
-from adapters.eval.report import FORMAT, render_html, render_text
-from adapters.eval.runner import RunOptions, ScenarioRun, SuiteRunner
-from adapters.eval.scenarios import Suite, SuiteError, load_suite
-from adapters.eval.scorecard import Usage, compare, score
 from adapters.runner import setup_logging
 from bot.bootstrap import build_runtime
 from bot.errors import ThreadguardError
+from bot.usage import TokenTotals
 from config.settings import AnthropicSettings, RedisSettings, Settings
+from tools.eval.pricing import Prices, prices_for
+from tools.eval.report import FORMAT, render_html, render_text
+from tools.eval.runner import RunOptions, ScenarioRun, SuiteRunner
+from tools.eval.scenarios import Suite, SuiteError, load_suite
+from tools.eval.scorecard import compare, score
 
 DEFAULT_HTML = Path("eval-report.html")
 
@@ -138,8 +139,8 @@ def assemble(suite: Suite, runs: list[ScenarioRun], options: RunOptions, thresho
              offline: bool, prices: Prices | None, started: str, seconds: float) -> dict[str, Any]:
     card = score(runs, options.repeat)
 
-    def cost(usage: Usage) -> float | None:
-        return None if prices is None else prices.cost(usage)
+    def cost(tokens: TokenTotals) -> float | None:
+        return None if prices is None else prices.cost(tokens)
 
     return {
         "format": FORMAT,

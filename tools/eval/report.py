@@ -6,7 +6,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from adapters.eval.scorecard import METRICS
+from tools.eval.scorecard import METRICS
 
 FORMAT = "threadguard-eval/1"
 

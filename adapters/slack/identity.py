@@ -1,0 +1,32 @@
+"""The bot's own identity in the workspace, asked once."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from .replies import API_ERRORS, error_code
+from .translate import Identity
+
+log = logging.getLogger(__name__)
+
+
+class IdentityCache:
+    """``auth.test`` once: the bot's user id (to strip mentions) and the workspace URL (for links)."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._identity: Identity | None = None
+
+    async def get(self) -> Identity:
+        if self._identity is None:
+            try:
+                resp = await self._client.auth_test()
+            except API_ERRORS as exc:
+                log.warning("auth.test failed (%s); links and mention stripping wait for the next try",
+                            error_code(exc))
+                return Identity()
+            self._identity = Identity(user_id=str(resp.get("user_id") or ""), bot_id=str(resp.get("bot_id") or ""),
+                                      team_id=str(resp.get("team_id") or ""), url=str(resp.get("url") or ""))
+        return self._identity

@@ -1,0 +1,161 @@
+"""``TurnInbox`` on Redis: a member's message accepted by one script (dedupe, frozen check, append to the
+thread's inbox, and the lease when the thread is free); leases renewed and handed back; the due sets the
+recovery loop reads. On Redis Cluster the thread is also registered in its due set (another slot) by a
+request sent at the same time as the accepting script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from bot.errors import StoreUnavailable
+from bot.store import ClaimResult, ClaimStatus, IngestResult, IngestStatus, TurnStart, keys
+from bot.store.connection import RedisConnection
+from bot.store.inbox_entry import InboxEntry, UnknownThread
+from bot.store.scripts import inbox as scripts
+from bot.store.scripts import state_from_hash
+from bot.store.window import WindowCache
+from bot.types import ThreadRef
+from config.settings import StoreSettings
+
+#: How long a Slack reply waits for the opening mention it may have overtaken.
+PARK_TTL_MS = 120_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class RedisTurnInbox:
+    def __init__(self, connection: RedisConnection, settings: StoreSettings, windows: WindowCache) -> None:
+        self._redis = connection
+        self.lease_ms = settings.lease_ms
+        self._settings = settings
+        self._windows = windows
+        #: Threads whose due-set write failed at ingest (a failover), registered again later.
+        self._unindexed: dict[str, int] = {}
+        self._limits: dict[tuple[int, int], str] = {}
+        self._ingest = connection.script(scripts.INGEST)
+        self._claim = connection.script(scripts.CLAIM)
+        self._lease_for_end = connection.script(scripts.LEASE_FOR_END)
+        self._renew = connection.script(scripts.RENEW)
+        self._forget_due = connection.script(scripts.FORGET_DUE)
+
+    async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
+                     take_lease: bool, max_inbox: int, max_turns: int) -> IngestResult:
+        """Accept a member's message into the thread's inbox (see ``scripts.inbox.INGEST``)."""
+        thread = entry.thread
+        k = thread.key
+        # A message this process will answer now is due for recovery only once its lease could run out.
+        due_at = now_ms() + (self.lease_ms if take_lease else 0)
+        held = self._windows.held(k) if take_lease else None
+        call = scripts.Ingest(k, entry.id, entry.stored(), self._ingest_limits(max_inbox, max_turns),
+                              reminder_cooldown, unknown, take_lease, due_at, held)
+        redis = self._redis
+        async with redis.trip("ingest"):
+            if redis.cluster:  # one round trip: two requests to two slots, in parallel
+                outcomes: tuple[Any, Any] = await asyncio.gather(
+                    redis.run(self._ingest, call.keys(with_due=False), call.to_args()),
+                    redis.client.zadd(keys.due(k), {k: due_at}), return_exceptions=True)
+                res, indexed = outcomes
+                if isinstance(res, BaseException):
+                    raise res
+                if isinstance(indexed, BaseException):  # its slot is failing over: registered later
+                    self._unindexed[k] = due_at
+            else:
+                res = await redis.run(self._ingest, call.keys(with_due=True), call.to_args())
+        reply = scripts.IngestReply.from_reply(res)
+        if reply.status is IngestStatus.OWNER:
+            assert reply.start is not None
+            return IngestResult(reply.status, start=reply.start.turn_start(thread, reply.token, self._windows, held))
+        return IngestResult(reply.status, remind=reply.remind, queued=reply.queued,
+                            pending_cases=reply.pending_cases)
+
+    def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
+        """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length
+        limits, idle lifetime, parking lifetime."""
+        limits = self._limits.get((max_inbox, max_turns))
+        if limits is None:
+            s = self._settings
+            limits = self._limits[max_inbox, max_turns] = (
+                f"{self.lease_ms} {s.dedupe_ttl_seconds} {max_inbox} {max_turns} {s.idle_ttl_ms} {PARK_TTL_MS}")
+        return limits
+
+    async def claim(self, thread: ThreadRef) -> ClaimResult:
+        """Take a thread with a waiting inbox whose lease is free (the recovery loop)."""
+        held = self._windows.held(thread.key)
+        call = scripts.Claim(thread.key, self.lease_ms, held)
+        async with self._redis.trip("claim"):
+            reply = scripts.ClaimReply.from_reply(await self._claim(keys=call.keys(), args=call.to_args()))
+        if reply.start is not None:
+            return ClaimResult(reply.status, start=reply.start.turn_start(thread, reply.token, self._windows, held))
+        return ClaimResult(reply.status, lease_left_ms=reply.lease_left_ms)
+
+    async def lease_for_end(self, thread: ThreadRef) -> ClaimResult:
+        """The lease without an inbox entry (the member's end command); the start holds the whole log."""
+        call = scripts.LeaseForEnd(thread.key, self.lease_ms)
+        async with self._redis.trip("lease_for_end"):
+            reply = scripts.LeaseForEndReply.from_reply(await self._lease_for_end(keys=call.keys(),
+                                                                                  args=call.to_args()))
+        if reply.status is not ClaimStatus.OWNER or reply.state is None or reply.log is None:
+            return ClaimResult(reply.status)
+        start = TurnStart(token=reply.token, state=state_from_hash(thread, reply.state), log=reply.log)
+        return ClaimResult(reply.status, start=start)
+
+    async def renew(self, thread: ThreadRef, token: str) -> bool:
+        """Renew the owner's lease; False once a newer owner holds the thread."""
+        call = scripts.Renew(thread.key, token, self.lease_ms)
+        async with self._redis.trip("renew"):
+            return bool(await self._renew(keys=call.keys(), args=call.to_args()))
+
+    async def release(self, thread: ThreadRef, token: str) -> None:
+        """Hand the lease back (shutdown); the thread is due at once for another worker."""
+        k = thread.key
+        call = scripts.Renew(k, token, None)
+        async with self._redis.trip("release"):
+            await self._renew(keys=call.keys(), args=call.to_args())
+            await self._redis.client.zadd(keys.due(k), {k: now_ms()})
+
+    async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
+        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard
+        (on Cluster, the shards of a failing node are skipped this time)."""
+        await self._index_late()
+        shards = [keys.due_shard(platform, shard) for shard in range(keys.DUE_SHARDS)]
+        redis = self._redis
+        async with redis.trip("due_threads"):
+            if redis.cluster:
+                found = await asyncio.gather(*(redis.client.zrangebyscore(
+                    shard, "-inf", now_ms, start=0, num=limit, withscores=True) for shard in shards),
+                    return_exceptions=True)
+                if all(isinstance(rows, BaseException) for rows in found):
+                    raise next(rows for rows in found if isinstance(rows, BaseException))
+            else:
+                pipe = redis.client.pipeline(transaction=False)
+                for shard in shards:
+                    pipe.zrangebyscore(shard, "-inf", now_ms, start=0, num=limit, withscores=True)
+                found = await pipe.execute()
+        return [(str(member), int(score)) for rows in found if not isinstance(rows, BaseException)
+                for member, score in rows]
+
+    async def _index_late(self) -> None:
+        """Register threads whose due-set write failed at ingest (a failover); best effort."""
+        for k, due_at in list(self._unindexed.items()):
+            try:
+                async with self._redis.trip("index_late"):
+                    await self._redis.client.zadd(keys.due(k), {k: due_at})
+            except StoreUnavailable:
+                return
+            del self._unindexed[k]
+
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None:
+        """Look at this inbox again at ``at_ms`` (never earlier than already planned)."""
+        async with self._redis.trip("reschedule_due"):
+            await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+
+    async def forget_due(self, thread: ThreadRef, score: int) -> None:
+        """The inbox was found empty: unregister it, unless a message arrived since (a newer score)."""
+        call = scripts.ForgetDue(thread.key, score)
+        async with self._redis.trip("forget_due"):
+            await self._forget_due(keys=call.keys(), args=call.to_args())

@@ -1,0 +1,261 @@
+"""The inbox and its leases: accepting a message, claiming a waiting inbox, the lease for the end
+command, renewing or handing back a lease, and the due sets the recovery loop reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bot.store import ClaimStatus, IngestStatus, keys
+from bot.store.inbox_entry import UnknownThread
+from bot.store.scripts import ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
+from bot.store.window import HeldWindow
+from bot.types import Entry
+
+# Accepting a member's message: dedupe, the frozen check, the thread's inbox, and the lease when the
+# thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
+# thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
+# slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
+INGEST = START + GRANT + """
+local state, log, lease, seen, remind, inbox, pending, parked, due =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local lease_ttl, dedupe, max_inbox, max_turns, idle, park =
+  string.match(limits, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
+if not redis.call('SET', seen, '1', 'NX', 'EX', dedupe) then return {'duplicate'} end
+-- the state fields a turn start sends (``state_fields``), then whether the bot takes part in the thread
+local st = redis.call('HMGET', state, """ + lua_list((*STATE_FIELDS, "known")) + """)
+local known = st[#state_fields + 1]
+if st[field_at.status] == 'ended' then
+  return {'frozen', remind_due(remind, cooldown), redis.call('HLEN', pending)}
+end
+local queued = redis.call('LLEN', inbox)
+local turn = tonumber(st[field_at.turn] or '0')
+if unknown ~= '' and queued == 0 and turn == 0 and known ~= '1' and (st[field_at.branch_of] or '') == '' then
+  if unknown ~= 'park' then
+    redis.call('DEL', seen)  -- not seen: the thread may become one the bot takes part in
+    return {'unknown'}
+  end
+  -- a reply that may have overtaken its thread's opening mention: kept until the mention arrives
+  redis.call('RPUSH', parked, entry)
+  redis.call('PEXPIRE', parked, park)
+  return {'parked'}
+end
+if turn + queued >= tonumber(max_turns) then return {'too_long'} end
+if queued >= tonumber(max_inbox) then return {'full', queued} end
+redis.call('RPUSH', inbox, entry)
+if unknown == '' then
+  local waiting = redis.call('LPOP', parked)
+  while waiting do
+    redis.call('RPUSH', inbox, waiting)
+    waiting = redis.call('LPOP', parked)
+  end
+end
+redis.call('PEXPIRE', inbox, idle)
+if known ~= '1' then redis.call('HSET', state, 'known', '1') end
+if turn == 0 and redis.call('PTTL', state) < 0 then redis.call('PEXPIRE', state, idle) end
+if due then redis.call('ZADD', due, due_at, thread_key) end
+if take_lease == '1' and redis.call('EXISTS', lease) == 0 then
+  -- the state read above is still the state (nothing here changed its fields); a message that found the
+  -- inbox empty is its head
+  return grant(state, log, lease, inbox, lease_ttl, have, held, st, queued == 0 and entry or nil)
+end
+return {'queued', queued + 1}
+"""
+
+
+@dataclass(slots=True)
+class Ingest:
+    """``INGEST``'s keys and arguments."""
+
+    thread_key: str
+    entry_id: str
+    #: The entry's stored form (``InboxEntry.stored()``).
+    entry: str
+    #: "<lease ttl ms> <dedupe ttl s> <inbox limit> <turn limit> <idle ttl ms> <parking ttl ms>" (one
+    #: argument, built once per limits by the caller).
+    limits: str
+    reminder_cooldown: int
+    unknown: UnknownThread
+    take_lease: bool
+    #: The thread's score in its due set (ms).
+    due_at: int
+    held: HeldWindow | None
+
+    def keys(self, *, with_due: bool) -> list[str]:
+        k = self.thread_key
+        found = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, self.entry_id), keys.remind(k),
+                 keys.inbox(k), keys.pending(k), keys.parked(k)]
+        return [*found, keys.due(k)] if with_due else found
+
+    def to_args(self) -> list[Any]:
+        return [self.entry, self.limits, self.reminder_cooldown, self.unknown.value, flag(self.take_lease),
+                self.thread_key, self.due_at, *held_args(self.held)]
+
+
+@dataclass(slots=True)
+class IngestReply:
+    status: IngestStatus
+    token: str = ""
+    start: StartReply | None = None
+    #: Frozen: whether the member gets a reminder; how many of its ends wait for a case number.
+    remind: bool = False
+    pending_cases: int = 0
+    #: Queued or full: the inbox length.
+    queued: int = 0
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> IngestReply:
+        status = IngestStatus(reply[0])
+        if status is IngestStatus.OWNER:
+            return cls(status, token=str(reply[1]), start=StartReply.from_reply(reply[2]))
+        if status is IngestStatus.FROZEN:
+            return cls(status, remind=bool(int(reply[1])), pending_cases=int(reply[2]))
+        if status in (IngestStatus.QUEUED, IngestStatus.FULL):
+            return cls(status, queued=int(reply[1]))
+        return cls(status)
+
+
+# The recovery loop: the lease of a thread whose inbox waits and whose lease is free. Encoded by
+# ``Claim``, decoded by ``ClaimReply``.
+CLAIM = START + GRANT + """
+local state, log, lease, inbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local lease_ttl, have, held = ARGV[1], ARGV[2], ARGV[3]
+if redis.call('LLEN', inbox) == 0 then return {'empty'} end
+local left = redis.call('PTTL', lease)
+if left ~= -2 then return {'held', left} end
+return grant(state, log, lease, inbox, lease_ttl, have, held)
+"""
+
+
+@dataclass(slots=True)
+class Claim:
+    """``CLAIM``'s keys and arguments."""
+
+    thread_key: str
+    lease_ms: int
+    held: HeldWindow | None
+
+    def keys(self) -> list[str]:
+        k = self.thread_key
+        return [keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k)]
+
+    def to_args(self) -> list[Any]:
+        return [self.lease_ms, *held_args(self.held)]
+
+
+@dataclass(slots=True)
+class ClaimReply:
+    status: ClaimStatus
+    token: str = ""
+    start: StartReply | None = None
+    #: Held: milliseconds left on the other owner's lease.
+    lease_left_ms: int = 0
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> ClaimReply:
+        status = ClaimStatus(reply[0])
+        if status is ClaimStatus.OWNER:
+            return cls(status, token=str(reply[1]), start=StartReply.from_reply(reply[2]))
+        if status is ClaimStatus.HELD:
+            return cls(status, lease_left_ms=max(0, int(reply[1])))
+        return cls(status)
+
+
+# The member's own end command: the lease without an inbox entry, and the whole log (a case needs it).
+# Replies ``{'owner', token, the state as HGETALL pairs, the log as one JSON array}``, or the status alone.
+LEASE_FOR_END = ENTRIES + """
+local state, log, lease = KEYS[1], KEYS[2], KEYS[3]
+local lease_ttl = ARGV[1]
+if redis.call('HGET', state, 'status') == 'ended' then return {'frozen'} end
+if redis.call('EXISTS', lease) == 1 then return {'busy'} end
+local token = tostring(redis.call('HINCRBY', state, 'fence', 1))
+redis.call('SET', lease, token, 'PX', lease_ttl)
+return {'owner', token, redis.call('HGETALL', state), entries(log, 0, -1), false, 0}
+"""
+
+
+@dataclass(slots=True)
+class LeaseForEnd:
+    """``LEASE_FOR_END``'s keys and arguments."""
+
+    thread_key: str
+    lease_ms: int
+
+    def keys(self) -> list[str]:
+        k = self.thread_key
+        return [keys.state(k), keys.log(k), keys.lock(k)]
+
+    def to_args(self) -> list[Any]:
+        return [self.lease_ms]
+
+
+@dataclass(slots=True)
+class LeaseForEndReply:
+    status: ClaimStatus
+    token: str = ""
+    state: dict[str, str] | None = None
+    log: list[Entry] | None = None
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> LeaseForEndReply:
+        status = ClaimStatus(reply[0])
+        if status is not ClaimStatus.OWNER:
+            return cls(status)
+        pairs = list(reply[2])
+        state = {str(pairs[i]): str(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+        return cls(status, token=str(reply[1]), state=state, log=Entry.many_from_json(reply[3]))
+
+
+# Renew the owner's lease (``lease_ttl`` '' hands it back). A lease that is gone (handed back by the last
+# commit, or run out) is not brought back: 1 still means no newer owner exists, so the owner's fenced
+# commit can go through.
+RENEW = """
+local state, lease = KEYS[1], KEYS[2]
+local token, lease_ttl = ARGV[1], ARGV[2]
+if redis.call('HGET', state, 'fence') ~= token then return 0 end
+if redis.call('GET', lease) == token then
+  if lease_ttl == '' then redis.call('DEL', lease) else redis.call('PEXPIRE', lease, lease_ttl) end
+end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class Renew:
+    """``RENEW``'s keys and arguments (``lease_ms`` ``None``: hand the lease back)."""
+
+    thread_key: str
+    token: str
+    lease_ms: int | None
+
+    def keys(self) -> list[str]:
+        return [keys.state(self.thread_key), keys.lock(self.thread_key)]
+
+    def to_args(self) -> list[Any]:
+        return [self.token, "" if self.lease_ms is None else self.lease_ms]
+
+
+# Unregister an inbox found empty, unless a message arrived since (its score moved on).
+FORGET_DUE = """
+local due = KEYS[1]
+local thread_key, seen_score = ARGV[1], ARGV[2]
+local score = redis.call('ZSCORE', due, thread_key)
+if score and tonumber(score) == tonumber(seen_score) then redis.call('ZREM', due, thread_key) end
+return 1
+"""
+
+
+@dataclass(slots=True)
+class ForgetDue:
+    """``FORGET_DUE``'s keys and arguments."""
+
+    thread_key: str
+    score: int
+
+    def keys(self) -> list[str]:
+        return [keys.due(self.thread_key)]
+
+    def to_args(self) -> list[Any]:
+        return [self.thread_key, self.score]

@@ -1,0 +1,1 @@
+"""Tools beside the bot: the behaviour evaluation (``threadguard eval``), apart from the platform adapters."""
