@@ -129,6 +129,23 @@ async def test_a_newer_owner_fences_out_the_old_one(short_lease_store):
     assert [e.text for e in log] == ["new"]
 
 
+async def test_an_old_owner_is_refused_after_the_new_owner_answered_the_same_message(short_lease_store):
+    store = short_lease_store
+    old = await begin(store, "e1")
+    await asyncio.sleep(0.2)  # the old owner's lease runs out: a recovering worker takes the thread over
+    new = await store.inbox.claim(T)
+    assert new.status is ClaimStatus.OWNER and new.start.token != old.token
+    assert (await store.turns.commit_turn(T, new.start.token, TurnCommit([user("new")], entry_id="e1"))).status \
+        is CommitStatus.OK
+    # the old owner's commit (or drop) of the message the new owner answered is no replay of its own
+    late = await store.turns.commit_turn(T, old.token, TurnCommit([user("old")], entry_id="e1"))
+    assert late.status is CommitStatus.LOST_LOCK
+    dropped = await store.turns.drop_head(T, old.token, "e1", go_on=True, reminder_cooldown=None)
+    assert dropped.status is CommitStatus.LOST_LOCK
+    _, log = await store.turns.load(T)
+    assert [e.text for e in log] == ["new"]
+
+
 async def test_an_expired_lease_nobody_took_still_commits(short_lease_store):
     store = short_lease_store
     start = await begin(store, "e1")
