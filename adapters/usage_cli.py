@@ -7,13 +7,12 @@ import json
 import click
 
 from adapters.runner import run_with_runtime
-from bot.bootstrap import Runtime
+from bot.bootstrap import Runtime, prices
 from bot.usage import DayUsage, Prices, TokenTotals
 
 
 def prices_of(runtime: Runtime) -> Prices:
-    ops = runtime.settings.ops
-    return Prices(ops.price_input, ops.price_output, ops.price_cache_write, ops.price_cache_read)
+    return prices(runtime.settings)
 
 
 async def collect(runtime: Runtime, community: str | None, days: int) -> list[DayUsage]:

@@ -7,9 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.caselog import CaseLog
+from bot.clock import Clock, OffsetFileClock, SystemClock
 from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine
+from bot.limits import Limiter
 from bot.metrics import Metrics
 from bot.model import ModelClient
 from bot.moderation import Moderation
@@ -20,6 +22,7 @@ from bot.store.redis_store import build_store
 from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
 from bot.store.window import WindowCache
+from bot.usage import Prices
 from bot.worker import Worker
 from config.communities import Communities
 from config.settings import Settings
@@ -95,9 +98,23 @@ def build_model(settings: Settings) -> ModelClient:
     return DeferredModel("bot.anthropic_client", build, label=section.model)
 
 
+def prices(settings: Settings) -> Prices:
+    ops = settings.ops
+    return Prices(ops.price_input, ops.price_output, ops.price_cache_write, ops.price_cache_read)
+
+
+def build_limiter(settings: Settings, clock: Clock | None = None) -> Limiter:
+    path = settings.limit.clock_offset_file
+    if clock is None:
+        clock = OffsetFileClock(path) if path is not None else SystemClock()
+    return Limiter(clock, prices(settings))
+
+
 def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
-                  communities: Communities | None = None, metrics: Metrics | None = None) -> Runtime:
-    """Build the engine and its collaborators. ``redis`` and ``model`` may be injected (tests)."""
+                  communities: Communities | None = None, metrics: Metrics | None = None,
+                  clock: Clock | None = None) -> Runtime:
+    """Build the engine and its collaborators. ``redis``, ``model`` and the limits' ``clock`` may be
+    injected (tests)."""
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
@@ -109,7 +126,7 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
     review = ReviewDesk(review_store, CaseLog(store.cases), communities)
     engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                                metrics=metrics, member_records=review)
+                                metrics=metrics, member_records=review, limiter=build_limiter(settings, clock))
     moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, client, windows, chosen, communities,
                    embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation)

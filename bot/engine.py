@@ -16,6 +16,7 @@ from typing import Protocol
 from bot.caselog import CaseLog
 from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
+from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
     SYSTEM_PROMPT,
@@ -96,7 +97,8 @@ class ConversationEngine:
 
     def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
                  pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
-                 metrics: Metrics | None = None, member_records: MemberRecords | None = None) -> None:
+                 metrics: Metrics | None = None, member_records: MemberRecords | None = None,
+                 limiter: Limiter | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
@@ -106,6 +108,8 @@ class ConversationEngine:
         self.metrics = metrics or Metrics()
         #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
         self.member_records = member_records
+        #: Members' and the community's limits: the checks each message carries and the words they need.
+        self.limiter = limiter or Limiter()
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
@@ -139,11 +143,13 @@ class ConversationEngine:
         clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url)
         deadline = time.monotonic() + self.limits.accept_retry_seconds
         delay = 0.05
+        checks = self.limiter.check(msg.author, config, thread.community)
         while True:
             try:
-                return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
-                                                  sink=sink, target=target, unknown=unknown, wait=wait,
-                                                  reminder=texts.frozen_reminder(config, thread))
+                ticket = await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
+                                                    sink=sink, target=target, unknown=unknown, wait=wait,
+                                                    reminder=texts.frozen_reminder(config, thread), limits=checks)
+                return self._limited(ticket, config)
             except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
                 if time.monotonic() + delay >= deadline:
                     return Ticket(thread, self._failed(thread, exc))
@@ -151,6 +157,15 @@ class ConversationEngine:
                 return Ticket(thread, self._failed(thread, exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _limited(self, ticket: Ticket, config: CommunityConfig) -> Ticket:
+        """A message a limit refused: the member is told which and when they can go on, once per window."""
+        hit = ticket.limit
+        if hit is not None and ticket.outcome is not None:
+            log.info("thread %s: message refused by the %s limit", ticket.thread.key, hit.kind)
+            if hit.notify:
+                ticket.outcome.replies.append(Reply(ReplyKind.INFO, self.limiter.notice(hit, config), ephemeral=True))
+        return ticket
 
     async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
         """Answer one member message (or explain why not). When another process owns the thread, the
@@ -414,7 +429,8 @@ class ConversationEngine:
         outcome, nxt = await self._commit(msg.thread, start, turn, start.state.jump_url or msg.jump_url,
                                           ended_by="model", entry_id=msg.dedupe_id, go_on=go_on,
                                           window_start=start.window_start + cut if cut else None,
-                                          transcript=transcript, usage=usage if self.usage is not None else None)
+                                          transcript=transcript, usage=usage if self.usage is not None else None,
+                                          spend=self._spend(msg, config))
         if outcome.case is not None:
             await self._account_case(msg.thread, outcome.case, turn.totals)
         outcome.model_called = True
@@ -506,15 +522,15 @@ class ConversationEngine:
 
     async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
                       ended_by: str, *, entry_id: str, go_on: bool = True, window_start: int | None = None,
-                      transcript: list[Entry] | None = None,
-                      usage: Usage | None = None) -> tuple[Outcome, TurnStart | None]:
+                      transcript: list[Entry] | None = None, usage: Usage | None = None,
+                      spend: SpendCount | None = None) -> tuple[Outcome, TurnStart | None]:
         case = self._case(thread, start, turn, jump_url, ended_by, transcript) if turn.end else None
         ladder = start.state.ladder
         commit = TurnCommit(turn.entries, redirects=turn.redirects, warned_turn=turn.warned_turn,
                             at_risk=turn.ladder.at_risk and not ladder.at_risk,
                             crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
-                            usage=usage)
+                            usage=usage, spend=spend)
         result = await self._retrying(thread, lambda: self.store.turns.commit_turn(thread, start.token, commit,
                                                                                    go_on=go_on))
         turn.totals = result.totals
@@ -522,6 +538,7 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True), result.next
         self.metrics.ladder(turn.entries)
         outcome = Outcome(thread, replies=turn.replies)
+        outcome.spend_alerts = self._spend_alerts(thread, result.spend_alerts)
         if commit.at_risk:
             outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
@@ -539,6 +556,17 @@ class ConversationEngine:
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
             await self._case_filed(outcome.case)
         return outcome, result.next
+
+    def _spend(self, msg: IncomingMessage, config: CommunityConfig) -> SpendCount | None:
+        """What a turn counts for the limits besides its usage (``None``: the community has none)."""
+        return self.limiter.spend(msg.author.id, config) if config.limits.any else None
+
+    def _spend_alerts(self, thread: ThreadRef, levels: tuple[int, ...]) -> list[str]:
+        if not levels:
+            return []
+        config = self.communities.get(thread.community)
+        log.warning("community %s passed %s%% of its daily spend ceiling", thread.community, levels[-1])
+        return [self.limiter.alert(thread.community, level, config) for level in levels]
 
     async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
         """The community's repeat policy may lower this member's threshold (warned at once)."""

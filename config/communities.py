@@ -75,6 +75,40 @@ class CommunityTexts(BaseModel):
         return self
 
 
+class CommunityLimits(BaseModel):
+    """What members may use and what the bot may cost in one community (each 0: no such limit). Members
+    who are exempt (and every thread flagged at risk) are never limited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Messages one member may send per minute, across the community's threads.
+    messages_per_minute: int = Field(default=0, ge=0, le=10_000)
+    #: Messages a member may send at once before the per-minute rate applies (0: as many as per minute).
+    burst: int = Field(default=0, ge=0, le=10_000)
+    #: Tokens (input, output, cache writes and reads, as the API bills them) one member may use per UTC day.
+    tokens_per_day: int = Field(default=0, ge=0, le=1_000_000_000)
+    #: What the community may spend per UTC day, in US dollars at the configured prices.
+    daily_spend_usd: float = Field(default=0.0, ge=0, le=1_000_000)
+    #: The community's moderators are exempt.
+    exempt_moderators: bool = True
+    #: Discord role ids and platform user ids that are exempt.
+    exempt_roles: tuple[str, ...] = ()
+    exempt_users: tuple[str, ...] = ()
+
+    @property
+    def member_limited(self) -> bool:
+        return bool(self.messages_per_minute or self.tokens_per_day)
+
+    @property
+    def any(self) -> bool:
+        return self.member_limited or self.daily_spend_usd > 0
+
+    @property
+    def bucket(self) -> int:
+        """How many messages a member may send at once."""
+        return self.burst or self.messages_per_minute
+
+
 class CommunityConfig(BaseModel):
     """How threadguard behaves in one community (a Discord guild, a Slack team, the console)."""
 
@@ -107,6 +141,8 @@ class CommunityConfig(BaseModel):
     dashboard_url: str | None = None
     #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
     texts: CommunityTexts = CommunityTexts()
+    #: Per-member rate and token limits, the daily spend ceiling, and who is exempt (all off by default).
+    limits: CommunityLimits = CommunityLimits()
 
 
 class Communities:
@@ -153,11 +189,13 @@ class Communities:
 
 
 def _merged(default: dict[str, object], body: object) -> dict[str, object]:
-    """A community's table over the defaults; its ``texts`` table over the default ``texts``."""
+    """A community's table over the defaults; its ``texts`` and ``limits`` tables over the default ones, key
+    by key."""
     if not isinstance(body, dict):
         raise TypeError("a [community.<id>] entry must be a table")
     merged = {**default, **body}
-    texts_default, texts_own = default.get("texts"), body.get("texts")
-    if isinstance(texts_default, dict) and isinstance(texts_own, dict):
-        merged["texts"] = {**texts_default, **texts_own}
+    for table in ("texts", "limits"):
+        own_default, own = default.get(table), body.get(table)
+        if isinstance(own_default, dict) and isinstance(own, dict):
+            merged[table] = {**own_default, **own}
     return merged

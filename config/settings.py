@@ -156,13 +156,24 @@ class OpsSettings(BaseSettings):
     usage_days: int = Field(default=30, ge=1, le=400)
 
 
+class LimitSettings(BaseSettings):
+    """``THREADGUARD_*``: how the limits of ``[community.<id>.limits]`` count time (the limits themselves
+    are per community)."""
+
+    model_config = _section("THREADGUARD_")
+
+    #: A file holding seconds to add to the clock the limits count in (tests move it to the next UTC day
+    #: without waiting); unset: the system clock.
+    clock_offset_file: Path | None = None
+
+
 class Settings:
     """All sections together; each reads its own prefix."""
 
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
                  engine: EngineSettings | None = None, pipeline: PipelineSettings | None = None,
                  worker: WorkerSettings | None = None, store: StoreSettings | None = None,
-                 ops: OpsSettings | None = None) -> None:
+                 ops: OpsSettings | None = None, limit: LimitSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
@@ -170,3 +181,4 @@ class Settings:
         self.worker = worker or WorkerSettings()
         self.store = store or StoreSettings()
         self.ops = ops or OpsSettings()
+        self.limit = limit or LimitSettings()

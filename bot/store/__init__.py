@@ -16,6 +16,7 @@ from bot.types import Case, Entry, ThreadRef, ThreadState
 from bot.usage import TokenTotals
 
 if TYPE_CHECKING:
+    from bot.limits import LimitCheck, LimitHit, SpendCount
     from bot.store.inbox_entry import InboxEntry, UnknownThread
 
 
@@ -34,6 +35,8 @@ class IngestStatus(enum.StrEnum):
     FULL = "full"
     #: The thread reached its length limit: the member is asked to start a new conversation.
     TOO_LONG = "too_long"
+    #: A member's or the community's limit: the message is not stored (the member is told once per window).
+    LIMITED = "limited"
 
 
 class ClaimStatus(enum.StrEnum):
@@ -66,6 +69,8 @@ class IngestResult:
     queued: int = 0
     #: Frozen thread: ends whose case a failure left unnumbered (the next event files them).
     pending_cases: int = 0
+    #: Limited: which limit and until when.
+    limit: LimitHit | None = None
 
 
 @dataclass
@@ -98,6 +103,8 @@ class TurnCommit:
     #: Set by the store once the usage went to sums kept in other slots (Redis Cluster), by a request of
     #: its own: the commit sent again does not send them twice.
     usage_sent_elsewhere: bool = False
+    #: The member's tokens of the day and the community's spend alerts, counted with the usage.
+    spend: SpendCount | None = None
 
 
 class CommitStatus(enum.StrEnum):
@@ -117,6 +124,8 @@ class CommitResult:
     remind: bool = False
     #: The thread's usage sums after the commit added the turn's (``None``: it added none).
     totals: TokenTotals | None = None
+    #: The community's daily spend passed these alert levels (80, 100) with this commit, first of all.
+    spend_alerts: tuple[int, ...] = ()
 
 
 class TurnInbox(Protocol):
@@ -127,7 +136,8 @@ class TurnInbox(Protocol):
     lease_ms: int
 
     async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
-                     take_lease: bool, max_inbox: int, max_turns: int) -> IngestResult: ...
+                     take_lease: bool, max_inbox: int, max_turns: int,
+                     limits: LimitCheck | None = None) -> IngestResult: ...
 
     async def claim(self, thread: ThreadRef) -> ClaimResult: ...
 

@@ -19,6 +19,7 @@ Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
     tg:{t:T}:current      string number of the conversation now running in a channel without threads
                                  (a Discord DM): conversation n lives at thread key ``T~n``
+    tg:{t:T}:limited      hash   limit kind -> end of the window the thread's member was last told about
 
 Per community (``C``):
     tg:{c:C}:seq          string last case number
@@ -27,6 +28,9 @@ Per community (``C``):
     tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
+    tg:{c:C}:rate:<member>            hash  the member's message bucket: ``left`` (messages), ``at`` (ms)
+    tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
+    tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
 
 Due inboxes (``P`` = platform, ``i`` = shard ``crc32(T) % DUE_SHARDS``, spread over cluster slots):
     tg:{due:P:i}          zset   thread key scored by when to look at its inbox (epoch ms): the
@@ -110,6 +114,22 @@ def pending(thread_key: str) -> str:
 
 def current(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:current"
+
+
+def limited(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:limited"
+
+
+def member_rate(community: str, member: str) -> str:
+    return f"{community_tag(community)}:rate:{member}"
+
+
+def member_tokens(community: str, day: str) -> str:
+    return f"{community_tag(community)}:usage:{day}:members"
+
+
+def spend_alerts(community: str, day: str) -> str:
+    return f"{community_tag(community)}:usage:{day}:alerts"
 
 
 def community_tag(community: str) -> str:
