@@ -11,6 +11,7 @@ usage record goes out together with the commit), timed around each store and led
 The model is an instant stand-in that reports token usage like the real one, so every
 ordinary turn also records its usage. Every turn must be answered, or the run is reported invalid.
 Targets: after an idle spell the same round trips per turn as busy; p50 turn overhead under 5x a PING.
+Each run twice: limits off, and limits on (every limit set, none reached: each turn checks and counts them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import redis.asyncio
 from bot.bootstrap import Runtime, build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
+from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.redis_servers import RedisCluster, RedisServer
 
@@ -115,10 +117,17 @@ class Probe:
         return self.requests() - before, sum(upkeep.values()), upkeep, steps + sum(upkeep.values())
 
 
-async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: Any) -> bool:
+#: Limits every turn checks and counts but none reaches: what limits cost, not what they refuse.
+LIMITS = CommunityLimits(messages_per_minute=10_000, burst=10_000, tokens_per_day=1_000_000_000,
+                         daily_spend_usd=1_000_000)
+
+
+async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: Any, *, limits: bool = False) -> bool:
     settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=url, cluster=cluster),
                         engine=EngineSettings())
-    runtime = build_runtime(settings, model=InstantModel())
+    communities = Communities(CommunityConfig(limits=LIMITS)) if limits else None
+    runtime = build_runtime(settings, model=InstantModel(), communities=communities)
+    label = f"{label}, limits {'on' if limits else 'off'}"
     admins = [redis.asyncio.Redis.from_url(u, decode_responses=True) for u in admin_urls]
     probe = Probe(runtime, admins)
     threads = [ThreadRef("discord", "bench", "c", f"idle-{label}-{i}") for i in range(args.threads)]
@@ -160,13 +169,15 @@ async def main(args: Any) -> int:
     ok = True
     print("Redis round trips and overhead per turn, client built by bot/bootstrap.py")
     with RedisServer() as server:
-        ok &= await run("one server", server.url, False, [server.url], args)
+        for limits in (False, True):
+            ok &= await run("one server", server.url, False, [server.url], args, limits=limits)
     if args.cluster:
         cluster = RedisCluster()
         try:
             cluster.start()
             urls = [s.url for s in cluster.servers]
-            ok &= await run("3-node cluster", cluster.url, True, urls, args)
+            for limits in (False, True):
+                ok &= await run("3-node cluster", cluster.url, True, urls, args, limits=limits)
         finally:
             cluster.stop()
     return 0 if ok else 1
