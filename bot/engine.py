@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.backoff import ModelBackoff
 from bot.caselog import CaseLog
-from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.errors import ModelBackingOff, ModelError, ModelRateLimited, StoreUnavailable, ThreadBusy, ThreadguardError
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
@@ -110,6 +111,8 @@ class ConversationEngine:
         self.member_records = member_records
         #: Members' and the community's limits: the checks each message carries and the words they need.
         self.limiter = limiter or Limiter()
+        #: The model API's back-off, shared by every worker.
+        self.backoff = ModelBackoff(store.backoff)
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
@@ -357,9 +360,14 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
                            replies=replies if result.remind else []), result.next
         try:
+            holding = self.backoff.holding()
+            if holding is not None:  # the model API asked every worker to wait: the message stays queued
+                raise holding
             return await self._answer(entry.message, start, config, sink, go_on)
-        except (LeaseLost, StoreUnavailable):
+        except (LeaseLost, StoreUnavailable, ModelBackingOff):
             raise
+        except ModelRateLimited as exc:  # nothing changed: the message waits in the inbox for the back-off
+            raise await self.backoff.rate_limited(exc) from exc
         except ModelError as exc:  # nothing changed: the member may send the same message again
             return await self.skip_turn(start, entry.id, self._failed(thread, exc), go_on, forget=True)
         except Exception:

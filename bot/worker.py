@@ -95,6 +95,9 @@ class Worker:
         """Take over due threads of this process's platforms; returns how many were taken."""
         pipeline, store = self.engine.pipeline, self.engine.store.inbox
         taken = 0
+        await self.engine.backoff.refresh()
+        if self.engine.backoff.holding() is not None:  # the threads waiting are due when it ends
+            return 0
         for platform in pipeline.platforms:
             if not pipeline.has_capacity():
                 break

@@ -78,6 +78,9 @@ class PipelineSettings(BaseSettings):
     max_thread_turns: int = Field(default=2000, ge=1)
     #: Threads one process works on at once; more wait in Redis for any worker.
     max_active_threads: int = Field(default=64, ge=1)
+    #: While the model API asks for a back-off longer than this (seconds), a member whose message waits
+    #: is told once that it is queued.
+    busy_notice_seconds: float = Field(default=5.0, ge=0)
 
 
 class WorkerSettings(BaseSettings):

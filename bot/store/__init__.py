@@ -145,7 +145,7 @@ class TurnInbox(Protocol):
 
     async def renew(self, thread: ThreadRef, token: str) -> bool: ...
 
-    async def release(self, thread: ThreadRef, token: str) -> None: ...
+    async def release(self, thread: ThreadRef, token: str, *, due_at_ms: int | None = None) -> None: ...
 
     async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]: ...
 
@@ -229,6 +229,16 @@ class StoreHealth(Protocol):
     async def aclose(self) -> None: ...
 
 
+class BackoffShare(Protocol):
+    """The model API's back-off, shared by every worker (epoch ms it lasts until; 0: none)."""
+
+    async def share(self, until_ms: int) -> int:
+        """Hold the back-off until ``until_ms`` (never shortened); returns the shared end."""
+        ...
+
+    async def read(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Store:
     """The store's parts, built together over one connection by the composition root."""
@@ -240,3 +250,4 @@ class Store:
     conversations: ConversationNumbers
     notices: NoticeOutbox
     health: StoreHealth
+    backoff: BackoffShare

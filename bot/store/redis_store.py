@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.metrics import Metrics
 from bot.store import Store, keys
+from bot.store.backoff import RedisBackoff
 from bot.store.connection import RedisConnection
 from bot.store.redis_cases import PendingIndex, RedisCases
 from bot.store.redis_inbox import RedisTurnInbox
@@ -87,4 +88,5 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
         conversations=RedisConversationNumbers(connection, settings),
         notices=RedisNoticeOutbox(connection),
         health=connection,
+        backoff=RedisBackoff(connection),
     )
