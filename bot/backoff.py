@@ -14,6 +14,7 @@ import time
 
 from bot.errors import ModelBackingOff, ModelRateLimited, StoreUnavailable
 from bot.store import BackoffShare
+from bot.types import ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,9 @@ def now_ms() -> int:
 class ModelBackoff:
     """This process's view of the shared back-off."""
 
-    def __init__(self, share: BackoffShare) -> None:
+    def __init__(self, share: BackoffShare, tell_after: float = 5.0) -> None:
         self._share = share
+        self._tell_after_ms = int(tell_after * 1000)
         self.until_ms = 0
 
     def holding(self) -> ModelBackingOff | None:
@@ -49,6 +51,12 @@ class ModelBackoff:
         self.until_ms = until
         log.warning("model API rate limited: every turn waits %.1f s", (until - now_ms()) / 1000)
         return ModelBackingOff(until)
+
+    async def wait_out(self, thread: ThreadRef, token: str, holding: ModelBackingOff) -> ModelBackingOff:
+        """The turn keeps to the back-off: its message stays at the inbox head, the lease goes back and
+        the thread is due when the wait ends; ``tell`` says whether its member hears that it is queued."""
+        holding.tell = await self._share.wait_out(thread, token, holding.until_ms, self._tell_after_ms)
+        return holding
 
     async def refresh(self) -> None:
         """Read the shared back-off (the recovery loop, every pass)."""

@@ -112,7 +112,7 @@ class ConversationEngine:
         #: Members' and the community's limits: the checks each message carries and the words they need.
         self.limiter = limiter or Limiter()
         #: The model API's back-off, shared by every worker.
-        self.backoff = ModelBackoff(store.backoff)
+        self.backoff = ModelBackoff(store.backoff, pipeline.busy_notice_seconds)
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
@@ -362,12 +362,12 @@ class ConversationEngine:
         try:
             holding = self.backoff.holding()
             if holding is not None:  # the model API asked every worker to wait: the message stays queued
-                raise holding
+                raise await self.backoff.wait_out(thread, start.token, holding)
             return await self._answer(entry.message, start, config, sink, go_on)
         except (LeaseLost, StoreUnavailable, ModelBackingOff):
             raise
         except ModelRateLimited as exc:  # nothing changed: the message waits in the inbox for the back-off
-            raise await self.backoff.rate_limited(exc) from exc
+            raise await self.backoff.wait_out(thread, start.token, await self.backoff.rate_limited(exc)) from exc
         except ModelError as exc:  # nothing changed: the member may send the same message again
             return await self.skip_turn(start, entry.id, self._failed(thread, exc), go_on, forget=True)
         except Exception:

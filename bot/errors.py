@@ -53,6 +53,8 @@ class ModelBackingOff(ThreadguardError):
     def __init__(self, until_ms: int) -> None:
         super().__init__(f"model API back-off until {until_ms}")
         self.until_ms = until_ms
+        #: The waiting member is to be told that the message is queued (once per back-off and thread).
+        self.tell = False
 
 
 class ModelOverloaded(ModelError):

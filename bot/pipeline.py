@@ -130,8 +130,6 @@ class TurnPipeline:
         #: Accepts in flight that may bring a thread to work on (counted against the capacity).
         self._taking = 0
         self.over_capacity = 0
-        #: thread key -> the end of the model back-off its member was told about.
-        self._told_busy: dict[str, int] = {}
 
     # --- sinks ---------------------------------------------------------------------------------
 
@@ -303,9 +301,11 @@ class TurnPipeline:
             await self._abandoned(entry, waiter, stream)
             await self._hand_back(thread, start.token)
             raise
-        except ModelBackingOff as exc:
+        except ModelBackingOff as exc:  # the lease is back, the entry waits at the head of the inbox
             await self._abandoned(entry, waiter, stream)
-            await self._wait_for_model(entry, start.token, exc.until_ms)
+            if exc.tell and platform_sink is not None:
+                busy = Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.model_busy(), ephemeral=True)])
+                await self._deliver(platform_sink, entry, busy, None)
             return None
         except (LeaseLost, StoreUnavailable) as exc:
             log.warning("thread %s: turn for entry %s not committed (%s); it will be answered again",
@@ -340,25 +340,6 @@ class TurnPipeline:
                 await discard()
         if waiter is not None and not waiter.future.done():
             waiter.future.set_result(Outcome(entry.thread, queued=True))
-
-    async def _wait_for_model(self, entry: InboxEntry, token: str, until_ms: int) -> None:
-        """The model API's back-off holds: the entry stays at the head of the inbox, the lease goes back and
-        the thread is due when the wait ends (any worker takes it then). A member whose wait passes a few
-        seconds is told once per back-off that the message is queued."""
-        thread = entry.thread
-        wait = until_ms / 1000 - time.time()
-        if wait > self.limits.busy_notice_seconds and self._told_busy.get(thread.key, 0) < until_ms:
-            now = int(time.time() * 1000)
-            self._told_busy = {k: v for k, v in self._told_busy.items() if v > now}
-            self._told_busy[thread.key] = until_ms
-            sink = self._sinks.get(thread.platform)
-            if sink is not None:
-                busy = Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.model_busy(), ephemeral=True)])
-                await self._deliver(sink, entry, busy, None)
-        try:
-            await self.store.release(thread, token, due_at_ms=until_ms)
-        except StoreUnavailable:
-            log.warning("thread %s: could not hand the lease back; it runs out by itself", thread.key)
 
     def _resolve_left(self, thread: ThreadRef, drain: asyncio.Task[Any] | None) -> None:
         """Callers this drain did not reach: another process answers them through the sink."""

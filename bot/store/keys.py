@@ -20,6 +20,7 @@ Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:current      string number of the conversation now running in a channel without threads
                                  (a Discord DM): conversation n lives at thread key ``T~n``
     tg:{t:T}:limited      hash   limit kind -> end of the window the thread's member was last told about
+    tg:{t:T}:busy         string the member was told the message waits for the model API's back-off
 
 Per community (``C``):
     tg:{c:C}:seq          string last case number
@@ -114,6 +115,10 @@ def pending(thread_key: str) -> str:
 
 def current(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:current"
+
+
+def busy(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:busy"
 
 
 def limited(thread_key: str) -> str:

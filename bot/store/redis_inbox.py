@@ -119,14 +119,13 @@ class RedisTurnInbox:
         async with self._redis.trip("renew"):
             return bool(await self._renew(keys=call.keys(), args=call.to_args()))
 
-    async def release(self, thread: ThreadRef, token: str, *, due_at_ms: int | None = None) -> None:
-        """Hand the lease back (shutdown; a back-off); the thread is due for another worker at once, or at
-        ``due_at_ms``."""
+    async def release(self, thread: ThreadRef, token: str) -> None:
+        """Hand the lease back (shutdown); the thread is due at once for another worker."""
         k = thread.key
         call = scripts.Renew(k, token, None)
         async with self._redis.trip("release"):
             await self._renew(keys=call.keys(), args=call.to_args())
-            await self._redis.client.zadd(keys.due(k), {k: due_at_ms or now_ms()})
+            await self._redis.client.zadd(keys.due(k), {k: now_ms()})
 
     async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
         """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard
