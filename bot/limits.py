@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from bot.clock import Clock, SystemClock
 from bot.types import Author
-from bot.usage import Prices, day_of
+from bot.usage import Prices, TokenTotals, day_of
 from config.communities import CommunityConfig
 
 DAY_S = 86_400
@@ -107,6 +107,37 @@ class Limiter:
         after = (" Members' messages get no answer until 00:00 UTC (threads flagged at risk are still answered)."
                  if level >= 100 else "")
         return f"Spend alert: community {community} {when} its daily ceiling of US${ceiling:.2f} today.{after}"
+
+
+@dataclass(frozen=True)
+class LimitRow:
+    """One limit beside what was used of it today (the usage page, ``threadguard usage``)."""
+
+    name: str
+    limit: str
+    used: str
+
+
+def limit_rows(config: CommunityConfig, today: TokenTotals, members: dict[str, int], prices: Prices) -> list[LimitRow]:
+    """The community's limits, each beside today's use: the spend, the busiest member's tokens."""
+    limits = config.limits
+    rows = []
+    if limits.daily_spend_usd:
+        spent = prices.cost(today)
+        rows.append(LimitRow("daily spend ceiling", f"US${limits.daily_spend_usd:.2f}",
+                             f"US${spent:.4f} ({100 * spent / limits.daily_spend_usd:.0f}%)"))
+    if limits.tokens_per_day:
+        top = max(members.items(), key=lambda kv: kv[1], default=("-", 0))
+        rows.append(LimitRow("tokens per member per day", f"{limits.tokens_per_day}",
+                             f"most used: {top[1]} ({top[0]}); {len(members)} member(s) today"))
+    if limits.messages_per_minute:
+        rows.append(LimitRow("messages per member per minute", f"{limits.messages_per_minute} (burst {limits.bucket})",
+                             "checked per message"))
+    if rows:
+        who = [*(["moderators"] if limits.exempt_moderators else []), *(f"role {r}" for r in limits.exempt_roles),
+               *(f"user {u}" for u in limits.exempt_users)]
+        rows.append(LimitRow("exempt", ", ".join(who) or "nobody", "threads flagged at risk are never limited"))
+    return rows
 
 
 def exempt(author: Author, config: CommunityConfig) -> bool:

@@ -18,6 +18,7 @@ from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import RedisSettings, Settings
 from tests.integration.engine_helpers import message
 from tests.integration.scripted_model import ScriptedModel
+from tests.support.processes import clean_env, run_cli
 
 ALICE, BOB, MOD = Author("u-alice", "alice"), Author("u-bob", "bob"), Author("u-mod", "mod")
 CRISIS = "Call or text 988 now."
@@ -123,3 +124,25 @@ async def test_no_limits_configured_counts_nothing_extra(redis_client, limits):
     await runtime.engine.handle_message(message(ThreadRef("slack", "T2", "C1", "1.0"), "hi"))
     names = await redis_client.keys("*")
     assert not [k for k in names if ":rate:" in k or k.endswith(":members") or ":limited" in k]
+
+
+async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client, redis_server, tmp_path):
+    clock = Clock()
+    clock.at = time.time()  # the CLI reads today by the system clock
+    runtime, _ = runtime_with(redis_client, clock, daily_spend_usd=0.1, tokens_per_day=50_000, messages_per_minute=6)
+    engine = runtime.engine
+    for i in range(2):
+        await engine.handle_message(message(ThreadRef("discord", "G7", "c1", "t1"), f"q{i}"))
+    await engine.handle_message(message(ThreadRef("discord", "G7", "c1", "t2"), "bob", BOB))
+    toml = tmp_path / "communities.toml"
+    toml.write_text('[community."G7"]\nmoderators = ["u-mod"]\n[community."G7".limits]\ndaily_spend_usd = 0.1\n'
+                    "tokens_per_day = 50000\nmessages_per_minute = 6\n", encoding="utf-8")
+    code, table, err = await run_cli("usage", "--community", "G7", env=clean_env(
+        REDIS_URL=redis_server.url, THREADGUARD_COMMUNITIES_FILE=str(toml)))
+    assert code == 0, err
+    lines = [" ".join(line.split()) for line in table.splitlines()]
+    assert "Limits of G7 today (UTC):" in lines
+    assert "daily spend ceiling US$0.10 used: US$0.0540 (54%)" in lines  # three turns of US$0.018
+    assert "tokens per member per day 50000 used: most used: 4000 (u-alice); 2 member(s) today" in lines
+    assert "messages per member per minute 6 (burst 6) used: checked per message" in lines
+    assert "exempt moderators used: threads flagged at risk are never limited" in lines
