@@ -64,9 +64,8 @@ local function add_spend(day, members, alerts, values, day_ttl, spend)
   if spend == '' then return false end
   local member, ceiling, p_in, p_out, p_cw, p_cr = string.match(spend, '^(%S+) (%d+) (%S+) (%S+) (%S+) (%S+)$')
   local tokens = tonumber(values[1]) + tonumber(values[2]) + tonumber(values[3]) + tonumber(values[4])
-  if tokens > 0 then
-    redis.call('HINCRBY', members, member, string.format('%d', tokens))
-    redis.call('PEXPIRE', members, day_ttl)
+  if tokens > 0 and redis.call('HINCRBY', members, member, string.format('%d', tokens)) == tokens then
+    redis.call('PEXPIRE', members, day_ttl)  -- the member's first tokens of the day
   end
   ceiling = tonumber(ceiling)
   if ceiling == 0 then return false end
@@ -76,8 +75,8 @@ local function add_spend(day, members, alerts, values, day_ttl, spend)
       passed[#passed + 1] = tostring(level)
     end
   end
-  redis.call('PEXPIRE', alerts, day_ttl)
   if #passed == 0 then return false end
+  redis.call('PEXPIRE', alerts, day_ttl)
   return table.concat(passed, ' ')
 end
 """
