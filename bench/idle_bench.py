@@ -79,11 +79,32 @@ class Probe:
         self.answered = 0
         self.turns = 0
         self.spans: list[tuple[float, float]] = []
-        store = runtime.store
-        for owner, names in ((store.inbox, ("ingest", "claim", "renew")), (store.turns, ("commit_turn", "drop_head")),
-                             (store.cases, ("file_end_case",)), (runtime.usage, ("record_turn", "record_case"))):
-            for name in names:
-                setattr(owner, name, self._timed(getattr(owner, name)))
+        # every request of the store is timed (a limit check before the accepting script is a step of its
+        # own), and the usage ledger's
+        connection: Any = runtime.store.health
+        connection.trip = self._timed_trip(connection.trip)
+        for name in ("record_turn", "record_case"):
+            setattr(runtime.usage, name, self._timed(getattr(runtime.usage, name)))
+
+    def _timed_trip(self, trip: Any) -> Any:
+        spans = self.spans
+
+        class Timed:
+            def __init__(self, what: str) -> None:
+                self.inner = trip(what)
+                self.started = 0.0
+
+            async def __aenter__(self) -> None:
+                self.started = time.perf_counter()
+                await self.inner.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                try:
+                    await self.inner.__aexit__(*exc)
+                finally:
+                    spans.append((self.started, time.perf_counter()))
+
+        return Timed
 
     def _timed(self, call: Any) -> Any:
         async def timed(*args: Any, **kwargs: Any) -> Any:
@@ -109,7 +130,7 @@ class Probe:
     async def measured(self, thread: ThreadRef, n: int) -> tuple[int, int, dict[str, int], int]:
         """(engine requests, upkeep commands, upkeep by command, sequential steps) of one turn."""
         before, stats = self.requests(), await commandstats(self.admins)
-        self.spans = []
+        self.spans.clear()
         await self.turn(thread, n)
         steps = sequential_steps(self.spans)
         after = await commandstats(self.admins)
