@@ -94,6 +94,9 @@ class WorkerSettings(BaseSettings):
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
+    #: Seconds between two looks at the communities' settings revision (one GET): a setting saved on the
+    #: dashboard reaches every worker within this time, without a restart and without a read per turn.
+    settings_interval: float = Field(default=2.0, gt=0, le=5)
     #: Due threads looked at per shard and pass of the recovery loop.
     recovery_batch: int = Field(default=50, ge=1)
 
