@@ -80,7 +80,7 @@ def build_params(request: ModelRequest, model: str, max_tokens: int, cache_ttl: 
     tools[-1] = {**tools[-1], "cache_control": marker}
     cached = history_breakpoint(request, cache_ttl)
     return {
-        "model": model,
+        "model": request.model or model,
         "max_tokens": max_tokens,
         "system": [{"type": "text", "text": request.system, "cache_control": marker}],
         "tools": tools,

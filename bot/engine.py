@@ -18,7 +18,6 @@ from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardErro
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
-    SYSTEM_PROMPT,
     ModelClient,
     ModelMessage,
     ModelRequest,
@@ -26,6 +25,7 @@ from bot.model import (
     ToolResultBlock,
     Usage,
     ladder_note,
+    system_prompt,
 )
 from bot.pipeline import LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
@@ -397,7 +397,7 @@ class ConversationEngine:
         cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text))
         history = to_messages(start.log[cut:])
         idle = time.time() - start.log[-1].at if start.log else None
-        streamed = await self._run_model(turn, history, text, config, sink, idle)
+        streamed = await self._run_model(turn, history, text, config, sink, idle, msg.thread.channel)
         answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
         if answer:
             turn.entries.insert(-1 if turn.end else len(turn.entries),
@@ -422,7 +422,7 @@ class ConversationEngine:
         return outcome, nxt
 
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, idle: float | None) -> bool:
+                         sink: TextSink | None, idle: float | None, channel: str) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``.
 
         Text from two model rounds (before and after a tool call) is joined by a paragraph break, on
@@ -446,8 +446,9 @@ class ConversationEngine:
 
         for _ in range(self.limits.max_tool_rounds):
             separate = bool(turn.answer.strip())
-            request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
-                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
+            request = ModelRequest(system_prompt(config.channel(channel).persona), tuple(messages), cache_until=len(history) - 1,
+                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle,
+                                   model=config.channel(channel).model)
             called = time.perf_counter()
             response = await self.model.respond(request, forward if sink is not None else None)
             turn.usage.add(response.usage)

@@ -118,14 +118,18 @@ class CommunityConfig(BaseModel):
     dashboard_url: str | None = None
     #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
     texts: CommunityTexts = CommunityTexts()
+    #: A persona note and a model for every channel of the community that sets none of its own.
+    persona: str | None = Field(default=None, min_length=1, max_length=2000)
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
     #: Per channel id: a persona note and a model of its own (``[community.<id>.channels.<channel>]``).
     channels: dict[str, ChannelConfig] = Field(default_factory=dict)
 
     def channel(self, channel: str) -> ChannelConfig:
-        return self.channels.get(channel) or _NO_CHANNEL
-
-
-_NO_CHANNEL = ChannelConfig()
+        """The channel's persona note and model, each inherited from the community when unset."""
+        own = self.channels.get(channel)
+        if own is None:
+            return ChannelConfig(persona=self.persona, model=self.model)
+        return ChannelConfig(persona=own.persona or self.persona, model=own.model or self.model)
 
 
 class Communities:
