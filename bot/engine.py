@@ -432,6 +432,7 @@ class ConversationEngine:
                                            system_note=ladder_note(turn.ladder, config.threshold))]
         streamed = False
         separate = False
+        voice = config.channel(channel)
 
         async def forward(delta: str) -> None:
             nonlocal streamed, separate
@@ -446,9 +447,9 @@ class ConversationEngine:
 
         for _ in range(self.limits.max_tool_rounds):
             separate = bool(turn.answer.strip())
-            request = ModelRequest(system_prompt(config.channel(channel).persona), tuple(messages), cache_until=len(history) - 1,
+            request = ModelRequest(system_prompt(voice.persona), tuple(messages), cache_until=len(history) - 1,
                                    ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle,
-                                   model=config.channel(channel).model)
+                                   model=voice.model)
             called = time.perf_counter()
             response = await self.model.respond(request, forward if sink is not None else None)
             turn.usage.add(response.usage)

@@ -26,7 +26,8 @@ COMMUNITIES_KEY = f"{keys.PREFIX}:cfg:communities"
 REVISION_KEY = f"{keys.PREFIX}:cfg:revision"
 
 # KEYS: current, versions.  ARGV: expected version (or -1 for any), the version record without its number
-# (a non-empty JSON object, which the script prefixes with the number), the settings JSON.  Returns the new version number, or 0 when another save came first.
+# (a non-empty JSON object, which the script prefixes with the number), the settings JSON.
+# Returns the new version number, or 0 when another save came first.
 _SAVE = """
 local now = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local expected = tonumber(ARGV[1])
