@@ -131,10 +131,15 @@ class CommunitySettings:
         return number
 
     async def restore(self, community: str, number: int, *, who: str, expected_version: int) -> int:
-        record = await self.store.version(community, number)
-        if record is None:
-            raise SettingsRejected("There is no such version of these settings.")
-        return await self.save(community, record["settings"], who=who, expected_version=expected_version,
+        """Version ``number`` (0: the operator's file) as a new version."""
+        if number == 0:
+            settings: dict[str, Any] = self.communities.seed(community).model_dump(mode="json")
+        else:
+            record = await self.store.version(community, number)
+            if record is None:
+                raise SettingsRejected("There is no such version of these settings.")
+            settings = record["settings"]
+        return await self.save(community, settings, who=who, expected_version=expected_version,
                                restored_from=number)
 
     async def history(self, community: str) -> list[dict[str, Any]]:
