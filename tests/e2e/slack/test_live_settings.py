@@ -61,7 +61,8 @@ async def until(check: Any, timeout: float) -> float:
     raise AssertionError("timed out")
 
 
-async def test_a_saved_threshold_reaches_both_workers_within_5_seconds(pair: list[Worker], standin: SlackStandin) -> None:
+async def test_a_saved_threshold_reaches_both_workers_within_5_seconds(pair: list[Worker],
+                                                                      standin: SlackStandin) -> None:
     redis_url = pair[0].env["REDIS_URL"]
     client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
     desk = CommunitySettings(RedisCommunitySettings(client), Communities())
