@@ -78,10 +78,8 @@ async def callback(request: web.Request) -> web.Response:
 
 
 def _refused(dash: Dashboard, status: int, message: str) -> web.Response:
-    response = dash.render("login.html", status=status, moderator=None, error=message, csrf="",
-                           providers=list(dash.providers.values()), passwords=False, next="")
-    response.del_cookie(SIGNIN_COOKIE, path="/login")
-    return response
+    return dash.render("login.html", status=status, moderator=None, error=message, csrf="",
+                       providers=list(dash.providers.values()), passwords=False, next="")
 
 
 async def recheck(dash: Dashboard, token: str, moderator: Moderator) -> Moderator | None:

@@ -100,6 +100,7 @@ def test_tampered_foreign_and_replayed_states_and_codes_are_refused(signin: Sign
         before, count = await signin.settings_snapshot(), await sessions(signin)
         http, stranger = browser(), browser()
         try:
+            await to_callback(stranger, signin)  # the stranger holds a sign-in cookie of its own
             callback = await to_callback(http, signin)
             tampered = re.sub(r"state=([^&]+)", lambda m: f"state={m.group(1)[:-2]}xx", callback)
             assert (await finish(http, tampered))[0] == 400
