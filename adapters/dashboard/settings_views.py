@@ -110,6 +110,22 @@ def _who(request: web.Request) -> str:
     return f"{moderator.provider}:{moderator.user_id}:{moderator.name}" if moderator.provider else moderator.name
 
 
+async def _foreign_channels(request: web.Request, community: str, chosen: list[str]) -> bool:
+    """Whether ``chosen`` names a channel outside the community (a forged form could point the mod-log at
+    another community's channel). Platform admins choose from the channel list the bot reads; an operator
+    may also type ids the bot cannot list."""
+    chosen = [c for c in chosen if c]
+    if not chosen:
+        return False
+    known = {cid for cid, _ in await _channels(request, community)}
+    if not known:
+        return not current_moderator(request).admin
+    return any(c not in known for c in chosen)
+
+
+CHANNEL_REFUSED = "Choose channels of this community from the list."
+
+
 async def save_settings(request: web.Request) -> web.Response:
     community = _configurable(request)
     desk = dashboard(request).runtime.community_settings
@@ -117,6 +133,10 @@ async def save_settings(request: web.Request) -> web.Response:
     expected = _version(form)
     _, current = await desk.effective(community)
     values = values_from(form, current)
+    changed = [c for c in [values["mod_log_channel"], *values["allowed_channels"]]
+               if c != current.mod_log_channel and c not in current.allowed_channels]
+    if await _foreign_channels(request, community, changed):
+        return await settings_page(request, status=400, error=CHANNEL_REFUSED)
     return await _apply(request, community, lambda: desk.save(community, values, who=_who(request),
                                                               expected_version=expected), "saved")
 
@@ -129,6 +149,9 @@ async def save_channel(request: web.Request) -> web.Response:
     channel = str(form.get("channel", "")).strip()
     if not channel or len(channel) > 100:
         return await settings_page(request, status=400, error="Choose a channel first.")
+    if channel not in (await desk.effective(community))[1].channels and await _foreign_channels(
+            request, community, [channel]):
+        return await settings_page(request, status=400, error=CHANNEL_REFUSED)
     _, current = await desk.effective(community)
     values = current.model_dump(mode="json")
     own = {"persona": _text(form, "persona"), "model": _text(form, "model")}

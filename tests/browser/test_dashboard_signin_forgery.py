@@ -88,6 +88,18 @@ def test_another_communitys_settings_cannot_be_read_or_written(signin: SignInDas
                 async with http.post(signin.url + path, data={**form, "csrf": csrf}) as response:
                     assert response.status == 404, path
             assert await signin.settings_snapshot() == before
+            # nor can a forged form of her own community point its mod-log or a channel at the other's
+            own = f"{signin.url}/settings/{signin.guild}"
+            elsewhere = signin.discord.elsewhere_id
+            for path, form in ((own, {"threshold": "3", "crisis_resources": "Call or text 988 now.",
+                                      "mod_log_channel": elsewhere}),
+                               (own, {"threshold": "3", "crisis_resources": "Call or text 988 now.",
+                                      "allowed_channels": elsewhere}),
+                               (f"{own}/channel", {"channel": elsewhere, "persona": "p"})):
+                async with http.post(path, data={**form, "version": "0", "csrf": csrf}) as response:
+                    assert response.status == 400, path
+                    assert "Choose channels of this community" in await response.text()
+            assert await signin.settings_snapshot() == before
         finally:
             await http.close()
 
