@@ -7,13 +7,14 @@ an admin of another one) gets the same 404 as for a community that does not exis
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
 from adapters.dashboard.context import current_moderator, dashboard, page
-from bot.community_settings import THRESHOLD_BOUNDS, SettingsRejected, flat
+from bot.community_settings import THRESHOLD_BOUNDS, CommunitySettings, SettingsRejected, flat
 from config.communities import TEXT_PLACEHOLDERS, CommunityConfig
 
 TEXT_FIELDS = tuple(TEXT_PLACEHOLDERS)
@@ -96,7 +97,8 @@ async def settings_page(request: web.Request, *, status: int = 200, error: str |
                 flash=FLASH.get(request.query.get("done", "")))
 
 
-async def _apply(request: web.Request, community: str, change: Any, done: str) -> web.Response:
+async def _apply(request: web.Request, community: str, change: Callable[[], Awaitable[int]],
+                 done: str) -> web.Response:
     try:
         before = (await dashboard(request).runtime.community_settings.effective(community))[0]
         number = await change()
@@ -126,48 +128,49 @@ async def _foreign_channels(request: web.Request, community: str, chosen: list[s
 CHANNEL_REFUSED = "Choose channels of this community from the list."
 
 
-async def save_settings(request: web.Request) -> web.Response:
+async def _posted(request: web.Request) -> tuple[str, CommunitySettings, MultiDictProxy[Any], int]:
+    """The community (its admins only), the settings use cases, the form and the version it was made on."""
     community = _configurable(request)
-    desk = dashboard(request).runtime.community_settings
     form = await request.post()
-    expected = _version(form)
+    return community, dashboard(request).runtime.community_settings, form, _version(form)
+
+
+def _saving(request: web.Request, desk: CommunitySettings, community: str, values: dict[str, Any],
+            expected: int) -> Callable[[], Awaitable[int]]:
+    return lambda: desk.save(community, values, who=_who(request), expected_version=expected)
+
+
+async def save_settings(request: web.Request) -> web.Response:
+    community, desk, form, expected = await _posted(request)
     _, current = await desk.effective(community)
     values = values_from(form, current)
     changed = [c for c in [values["mod_log_channel"], *values["allowed_channels"]]
                if c != current.mod_log_channel and c not in current.allowed_channels]
     if await _foreign_channels(request, community, changed):
         return await settings_page(request, status=400, error=CHANNEL_REFUSED)
-    return await _apply(request, community, lambda: desk.save(community, values, who=_who(request),
-                                                              expected_version=expected), "saved")
+    return await _apply(request, community, _saving(request, desk, community, values, expected), "saved")
 
 
 async def save_channel(request: web.Request) -> web.Response:
-    community = _configurable(request)
-    desk = dashboard(request).runtime.community_settings
-    form = await request.post()
-    expected = _version(form)
+    community, desk, form, expected = await _posted(request)
     channel = str(form.get("channel", "")).strip()
     if not channel or len(channel) > 100:
         return await settings_page(request, status=400, error="Choose a channel first.")
-    if channel not in (await desk.effective(community))[1].channels and await _foreign_channels(
-            request, community, [channel]):
-        return await settings_page(request, status=400, error=CHANNEL_REFUSED)
     _, current = await desk.effective(community)
+    if channel not in current.channels and await _foreign_channels(request, community, [channel]):
+        return await settings_page(request, status=400, error=CHANNEL_REFUSED)
     values = current.model_dump(mode="json")
     own = {"persona": _text(form, "persona"), "model": _text(form, "model")}
     channels = {k: v for k, v in values["channels"].items() if k != channel}
     if own["persona"] or own["model"]:
         channels[channel] = own
     values["channels"] = channels
-    return await _apply(request, community, lambda: desk.save(community, values, who=_who(request),
-                                                              expected_version=expected), "saved")
+    return await _apply(request, community, _saving(request, desk, community, values, expected), "saved")
 
 
 async def restore_version(request: web.Request) -> web.Response:
-    community = _configurable(request)
-    desk = dashboard(request).runtime.community_settings
-    form = await request.post()
-    expected, number = _version(form), int(request.match_info["number"])
+    community, desk, _, expected = await _posted(request)
+    number = int(request.match_info["number"])
     return await _apply(request, community, lambda: desk.restore(community, number, who=_who(request),
                                                                  expected_version=expected), "restored")
 
@@ -181,10 +184,7 @@ async def export_settings(request: web.Request) -> web.Response:
 
 
 async def import_settings(request: web.Request) -> web.Response:
-    community = _configurable(request)
-    desk = dashboard(request).runtime.community_settings
-    form = await request.post()
-    expected = _version(form)
+    community, desk, form, expected = await _posted(request)
     text = str(form.get("toml", ""))
     return await _apply(request, community, lambda: desk.import_toml(community, text, who=_who(request),
                                                                      expected_version=expected), "imported")

@@ -5,25 +5,11 @@ a member with neither is refused; a removed role ends access within the re-check
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
-import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.signin_support import CRISIS, RECHECK_S, SignInDashboard
+from tests.browser.signin.support import CRISIS, RECHECK_S, SignInDashboard
 from tests.support import slack_oidc
-from tests.support.redis_servers import RedisServer
-
-
-@pytest.fixture(scope="module")
-def signin(redis_server: RedisServer) -> Iterator[SignInDashboard]:
-    if not redis_server.running:
-        redis_server.start()
-    dashboard = SignInDashboard(redis_server.url).start()
-    try:
-        yield dashboard
-    finally:
-        dashboard.stop()
 
 
 def sign_in_with(page: Page, signin: SignInDashboard, provider: str) -> None:

@@ -126,3 +126,4 @@ class SignInDashboard:
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(5)
+

@@ -6,28 +6,15 @@ Redis."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.browser.signin_support import SignInDashboard
-from tests.support.redis_servers import RedisServer
+from tests.browser.signin.support import SignInDashboard
 
 CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 REFRESH = re.compile(r'http-equiv="refresh" content="0;url=([^"]*)"')
-
-
-@pytest.fixture(scope="module")
-def signin(redis_server: RedisServer) -> Iterator[SignInDashboard]:
-    if not redis_server.running:
-        redis_server.start()
-    dashboard = SignInDashboard(redis_server.url).start()
-    try:
-        yield dashboard
-    finally:
-        dashboard.stop()
 
 
 def browser() -> aiohttp.ClientSession:
