@@ -12,6 +12,7 @@ import redis.asyncio
 from aiohttp import web
 
 from adapters.dashboard.app import build_app
+from adapters.dashboard.auth import Accounts
 from adapters.dashboard.signin import Provider
 from adapters.dashboard.signin.discord import DiscordSignIn
 from adapters.dashboard.signin.slack import SlackSignIn
@@ -106,6 +107,9 @@ class SignInDashboard:
                         api_base_url=self.slack.base_url, authorize_url=slack_oidc.authorize_url(self.slack),
                         bot_tokens=slack_token, installers=installer, communities=communities),
         ]
+
+    def runtime_accounts(self) -> Accounts:
+        return Accounts(self.client, SECRET.encode())
 
     async def settings_snapshot(self) -> dict[str, Any]:
         """Every settings key and its serialized value (what a refused request must leave alone)."""

@@ -182,3 +182,23 @@ def test_a_local_return_address_is_kept(signin: SignInDashboard) -> None:
         return match.group(1)
 
     assert signin.call(scenario) == f"/settings/{signin.guild}"
+
+
+def test_password_sign_in_is_off_when_a_platform_is_configured(signin: SignInDashboard) -> None:
+    async def scenario() -> None:
+        await signin.runtime_accounts().add("operator", "a long enough password", [], admin=True)
+        http = browser()
+        try:
+            async with http.get(f"{signin.url}/login") as page:  # no password form, but a valid token anyway
+                assert page.status == 200 and 'name="password"' not in await page.text()
+            nonce = next(c.value for c in http.cookie_jar if c.key == "tg_login")
+            csrf = signin.runtime_accounts().csrf_token(nonce, "login")
+            async with http.post(f"{signin.url}/login", data={"csrf": csrf, "name": "operator",
+                                                              "password": "a long enough password"},
+                                 allow_redirects=False) as response:
+                assert response.status == 403
+            assert "tg_session" not in {c.key for c in http.cookie_jar}
+        finally:
+            await http.close()
+
+    signin.call(scenario)
