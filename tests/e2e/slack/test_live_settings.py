@@ -1,9 +1,11 @@
-"""Settings saved while two real ``threadguard slack --http`` workers run: both apply them within 5 s,
-without a restart, and the ladder follows (the warning comes at the new threshold, in the new words)."""
+"""Settings saved on the dashboard (its settings form, over HTTP, signed in as an operator) while two real
+``threadguard slack --http`` workers run: both apply them within 5 s, without a restart, and the ladder
+follows (the warning comes at the new threshold, in the new words)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,10 +14,14 @@ import aiohttp
 import pytest
 import pytest_asyncio
 import redis.asyncio
+from aiohttp import web
 
-from bot.community_settings import CommunitySettings
-from bot.store.community_settings import RedisCommunitySettings
+from adapters.dashboard.app import build_app
+from adapters.dashboard.auth import Accounts
+from bot.bootstrap import build_runtime
 from config.communities import Communities
+from config.dashboard import DashboardSettings
+from config.settings import AnthropicSettings, RedisSettings, Settings
 from tests.e2e.slack.conftest import TEAM, Payloads, thread_texts
 from tests.support.anthropic_standin import AnthropicStandin, Reply, reply, tool_use
 from tests.support.redis_servers import RedisServer
@@ -26,6 +32,9 @@ pytestmark = pytest.mark.timeout(180)
 
 WARNING = "Heads up: {redirects} redirections here."
 RELOADED = "community settings reloaded"
+SECRET = "live-settings-session-secret-0123456789abcdef"
+PASSWORD = "operator password 123"
+CSRF = re.compile(r'name="csrf" value="([0-9a-f]+)"')
 
 
 def redirecting(body: dict[str, Any]) -> Reply:
@@ -63,15 +72,34 @@ async def until(check: Any, timeout: float) -> float:
 
 async def test_a_saved_threshold_reaches_both_workers_within_5_seconds(pair: list[Worker],
                                                                       standin: SlackStandin) -> None:
-    redis_url = pair[0].env["REDIS_URL"]
-    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
-    desk = CommunitySettings(RedisCommunitySettings(client), Communities())
+    client = redis.asyncio.Redis.from_url(pair[0].env["REDIS_URL"], decode_responses=True)
+    runtime = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
+                            redis=client, communities=Communities())
+    await Accounts(client, SECRET.encode()).add("operator", PASSWORD, [], admin=True)
+    runner = web.AppRunner(build_app(runtime, DashboardSettings(session_secret=SECRET, cookie_secure=False)),
+                           shutdown_timeout=1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    dashboard = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     payloads = Payloads()
     try:
-        _, config = await desk.effective(TEAM)
-        saved_at = time.monotonic()
-        await desk.save(TEAM, {**config.model_dump(mode="json"), "threshold": 2, "texts": {"warning": WARNING}},
-                        who="slack:UADMIN:sam", expected_version=0)
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            async with browser.get(f"{dashboard}/login") as page:
+                csrf = CSRF.search(await page.text())
+            assert csrf is not None
+            async with browser.post(f"{dashboard}/login", data={"csrf": csrf.group(1), "name": "operator",
+                                                                 "password": PASSWORD}) as signed_in:
+                assert signed_in.status == 200
+            async with browser.get(f"{dashboard}/settings/{TEAM}") as page:
+                csrf = CSRF.search(await page.text())
+            assert csrf is not None
+            saved_at = time.monotonic()
+            async with browser.post(f"{dashboard}/settings/{TEAM}", data={
+                    "csrf": csrf.group(1), "version": "0", "threshold": "2",
+                    "crisis_resources": runtime.communities.get(TEAM).crisis_resources,
+                    "texts.warning": WARNING}) as saved:
+                assert saved.status == 200 and "Saved" in await saved.text()
         took = [await until(lambda w=w: RELOADED in w.log(), 5.0) for w in pair]
         assert max(took) <= 5.0 and time.monotonic() - saved_at <= 5.0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http:
@@ -85,4 +113,5 @@ async def test_a_saved_threshold_reaches_both_workers_within_5_seconds(pair: lis
                 shown = thread_texts(standin, thread)
                 assert "Heads up: 2 redirections here." in shown  # at the second redirection, not the third
     finally:
-        await client.aclose()
+        await runner.cleanup()
+        await runtime.aclose()
