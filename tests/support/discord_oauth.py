@@ -31,6 +31,8 @@ class DiscordOAuth:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
+    #: Every access token handed out (and each code), for tests that look for them in logs.
+    issued: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
 
     def routes(self, app: web.Application, api: str) -> None:
@@ -58,6 +60,7 @@ class DiscordOAuth:
         if self.signed_in is None:
             raise web.HTTPFound(f"{target}?{urlencode({'error': 'access_denied', 'state': q.get('state', '')})}")
         code = secrets.token_urlsafe(16)
+        self.issued.append(code)
         self.codes[code] = {"user": self.signed_in["id"], "challenge": q["code_challenge"], "redirect_uri": target}
         raise web.HTTPFound(f"{target}?{urlencode({'code': code, 'state': q.get('state', '')})}")
 
@@ -72,6 +75,7 @@ class DiscordOAuth:
             return _json({"error": "invalid_grant"}, 400)
         token = secrets.token_urlsafe(24)
         self.tokens[token] = grant["user"]
+        self.issued.append(token)
         return _json({"access_token": token, "token_type": "Bearer", "expires_in": 604800,
                       "refresh_token": secrets.token_urlsafe(24), "scope": "identify guilds"})
 

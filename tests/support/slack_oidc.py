@@ -40,6 +40,8 @@ class SlackOpenID:
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
     revoked: list[str] = field(default_factory=list)
+    #: Every access token handed out (and each code), for tests that look for them in logs.
+    issued: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     METHODS = METHODS
 
@@ -52,6 +54,7 @@ class SlackOpenID:
             denied = urlencode({"error": "access_denied", "state": q.get("state", "")})
             raise web.HTTPFound(f"{q['redirect_uri']}?{denied}")
         code = secrets.token_urlsafe(16)
+        self.issued.append(code)
         self.codes[code] = {"user": self.signed_in, "challenge": q.get("code_challenge"),
                             "redirect_uri": q["redirect_uri"]}
         raise web.HTTPFound(f"{q['redirect_uri']}?{urlencode({'code': code, 'state': q.get('state', '')})}")
@@ -85,6 +88,7 @@ class SlackOpenID:
             return {"ok": False, "error": "invalid_code"}
         token = f"xoxp-{secrets.token_urlsafe(12)}"
         self.tokens[token] = grant["user"]
+        self.issued.append(token)
         return {"ok": True, "access_token": token, "token_type": "Bearer", "id_token": "not.checked.here"}
 
 

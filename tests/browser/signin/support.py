@@ -111,6 +111,17 @@ class SignInDashboard:
     def runtime_accounts(self) -> Accounts:
         return Accounts(self.client, SECRET.encode())
 
+    async def all_values(self) -> list[Any]:
+        """Every key and value in Redis, read by type (what a token must never be found in)."""
+        found: list[Any] = []
+        async for key in self.client.scan_iter():
+            kind = await self.client.type(key)
+            read = {"string": self.client.get, "hash": self.client.hgetall,
+                    "list": lambda k: self.client.lrange(k, 0, -1), "set": self.client.smembers,
+                    "zset": lambda k: self.client.zrange(k, 0, -1)}.get(kind)
+            found.append((key, await read(key) if read else None))
+        return found
+
     async def settings_snapshot(self) -> dict[str, Any]:
         """Every settings key and its serialized value (what a refused request must leave alone)."""
         keys = sorted([k async for k in self.client.scan_iter(match=SETTINGS_KEYS)])

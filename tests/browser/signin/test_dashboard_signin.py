@@ -4,8 +4,10 @@ a member with neither is refused; a removed role ends access within the re-check
 
 from __future__ import annotations
 
+import logging
 import time
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.signin.support import CRISIS, RECHECK_S, SignInDashboard
@@ -74,13 +76,18 @@ def access_ends_within_recheck(page: Page, signin: SignInDashboard) -> float:
     raise AssertionError("access did not end")
 
 
-def test_discord_admin_edits_history_and_restores(signin: SignInDashboard, page: Page) -> None:
+def test_discord_admin_edits_history_and_restores(signin: SignInDashboard, page: Page,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     signin.discord.oauth.signed_in = signin.discord.ann
     sign_in_with(page, signin, "discord")
     expect(page).to_have_url(f"{signin.url}/cases")
     expect(page.locator("#nav-settings")).to_have_count(1)
     edit_and_restore(page, signin, signin.guild)
     assert signin.discord.oauth.tokens == {}  # the person's token was revoked right after sign-in
+    issued = signin.discord.oauth.issued
+    assert issued and not [t for t in issued if t in caplog.text]  # nor logged, at any level
+    assert not [t for t in issued if t in str(signin.call(signin.all_values))]  # nor stored
     # a guild where ann holds no right is not hers to see
     response = page.goto(f"{signin.url}/settings/{signin.discord.other_guild_id}")
     assert response is not None and response.status == 404
@@ -111,7 +118,9 @@ def test_discord_member_without_rights_is_refused(signin: SignInDashboard, page:
     expect(page).to_have_url(f"{signin.url}/login")
 
 
-def test_slack_admin_moderator_member_and_group_removal(signin: SignInDashboard, page: Page) -> None:
+def test_slack_admin_moderator_member_and_group_removal(signin: SignInDashboard, page: Page,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
     oidc = signin.slack.oidc
     oidc.signed_in = slack_oidc.ADMIN
     sign_in_with(page, signin, "slack")
@@ -130,3 +139,5 @@ def test_slack_admin_moderator_member_and_group_removal(signin: SignInDashboard,
     finally:
         signin.slack.usergroups[slack_oidc.MOD_GROUP] = [slack_oidc.MOD]
     assert oidc.tokens == {}
+    assert oidc.issued and not [t for t in oidc.issued if t in caplog.text]
+    assert not [t for t in oidc.issued if t in str(signin.call(signin.all_values))]
