@@ -106,14 +106,14 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
     windows = WindowCache(settings.store.window_cache_threads)
-    store = build_store(client, settings.store, metrics=metrics, windows=windows)
+    store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
     communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)
     ledger = UsageLedger(client, thread_ttl_ms=settings.store.ended_ttl_ms)
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
     review = ReviewDesk(review_store, CaseLog(store.cases), communities)
     engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                                metrics=metrics, member_records=review)
+                                metrics=metrics, member_records=review, attachments=settings.attachments)
     moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, client, windows, chosen, communities,
                    embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation,

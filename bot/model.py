@@ -32,7 +32,18 @@ class ToolResultBlock:
     is_error: bool = False
 
 
-Block = TextBlock | ToolUseBlock | ToolResultBlock
+@dataclass(frozen=True)
+class FileBlock:
+    """A member's file as the model reads it: an image, a PDF (base64 ``data``) or a text file (its text).
+    Built from what the thread's file store keeps, so the same file gives the same bytes in every turn."""
+
+    kind: Literal["image", "pdf", "text"]
+    media_type: str
+    data: str
+    title: str
+
+
+Block = TextBlock | ToolUseBlock | ToolResultBlock | FileBlock
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,10 @@ class DiscordStandin:
         #: Set by a test harness that runs the bot in this process: ids of member messages the bot has
         #: finished handling, and whether it still has work in hand (``settle`` waits for both).
         self.handled: set[str] | None = None
+        #: Members' files served at ``/attachments/<id>/<name>``; the ids requested, and those sent whole.
+        self.files: dict[str, bytes] = {}
+        self.file_requests: list[str] = []
+        self.files_served_whole: set[str] = set()
         self.busy: Callable[[], bool] | None = None
         self.port = 0
         # Sign-in with Discord (``tests.support.discord_oauth``): ann administers the guild (an Admins role
@@ -175,6 +179,7 @@ class DiscordStandin:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         self.oauth.routes(app, API)
+        app.router.add_get("/attachments/{id}/{name}", self._serve_file)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, shutdown_timeout=1)
         await self._runner.setup()
@@ -308,15 +313,47 @@ class DiscordStandin:
         data.update(extra)
         return data
 
+    def attachment(self, name: str, data: bytes, content_type: str | None, *,
+                   size: int | None = None) -> dict[str, Any]:
+        """A file a member attaches, served by this stand-in at its own address (as the CDN serves it);
+        ``size`` is what the message claims (a liar's, when it differs from the bytes)."""
+        file_id = self.new_id()
+        self.files[file_id] = data
+        url = f"http://127.0.0.1:{self.port}/attachments/{file_id}/{name}?ex=1&is=2&hm=sig"
+        record: dict[str, Any] = {"id": file_id, "filename": name, "size": len(data) if size is None else size,
+                                  "url": url, "proxy_url": url}
+        if content_type:
+            record["content_type"] = content_type
+        return record
+
+    async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["id"]
+        data = self.files.get(file_id)
+        self.file_requests.append(file_id)
+        if data is None:
+            return web.Response(status=404)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            for i in range(0, len(data), 256 * 1024):
+                await response.write(data[i:i + 256 * 1024])
+                await asyncio.sleep(0.002)  # as a CDN sends it: a client that stops reading is noticed
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            return response  # the client stopped reading
+        self.files_served_whole.add(file_id)
+        return response
+
     async def post(self, channel_id: str, content: str, author: dict[str, Any] | None = None,
-                   *, mention: bool = False) -> dict[str, Any]:
-        """A member posts a message (mentioning the bot first when ``mention``)."""
+                   *, mention: bool = False, attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A member posts a message (mentioning the bot first when ``mention``), with ``attachments`` made by
+        ``attachment``."""
         author = author or self.alice
         channel = self.channels.get(channel_id)
         if channel is not None and channel["type"] == 11 and channel["thread_metadata"]["locked"]:
             raise PermissionError("members cannot post in a locked thread")
         text = f"<@{self.bot['id']}> {content}" if mention else content
-        data = self._message(channel_id, author, text)
+        data = self._message(channel_id, author, text, attachments=list(attachments or []))
         self.messages[data["id"]] = data
         payload = dict(data)
         if "guild_id" in data:
