@@ -21,6 +21,8 @@ Per thread (``T`` = ``ThreadRef.key``):
                                  (a Discord DM): conversation n lives at thread key ``T~n``
     tg:{t:T}:limited      hash   limit kind -> end of the window the thread's member was last told about
     tg:{t:T}:busy         string the member was told the message waits for the model API's back-off
+    tg:{t:T}:files        hash   members' prepared files by id (``bot.attachments``), bounded, idle TTL
+    tg:{t:T}:files:order  list   their ids, oldest first (the oldest go first beyond the bound)
 
 Per community (``C``):
     tg:{c:C}:seq          string last case number
@@ -135,6 +137,13 @@ def member_tokens(community: str, day: str) -> str:
 
 def spend_alerts(community: str, day: str) -> str:
     return f"{community_tag(community)}:usage:{day}:alerts"
+
+def files(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:files"
+
+
+def files_order(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:files:order"
 
 
 def community_tag(community: str) -> str:
