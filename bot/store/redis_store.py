@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.metrics import Metrics
 from bot.store import Store, keys
+from bot.store.case_index import RedisCaseIndex
 from bot.store.connection import RedisConnection
 from bot.store.redis_cases import PendingIndex, RedisCases
 from bot.store.redis_inbox import RedisTurnInbox
@@ -83,6 +84,7 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
         inbox=RedisTurnInbox(connection, settings, windows),
         turns=RedisTurnLog(connection, settings, windows, pending),
         cases=RedisCases(connection, pending),
+        case_index=RedisCaseIndex(connection),
         dedupe=RedisEventDedupe(connection, settings),
         conversations=RedisConversationNumbers(connection, settings),
         notices=RedisNoticeOutbox(connection),
