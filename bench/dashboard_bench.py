@@ -152,7 +152,6 @@ async def bench(url: str, counts: list[int], requests: int) -> None:
     filed = 0
     numbers: dict[int, int] = {}
     async with aiohttp.ClientSession(cookies={"tg_session": token}) as http:
-
         for n in counts:
             started = time.perf_counter()
             await fill(rt, community, filed, n, numbers)
