@@ -112,22 +112,25 @@ class Pages:
         assert listed == self.newest[:25], out.stdout[-500:]
 
 
-async def commands(client: Any) -> int:
-    return int((await client.info("stats"))["total_commands_processed"])
+async def counters(client: Any) -> tuple[int, int]:
+    """Commands Redis ran and bytes it sent so far."""
+    stats = await client.info("stats")
+    return int(stats["total_commands_processed"]), int(stats["total_net_output_bytes"])
 
 
-async def measure(client: Any, requests: int, call: Callable[[], Awaitable[None]]) -> tuple[float, int]:
-    """Median seconds of ``call`` over ``requests`` runs, and the Redis commands of one run."""
+async def measure(client: Any, requests: int, call: Callable[[], Awaitable[None]]) -> tuple[float, int, int]:
+    """Median seconds of ``call`` over ``requests`` runs, and the Redis commands and bytes read of one run."""
     await call()  # warm (and the check of its rows)
-    before = await commands(client)
+    (c0, b0), (c1, b1) = await counters(client), await counters(client)
     await call()
-    per_call = await commands(client) - before - 1  # the INFO itself
+    c2, b2 = await counters(client)
+    per_call, read = c2 - c1 - (c1 - c0), b2 - b1 - (b1 - b0)  # less one INFO, measured alike
     timings = []
     for _ in range(requests):
         t0 = time.perf_counter()
         await call()
         timings.append(time.perf_counter() - t0)
-    return statistics.median(timings), per_call
+    return statistics.median(timings), per_call, read
 
 
 async def bench(url: str, counts: list[int], requests: int) -> None:
@@ -164,13 +167,15 @@ async def bench(url: str, counts: list[int], requests: int) -> None:
                                        (f"GET /cases?category={FILTERED_CATEGORY}", pages.filtered, requests),
                                        ("GET /cases/<community>/<n>", pages.case_page, requests),
                                        ("threadguard cases list", pages.cli_list, 3)):
-                median, per_call = await measure(client, times, call)
-                results.setdefault(label, []).append((n, median, per_call))
-                print(f"  {label:<34} {median * 1000:7.1f} ms median, {per_call:5d} Redis commands", flush=True)
+                median, per_call, read = await measure(client, times, call)
+                results.setdefault(label, []).append((n, median, read))
+                print(f"  {label:<34} {median * 1000:7.1f} ms median, {per_call:5d} Redis commands, "
+                      f"{read:8,d} bytes read", flush=True)
     print()
     for label, found in results.items():
-        (n0, t0, _), (n1, t1, _) = found[0], found[-1]
-        print(f"{label:<34} {n0} -> {n1} cases: {t0 * 1000:.1f} -> {t1 * 1000:.1f} ms ({t1 / t0:.2f}x)")
+        (n0, t0, r0), (n1, t1, r1) = found[0], found[-1]
+        print(f"{label:<34} {n0} -> {n1} cases: {t0 * 1000:.1f} -> {t1 * 1000:.1f} ms ({t1 / t0:.2f}x), "
+              f"bytes read {r1 / max(r0, 1):.2f}x")
     await runner.cleanup()
     await accounts.remove(name)
     await rt.aclose()

@@ -19,17 +19,18 @@ BATCH = 500
 
 
 def query_keys(community: str, query: CaseQuery) -> list[str]:
-    """The indexes whose intersection is ``query`` (the narrowest first: a review state is within ``end``)."""
+    """The indexes whose intersection is ``query``. Every index of a value lies within its action's (and a
+    review state's within ``end``), so the action's own index joins only when nothing narrower does: one
+    filter reads one index, however many cases there are; only several filters at once intersect."""
     c, action = community, query.action
-    found = [keys.case_index_key(c, "end", "review", query.review) if action == "end" and query.review
-             else keys.case_index_key(c, action)]
+    found = [keys.case_index_key(c, "end", "review", query.review)] if action == "end" and query.review else []
     for dimension in scripts.DIMENSIONS:
         value = getattr(query, dimension)
         if value:
             found.append(keys.case_index_key(c, action, dimension, value))
     if query.who:
         found.append(keys.case_index_key(c, action, "who", query.who.casefold()))
-    return found
+    return found or [keys.case_index_key(c, action)]
 
 
 class RedisCaseIndex:

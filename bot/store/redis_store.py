@@ -78,7 +78,8 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
     ``windows``: the history windows of the threads this process worked on last, which the inbox's and the
     commit's turn starts read on top of."""
     connection = RedisConnection(client, metrics=metrics or Metrics())
-    windows = windows if windows is not None else WindowCache(settings.window_cache_threads)
+    if windows is None:
+        windows = WindowCache(settings.window_cache_threads, settings.window_cache_bytes)
     pending = PendingIndex(connection)
     return Store(
         inbox=RedisTurnInbox(connection, settings, windows),
