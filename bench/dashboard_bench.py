@@ -166,7 +166,7 @@ async def bench(url: str, counts: list[int], requests: int) -> None:
             for label, call, times in (("GET /cases", pages.case_list, requests),
                                        (f"GET /cases?category={FILTERED_CATEGORY}", pages.filtered, requests),
                                        ("GET /cases/<community>/<n>", pages.case_page, requests),
-                                       ("threadguard cases list", pages.cli_list, 3)):
+                                       ("threadguard cases list", pages.cli_list, 7)):
                 median, per_call, read = await measure(client, times, call)
                 results.setdefault(label, []).append((n, median, read))
                 print(f"  {label:<34} {median * 1000:7.1f} ms median, {per_call:5d} Redis commands, "
