@@ -17,7 +17,6 @@ import asyncio
 import os
 import re
 import secrets
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from adapters.dashboard.app import build_app
 from adapters.dashboard.auth import Accounts
-from bench.engine_bench import start_private_redis
+from bench.engine_bench import on_redis
 from bot.bootstrap import Runtime, build_runtime
 from bot.types import CATEGORIES, Case, Entry, EntryKind, Participant, iso
 from config.communities import Communities
@@ -112,6 +111,37 @@ class Pages:
         assert listed == self.newest[:25], out.stdout[-500:]
 
 
+@dataclass
+class Served:
+    """The dashboard app on a free loopback port, with a signed-in moderator of one community."""
+
+    base: str
+    token: str
+    runner: web.AppRunner
+    accounts: Accounts
+    name: str
+
+    @classmethod
+    async def start(cls, rt: Runtime, community: str) -> Served:
+        accounts = Accounts(rt.redis, SECRET.encode())
+        name = f"bench-{secrets.token_hex(3)}"
+        await accounts.add(name, "bench password 123", [community])
+        moderator = await accounts.get(name)
+        assert moderator is not None
+        token = await accounts.open_session(moderator)
+        runner = web.AppRunner(build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False)),
+                               access_log=None, shutdown_timeout=1)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return cls(f"http://127.0.0.1:{port}", token, runner, accounts, name)
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+        await self.accounts.remove(self.name)
+
+
 async def counters(client: Any) -> tuple[int, int]:
     """Commands Redis ran and bytes it sent so far."""
     stats = await client.info("stats")
@@ -138,18 +168,8 @@ async def bench(url: str, counts: list[int], requests: int) -> None:
     rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
                        redis=client, communities=Communities())
     community = f"bench-{secrets.token_hex(4)}"
-    accounts = Accounts(client, SECRET.encode())
-    name = f"bench-{secrets.token_hex(3)}"
-    await accounts.add(name, "bench password 123", [community])
-    moderator = await accounts.get(name)
-    assert moderator is not None
-    token = await accounts.open_session(moderator)
-    runner = web.AppRunner(build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False)),
-                           access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    served = await Served.start(rt, community)
+    base, token = served.base, served.token
     env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(ROOT)}
     results: dict[str, list[tuple[int, float, int]]] = {}
     filed = 0
@@ -176,8 +196,7 @@ async def bench(url: str, counts: list[int], requests: int) -> None:
         (n0, t0, r0), (n1, t1, r1) = found[0], found[-1]
         print(f"{label:<34} {n0} -> {n1} cases: {t0 * 1000:.1f} -> {t1 * 1000:.1f} ms ({t1 / t0:.2f}x), "
               f"bytes read {r1 / max(r0, 1):.2f}x")
-    await runner.cleanup()
-    await accounts.remove(name)
+    await served.stop()
     await rt.aclose()
 
 
@@ -187,18 +206,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=15)
     args = parser.parse_args()
     counts = [int(c) for c in args.counts.split(",")]
-    url = os.environ.get("REDIS_URL")
-    proc = workdir = None
-    if not url:
-        url, proc, workdir = start_private_redis()
-        time.sleep(0.3)
-    try:
-        asyncio.run(bench(url, counts, args.requests))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-            shutil.rmtree(workdir or "", ignore_errors=True)
+    on_redis(lambda url: bench(url, counts, args.requests))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ redis-server on a free loopback port and stops it afterwards.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import shutil
 import statistics
 import sys
 import time
@@ -26,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pydantic import SecretStr
 
-from bench.engine_bench import InstantModel, _answered, _info_sum, _long, start_private_redis
+from bench.engine_bench import InstantModel, _answered, _info_sum, _long, on_redis
 from bot.bootstrap import build_runtime
 from bot.store.window import WindowCache
 from bot.types import Author, Entry, IncomingMessage, ThreadRef
@@ -107,18 +104,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=4)
     args = parser.parse_args()
-    url = os.environ.get("REDIS_URL")
-    proc = workdir = None
-    if not url:
-        url, proc, workdir = start_private_redis()
-        time.sleep(0.3)
-    try:
-        asyncio.run(bench(url, [int(n) for n in args.threads.split(",")], args.rounds, args.warmup))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-            shutil.rmtree(workdir or "", ignore_errors=True)
+    on_redis(lambda url: bench(url, [int(n) for n in args.threads.split(",")], args.rounds, args.warmup))
 
 
 if __name__ == "__main__":
