@@ -100,8 +100,8 @@ class OpsServer:
         self.metrics.ready.set(1 if ready else 0)
         body = {"ready": ready, "serving": serving, "redis": "ok" if redis_ok else "unreachable",
                 "allowed": {name: ALLOWANCES[name] for name in self.allowances}}
-        if self.needs_model:
-            body["model"] = "loaded" if model else "loading"
+        if not model:
+            body["model"] = "loading"
         return web.Response(text=json.dumps(body), status=200 if ready else 503, content_type="application/json")
 
     def model_loaded(self) -> bool:
