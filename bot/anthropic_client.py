@@ -16,11 +16,12 @@ import anthropic
 from bot.errors import ModelError, ModelOverloaded, ModelRateLimited, ModelRequestRejected
 from bot.model import (
     TOOLS,
+    Block,
+    FileBlock,
     ModelMessage,
     ModelRequest,
     ModelResponse,
     TextBlock,
-    ToolResultBlock,
     ToolUseBlock,
     Usage,
 )
@@ -38,7 +39,17 @@ def cache_marker(ttl: str) -> dict[str, str]:
     return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
 
 
-def _block_param(block: TextBlock | ToolUseBlock | ToolResultBlock) -> dict[str, Any]:
+def _file_param(block: FileBlock) -> dict[str, Any]:
+    if block.kind == "image":
+        return {"type": "image", "source": {"type": "base64", "media_type": block.media_type, "data": block.data}}
+    source_type = "text" if block.kind == "text" else "base64"
+    return {"type": "document", "source": {"type": source_type, "media_type": block.media_type, "data": block.data},
+            "title": block.title}
+
+
+def _block_param(block: Block) -> dict[str, Any]:
+    if isinstance(block, FileBlock):
+        return _file_param(block)
     if isinstance(block, TextBlock):
         return {"type": "text", "text": block.text}
     if isinstance(block, ToolUseBlock):
@@ -80,7 +91,7 @@ def build_params(request: ModelRequest, model: str, max_tokens: int, cache_ttl: 
     tools[-1] = {**tools[-1], "cache_control": marker}
     cached = history_breakpoint(request, cache_ttl)
     return {
-        "model": model,
+        "model": request.model or model,
         "max_tokens": max_tokens,
         "system": [{"type": "text", "text": request.system, "cache_control": marker}],
         "tools": tools,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.caselog import CaseLog
+from bot.community_settings import CommunitySettings
 from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine
@@ -15,6 +16,7 @@ from bot.model import ModelClient
 from bot.moderation import Moderation
 from bot.review import ReviewDesk
 from bot.store import Store
+from bot.store.community_settings import RedisCommunitySettings
 from bot.store.connection import connect
 from bot.store.redis_store import build_store
 from bot.store.review import RedisReviewStore
@@ -47,6 +49,8 @@ class Runtime:
     review: ReviewDesk
     #: The moderators' actions on cases (take, review, note, reopen, decide an appeal), for every surface.
     moderation: Moderation
+    #: The communities' settings saved on the dashboard (versioned), applied live to ``communities``.
+    community_settings: CommunitySettings
     #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
     #: connected); ``/readyz`` answers 200 only from then on.
     serving: bool = False
@@ -68,7 +72,7 @@ class Runtime:
             section = self.settings.worker
             if every < section.notice_interval:
                 section = section.model_copy(update={"notice_interval": every})
-            self._worker = Worker(self.engine, section)
+            self._worker = Worker(self.engine, section, settings_sync=self.community_settings.refresh)
         return self._worker
 
     async def aclose(self) -> None:
@@ -102,14 +106,15 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
     windows = WindowCache(settings.store.window_cache_threads, settings.store.window_cache_bytes)
-    store = build_store(client, settings.store, metrics=metrics, windows=windows)
+    store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
     communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)
     ledger = UsageLedger(client, thread_ttl_ms=settings.store.ended_ttl_ms)
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
     review = ReviewDesk(review_store, CaseLog(store.cases), communities)
     engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                                metrics=metrics, member_records=review)
+                                metrics=metrics, member_records=review, attachments=settings.attachments)
     moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, client, windows, chosen, communities,
-                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation)
+                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation,
+                   community_settings=CommunitySettings(RedisCommunitySettings(client), communities))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.types import CATEGORY_LABELS, Case, Entry, EntryKind, iso
+from bot.types import CATEGORY_LABELS, AttachmentRef, Case, Entry, EntryKind, iso
 
 _MARKERS = {
     EntryKind.REDIRECTION: "[REDIRECTION]",
@@ -21,12 +21,21 @@ def render_entry(entry: Entry) -> str:
     when = iso(entry.at)
     if entry.kind is EntryKind.USER:
         who = entry.author_name or entry.author_id or "user"
-        return f"{when}  {who}: {entry.text}"
+        files = "".join(f"\n    {describe_file(a)}" for a in entry.attachments or ())
+        return f"{when}  {who}: {entry.text}{files}"
     if entry.kind is EntryKind.ASSISTANT:
         return f"{when}  threadguard: {entry.text}"
     marker = _MARKERS.get(entry.kind, f"[{entry.kind.value.upper()}]")
     extra = f" ({CATEGORY_LABELS.get(entry.category, entry.category)})" if entry.category else ""
     return f"{when}  {marker}{extra} {entry.text}".rstrip()
+
+
+def describe_file(ref: AttachmentRef) -> str:
+    """A member's file as moderators see it: name, type, size, SHA-256 and link (never its content)."""
+    line = f"[file] {ref.name} ({ref.media_type}, {ref.size:,} bytes) sha256:{ref.sha256 or '-'}"
+    if ref.link:
+        line += f" {ref.link}"
+    return line + (f" [{ref.note}]" if ref.note else "")
 
 
 def render_case_text(case: Case) -> str:

@@ -6,6 +6,7 @@ How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``; thi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import time
@@ -14,11 +15,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.caselog import CaseLog
-from bot.errors import ModelError, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.errors import ModelError, ModelRequestRejected, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.files import dropped, file_blocks, left_out_lines, refs_tokens, stored_ids
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
-    SYSTEM_PROMPT,
+    Block,
+    FileBlock,
     ModelClient,
     ModelMessage,
     ModelRequest,
@@ -26,6 +29,7 @@ from bot.model import (
     ToolResultBlock,
     Usage,
     ladder_note,
+    system_prompt,
 )
 from bot.pipeline import LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
@@ -52,9 +56,9 @@ from bot.types import (
     iso,
 )
 from bot.usage import TokenTotals, UsageRecorder
-from bot.validation import check_message
+from bot.validation import check_message, looks_empty
 from config.communities import Communities, CommunityConfig
-from config.settings import EngineSettings, PipelineSettings
+from config.settings import AttachmentSettings, EngineSettings, PipelineSettings
 
 from . import notices, texts
 
@@ -96,7 +100,8 @@ class ConversationEngine:
 
     def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
                  pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
-                 metrics: Metrics | None = None, member_records: MemberRecords | None = None) -> None:
+                 metrics: Metrics | None = None, member_records: MemberRecords | None = None,
+                 attachments: AttachmentSettings | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
@@ -106,6 +111,8 @@ class ConversationEngine:
         self.metrics = metrics or Metrics()
         #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
         self.member_records = member_records
+        #: Limits on members' files (``bot.attachments``).
+        self.file_limits = attachments or AttachmentSettings()
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
 
     # --- public API ----------------------------------------------------------------------------
@@ -123,6 +130,8 @@ class ConversationEngine:
         """
         started = time.perf_counter()
         ticket = await self._accept(msg, sink, target=target, unknown=unknown, wait=wait)
+        if ticket.outcome is not None and (ticket.outcome.frozen or ticket.outcome.ignored) and msg.attachments:
+            await self._forget_files(msg.thread)
         if ticket.pending_cases:
             await self._file_pending(msg.thread)
         if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
@@ -133,10 +142,16 @@ class ConversationEngine:
                       unknown: UnknownThread, wait: bool) -> Ticket:
         thread = msg.thread
         checked = check_message(msg.text, self.limits.max_message_chars)
-        if checked.problem:
+        files_only = bool(msg.attachments or msg.files) and looks_empty(msg.text)
+        if checked.problem and not files_only:
             return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)]))
         config = self.communities.get(thread.community)
-        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url)
+        try:
+            msg = await self._take_files(msg)
+        except StoreUnavailable as exc:
+            return Ticket(thread, self._failed(thread, exc))
+        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url,
+                                files=msg.files)
         deadline = time.monotonic() + self.limits.accept_retry_seconds
         delay = 0.05
         while True:
@@ -151,6 +166,28 @@ class ConversationEngine:
                 return Ticket(thread, self._failed(thread, exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    async def _forget_files(self, thread: ThreadRef) -> None:
+        """A thread that takes no message keeps no files sent to it: an ended one (its files went with its
+        end), one the bot takes no part in."""
+        try:
+            await self.store.files.delete_thread(thread)
+        except StoreUnavailable:
+            log.warning("thread %s: files sent to the ended thread expire with it", thread.key)
+
+    async def _take_files(self, msg: IncomingMessage) -> IncomingMessage:
+        """The message's files prepared (in a worker thread: decoding and scaling take CPU) and their bytes
+        kept in the thread's file store; the message goes on with references only."""
+        if not msg.attachments:
+            return msg
+        from bot import attachments  # the imaging and PDF libraries load with the first file, not at start-up
+
+        prepared = await asyncio.to_thread(attachments.prepare, msg.attachments, self.file_limits)
+        if prepared.kept:
+            await self.store.files.put(msg.thread, [(p.ref.id, p.payload) for p in prepared.kept])
+        log.info("thread %s: %d file(s) taken, %d left out", msg.thread.key, len(prepared.kept),
+                 len(prepared.refs) - len(prepared.kept))
+        return dataclasses.replace(msg, attachments=(), files=tuple(prepared.refs))
 
     async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None) -> Outcome:
         """Answer one member message (or explain why not). When another process owns the thread, the
@@ -172,7 +209,7 @@ class ConversationEngine:
                 return Outcome(old, status=state.status, replies=[Reply(
                     ReplyKind.INFO, "I couldn't find that message of yours in this conversation, so there "
                     "is nothing to branch from.", ephemeral=True)])
-            if checked.problem:
+            if checked.problem and not (edit.attachments and looks_empty(edit.new_text)):
                 return Outcome(old, status=state.status,
                                replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
             if not await self.store.dedupe.first_sight(old, edit.dedupe_id):
@@ -195,7 +232,7 @@ class ConversationEngine:
             return self._failed(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)
         first = IncomingMessage(new_thread, edit.author, checked.text, message_id=edit.message_id,
-                                event_id=f"branch:{edit.dedupe_id}")
+                                event_id=f"branch:{edit.dedupe_id}", attachments=edit.attachments)
         outcome = await self.handle_message(first, sink)
         outcome.branch = new_thread
         return outcome
@@ -383,7 +420,8 @@ class ConversationEngine:
         ladder = start.state.ladder
         config = await self._member_config(msg, config)
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
-                           author_name=msg.author.name, message_id=msg.message_id, in_history=True)
+                           author_name=msg.author.name, message_id=msg.message_id, in_history=True,
+                           attachments=list(msg.files) or None)
         turn = _Turn(ladder, [user_entry])
         try:
             return await self._answer_turn(msg, turn, start, config, sink, go_on)
@@ -394,10 +432,12 @@ class ConversationEngine:
     async def _answer_turn(self, msg: IncomingMessage, turn: _Turn, start: TurnStart, config: CommunityConfig,
                            sink: TextSink | None, go_on: bool) -> tuple[Outcome, TurnStart | None]:
         text, user_entry, ladder = msg.text, turn.entries[0], turn.ladder
-        cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text))
-        history = to_messages(start.log[cut:])
+        cut = window_cut(start.log, self.limits.history_token_budget, estimate_tokens(text) + refs_tokens(msg.files))
         idle = time.time() - start.log[-1].at if start.log else None
-        streamed = await self._run_model(turn, history, text, config, sink, idle)
+        streamed = await self._model_turn(msg.thread, turn, start.log[cut:], text, config, sink, idle)
+        if user_entry.attachments:  # what the member's files lost on the way, named after the answer
+            turn.replies[:0] = [Reply(ReplyKind.INFO, "\n".join(lines))
+                                for lines in [left_out_lines(user_entry.attachments)] if lines]
         answer = turn.answer.strip() or ("" if turn.end else notices.empty_answer())
         if answer:
             turn.entries.insert(-1 if turn.end else len(turn.entries),
@@ -421,17 +461,59 @@ class ConversationEngine:
         outcome.streamed = streamed
         return outcome, nxt
 
+    async def _model_turn(self, thread: ThreadRef, turn: _Turn, window: list[Entry], text: str,
+                          config: CommunityConfig, sink: TextSink | None, idle: float | None) -> bool:
+        """The tool loop over the window and the member's message with their files. A first request the API
+        refuses while it carries files is sent again without them (the message's own first, then those of
+        the history): the turn is answered, and a refused file never returns in later history."""
+        user_entry = turn.entries[0]
+        ids = [*(i for e in window if e.attachments for i in stored_ids(e.attachments)),
+               *stored_ids(user_entry.attachments)]
+        stored = await self.store.files.get(thread, ids) if ids else {}
+        while True:
+            history = to_messages(window, stored)
+            current = tuple(file_blocks(user_entry.attachments, stored))
+            try:
+                return await self._run_model(turn, history, text, config, sink, idle, thread.channel, current)
+            except ModelRequestRejected:
+                refused = self._refused_files(turn, history, current, stored)
+                if not refused:
+                    raise
+                await self.store.files.drop(thread, refused)
+                for file_id in refused:
+                    stored.pop(file_id, None)
+
+    def _refused_files(self, turn: _Turn, history: list[ModelMessage], current: tuple[Block, ...],
+                       stored: dict[str, str]) -> list[str]:
+        """The files to leave out after the API refused a request: none once a model call went through (the
+        refusal is not about them); else the message's own, else every file of the history."""
+        if turn.usage.calls:
+            return []
+        user_entry = turn.entries[0]
+        own = [i for i in stored_ids(user_entry.attachments) if i in stored]
+        if own and any(isinstance(b, FileBlock) for b in current):
+            user_entry.attachments = [dropped(r, "the model could not read this file") if r.id in own else r
+                                      for r in user_entry.attachments or ()]
+            log.warning("the model API refused a request with %d new file(s): sent again without them", len(own))
+            return own
+        if any(isinstance(b, FileBlock) for m in history for b in m.blocks):
+            log.warning("the model API refused a request with the history's files: sent again without them")
+            return list(stored)
+        return []
+
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, idle: float | None) -> bool:
+                         sink: TextSink | None, idle: float | None, channel: str,
+                         files: tuple[Block, ...] = ()) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``.
 
         Text from two model rounds (before and after a tool call) is joined by a paragraph break, on
         screen as in the stored answer.
         """
-        messages = [*history, ModelMessage("user", (TextBlock(text),),
-                                           system_note=ladder_note(turn.ladder, config.threshold))]
+        blocks = (*files, TextBlock(text)) if text or not files else files
+        messages = [*history, ModelMessage("user", blocks, system_note=ladder_note(turn.ladder, config.threshold))]
         streamed = False
         separate = False
+        voice = config.channel(channel)
 
         async def forward(delta: str) -> None:
             nonlocal streamed, separate
@@ -446,8 +528,9 @@ class ConversationEngine:
 
         for _ in range(self.limits.max_tool_rounds):
             separate = bool(turn.answer.strip())
-            request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
-                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
+            request = ModelRequest(system_prompt(voice.persona), tuple(messages), cache_until=len(history) - 1,
+                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle,
+                                   model=voice.model)
             called = time.perf_counter()
             response = await self.model.respond(request, forward if sink is not None else None)
             turn.usage.add(response.usage)
@@ -526,6 +609,8 @@ class ConversationEngine:
             outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
+            if turn.end.category in FILES_DELETED_ON_END:
+                await self._delete_files(thread)
             config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
@@ -539,6 +624,20 @@ class ConversationEngine:
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
             await self._case_filed(outcome.case)
         return outcome, result.next
+
+    async def _delete_files(self, thread: ThreadRef) -> None:
+        """The thread's stored files, deleted at once (retried while Redis is unreachable, like the commit)."""
+        deadline = time.monotonic() + self.limits.commit_retry_seconds
+        while True:
+            try:
+                await self.store.files.delete_thread(thread)
+                log.info("thread %s: stored files deleted with its end", thread.key)
+                return
+            except StoreUnavailable:
+                if time.monotonic() >= deadline:
+                    log.error("thread %s: its stored files could not be deleted; they expire with it", thread.key)
+                    return
+                await asyncio.sleep(0.2)
 
     async def _member_config(self, msg: IncomingMessage, config: CommunityConfig) -> CommunityConfig:
         """The community's repeat policy may lower this member's threshold (warned at once)."""
@@ -629,6 +728,8 @@ class ConversationEngine:
 
 
 PARAGRAPH = "\n\n"
+#: Ends whose thread's stored files are deleted at once, not left to expire.
+FILES_DELETED_ON_END = frozenset({"child_sexual_exploitation"})
 
 
 def _join(before: str, after: str) -> str:

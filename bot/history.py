@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from bot.model import ModelMessage, Role, TextBlock
+from collections.abc import Mapping
+
+from bot.files import file_blocks, refs_tokens
+from bot.model import Block, ModelMessage, Role, TextBlock
 from bot.types import Entry, EntryKind, LadderState
 
 
@@ -29,6 +32,8 @@ def window_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0
     for e in entries:  # estimate_tokens, inline: this runs over the whole window every turn
         if e.in_history and (e.kind is _USER or e.kind is _ASSISTANT):
             total += len(e.text) // 4 + 4
+            if e.attachments:
+                total += refs_tokens(e.attachments)
     if total <= token_budget:
         return 0
     lines = [(i, e) for i, e in enumerate(entries) if _is_line(e)]
@@ -38,7 +43,7 @@ def window_cut(entries: list[Entry], token_budget: int, incoming_tokens: int = 0
         if total <= target and e.kind is EntryKind.USER:
             cut = i
             break
-        total -= estimate_tokens(e.text)
+        total -= estimate_tokens(e.text) + refs_tokens(e.attachments)
         if n == len(lines) - 1:
             cut = len(entries)
     return cut
@@ -53,9 +58,10 @@ def build_history(entries: list[Entry], token_budget: int) -> list[ModelMessage]
     return to_messages(entries[window_cut(entries, token_budget):])
 
 
-def to_messages(entries: list[Entry]) -> list[ModelMessage]:
+def to_messages(entries: list[Entry], files: Mapping[str, str] | None = None) -> list[ModelMessage]:
     """The model messages of a window: its user and assistant lines, starting with the member's;
-    consecutive lines of one role make one message."""
+    consecutive lines of one role make one message. ``files``: the thread's stored files by id (a line's
+    files come before its text; one no longer stored becomes a placeholder)."""
     messages: list[ModelMessage] = []
     last: Role | None = None
     for e in entries:
@@ -68,13 +74,21 @@ def to_messages(entries: list[Entry]) -> list[ModelMessage]:
             role = "assistant"
         else:  # not a line, or an answer before the window's first member line
             continue
+        blocks = _line_blocks(e, files)
         if role == last:
             prev = messages[-1]
-            messages[-1] = ModelMessage(role, (*prev.blocks, TextBlock(e.text)))
+            messages[-1] = ModelMessage(role, (*prev.blocks, *blocks))
         else:
-            messages.append(ModelMessage(role, (TextBlock(e.text),)))
+            messages.append(ModelMessage(role, blocks))
             last = role
     return messages
+
+
+def _line_blocks(e: Entry, files: Mapping[str, str] | None) -> tuple[Block, ...]:
+    if not e.attachments:
+        return (TextBlock(e.text),)
+    blocks = file_blocks(e.attachments, files or {})
+    return (*blocks, TextBlock(e.text)) if e.text else tuple(blocks)
 
 
 def ladder_from_prefix(prefix: list[Entry], turn: int) -> LadderState:

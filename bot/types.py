@@ -97,6 +97,53 @@ class Author:
     is_bot: bool = False
 
 
+AttachmentKind = Literal["image", "pdf", "text", ""]
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file a member attached, as the adapter received it: the platform's claims and the downloaded bytes
+    (``data``), or why the adapter could not download them (``problem``, a line the member reads)."""
+
+    name: str
+    media_type: str
+    size: int
+    link: str | None = None
+    data: bytes | None = None
+    problem: str | None = None
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        """SHA-256 of the downloaded bytes (empty when nothing was downloaded)."""
+        return hashlib.sha256(self.data).hexdigest() if self.data is not None else ""
+
+
+@dataclass(frozen=True)
+class AttachmentRef:
+    """What a thread keeps of an attachment beyond its bytes: name, type, size, SHA-256 and link (what cases,
+    exports and the mod-log show), the key of its prepared bytes in the thread's file store (``kind`` empty
+    when it was left out) and, when left out, why (``note``)."""
+
+    name: str
+    media_type: str
+    size: int
+    sha256: str = ""
+    link: str | None = None
+    kind: AttachmentKind = ""
+    #: Key of the prepared content in the thread's file store ("" when there is none).
+    id: str = ""
+    #: The token estimate of its content block, counted in the history window.
+    tokens: int = 0
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in _EMPTY}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttachmentRef:
+        return cls(**{k: v for k, v in data.items() if k in _REF_FIELDS})
+
+
 @dataclass(frozen=True)
 class IncomingMessage:
     """A new message from a community member in a thread the bot takes part in."""
@@ -108,6 +155,10 @@ class IncomingMessage:
     #: Deduplication id: Slack's ``event_id``; Discord's message id. Defaults to ``message_id``.
     event_id: str | None = None
     jump_url: str | None = None
+    #: Files as the adapter downloaded them (the engine prepares and stores them at accept).
+    attachments: tuple[Attachment, ...] = ()
+    #: The files as the thread keeps them (no bytes): what the inbox entry carries to the turn.
+    files: tuple[AttachmentRef, ...] = ()
 
     @property
     def dedupe_id(self) -> str:
@@ -123,10 +174,13 @@ class EditedMessage:
     message_id: str
     new_text: str
     event_id: str | None = None
+    #: The message's files as they are now (they go with the branch's first message).
+    attachments: tuple[Attachment, ...] = ()
 
     @property
     def dedupe_id(self) -> str:
-        digest = hashlib.blake2b(self.new_text.encode(), digest_size=8).hexdigest()
+        files = "".join(f"\n{a.name}\t{a.sha256 or a.size}" for a in self.attachments)
+        digest = hashlib.blake2b((self.new_text + files).encode(), digest_size=8).hexdigest()
         return self.event_id or f"edit:{self.message_id}:{digest}"
 
 
@@ -168,6 +222,8 @@ class Entry:
     #: Only user/assistant entries with ``in_history`` are sent to the model. A turn the API refused
     #: keeps its lines in the transcript for moderators but drops them from the model history.
     in_history: bool = False
+    #: The member's files with this line (references, never bytes).
+    attachments: list[AttachmentRef] | None = None
 
     def to_json(self) -> str:
         """Compact JSON without the fields left at their empty defaults (``None``, ``""``, 0, ``False``), in
@@ -175,6 +231,8 @@ class Entry:
         for any text and any time from 0.0001 s to 10^16 s (orjson writes exponents its own way outside)."""
         data = {k: v for k, v in self.__dict__.items() if v not in _EMPTY}
         data["kind"] = self.kind.value
+        if self.attachments:
+            data["attachments"] = [a.to_dict() for a in self.attachments]
         return orjson.dumps(data).decode()
 
     @classmethod
@@ -192,6 +250,8 @@ class Entry:
         left out."""
         kind = data["kind"]
         data["kind"] = _KINDS.get(kind) or EntryKind(kind)
+        if "attachments" in data:
+            data["attachments"] = [AttachmentRef.from_dict(a) for a in data["attachments"] or ()] or None
         if data.keys() <= _ENTRY_FIELDS:
             return cls(**data)
         return cls(**{k: v for k, v in data.items() if k in _ENTRY_FIELDS})
@@ -201,6 +261,7 @@ class Entry:
 _EMPTY: tuple[object, ...] = (None, "", False)
 _ENTRY_FIELDS = frozenset(f.name for f in dataclasses.fields(Entry))
 _KINDS: dict[str, EntryKind] = {k.value: k for k in EntryKind}
+_REF_FIELDS = frozenset(f.name for f in dataclasses.fields(AttachmentRef))
 
 
 class ThreadStatus(enum.StrEnum):

@@ -75,6 +75,17 @@ class CommunityTexts(BaseModel):
         return self
 
 
+class ChannelConfig(BaseModel):
+    """What one channel sets for itself; unset: the community's. Nothing here touches the safety rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Appended to the system prompt in this channel (after the fixed rules, so they keep their place).
+    persona: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: The Messages API model answering in this channel (``claude-…``).
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
 class CommunityConfig(BaseModel):
     """How threadguard behaves in one community (a Discord guild, a Slack team, the console)."""
 
@@ -107,21 +118,44 @@ class CommunityConfig(BaseModel):
     dashboard_url: str | None = None
     #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
     texts: CommunityTexts = CommunityTexts()
+    #: A persona note and a model for every channel of the community that sets none of its own.
+    persona: str | None = Field(default=None, min_length=1, max_length=2000)
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+    #: Per channel id: a persona note and a model of its own (``[community.<id>.channels.<channel>]``).
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+
+    def channel(self, channel: str) -> ChannelConfig:
+        """The channel's persona note and model, each inherited from the community when unset."""
+        own = self.channels.get(channel)
+        if own is None:
+            return ChannelConfig(persona=self.persona, model=self.model)
+        return ChannelConfig(persona=own.persona or self.persona, model=own.model or self.model)
 
 
 class Communities:
-    """Looks up the configuration for a community id, falling back to the defaults."""
+    """Looks up the configuration for a community id, falling back to the defaults.
+
+    The file's tables are the seed; settings saved on the dashboard replace a community's seed while the
+    process runs (``replace_saved``, swapped in one assignment: every holder of this object sees them)."""
 
     def __init__(self, default: CommunityConfig | None = None,
                  overrides: dict[str, CommunityConfig] | None = None) -> None:
         self.default = default or CommunityConfig()
-        self._overrides = dict(overrides or {})
+        self._seed = dict(overrides or {})
+        self._overrides = dict(self._seed)
 
     def get(self, community: str) -> CommunityConfig:
         return self._overrides.get(community, self.default)
 
+    def seed(self, community: str) -> CommunityConfig:
+        """What the file says for the community (its table, or the defaults)."""
+        return self._seed.get(community, self.default)
+
     def known(self) -> list[str]:
         return sorted(self._overrides)
+
+    def replace_saved(self, saved: dict[str, CommunityConfig]) -> None:
+        self._overrides = {**self._seed, **saved}
 
     @classmethod
     def from_file(cls, path: Path | None) -> Communities:

@@ -94,8 +94,47 @@ class WorkerSettings(BaseSettings):
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
+    #: Seconds between two looks at the communities' settings revision (one GET): a setting saved on the
+    #: dashboard reaches every worker within this time, without a restart and without a read per turn.
+    settings_interval: float = Field(default=2.0, gt=0, le=5)
     #: Due threads looked at per shard and pass of the recovery loop.
     recovery_batch: int = Field(default=50, ge=1)
+
+
+class AttachmentSettings(BaseSettings):
+    """``THREADGUARD_ATTACHMENT_*``: members' files, within the Messages API's documented limits.
+
+    The API refuses an image whose base64 text is over 5 MB (5,242,880 bytes) or with a side over 8000 px,
+    a request over 32 MB, more than 100 images in one request, and PDFs of more than 100 pages; it scales
+    down any image whose long edge is over 1568 px itself (latency, no quality), so we do it first.
+    """
+
+    model_config = _section("THREADGUARD_ATTACHMENT_")
+
+    #: A download larger than this is refused while it streams (the platform's own claim is checked first).
+    max_download_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    download_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: Images sent with one message; the rest are named to the member.
+    max_images_per_message: int = Field(default=5, ge=0, le=100)
+    #: PDFs and text files sent with one message.
+    max_documents_per_message: int = Field(default=5, ge=0, le=100)
+    #: Long edge images are scaled down to before sending (the API's recommended size).
+    image_long_edge: int = Field(default=1568, ge=200, le=8000)
+    #: Decoded pixels an image may have (width x height, read from the header before decoding):
+    #: anything larger is refused as a possible decompression bomb.
+    max_image_pixels: int = Field(default=64_000_000, ge=1_000_000)
+    #: The API's limits on one image: the base64 text and each side.
+    max_image_base64: int = Field(default=5_242_880, ge=1024, le=5_242_880)
+    max_image_side: int = Field(default=8000, ge=200, le=8000)
+    #: PDFs: pages (the API allows 100 in a request) and bytes.
+    max_pdf_pages: int = Field(default=100, ge=1, le=100)
+    max_pdf_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    #: Characters read from a text file; the rest is cut and the member told.
+    max_text_chars: int = Field(default=50_000, ge=100)
+    #: Per thread in Redis: files kept for later turns and their total size (base64 and text characters);
+    #: beyond either the oldest become a placeholder. Below the API's 32 MB request limit and 100 images.
+    thread_max_files: int = Field(default=20, ge=1, le=100)
+    thread_max_bytes: int = Field(default=24 * 1024 * 1024, ge=1024, le=30 * 1024 * 1024)
 
 
 DAY_S = 86_400
@@ -165,7 +204,7 @@ class Settings:
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
                  engine: EngineSettings | None = None, pipeline: PipelineSettings | None = None,
                  worker: WorkerSettings | None = None, store: StoreSettings | None = None,
-                 ops: OpsSettings | None = None) -> None:
+                 ops: OpsSettings | None = None, attachments: AttachmentSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
@@ -173,3 +212,4 @@ class Settings:
         self.worker = worker or WorkerSettings()
         self.store = store or StoreSettings()
         self.ops = ops or OpsSettings()
+        self.attachments = attachments or AttachmentSettings()

@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import itertools
+import mimetypes
 import secrets
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from bot.casefile import render_case_text
 from bot.engine import ConversationEngine
 from bot.review import ReviewDesk
 from bot.types import (
+    Attachment,
     Author,
     EditedMessage,
     IncomingMessage,
@@ -30,6 +33,7 @@ Commands:
   /cases          list this community's moderator cases
   /case N         show case N with its transcript
   /appeal [text]  tell the moderators the last ending was a mistake (once per ended conversation)
+  /attach PATH    send a file (image, PDF or text) with your next message
   /quit           leave"""
 
 _PREFIX = {
@@ -65,6 +69,8 @@ class ConsoleSession:
         self._write = write
         self._stream = stream
         self.quit = False
+        #: Files ``/attach`` read, sent with the next message.
+        self.pending_files: list[Attachment] = []
 
     def _new_thread(self) -> ThreadRef:
         return ThreadRef("console", self.community, "cli", f"{self._session}-{next(self._threads)}")
@@ -77,8 +83,9 @@ class ConsoleSession:
             return [*decided, *await self._command(stripped)]
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
         sink = self._sink() if self._stream else None
+        files, self.pending_files = tuple(self.pending_files), []
         outcome = await self.engine.handle_message(
-            IncomingMessage(self.thread, self.user, line, message_id=message_id), sink)
+            IncomingMessage(self.thread, self.user, line, message_id=message_id, attachments=files), sink)
         if outcome.model_called:
             self.my_messages.append(message_id)
         return [*decided, *self._render(outcome, streamed_newline=outcome.streamed)]
@@ -118,7 +125,28 @@ class ConsoleSession:
             return await self._case(rest)
         if name == "/appeal":
             return await self._appeal(rest)
+        if name == "/attach":
+            return self._attach(rest.strip())
         return [f"[info] Unknown command {name}. Type /help for the commands."]
+
+    def _attach(self, path: str) -> list[str]:
+        """Read a local file (at most the download limit) to send with the next message."""
+        if not path:
+            return ["[info] Usage: /attach PATH"]
+        file = Path(path).expanduser()
+        limit = self.engine.file_limits.max_download_bytes
+        try:
+            with file.open("rb") as handle:
+                data = handle.read(limit + 1)
+        except OSError:
+            return [f"[info] {file.name or path}: the file could not be read."]
+        media_type = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if len(data) > limit:
+            self.pending_files.append(Attachment(file.name, media_type, len(data), problem=(
+                f"it is larger than {limit // (1024 * 1024)} MB")))
+        else:
+            self.pending_files.append(Attachment(file.name, media_type, len(data), link=str(file), data=data))
+        return [f"[info] {file.name} goes with your next message."]
 
     async def _edit(self, rest: str) -> list[str]:
         number, _, text = rest.strip().partition(" ")

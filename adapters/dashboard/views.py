@@ -155,7 +155,8 @@ def _login_page(request: web.Request, *, status: int = 200, error: str | None = 
     dash = dashboard(request)
     nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     response = dash.render("login.html", status=status, moderator=None, error=error,
-                           csrf=dash.accounts.csrf_token(nonce, "login"))
+                           csrf=dash.accounts.csrf_token(nonce, "login"), providers=list(dash.providers.values()),
+                           passwords=dash.passwords, next=request.query.get("next", ""))
     response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="Strict", path="/login",
                         secure=dash.settings.cookie_secure, max_age=3600)
     return response
@@ -167,6 +168,8 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     dash = dashboard(request)
+    if not dash.passwords:
+        raise web.HTTPForbidden()
     form = await request.post()
     name, password = str(form.get("name", ""))[:100], str(form.get("password", ""))[:1000]
     moderator = await dash.accounts.authenticate(name, password, _client(request))

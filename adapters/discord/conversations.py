@@ -8,9 +8,20 @@ from dataclasses import dataclass
 
 import discord
 
+from adapters.downloads import for_platform
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
-from bot.types import Case, EditedMessage, IncomingMessage, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
+from bot.types import (
+    Attachment,
+    Case,
+    EditedMessage,
+    IncomingMessage,
+    Outcome,
+    Reply,
+    ReplyKind,
+    ThreadRef,
+    ThreadStatus,
+)
 from config.communities import Communities
 from config.discord import DiscordSettings
 
@@ -19,10 +30,12 @@ from .modlog import ModLog
 from .openings import BareMentions, is_bare_mention, opening_ref
 from .replies import StreamingMessage, TypingIndicator, send_text
 from .translate import (
+    DISCORD_FILE_HOSTS,
     DM_COMMUNITY,
     author_of,
     channel_allowed,
     dm_ref,
+    file_wanted,
     ref_url,
     strip_bot_mention,
     thread_name,
@@ -57,6 +70,7 @@ class Conversations:
         self.modlog = modlog
         self.typing_delay = typing_delay
         self.bare_mentions = BareMentions()
+        self.downloads = for_platform(engine.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
         #: The appeal button under a freeze notice (set by the bot builder).
         self.appeal_view: Callable[[Case], discord.ui.View] | None = None
 
@@ -171,8 +185,10 @@ class Conversations:
         if place is None:
             return
         text = strip_bot_mention(message.content, self._me().id)
+        files = await self.downloads.fetch_all([file_wanted(a) for a in message.attachments])
         incoming = IncomingMessage(place.ref, author_of(message.author), text, message_id=str(message.id),
-                                   jump_url=ref_url(place.ref) if place.ref.community != DM_COMMUNITY else None)
+                                   jump_url=ref_url(place.ref) if place.ref.community != DM_COMMUNITY else None,
+                                   attachments=files)
         log.debug("message %s in thread %s: %r", message.id, place.ref.key, text)
         await self.converse(place, incoming)
 
@@ -187,7 +203,8 @@ class Conversations:
         message = payload.message
         if message.author.bot or "content" not in payload.data or self.client.user is None:
             return
-        if payload.cached_message is not None and payload.cached_message.content == message.content:
+        cached = payload.cached_message
+        if cached is not None and cached.content == message.content and _file_ids(cached) == _file_ids(message):
             return  # an embed or unfurl update, not an edit by the member
         try:
             place = await self.place_for_edit(message)
@@ -197,16 +214,17 @@ class Conversations:
         if place is None:
             return
         text = strip_bot_mention(message.content, self._me().id)
-        outcome, branch = await self.branch(place, message.author, str(message.id), text)
+        files = await self.downloads.fetch_all([file_wanted(a) for a in message.attachments])
+        outcome, branch = await self.branch(place, message.author, str(message.id), text, files=files)
         if branch is None:
             await self.deliver(place, outcome, None)
 
     async def branch(self, place: Place, member: discord.abc.User, message_id: str, text: str, *,
-                     event_id: str | None = None) -> tuple[Outcome, Place | None]:
+                     event_id: str | None = None, files: tuple[Attachment, ...] = ()) -> tuple[Outcome, Place | None]:
         """Hand an edited message to the engine; when it branches, open the new thread, link both
         ways and post the answer there. Returns the outcome and the branch (``None``: no branch,
         the outcome's replies say why, or nothing when the conversation is still active)."""
-        edit = EditedMessage(place.ref, author_of(member), message_id, text, event_id=event_id)
+        edit = EditedMessage(place.ref, author_of(member), message_id, text, event_id=event_id, attachments=files)
         opened: list[Place] = []
 
         async def open_branch(first_text: str) -> ThreadRef:
@@ -351,3 +369,7 @@ class Conversations:
                         exc.status, exc.code)
             return False
         return True
+
+
+def _file_ids(message: discord.Message) -> list[int]:
+    return [a.id for a in message.attachments]

@@ -30,8 +30,9 @@ def mentions(message: discord.Message, user_id: int) -> bool:
 
 
 def is_bare_mention(message: discord.Message, bot_id: int) -> bool:
-    """A mention of the bot with nothing a reader would see besides it (or only attachments)."""
-    return mentions(message, bot_id) and looks_empty(strip_bot_mention(message.content, bot_id))
+    """A mention of the bot with nothing a reader would see besides it and no files (those are read)."""
+    return (mentions(message, bot_id) and looks_empty(strip_bot_mention(message.content, bot_id))
+            and not message.attachments)
 
 
 class BareMentions:

@@ -13,6 +13,32 @@ THREAD_NAME_LIMIT = 90
 _WHITESPACE = re.compile(r"\s+")
 
 
+#: Where Discord serves attachments (their URLs are signed and expire).
+DISCORD_FILE_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+
+
+class AttachmentLike(Protocol):
+    """What we read from a ``discord.Attachment``."""
+
+    @property
+    def filename(self) -> str: ...
+
+    @property
+    def content_type(self) -> str | None: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def url(self) -> str: ...
+
+
+def file_wanted(attachment: AttachmentLike) -> tuple[str, str, int, str, str | None]:
+    """(name, claimed type, claimed size, download URL, link) of an attachment, for ``adapters.downloads``."""
+    return (attachment.filename, attachment.content_type or "application/octet-stream", int(attachment.size),
+            attachment.url, attachment.url.split("?", 1)[0])
+
+
 class AuthorLike(Protocol):
     """What we read from a ``discord.User`` / ``discord.Member``."""
 

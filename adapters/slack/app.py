@@ -150,12 +150,13 @@ class SlackBot:
         app, conv, cmds = self.app, self.conversations, self.commands
 
         @app.event("app_mention")
-        async def on_mention(body: dict[str, Any], event: dict[str, Any]) -> None:
-            await conv.on_mention(body, event)  # accepted into Redis before Bolt acknowledges
+        async def on_mention(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+            # accepted into Redis before Bolt acknowledges; the workspace's token downloads its files
+            await conv.on_mention(body, event, token=context.bot_token)
 
         @app.event("message")
-        async def on_message(body: dict[str, Any], event: dict[str, Any]) -> None:
-            await conv.on_message(body, event)
+        async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+            await conv.on_message(body, event, token=context.bot_token)
 
         @app.command(COMMAND)
         async def on_command(ack: Any, body: dict[str, Any], respond: Any) -> None:

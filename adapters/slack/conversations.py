@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from adapters.downloads import for_platform
 from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
-from bot.types import Case, EditedMessage, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadNotice, ThreadRef
+from bot.types import (
+    Attachment,
+    Case,
+    EditedMessage,
+    IncomingMessage,
+    Outcome,
+    ReplyKind,
+    TextSink,
+    ThreadNotice,
+    ThreadRef,
+)
 from config.communities import Communities
 from config.slack import SlackSettings
 
@@ -135,10 +147,11 @@ class Conversations:
         self._slack = slack
         self._delivery = delivery
         self._spawn = spawn
+        self._downloads = for_platform(engine.file_limits, translate.SLACK_FILE_HOSTS, slack.api_base_url)
 
     # --- routing (awaited before Slack gets its acknowledgement) ------------------------------
 
-    async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_mention(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         identity = await self._delivery.identity.get()
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel) or translate.from_bot(event, identity):
@@ -146,12 +159,13 @@ class Conversations:
         if not self._allowed(body, event, channel):
             log.debug("mention in channel %s ignored: not an allowed channel", channel)
             return
-        await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
+        await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
+                           UnknownThread.ACCEPT)
 
-    async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_message(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         subtype = event.get("subtype")
         if subtype == "message_changed":
-            self._spawn(lambda: self.on_edit(body, event), f"edit {body.get('event_id')}")
+            self._spawn(lambda: self.on_edit(body, event, token=token), f"edit {body.get('event_id')}")
             return
         identity = await self._delivery.identity.get()
         if subtype not in _SPOKEN or translate.from_bot(event, identity) or "ts" not in event:
@@ -159,7 +173,8 @@ class Conversations:
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel, event.get("channel_type")):
             if self._slack.allow_direct_messages:
-                await self._accept(translate.incoming(body, event, identity), UnknownThread.ACCEPT)
+                await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
+                                   UnknownThread.ACCEPT)
             return
         if not self._allowed(body, event, channel) or translate.mentions(event.get("text", ""), identity.user_id):
             return  # a mention is handled by its app_mention event
@@ -167,20 +182,35 @@ class Conversations:
         if not thread_ts or thread_ts == event["ts"]:
             return  # a top-level message that does not mention the bot
         # Whether the bot takes part in this thread is decided by Redis when the reply is accepted.
-        await self._accept(translate.incoming(body, event, identity),
+        await self._accept(await self._with_files(translate.incoming(body, event, identity), event, token),
                            UnknownThread.PARK if _young(event) else UnknownThread.IGNORE)
 
-    async def on_edit(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+    async def on_edit(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
         identity = await self._delivery.identity.get()
         edit = translate.edited(body, event, identity)
         if edit is None:
             return
+        files = await self._files(event.get("message") or {}, token)
+        if files:
+            edit = dataclasses.replace(edit, attachments=files)
         channel = edit.thread.channel
         if not translate.is_direct(channel, event.get("channel_type")) and not self._allowed(body, event, channel):
             return
         await self._edit(edit, identity)
 
     # --- the engine ---------------------------------------------------------------------------
+
+    async def _with_files(self, msg: IncomingMessage, event: dict[str, Any], token: str | None) -> IncomingMessage:
+        files = await self._files(event, token)
+        return dataclasses.replace(msg, attachments=files) if files else msg
+
+    async def _files(self, message: dict[str, Any], token: str | None) -> tuple[Attachment, ...]:
+        """A message's files, downloaded with the workspace's bot token from Slack's file host."""
+        wanted = translate.files_wanted(message)
+        if not wanted:
+            return ()
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return await self._downloads.fetch_all(wanted, headers)
 
     async def _accept(self, msg: IncomingMessage, unknown: UnknownThread) -> None:
         """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""

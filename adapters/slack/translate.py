@@ -109,6 +109,30 @@ def incoming(body: dict[str, Any], event: dict[str, Any], identity: Identity) ->
     )
 
 
+#: Where Slack serves files (``url_private_download``, with the bot token as a bearer token).
+SLACK_FILE_HOSTS = ("files.slack.com",)
+
+
+def files_wanted(event: dict[str, Any]) -> list[tuple[str, str, int, str, str | None]]:
+    """(name, claimed type, claimed size, download URL, permalink) of a message's files, for
+    ``adapters.downloads``; files Slack shows only as a tombstone or an external link are skipped."""
+    wanted = []
+    for file in event.get("files") or ():
+        if not isinstance(file, dict) or file.get("mode") in ("tombstone", "external"):
+            continue
+        url = file.get("url_private_download") or file.get("url_private")
+        if not url:
+            continue
+        wanted.append((str(file.get("name") or file.get("title") or "file"),
+                       str(file.get("mimetype") or "application/octet-stream"), int(file.get("size") or 0),
+                       str(url), file.get("permalink")))
+    return wanted
+
+
+def _file_ids(message: dict[str, Any]) -> list[str]:
+    return [str(f.get("id")) for f in message.get("files") or () if isinstance(f, dict)]
+
+
 def edited(body: dict[str, Any], event: dict[str, Any], identity: Identity) -> EditedMessage | None:
     """A ``message_changed`` event where a member changed the words of their message; else ``None``
     (unfurls, bots, edits that keep the same text)."""
@@ -116,7 +140,8 @@ def edited(body: dict[str, Any], event: dict[str, Any], identity: Identity) -> E
     previous = event.get("previous_message") or {}
     if from_bot(message, identity) or "ts" not in message:
         return None
-    if (message.get("text") or "") == (previous.get("text") or "") and previous:
+    if (message.get("text") or "") == (previous.get("text") or "") and previous and \
+            _file_ids(message) == _file_ids(previous):
         return None
     channel = str(event["channel"])
     user = str(message["user"])

@@ -241,6 +241,19 @@ class NoticeOutbox(Protocol):
     async def pop_notices(self, platform: str, limit: int) -> list[str]: ...
 
 
+class AttachmentStore(Protocol):
+    """Members' prepared files per thread, for later turns: bounded (the oldest go first), living as long as
+    the thread is active; references elsewhere (log, inbox, cases) never carry the bytes."""
+
+    async def put(self, thread: ThreadRef, files: list[tuple[str, str]]) -> list[str]: ...
+
+    async def get(self, thread: ThreadRef, ids: list[str]) -> dict[str, str]: ...
+
+    async def drop(self, thread: ThreadRef, ids: list[str]) -> None: ...
+
+    async def delete_thread(self, thread: ThreadRef) -> None: ...
+
+
 class StoreHealth(Protocol):
     """The connection every part shares: its request count, a health check, closing it."""
 
@@ -264,3 +277,4 @@ class Store:
     conversations: ConversationNumbers
     notices: NoticeOutbox
     health: StoreHealth
+    files: AttachmentStore

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bot.types import Author, IncomingMessage, ThreadRef
+from bot.types import AttachmentRef, Author, IncomingMessage, ThreadRef
 
 
 class UnknownThread(enum.StrEnum):
@@ -55,7 +55,8 @@ class InboxEntry:
         m, t = self.message, self.target
         data: dict[str, Any] = {"a": m.author.id, "n": m.author.name, "x": m.text, "m": m.message_id,
                                 "e": m.event_id, "j": m.jump_url, "u": t.user, "i": t.interaction,
-                                "t": t.extra or None, "at": round(self.at, 3)}
+                                "t": t.extra or None, "at": round(self.at, 3),
+                                "f": [f.to_dict() for f in m.files] or None}
         return orjson.dumps({k: v for k, v in data.items() if v is not None}).decode()
 
     def stored(self) -> str:
@@ -70,8 +71,9 @@ class InboxEntry:
             raise ValueError("an inbox entry without an id")
         try:
             d = orjson.loads(body)
+            files = tuple(AttachmentRef.from_dict(f) for f in d.get("f") or ())
             message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
-                                      message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"))
+                                      message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"), files=files)
             target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
         except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise ValueError("a malformed inbox entry") from exc

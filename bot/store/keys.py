@@ -19,6 +19,8 @@ Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
     tg:{t:T}:current      string number of the conversation now running in a channel without threads
                                  (a Discord DM): conversation n lives at thread key ``T~n``
+    tg:{t:T}:files        hash   members' prepared files by id (``bot.attachments``), bounded, idle TTL
+    tg:{t:T}:files:order  list   their ids, oldest first (the oldest go first beyond the bound)
 
 Per community (``C``):
     tg:{c:C}:seq          string last case number
@@ -118,6 +120,14 @@ def pending(thread_key: str) -> str:
 
 def current(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:current"
+
+
+def files(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:files"
+
+
+def files_order(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:files:order"
 
 
 def community_tag(community: str) -> str:

@@ -17,11 +17,12 @@ from bot.store import Store, keys
 from bot.store.case_index import RedisCaseIndex
 from bot.store.connection import RedisConnection
 from bot.store.redis_cases import PendingIndex, RedisCases
+from bot.store.redis_files import RedisFiles
 from bot.store.redis_inbox import RedisTurnInbox
 from bot.store.redis_turns import RedisTurnLog
 from bot.store.window import WindowCache
 from bot.types import ThreadRef
-from config.settings import StoreSettings
+from config.settings import AttachmentSettings, StoreSettings
 
 
 class RedisEventDedupe:
@@ -73,7 +74,7 @@ class RedisNoticeOutbox:
 
 
 def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None = None,
-                windows: WindowCache | None = None) -> Store:
+                windows: WindowCache | None = None, attachments: AttachmentSettings | None = None) -> Store:
     """Every part of the store over one connection to ``client`` (a redis-py asyncio client or fakeredis).
     ``windows``: the history windows of the threads this process worked on last, which the inbox's and the
     commit's turn starts read on top of."""
@@ -90,4 +91,5 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
         conversations=RedisConversationNumbers(connection, settings),
         notices=RedisNoticeOutbox(connection),
         health=connection,
+        files=RedisFiles(connection, settings, attachments or AttachmentSettings()),
     )

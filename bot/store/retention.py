@@ -30,7 +30,7 @@ from bot.store import keys
 from bot.store.inbox_entry import InboxEntry
 from bot.store.review import forget_member
 from bot.store.scripts.case_index import index_keys, summary_json
-from bot.types import Author, Case, Entry, EntryKind, Participant, ThreadRef
+from bot.types import AttachmentRef, Author, Case, Entry, EntryKind, Participant, ThreadRef
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ return missed
 # it (``last_activity``: the time of the log's last entry, epoch s). Returns 0 (every key has a TTL), 1 (TTLs
 # set to what remains), 2 (older than its period: deleted).
 _EXPIRE_THREAD = """
-local state, log, remind = KEYS[1], KEYS[2], KEYS[3]
+local state, log, remind, files, order = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_ms, idle_ttl, ended_ttl, last_activity = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 if redis.call('PTTL', state) ~= -1 and redis.call('PTTL', log) ~= -1 then return 0 end
 local last = tonumber(last_activity)
@@ -110,7 +110,7 @@ local limit = tonumber(idle_ttl)
 if redis.call('HGET', state, 'status') == 'ended' then limit = tonumber(ended_ttl) end
 local rest = limit - (tonumber(now_ms) - math.floor(last * 1000))
 if rest <= 0 then
-  redis.call('DEL', state, log, remind)
+  redis.call('DEL', state, log, remind, files, order)
   return 2
 end
 for _, key in ipairs({state, log, remind}) do
@@ -165,6 +165,7 @@ def _anonymise_entries(entries: list[Entry], user_id: str) -> int:
         if entry.author_id == user_id:
             if entry.kind is EntryKind.USER:
                 entry.text = REMOVED_TEXT
+                entry.attachments = _forget_files(entry.attachments)
             entry.author_id = None
             entry.author_name = None
             changed += 1
@@ -172,6 +173,19 @@ def _anonymise_entries(entries: list[Entry], user_id: str) -> int:
             entry.text = REMOVED_TEXT
             changed += 1
     return changed
+
+
+def _forget_files(refs: list[AttachmentRef] | None) -> list[AttachmentRef] | None:
+    """A forgotten member's files: their names and links go, and the line no longer points at stored bytes;
+    type, size and SHA-256 stay (they identify no one and keep the record)."""
+    if not refs:
+        return refs
+    return [AttachmentRef(REMOVED_TEXT, r.media_type, r.size, r.sha256, None, note="removed") for r in refs]
+
+
+def _file_ids(entries: list[Entry], user_id: str) -> list[str]:
+    return [r.id for e in entries if e.author_id == user_id and e.kind is EntryKind.USER
+            for r in e.attachments or () if r.id]
 
 
 def forget_in_case(case: Case, user_id: str) -> int:
@@ -269,7 +283,8 @@ class Retention:
     async def _expire_one(self, thread_key: str, now_ms: int, report: PurgeReport) -> None:
         last = await self._last_log_activity(thread_key, now_ms / 1000)
         result = int(await self._expire_thread(
-            keys=[keys.state(thread_key), keys.log(thread_key), keys.remind(thread_key)],
+            keys=[keys.state(thread_key), keys.log(thread_key), keys.remind(thread_key), keys.files(thread_key),
+                  keys.files_order(thread_key)],
             args=[now_ms, self.idle_ttl_ms, self.ended_ttl_ms, f"{last:.3f}"]))
         if result == 2:
             report.threads_deleted += 1
@@ -322,6 +337,7 @@ class Retention:
                 raws = await self.client.lrange(key, 0, -1)
                 entries = [Entry.from_json(raw) for raw in raws]
                 before = [e.to_json() for e in entries]
+                await self._forget_stored_files(key, _file_ids(entries, user_id))
                 _anonymise_entries(entries, user_id)
                 swaps: list[str | int] = []
                 for index, (raw, old, entry) in enumerate(zip(raws, before, entries, strict=True)):
@@ -337,6 +353,17 @@ class Retention:
             if changed:
                 report.threads_changed += 1
                 report.log_entries += changed
+
+    async def _forget_stored_files(self, log_key: str, ids: list[str]) -> None:
+        """The member's files kept in the thread's file store (``log_key``: the thread's log)."""
+        if not ids:
+            return
+        thread_key = log_key[len(f"{keys.PREFIX}:{{t:"):-len("}:log")]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(keys.files(thread_key), *ids)
+        for file_id in ids:
+            pipe.lrem(keys.files_order(thread_key), 0, file_id)
+        await pipe.execute()
 
     async def _forget_in_waiting(self, platform: str, user_id: str, report: ForgetReport) -> None:
         """Messages of theirs not answered yet: their text becomes ``REMOVED_TEXT`` and their name their id;

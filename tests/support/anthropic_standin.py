@@ -12,7 +12,9 @@ them: text in several ``text_delta`` chunks, tool input in several ``input_json_
 
 The stand-in checks what the real API would reject with a 400 (missing fields, empty text blocks, a
 ``tool_use`` not answered by a ``tool_result`` in the next user message, more than 4 ``cache_control``
-breakpoints) before it takes a script off the queue. Usage simulates prompt caching: when a request
+breakpoints; image and document blocks: bad base64, a media type the bytes do not match, an image's base64
+over 5 MB or a side over 8000 px, more than 100 images, a PDF over 100 pages) and with a 413 (a request body
+over 32 MB) before it takes a script off the queue. Usage simulates prompt caching: when a request
 carries ``cache_control`` and its system+tools prefix equals the previous request's, the prefix is
 reported as ``cache_read_input_tokens``; otherwise as ``cache_creation_input_tokens``.
 """
@@ -20,8 +22,11 @@ reported as ``cache_read_input_tokens``; otherwise as ``cache_creation_input_tok
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import inspect
+import io
 import json
 import math
 import secrets
@@ -34,6 +39,13 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 MAX_CACHE_BREAKPOINTS = 4
+#: The Messages API's documented limits on files and requests.
+MAX_IMAGE_BASE64 = 5_242_880
+MAX_IMAGE_SIDE = 8000
+MAX_IMAGES = 100
+MAX_PDF_PAGES = 100
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+IMAGE_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
 ERROR_STATUS = {
     "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
     "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
@@ -185,6 +197,80 @@ def validate(body: dict[str, Any]) -> str | None:
         problem = _check_tool_pairing(messages, i)
         if problem:
             return problem
+        for j, block in enumerate(_blocks(message)):
+            problem = _check_file(block, f"messages.{i}.content.{j}")
+            if problem:
+                return problem
+    images = sum(1 for m in messages for b in _blocks(m) if b.get("type") == "image")
+    if images > MAX_IMAGES:
+        return f"messages: Too many images in request. Maximum number of images is {MAX_IMAGES}, got {images}."
+    return None
+
+
+def _decoded(data: Any) -> bytes | None:
+    if not isinstance(data, str) or not data:
+        return None
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _check_file(block: dict[str, Any], where: str) -> str | None:
+    """An image or document block as the real API checks it."""
+    kind = block.get("type")
+    if kind not in ("image", "document"):
+        return None
+    source = block.get("source") or {}
+    if kind == "document" and source.get("type") == "text":
+        if source.get("media_type") != "text/plain" or not str(source.get("data") or "").strip():
+            return f"{where}.document.source.text: a text document needs media_type text/plain and non-empty data"
+        return None
+    if source.get("type") != "base64":
+        return (f"{where}.{kind}.source: Input tag '{source.get('type')}' found using 'type' does not match any "
+                "of the expected tags")
+    raw = _decoded(source.get("data"))
+    if raw is None:
+        return f"{where}.{kind}.source.base64.data: The {kind} data is not valid base64"
+    if kind == "document":
+        return _check_pdf(raw, source, where)
+    return _check_image(raw, source, where)
+
+
+def _check_image(raw: bytes, source: dict[str, Any], where: str) -> str | None:
+    from PIL import Image, UnidentifiedImageError
+
+    size = len(source["data"])
+    if size > MAX_IMAGE_BASE64:
+        return f"{where}.image.source.base64: image exceeds 5 MB maximum: {size} bytes > {MAX_IMAGE_BASE64} bytes"
+    media_type = source.get("media_type")
+    if media_type not in IMAGE_FORMATS.values():
+        return (f"{where}.image.source.base64.media_type: Input should be 'image/jpeg', 'image/png', 'image/gif' "
+                "or 'image/webp'")
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            fmt, (width, height) = img.format, img.size
+    except (UnidentifiedImageError, OSError):
+        return f"{where}.image.source.base64.data: Could not process image"
+    if IMAGE_FORMATS.get(str(fmt)) != media_type:
+        return f"{where}.image.source.base64.data: Image does not match the provided media type {media_type}"
+    if max(width, height) > MAX_IMAGE_SIDE:
+        return (f"{where}.image.source.base64.data: At least one of the image dimensions exceed max allowed "
+                f"size: {MAX_IMAGE_SIDE} pixels")
+    return None
+
+
+def _check_pdf(raw: bytes, source: dict[str, Any], where: str) -> str | None:
+    import pypdf
+
+    if source.get("media_type") != "application/pdf":
+        return f"{where}.document.source.base64.media_type: Input should be 'application/pdf'"
+    try:
+        pages = len(pypdf.PdfReader(io.BytesIO(raw)).pages)
+    except Exception:
+        return f"{where}.document.source.base64.data: The PDF specified was not valid."
+    if pages > MAX_PDF_PAGES:
+        return f"{where}.document.source.base64.data: A maximum of {MAX_PDF_PAGES} PDF pages may be provided."
     return None
 
 
@@ -225,6 +311,8 @@ class AnthropicStandin:
         self.requests: list[RecordedRequest] = []
         self.count_requests: list[RecordedRequest] = []
         self.streams_completed = 0
+        #: Requests refused for their size alone (over 32 MB: not read, not recorded).
+        self.oversized_requests = 0
         #: The final ``usage`` of every successful answer, as sent (the numbers a client should bill).
         self.reported_usage: list[dict[str, int]] = []
         self._queue: deque[Script] = deque()
@@ -261,7 +349,7 @@ class AnthropicStandin:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> AnthropicStandin:
-        app = web.Application()
+        app = web.Application(client_max_size=2 * MAX_REQUEST_BYTES)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         self._runner = web.AppRunner(app, shutdown_timeout=1, access_log=None)
@@ -298,6 +386,10 @@ class AnthropicStandin:
         return None
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
+        if self.strict and (request.content_length or 0) > MAX_REQUEST_BYTES:
+            self.oversized_requests += 1
+            return self._error(HttpError(413, "request_too_large",
+                                         "Request exceeds the maximum allowed number of bytes."))
         body, headers = await self._read(request)
         if body is None:
             return self._error(HttpError(400, "invalid_request_error", "the body is not a JSON object"))

@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.support.discord_oauth import MANAGE_GUILD, DiscordOAuth
+
 API = "/api/v10"
 BASE_ID = 1_200_000_000_000_000_000
 EVERYONE_PERMISSIONS = 0x400 | 0x800 | 0x10000 | 0x4000 | 0x8000 | 0x40000 | 0x80000000 | 0x800000000 | 0x4000000000
@@ -153,14 +155,31 @@ class DiscordStandin:
         #: Set by a test harness that runs the bot in this process: ids of member messages the bot has
         #: finished handling, and whether it still has work in hand (``settle`` waits for both).
         self.handled: set[str] | None = None
+        #: Members' files served at ``/attachments/<id>/<name>``; the ids requested, and those sent whole.
+        self.files: dict[str, bytes] = {}
+        self.file_requests: list[str] = []
+        self.files_served_whole: set[str] = set()
         self.busy: Callable[[], bool] | None = None
         self.port = 0
+        # Sign-in with Discord (``tests.support.discord_oauth``): ann administers the guild (an Admins role
+        # with Manage Server), mod moderates it (the Moderators role), alice and bob are members.
+        self.ann = self._user("ann")
+        self.admin_role_id = self.new_id()
+        self.guilds[self.guild_id]["roles"].append({
+            "id": self.admin_role_id, "name": "Admins", "permissions": str(EVERYONE_PERMISSIONS | MANAGE_GUILD),
+            "position": 2, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0})
+        self.member_roles[self.ann["id"]] = [self.admin_role_id]
+        self.oauth = DiscordOAuth(self)
+        self.oauth.join(self.guild_id, self.alice, self.bob, self.mod, self.ann)
+        self.oauth.join(self.other_guild_id, self.alice)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        self.oauth.routes(app, API)
+        app.router.add_get("/attachments/{id}/{name}", self._serve_file)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, shutdown_timeout=1)
         await self._runner.setup()
@@ -294,15 +313,47 @@ class DiscordStandin:
         data.update(extra)
         return data
 
+    def attachment(self, name: str, data: bytes, content_type: str | None, *,
+                   size: int | None = None) -> dict[str, Any]:
+        """A file a member attaches, served by this stand-in at its own address (as the CDN serves it);
+        ``size`` is what the message claims (a liar's, when it differs from the bytes)."""
+        file_id = self.new_id()
+        self.files[file_id] = data
+        url = f"http://127.0.0.1:{self.port}/attachments/{file_id}/{name}?ex=1&is=2&hm=sig"
+        record: dict[str, Any] = {"id": file_id, "filename": name, "size": len(data) if size is None else size,
+                                  "url": url, "proxy_url": url}
+        if content_type:
+            record["content_type"] = content_type
+        return record
+
+    async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+        file_id = request.match_info["id"]
+        data = self.files.get(file_id)
+        self.file_requests.append(file_id)
+        if data is None:
+            return web.Response(status=404)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        await response.prepare(request)
+        try:
+            for i in range(0, len(data), 256 * 1024):
+                await response.write(data[i:i + 256 * 1024])
+                await asyncio.sleep(0.002)  # as a CDN sends it: a client that stops reading is noticed
+            await response.write_eof()
+        except (ConnectionError, RuntimeError):
+            return response  # the client stopped reading
+        self.files_served_whole.add(file_id)
+        return response
+
     async def post(self, channel_id: str, content: str, author: dict[str, Any] | None = None,
-                   *, mention: bool = False) -> dict[str, Any]:
-        """A member posts a message (mentioning the bot first when ``mention``)."""
+                   *, mention: bool = False, attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """A member posts a message (mentioning the bot first when ``mention``), with ``attachments`` made by
+        ``attachment``."""
         author = author or self.alice
         channel = self.channels.get(channel_id)
         if channel is not None and channel["type"] == 11 and channel["thread_metadata"]["locked"]:
             raise PermissionError("members cannot post in a locked thread")
         text = f"<@{self.bot['id']}> {content}" if mention else content
-        data = self._message(channel_id, author, text)
+        data = self._message(channel_id, author, text, attachments=list(attachments or []))
         self.messages[data["id"]] = data
         payload = dict(data)
         if "guild_id" in data:
@@ -497,6 +548,10 @@ class DiscordStandin:
     def _routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
         return [
             ("GET", r"/users/@me", self._me),
+            ("GET", r"/users/@me/guilds", self._my_guilds),
+            ("GET", r"/guilds/(\d+)", self._guild),
+            ("GET", r"/guilds/(\d+)/channels", self._guild_channels),
+            ("GET", r"/guilds/(\d+)/members/(\d+)", self._guild_member),
             ("GET", r"/oauth2/applications/@me", self._application),
             ("GET", r"/gateway", lambda call: {"url": self.gateway_url}),
             ("GET", r"/gateway/bot", self._gateway_bot),
@@ -583,7 +638,40 @@ class DiscordStandin:
     # handlers: (call, *path groups) -> JSON body or None for 204
 
     def _me(self, call: RestCall) -> dict[str, Any]:
+        if call.token and call.token.startswith("Bearer "):
+            return self._person(call)
         return self.bot
+
+    def _person(self, call: RestCall) -> dict[str, Any]:
+        person = self.oauth.person(call.token)
+        if person is None:
+            raise _ApiError(401, 0, "401: Unauthorized")
+        return person
+
+    def _my_guilds(self, call: RestCall) -> list[dict[str, Any]]:
+        return self.oauth.guilds_of(self._person(call))
+
+    def _bot_guild(self, call: RestCall, guild_id: str) -> dict[str, Any]:
+        if not call.token or call.token.startswith("Bearer "):
+            raise _ApiError(401, 0, "401: Unauthorized")  # the guild reads need the bot's token
+        if guild_id not in self.guilds:
+            raise _ApiError(404, 10004, "Unknown Guild")
+        return self.guilds[guild_id]
+
+    def _guild(self, call: RestCall, guild_id: str) -> dict[str, Any]:
+        guild = self._bot_guild(call, guild_id)
+        return {"id": guild_id, "name": guild["name"], "owner_id": guild["owner_id"], "roles": guild["roles"]}
+
+    def _guild_channels(self, call: RestCall, guild_id: str) -> list[dict[str, Any]]:
+        return [self._public(self.channels[c]) for c in self._bot_guild(call, guild_id)["channel_ids"]]
+
+    def _guild_member(self, call: RestCall, guild_id: str, user_id: str) -> dict[str, Any]:
+        self._bot_guild(call, guild_id)
+        users = [self.alice, self.bob, self.mod, self.ann]
+        user = next((u for u in users if u["id"] == user_id), None)
+        if user is None or user_id not in self.oauth.members.get(guild_id, set()):
+            raise _ApiError(404, 10007, "Unknown Member")
+        return self.member(user)
 
     def _application(self, call: RestCall) -> dict[str, Any]:
         return {"id": self.app_id, "name": "threadguard", "description": "", "icon": None, "bot_public": True,

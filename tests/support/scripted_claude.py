@@ -1,9 +1,9 @@
 """Two scripted models behind the Messages API stand-in, for running ``threadguard eval`` through the real SDK.
 
-Both read each request the way Claude would get it: the member's newest text (first text block of the last
-user message) and the engine's ``<thread_state>`` note (its last text block). What a member message *is*
-comes from the scenario suite itself (``Oracle``: text -> turn kind, category, tags); the scripted model
-never sees the suite's expectations.
+Both read each request the way Claude would get it: the member's newest text (the last user message's text
+block before the engine's note; notes on files come before it) and the engine's ``<thread_state>`` note (its
+last text block). What a member message *is* comes from the scenario suite itself (``Oracle``: text -> turn
+kind, category, tags); the scripted model never sees the suite's expectations.
 
 - ``well_behaved``: redirects harmful requests (the first request for sexual content involving a minor
   meets the API's own ``refusal`` stop instead), ends only after a warning from an earlier turn, flags risk
@@ -77,7 +77,8 @@ def read(body: dict[str, Any]) -> Seen:
     match = _STATE.fullmatch(texts[-1]) if texts else None
     if match is None:
         raise AssertionError("the engine's <thread_state> note is not the last block of the newest user message")
-    return Seen(texts[0], int(match[1]), match[3].startswith("yes (in an earlier"), match[4] == "yes", False)
+    member = texts[-2] if len(texts) > 1 else ""
+    return Seen(member, int(match[1]), match[3].startswith("yes (in an earlier"), match[4] == "yes", False)
 
 
 def redirect(category: str) -> dict[str, Any]:

@@ -100,6 +100,8 @@ class SlackStandin:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     #: ``grant_type=refresh_token`` exchanges that succeeded, per team.
     refreshes: dict[str, int] = field(default_factory=dict)
+    #: Sign in with Slack, when a test installs it (``tests.support.slack_oidc.install``).
+    oidc: Any = None
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -112,6 +114,9 @@ class SlackStandin:
         self._approved: tuple[Workspace, str] | None = None
         self._changed = asyncio.Condition()
         self.port = 0
+        #: Members' files by id, served only with a valid bot token; every download tried, with its token.
+        self.files: dict[str, bytes] = {}
+        self.file_downloads: list[tuple[str, str]] = []
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -123,6 +128,8 @@ class SlackStandin:
             web.post("/respond/{rid}", self._respond),
             web.get("/socket", self._socket),
             web.get("/oauth/v2/authorize", self._authorize),
+            web.get("/openid/connect/authorize", self._openid_authorize),
+            web.get("/files-pri/{file_id}/download/{name}", self._file),
         ])
         self._runner = web.AppRunner(app, shutdown_timeout=1)
         await self._runner.setup()
@@ -130,6 +137,25 @@ class SlackStandin:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self
+
+    def add_file(self, name: str, data: bytes, mimetype: str) -> dict[str, Any]:
+        """A file a member shared: the file object Slack puts in the message event's ``files``."""
+        file_id = f"F{next(self._ids):08d}"
+        self.files[file_id] = data
+        url = f"{self.base_url.removesuffix('/api/')}/files-pri/{self.team_id}-{file_id}/download/{name}"
+        return {"id": file_id, "name": name, "title": name, "mimetype": mimetype, "size": len(data),
+                "mode": "hosted", "url_private": url, "url_private_download": url,
+                "permalink": f"https://example.slack.com/files/UALICE/{file_id}/{name}"}
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """``url_private_download``: the bytes for a bearer token of the file's workspace, else a 403 page."""
+        file_id = request.match_info["file_id"].split("-", 1)[-1]
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        self.file_downloads.append((file_id, token))
+        team, error = self._token_team(token, "files.download")
+        if error or team != self.team_id or file_id not in self.files:
+            return web.Response(status=403, text="<html>sign in</html>", content_type="text/html")
+        return web.Response(body=self.files[file_id], content_type="application/octet-stream")
 
     async def stop(self) -> None:
         for ws in list(self._sockets):
@@ -186,6 +212,11 @@ class SlackStandin:
         target = query.get("redirect_uri") or "http://127.0.0.1/slack/oauth_redirect"
         sep = "&" if "?" in target else "?"
         raise web.HTTPFound(f"{target}{sep}code={code}&state={query.get('state', '')}")
+
+    async def _openid_authorize(self, request: web.Request) -> web.Response:
+        if self.oidc is None:
+            return web.Response(status=404)
+        return await self.oidc.authorize(request)  # type: ignore[no-any-return]
 
     def _m_oauth_v2_access(self, args: dict[str, Any], basic: tuple[str, str] | None) -> dict[str, Any]:
         client = basic or (str(args.get("client_id")), str(args.get("client_secret")))
@@ -290,6 +321,10 @@ class SlackStandin:
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             return web.json_response({"ok": False, "error": failure.error}, status=failure.status, headers=headers)
+        if self.oidc is not None and method in self.oidc.METHODS:
+            answer = self.oidc.handle(method, args, token, _basic(authorization))
+            call.error = answer.get("error")
+            return web.json_response(answer)
         if method == "oauth.v2.access":
             answer = self._m_oauth_v2_access(args, _basic(authorization))
             call.error = answer.get("error")

@@ -18,6 +18,7 @@ from typing import Any
 from bot.bootstrap import Runtime
 from bot.model import ModelClient, ModelRequest, ModelResponse, Usage
 from bot.types import (
+    Attachment,
     Author,
     EditedMessage,
     Entry,
@@ -149,10 +150,10 @@ class ScenarioDriver:
     def _new_thread(self) -> ThreadRef:
         return ThreadRef("console", self.community, "eval", f"{self._tag}-{next(self._threads)}")
 
-    async def say(self, record: TurnRecord) -> None:
+    async def say(self, record: TurnRecord, files: tuple[Attachment, ...] = ()) -> None:
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
         outcome = await self._timed(record, self.engine.handle_message(
-            IncomingMessage(self.thread, self.member, record.text, message_id=message_id)))
+            IncomingMessage(self.thread, self.member, record.text, message_id=message_id, attachments=files)))
         if outcome.model_called:
             self.messages.append(message_id)
         await self._observe(record, outcome)

@@ -17,6 +17,7 @@ from typing import Any
 
 from bot.bootstrap import Runtime, build_runtime
 from tools.eval.driver import RecordingModel, ScenarioDriver, TurnRecord
+from tools.eval.files import attachment
 from tools.eval.scenarios import Scenario, Step, Suite
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ class SuiteRunner:
             record = TurnRecord(len(turns) + 1, step.action, step.kind, step.text, driver.thread.key)
             turns.append(record)
             if step.action == "say":
-                await driver.say(record)
+                await driver.say(record, tuple(attachment(f) for f in step.files))
             elif step.action == "edit":
                 await driver.edit(record, step.edit)
             else:

@@ -31,6 +31,19 @@ class SuiteError(Exception):
 
 
 @dataclass(frozen=True)
+class FileSpec:
+    """A file the member attaches, made when the turn is sent (``tools.eval.files``): an image showing
+    ``image_text``, a text file holding ``text``, ``size`` bytes of filler (types the bot does not read, or a
+    file over the size limit), or a decompression ``bomb``."""
+
+    name: str
+    text: str | None = None
+    image_text: str | None = None
+    size: int = 0
+    bomb: bool = False
+
+
+@dataclass(frozen=True)
 class Step:
     """One thing the member does: send a message, edit their Nth message (branch), or use the end command."""
 
@@ -39,6 +52,8 @@ class Step:
     kind: str = "benign"
     #: For ``edit``: which of the member's messages in the current conversation (1-based).
     edit: int = 0
+    #: Files sent with the message.
+    files: tuple[FileSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -212,7 +227,15 @@ def _step(where: str, raw: Any, default_kind: str) -> Step:
     edit = raw.get("edit", 0)
     if not isinstance(edit, int) or edit < 0:
         raise SuiteError(f"{where}: 'edit' must be the number of one of the member's earlier messages")
-    return Step("edit" if edit else "say", text, kind, edit)
+    files = tuple(_file(where, f) for f in raw.get("files") or ())
+    return Step("edit" if edit else "say", text, kind, edit, files)
+
+
+def _file(where: str, raw: Any) -> FileSpec:
+    names = {f.name for f in fields(FileSpec)}
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw.keys() <= names:
+        raise SuiteError(f"{where}: a file is a table with 'name' and one of text, image_text, size, bomb")
+    return FileSpec(**raw)
 
 
 def _expect(where: str, raw: Any) -> Expect:

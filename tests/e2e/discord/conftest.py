@@ -154,9 +154,9 @@ async def bot(runtime: Runtime, discord_settings: DiscordSettings, standin: Disc
 
 
 async def say(standin: DiscordStandin, channel_id: str, text: str, *, mention: bool = False,
-              author: dict[str, object] | None = None) -> dict[str, object]:
+              author: dict[str, object] | None = None, attachments: list[dict] | None = None) -> dict[str, object]:
     """A member posts; returns the message once the bot has gone quiet again."""
-    message = await standin.post(channel_id, text, author, mention=mention)
+    message = await standin.post(channel_id, text, author, mention=mention, attachments=attachments)
     if standin.handled is not None:  # the bot runs here: wait until it has taken the message in
         await standin.wait_until(lambda: str(message["id"]) in (standin.handled or ()), timeout=10,
                                  what=f"the bot to handle message {message['id']}")
