@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,22 @@ def start_private_redis() -> tuple[str, subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL)
     return f"redis://127.0.0.1:{port}/0", proc, workdir
+
+
+def on_redis(run: Callable[[str], Awaitable[None]]) -> None:
+    """``run(url)`` on REDIS_URL when set, otherwise on a private redis-server stopped afterwards."""
+    url = os.environ.get("REDIS_URL")
+    proc = workdir = None
+    if not url:
+        url, proc, workdir = start_private_redis()
+        time.sleep(0.3)
+    try:
+        asyncio.run(run(url))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+            shutil.rmtree(workdir or "", ignore_errors=True)
 
 
 def pct(values: list[float], q: float) -> float:

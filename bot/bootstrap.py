@@ -122,7 +122,7 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
-    windows = WindowCache(settings.store.window_cache_threads)
+    windows = WindowCache(settings.store.window_cache_threads, settings.store.window_cache_bytes)
     store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
     communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)

@@ -154,7 +154,10 @@ class StoreSettings(BaseSettings):
     lock_ttl_seconds: float = Field(default=6.0, gt=0)
     #: Threads whose history window a process keeps, so their next turn reads only what was added since
     #: (0: none kept; every turn reads its whole window).
-    window_cache_threads: int = Field(default=128, ge=0)
+    window_cache_threads: int = Field(default=100_000, ge=0)
+    #: The memory those windows may take in all, in bytes (estimated from their entries; the threads used
+    #: least recently are let go first). 64 MiB holds about 3,000 windows of 20 KB.
+    window_cache_bytes: int = Field(default=64 * 2**20, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).
     idle_ttl_days: float = Field(default=30.0, gt=0)
     #: Platform events are remembered this long for deduplication.

@@ -8,6 +8,7 @@ all three.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -196,6 +197,38 @@ class CaseStore(Protocol):
     async def communities(self) -> list[str]: ...
 
 
+@dataclass(frozen=True)
+class CaseQuery:
+    """Which cases of a community a list shows: one action (``end``: ended threads, with a review state or
+    ``""`` for all of them), values of indexed fields (``who``: a participant's id or name, whole), and
+    end times from ``since`` up to ``until`` (epoch seconds, inclusive)."""
+
+    action: str = "end"
+    review: str = ""
+    reason: str = ""
+    category: str = ""
+    platform: str = ""
+    thread: str = ""
+    who: str = ""
+    since: float | None = None
+    until: float | None = None
+
+
+class CaseIndex(Protocol):
+    """A community's cases through its indexes: a page of a query and its total, summaries (no transcripts)
+    and whole cases by number, review counts; what each page reads does not grow with the number of cases."""
+
+    async def ensure_indexed(self, community: str) -> int: ...
+
+    async def query(self, community: str, query: CaseQuery, offset: int, limit: int) -> tuple[int, list[int]]: ...
+
+    async def summaries(self, community: str, case_ids: Iterable[int]) -> list[Case]: ...
+
+    async def full_cases(self, community: str, case_ids: Iterable[int]) -> list[Case]: ...
+
+    async def review_counts(self, community: str) -> dict[str, int]: ...
+
+
 class EventDedupe(Protocol):
     """Platform events handled once (an edit, a command), outside the inbox's own dedupe."""
 
@@ -263,6 +296,7 @@ class Store:
     inbox: TurnInbox
     turns: TurnLog
     cases: CaseStore
+    case_index: CaseIndex
     dedupe: EventDedupe
     conversations: ConversationNumbers
     notices: NoticeOutbox

@@ -34,6 +34,14 @@ Per community (``C``):
     tg:{c:C}:rate:<member>            hash  the member's message bucket: ``left`` (messages), ``at`` (ms)
     tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
     tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
+    tg:{c:C}:case:<n>     ... its ``summary`` field: the case JSON without its transcript (list pages)
+    tg:{c:C}:ix:<a>       zset   numbers of the cases of action ``a`` (end, note, ...) scored by end time
+                                 (``bot.store.case_index``: epoch seconds * 2^21 + number)
+    tg:{c:C}:ix:<a>:<dimension>:<value>   zset   the same, of one reason, category, platform, thread or
+                                 participant (``who``: a participant's id and name, casefolded)
+    tg:{c:C}:ix:end:review:<state>        zset   ended threads by review state (unreviewed, in_review,
+                                 reviewed, and awaiting: the first two)
+    tg:{c:C}:ix:built     string the index version the community's existing cases were indexed at
 
 Due inboxes (``P`` = platform, ``i`` = shard ``crc32(T) % DUE_SHARDS``, spread over cluster slots):
     tg:{due:P:i}          zset   thread key scored by when to look at its inbox (epoch ms): the
@@ -172,3 +180,21 @@ def case_links(community: str, case_id: int) -> str:
 
 def case_actions(community: str, case_id: int) -> str:
     return f"{case(community, case_id)}:actions"
+
+
+def case_index_key(community: str, action: str, dimension: str = "", value: str = "") -> str:
+    """One index of the community's cases (``tg:{c:C}:ix:<action>[:<dimension>:<value>]``)."""
+    base = f"{community_tag(community)}:ix:{action}"
+    if not dimension:
+        return base
+    safe = value.replace("{", "(").replace("}", ")")
+    return f"{base}:{dimension}:{safe}"
+
+
+def case_index_built(community: str) -> str:
+    return f"{community_tag(community)}:ix:built"
+
+
+def case_index_scratch(community: str, token: str) -> str:
+    """A short-lived key in the community's slot where a query intersects indexes."""
+    return f"{community_tag(community)}:ix:tmp:{token}"
