@@ -142,7 +142,7 @@ def discord(demo: bool, embedded_store: bool) -> None:
 
     metrics = PrometheusMetrics()
     run_with_runtime(lambda rt: serve_operated(rt, metrics, allowances,
-                                               lambda _: run_discord(rt.settings, runtime=rt)),
+                                               lambda _: run_discord(rt.settings, runtime=rt), needs_model=True),
                      quiet=False, metrics=metrics)
 
 
@@ -161,8 +161,8 @@ def slack(http_port: int | None, demo: bool, embedded_store: bool) -> None:
 
     metrics = PrometheusMetrics()
     run_with_runtime(lambda rt: serve_operated(
-        rt, metrics, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt)), quiet=False,
-        metrics=metrics)
+        rt, metrics, allowances, lambda _: run_slack(rt.settings, http_port=http_port, runtime=rt), needs_model=True),
+        quiet=False, metrics=metrics)
 
 
 @main.command()

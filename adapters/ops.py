@@ -20,6 +20,7 @@ from aiohttp import web
 
 from adapters.metrics import PrometheusMetrics
 from bot.bootstrap import Runtime
+from bot.deferred_model import DeferredModel, warm_up
 from bot.errors import StoreRefusingWrites, ThreadguardError
 from config.settings import Settings
 
@@ -68,8 +69,10 @@ class OpsServer:
     """``/metrics``, ``/healthz``, ``/readyz`` for one process."""
 
     def __init__(self, runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str], *,
-                 ping_timeout: float = 2.0) -> None:
+                 ping_timeout: float = 2.0, needs_model: bool = False) -> None:
         self.runtime = runtime
+        #: A bot process answers members: it is ready only once its model client is loaded too.
+        self.needs_model = needs_model
         self.metrics = metrics
         self.allowances = list(allowances)
         self.ping_timeout = ping_timeout
@@ -92,11 +95,18 @@ class OpsServer:
     async def _ready(self, _: web.Request) -> web.Response:
         redis = await self.redis_state()
         serving = self.runtime.serving
-        ready = redis == "ok" and serving
+        model = self.model_loaded()
+        ready = redis == "ok" and serving and model
         self.metrics.ready.set(1 if ready else 0)
         body = {"ready": ready, "serving": serving, "redis": redis,
                 "allowed": {name: ALLOWANCES[name] for name in self.allowances}}
+        if not model:
+            body["model"] = "loading"
         return web.Response(text=json.dumps(body), status=200 if ready else 503, content_type="application/json")
+
+    def model_loaded(self) -> bool:
+        model = self.runtime.model
+        return not self.needs_model or not isinstance(model, DeferredModel) or model.loaded
 
     async def redis_state(self) -> str:
         """``ok``; ``refusing writes`` when Redis answers but stores nothing (out of memory under
@@ -111,13 +121,15 @@ class OpsServer:
 
 
 @contextlib.asynccontextmanager
-async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str]) -> AsyncIterator[None]:
+async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str], *,
+                       needs_model: bool = False) -> AsyncIterator[None]:
     """Serve the ops endpoint while the body runs (not at all when THREADGUARD_METRICS_PORT is 0)."""
     ops = runtime.settings.ops
     if not ops.metrics_port:
         yield
         return
-    runner = web.AppRunner(OpsServer(runtime, metrics, allowances).app(), shutdown_timeout=1, access_log=None)
+    server = OpsServer(runtime, metrics, allowances, needs_model=needs_model)
+    runner = web.AppRunner(server.app(), shutdown_timeout=1, access_log=None)
     await runner.setup()
     try:
         try:
@@ -134,11 +146,24 @@ async def ops_endpoint(runtime: Runtime, metrics: PrometheusMetrics, allowances:
         await runner.cleanup()
 
 
+def _warmed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # the first turn tries again (and says why)
+        log.warning("the model client did not load: %s", type(task.exception()).__name__)
+
+
 async def serve_operated(runtime: Runtime, metrics: PrometheusMetrics, allowances: list[str],
-                         run: Callable[[PrometheusMetrics], Awaitable[T]]) -> T:
+                         run: Callable[[PrometheusMetrics], Awaitable[T]], *, needs_model: bool = False) -> T:
     """Say what was allowed, serve the ops endpoint with ``metrics`` (the registry the runtime was built
-    with: ``build_runtime(..., metrics=metrics)``), and run the process's main work."""
+    with: ``build_runtime(..., metrics=metrics)``), and run the process's main work. ``needs_model``: a bot
+    process loads its model client while it connects, and is ready only once it is loaded."""
     for name in allowances:
         log.warning("running with %s (explicitly allowed)", ALLOWANCES[name])
-    async with ops_endpoint(runtime, metrics, allowances):
-        return await run(metrics)
+    warming = asyncio.create_task(warm_up(runtime.model), name="threadguard model warm-up") if needs_model else None
+    if warming is not None:
+        warming.add_done_callback(_warmed)
+    try:
+        async with ops_endpoint(runtime, metrics, allowances, needs_model=needs_model):
+            return await run(metrics)
+    finally:
+        if warming is not None and not warming.done():
+            warming.cancel()

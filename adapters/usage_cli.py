@@ -7,13 +7,13 @@ import json
 import click
 
 from adapters.runner import run_with_runtime
-from bot.bootstrap import Runtime
-from bot.usage import DayUsage, Prices, TokenTotals
+from bot.bootstrap import Runtime, prices
+from bot.limits import LimitRow, limit_rows
+from bot.usage import DayUsage, Prices, TokenTotals, day_of
 
 
 def prices_of(runtime: Runtime) -> Prices:
-    ops = runtime.settings.ops
-    return Prices(ops.price_input, ops.price_output, ops.price_cache_write, ops.price_cache_read)
+    return prices(runtime.settings)
 
 
 async def collect(runtime: Runtime, community: str | None, days: int) -> list[DayUsage]:
@@ -31,11 +31,27 @@ def row_dict(row: DayUsage, prices: Prices) -> dict[str, object]:
             "uncached_cost_usd": round(prices.uncached_cost(row.totals), 6)}
 
 
-def show_usage(community: str | None, days: int, as_json: bool) -> None:
-    async def go(rt: Runtime) -> tuple[list[DayUsage], Prices, bool]:
-        return await collect(rt, community, days), prices_of(rt), rt.embedded_store
+async def limits_today(runtime: Runtime, communities: list[str]) -> dict[str, list[LimitRow]]:
+    """Each community's limits beside today's use, for those that have limits."""
+    today = day_of(runtime.engine.limiter.clock.now())
+    shown = {}
+    for name in communities:
+        config = runtime.communities.get(name)
+        if not config.limits.any:
+            continue
+        rows = await runtime.usage.days(name, days=1, until=runtime.engine.limiter.clock.now())
+        totals = next((r.totals for r in rows if r.day == today), TokenTotals())
+        shown[name] = limit_rows(config, totals, await runtime.usage.members_day(name, today), prices_of(runtime))
+    return shown
 
-    rows, prices, embedded = run_with_runtime(go)
+
+def show_usage(community: str | None, days: int, as_json: bool) -> None:
+    async def go(rt: Runtime) -> tuple[list[DayUsage], Prices, bool, dict[str, list[LimitRow]]]:
+        rows = await collect(rt, community, days)
+        names = sorted({r.community for r in rows} | ({community} if community else set(rt.communities.known())))
+        return rows, prices_of(rt), rt.embedded_store, await limits_today(rt, names)
+
+    rows, prices, embedded, limits = run_with_runtime(go)
     if embedded:
         click.echo("Note: no REDIS_URL is set, so this read an empty in-process store.", err=True)
     if as_json:
@@ -56,5 +72,9 @@ def show_usage(community: str | None, days: int, as_json: bool) -> None:
                    f"{t.cache_write:>12} {t.cache_read:>12} {prices.cost(t):>10.4f}")
     click.echo(f"{'total':<10}  {'':<20} {total.turns:>6} {total.calls:>6} {total.input:>10} {total.output:>10} "
                f"{total.cache_write:>12} {total.cache_read:>12} {prices.cost(total):>10.4f}")
+    for name, lines in limits.items():
+        click.echo(f"Limits of {name} today (UTC):")
+        for line in lines:
+            click.echo(f"  {line.name:<32} {line.limit:<22} used: {line.used}")
     click.echo(f"Prices (USD per million tokens): input {prices.input}, output {prices.output}, cache write "
                f"{prices.cache_write}, cache read {prices.cache_read} (THREADGUARD_PRICE_*).", err=True)

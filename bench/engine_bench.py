@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ from bot.bootstrap import build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock
 from bot.policy import ToolCall
 from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef
-from config.communities import Communities, CommunityConfig
+from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import RedisSettings, Settings
 
 LONG_TEXT = 3000
@@ -94,6 +95,22 @@ def start_private_redis() -> tuple[str, subprocess.Popen[bytes], str]:
     return f"redis://127.0.0.1:{port}/0", proc, workdir
 
 
+def on_redis(run: Callable[[str], Awaitable[None]]) -> None:
+    """``run(url)`` on REDIS_URL when set, otherwise on a private redis-server stopped afterwards."""
+    url = os.environ.get("REDIS_URL")
+    proc = workdir = None
+    if not url:
+        url, proc, workdir = start_private_redis()
+        time.sleep(0.3)
+    try:
+        asyncio.run(run(url))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+            shutil.rmtree(workdir or "", ignore_errors=True)
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -117,10 +134,17 @@ async def _wait_ready(client: Any) -> None:
     raise SystemExit("Redis did not answer")
 
 
-async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: int, long_turns: int) -> None:
+#: ``--limits``: every limit set, none reached: each turn checks and counts them.
+LIMITS = CommunityLimits(messages_per_minute=10_000, burst=10_000, tokens_per_day=1_000_000_000,
+                         daily_spend_usd=1_000_000)
+
+
+async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: int, long_turns: int,
+                limits: bool = False) -> None:
     model = InstantModel()
     settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
-    rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig(frozen_reminder_cooldown=0)))
+    config = CommunityConfig(frozen_reminder_cooldown=0, **({"limits": LIMITS} if limits else {}))
+    rt = build_runtime(settings, model=model, communities=Communities(config))
     engine, store, client = rt.engine, rt.store, rt.redis
     await _wait_ready(client)
     run = f"b{int(time.time())}"
@@ -186,7 +210,8 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     p50, p99 = pct(overheads, 0.50), pct(overheads, 0.99)
     ping50 = pct(pings, 0.50)
     where = url.split("@")[-1] + (" (cluster)" if cluster else "")
-    print(f"threadguard engine benchmark ({threads} threads x {turns} turns, instant model, {where})")
+    print(f"threadguard engine benchmark ({threads} threads x {turns} turns, instant model, {where}, "
+          f"limits {'on' if limits else 'off'})")
     print(f"  turns per second, sequential:            {len(overheads) / sum(overheads):10.0f}")
     print(f"  turns per second, {concurrency:>3} concurrent:         {n_tp / tp_elapsed:10.0f}")
     print(f"  engine overhead per turn p50:            {p50 * 1e3:10.3f} ms")
@@ -260,6 +285,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--long-turns", type=int, default=1500)
     parser.add_argument("--cluster", action="store_true", help="start a private 3-node Redis Cluster")
+    parser.add_argument("--limits", action="store_true", help="every limit set (none reached)")
     args = parser.parse_args()
     url = os.environ.get("REDIS_URL")
     cluster = os.environ.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
@@ -277,7 +303,7 @@ def main() -> None:
             proc.wait(timeout=10)
             shutil.rmtree(workdir, ignore_errors=True)
     try:
-        asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns))
+        asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns, args.limits))
     finally:
         if stop is not None:
             stop()

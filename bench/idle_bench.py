@@ -11,6 +11,7 @@ usage record goes out together with the commit), timed around each store and led
 The model is an instant stand-in that reports token usage like the real one, so every
 ordinary turn also records its usage. Every turn must be answered, or the run is reported invalid.
 Targets: after an idle spell the same round trips per turn as busy; p50 turn overhead under 5x a PING.
+Each run twice: limits off, and limits on (every limit set, none reached: each turn checks and counts them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import redis.asyncio
 from bot.bootstrap import Runtime, build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
+from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support.redis_servers import RedisCluster, RedisServer
 
@@ -77,11 +79,32 @@ class Probe:
         self.answered = 0
         self.turns = 0
         self.spans: list[tuple[float, float]] = []
-        store = runtime.store
-        for owner, names in ((store.inbox, ("ingest", "claim", "renew")), (store.turns, ("commit_turn", "drop_head")),
-                             (store.cases, ("file_end_case",)), (runtime.usage, ("record_turn", "record_case"))):
-            for name in names:
-                setattr(owner, name, self._timed(getattr(owner, name)))
+        # every request of the store is timed (a limit check before the accepting script is a step of its
+        # own), and the usage ledger's
+        connection: Any = runtime.store.health
+        connection.trip = self._timed_trip(connection.trip)
+        for name in ("record_turn", "record_case"):
+            setattr(runtime.usage, name, self._timed(getattr(runtime.usage, name)))
+
+    def _timed_trip(self, trip: Any) -> Any:
+        spans = self.spans
+
+        class Timed:
+            def __init__(self, what: str) -> None:
+                self.inner = trip(what)
+                self.started = 0.0
+
+            async def __aenter__(self) -> None:
+                self.started = time.perf_counter()
+                await self.inner.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> None:
+                try:
+                    await self.inner.__aexit__(*exc)
+                finally:
+                    spans.append((self.started, time.perf_counter()))
+
+        return Timed
 
     def _timed(self, call: Any) -> Any:
         async def timed(*args: Any, **kwargs: Any) -> Any:
@@ -107,7 +130,7 @@ class Probe:
     async def measured(self, thread: ThreadRef, n: int) -> tuple[int, int, dict[str, int], int]:
         """(engine requests, upkeep commands, upkeep by command, sequential steps) of one turn."""
         before, stats = self.requests(), await commandstats(self.admins)
-        self.spans = []
+        self.spans.clear()
         await self.turn(thread, n)
         steps = sequential_steps(self.spans)
         after = await commandstats(self.admins)
@@ -115,10 +138,17 @@ class Probe:
         return self.requests() - before, sum(upkeep.values()), upkeep, steps + sum(upkeep.values())
 
 
-async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: Any) -> bool:
+#: Limits every turn checks and counts but none reaches: what limits cost, not what they refuse.
+LIMITS = CommunityLimits(messages_per_minute=10_000, burst=10_000, tokens_per_day=1_000_000_000,
+                         daily_spend_usd=1_000_000)
+
+
+async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: Any, *, limits: bool = False) -> bool:
     settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=url, cluster=cluster),
                         engine=EngineSettings())
-    runtime = build_runtime(settings, model=InstantModel())
+    communities = Communities(CommunityConfig(limits=LIMITS)) if limits else None
+    runtime = build_runtime(settings, model=InstantModel(), communities=communities)
+    label = f"{label}, limits {'on' if limits else 'off'}"
     admins = [redis.asyncio.Redis.from_url(u, decode_responses=True) for u in admin_urls]
     probe = Probe(runtime, admins)
     threads = [ThreadRef("discord", "bench", "c", f"idle-{label}-{i}") for i in range(args.threads)]
@@ -160,13 +190,15 @@ async def main(args: Any) -> int:
     ok = True
     print("Redis round trips and overhead per turn, client built by bot/bootstrap.py")
     with RedisServer() as server:
-        ok &= await run("one server", server.url, False, [server.url], args)
+        for limits in (False, True):
+            ok &= await run("one server", server.url, False, [server.url], args, limits=limits)
     if args.cluster:
         cluster = RedisCluster()
         try:
             cluster.start()
             urls = [s.url for s in cluster.servers]
-            ok &= await run("3-node cluster", cluster.url, True, urls, args)
+            for limits in (False, True):
+                ok &= await run("3-node cluster", cluster.url, True, urls, args, limits=limits)
         finally:
             cluster.stop()
     return 0 if ok else 1

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
-import shutil
 import statistics
 import sys
 import time
@@ -22,17 +20,14 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from adapters.dashboard.app import build_app
-from bench.engine_bench import pct, start_private_redis
+from bench.engine_bench import on_redis, pct
 from bot.bootstrap import build_runtime
 from bot.review import AppealResult
 from bot.types import Author, IncomingMessage, ThreadRef
 from config.communities import Communities
-from config.dashboard import DashboardSettings
 from config.settings import AnthropicSettings, RedisSettings, Settings
 
 SECRET = secrets.token_urlsafe(48)
@@ -85,33 +80,21 @@ async def bench(url: str, n_cases: int, n_appeals: int) -> None:
     assert len(reviews) == len(case_ids)
     print(f"review states of {len(case_ids)} cases in one pipeline: {(time.perf_counter() - t0) * 1000:.1f} ms")
 
-    from adapters.dashboard.auth import Accounts
+    from bench.dashboard_bench import Served
 
-    accounts = Accounts(client, SECRET.encode())
-    name = f"bench-{secrets.token_hex(3)}"
-    await accounts.add(name, "bench password 123", [community])
-    moderator = await accounts.get(name)
-    assert moderator is not None
-    token = await accounts.open_session(moderator)
-    runner = web.AppRunner(build_app(rt, DashboardSettings(session_secret=SECRET, cookie_secure=False)),
-                           access_log=None, shutdown_timeout=1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    served = await Served.start(rt, community)
     timings = []
-    async with aiohttp.ClientSession(cookies={"tg_session": token}) as http:
+    async with aiohttp.ClientSession(cookies={"tg_session": served.token}) as http:
         for _ in range(10):
             t0 = time.perf_counter()
-            async with http.get(f"http://127.0.0.1:{port}/cases") as resp:
+            async with http.get(f"{served.base}/cases") as resp:
                 body = await resp.text()
             timings.append(time.perf_counter() - t0)
             assert resp.status == 200, resp.status
             assert f"<b>{n_cases}</b> unreviewed" in body
     print(f"GET /cases with {n_cases} ended threads and {n_appeals} open appeals: median "
           f"{statistics.median(timings) * 1000:.0f} ms, max {max(timings) * 1000:.0f} ms (10 requests)")
-    await runner.cleanup()
-    await accounts.remove(name)
+    await served.stop()
     await rt.aclose()
 
 
@@ -120,18 +103,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=500)
     parser.add_argument("--appeals", type=int, default=200)
     args = parser.parse_args()
-    url = os.environ.get("REDIS_URL")
-    proc = workdir = None
-    if not url:
-        url, proc, workdir = start_private_redis()
-        time.sleep(0.3)
-    try:
-        asyncio.run(bench(url, args.cases, args.appeals))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=10)
-            shutil.rmtree(workdir or "", ignore_errors=True)
+    on_redis(lambda url: bench(url, args.cases, args.appeals))
 
 
 if __name__ == "__main__":

@@ -2,13 +2,17 @@
 
 The only module that imports ``anthropic``. Streams text to the caller, marks the stable prefix
 (system, tools, earlier history) for prompt caching, leaves retries with back-off to the SDK
-(``max_retries``, honouring ``retry-after``) and turns SDK errors into ``bot.errors``.
+(``max_retries``, honouring ``retry-after``) and turns SDK errors into ``bot.errors``; a 429 that outlasts
+the retries carries the wait the API asked for (``bot.backoff`` shares it across workers).
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import logging
 import time
+from datetime import datetime
 from typing import Any
 
 import anthropic
@@ -91,7 +95,7 @@ def build_params(request: ModelRequest, model: str, max_tokens: int, cache_ttl: 
     tools[-1] = {**tools[-1], "cache_control": marker}
     cached = history_breakpoint(request, cache_ttl)
     return {
-        "model": model,
+        "model": request.model or model,
         "max_tokens": max_tokens,
         "system": [{"type": "text", "text": request.system, "cache_control": marker}],
         "tools": tools,
@@ -101,9 +105,32 @@ def build_params(request: ModelRequest, model: str, max_tokens: int, cache_ttl: 
     }
 
 
+def retry_after(headers: Any, now: float | None = None) -> float | None:
+    """Seconds a 429 asks us to wait: ``retry-after-ms``, ``retry-after`` (seconds or an HTTP date), else the
+    latest ``anthropic-ratelimit-*-reset`` (RFC 3339) of a limit with nothing remaining."""
+    now = time.time() if now is None else now
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                return max(0.0, email.utils.parsedate_to_datetime(value).timestamp() - now)
+    resets = []
+    for kind in ("requests", "tokens", "input-tokens", "output-tokens"):
+        if headers.get(f"anthropic-ratelimit-{kind}-remaining") not in ("0", 0):
+            continue
+        with contextlib.suppress(TypeError, ValueError):
+            reset = datetime.fromisoformat(str(headers.get(f"anthropic-ratelimit-{kind}-reset")))
+            resets.append(reset.timestamp() - now)
+    return max(0.0, max(resets)) if resets else None
+
+
 def _translate_error(exc: anthropic.AnthropicError) -> ModelError:
     if isinstance(exc, anthropic.RateLimitError):
-        return ModelRateLimited("model API rate limited after retries")
+        return ModelRateLimited("model API rate limited after retries", retry_after(exc.response.headers))
     if isinstance(exc, anthropic.APIStatusError):
         status = exc.status_code
         if status >= 500 or status in (408, 409):

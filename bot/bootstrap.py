@@ -7,19 +7,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.caselog import CaseLog
+from bot.clock import Clock, OffsetFileClock, SystemClock
+from bot.community_settings import CommunitySettings
 from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine
+from bot.limits import Limiter
 from bot.metrics import Metrics
 from bot.model import ModelClient
 from bot.moderation import Moderation
 from bot.review import ReviewDesk
 from bot.store import Store
+from bot.store.community_settings import RedisCommunitySettings
 from bot.store.connection import connect
 from bot.store.redis_store import build_store
 from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
 from bot.store.window import WindowCache
+from bot.usage import Prices
 from bot.worker import Worker
 from config.communities import Communities
 from config.settings import Settings
@@ -47,6 +52,8 @@ class Runtime:
     review: ReviewDesk
     #: The moderators' actions on cases (take, review, note, reopen, decide an appeal), for every surface.
     moderation: Moderation
+    #: The communities' settings saved on the dashboard (versioned), applied live to ``communities``.
+    community_settings: CommunitySettings
     #: Set by the run mode once it takes traffic (its HTTP listener is bound, its gateway or socket is
     #: connected); ``/readyz`` answers 200 only from then on.
     serving: bool = False
@@ -68,7 +75,7 @@ class Runtime:
             section = self.settings.worker
             if every < section.notice_interval:
                 section = section.model_copy(update={"notice_interval": every})
-            self._worker = Worker(self.engine, section)
+            self._worker = Worker(self.engine, section, settings_sync=self.community_settings.refresh)
         return self._worker
 
     async def aclose(self) -> None:
@@ -95,13 +102,27 @@ def build_model(settings: Settings) -> ModelClient:
     return DeferredModel("bot.anthropic_client", build, label=section.model)
 
 
+def prices(settings: Settings) -> Prices:
+    ops = settings.ops
+    return Prices(ops.price_input, ops.price_output, ops.price_cache_write, ops.price_cache_read)
+
+
+def build_limiter(settings: Settings, clock: Clock | None = None) -> Limiter:
+    path = settings.limit.clock_offset_file
+    if clock is None:
+        clock = OffsetFileClock(path) if path is not None else SystemClock()
+    return Limiter(clock, prices(settings))
+
+
 def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
-                  communities: Communities | None = None, metrics: Metrics | None = None) -> Runtime:
-    """Build the engine and its collaborators. ``redis`` and ``model`` may be injected (tests)."""
+                  communities: Communities | None = None, metrics: Metrics | None = None,
+                  clock: Clock | None = None) -> Runtime:
+    """Build the engine and its collaborators. ``redis``, ``model`` and the limits' ``clock`` may be
+    injected (tests)."""
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
-    windows = WindowCache(settings.store.window_cache_threads)
+    windows = WindowCache(settings.store.window_cache_threads, settings.store.window_cache_bytes)
     store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
     communities = communities or settings.engine.communities()
     chosen = model or build_model(settings)
@@ -109,7 +130,9 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
     review = ReviewDesk(review_store, CaseLog(store.cases), communities)
     engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                                metrics=metrics, member_records=review, attachments=settings.attachments)
+                               metrics=metrics, member_records=review, limiter=build_limiter(settings, clock),
+                               attachments=settings.attachments)
     moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
     return Runtime(settings, engine, store, client, windows, chosen, communities,
-                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation)
+                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation,
+                   community_settings=CommunitySettings(RedisCommunitySettings(client), communities))

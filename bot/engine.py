@@ -15,13 +15,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from bot.backoff import ModelBackoff
 from bot.caselog import CaseLog
-from bot.errors import ModelError, ModelRequestRejected, ModelTimedOut, StoreUnavailable, ThreadBusy, ThreadguardError
+from bot.errors import (
+    ModelBackingOff,
+    ModelError,
+    ModelRateLimited,
+    ModelRequestRejected,
+    ModelTimedOut,
+    StoreUnavailable,
+    ThreadBusy,
+    ThreadguardError,
+)
 from bot.files import dropped, file_blocks, left_out_lines, refs_tokens, stored_ids
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
+from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
-    SYSTEM_PROMPT,
     Block,
     FileBlock,
     ModelClient,
@@ -32,6 +42,7 @@ from bot.model import (
     ToolResultBlock,
     Usage,
     ladder_note,
+    system_prompt,
 )
 from bot.pipeline import Deliver, LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
@@ -103,7 +114,7 @@ class ConversationEngine:
     def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
                  pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
                  metrics: Metrics | None = None, member_records: MemberRecords | None = None,
-                 attachments: AttachmentSettings | None = None) -> None:
+                 limiter: Limiter | None = None, attachments: AttachmentSettings | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
@@ -113,6 +124,10 @@ class ConversationEngine:
         self.metrics = metrics or Metrics()
         #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
         self.member_records = member_records
+        #: Members' and the community's limits: the checks each message carries and the words they need.
+        self.limiter = limiter or Limiter()
+        #: The model API's back-off, shared by every worker.
+        self.backoff = ModelBackoff(store.backoff, pipeline.busy_notice_seconds)
         #: Limits on members' files (``bot.attachments``).
         self.file_limits = attachments or AttachmentSettings()
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
@@ -157,11 +172,14 @@ class ConversationEngine:
                                 files=msg.files)
         deadline = time.monotonic() + self.limits.accept_retry_seconds
         delay = 0.05
+        checks = self.limiter.check(msg.author, config, thread.community)
         while True:
             try:
-                return await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
-                                                  sink=sink, target=target, unknown=unknown, wait=wait,
-                                                  reminder=texts.frozen_reminder(config, thread), deliver=deliver)
+                ticket = await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
+                                                    sink=sink, target=target, unknown=unknown, wait=wait,
+                                                    reminder=texts.frozen_reminder(config, thread), limits=checks,
+                                                    deliver=deliver)
+                return self._limited(ticket, config)
             except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
                 if time.monotonic() + delay >= deadline:
                     return Ticket(thread, self._failed(thread, exc))
@@ -169,6 +187,15 @@ class ConversationEngine:
                 return Ticket(thread, self._failed(thread, exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def _limited(self, ticket: Ticket, config: CommunityConfig) -> Ticket:
+        """A message a limit refused: the member is told which and when they can go on, once per window."""
+        hit = ticket.limit
+        if hit is not None and ticket.outcome is not None:
+            log.info("thread %s: message refused by the %s limit", ticket.thread.key, hit.kind)
+            if hit.notify:
+                ticket.outcome.replies.append(Reply(ReplyKind.INFO, self.limiter.notice(hit, config), ephemeral=True))
+        return ticket
 
     async def _forget_files(self, thread: ThreadRef) -> None:
         """A thread that takes no message keeps no files sent to it: an ended one (its files went with its
@@ -384,9 +411,14 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
                            replies=replies if result.remind else []), result.next
         try:
+            holding = self.backoff.holding()
+            if holding is not None:  # the model API asked every worker to wait: the message stays queued
+                raise await self.backoff.wait_out(thread, start.token, holding)
             return await self._answer(entry.message, start, config, sink, go_on, hold)
-        except (LeaseLost, StoreUnavailable):
+        except (LeaseLost, StoreUnavailable, ModelBackingOff):
             raise
+        except ModelRateLimited as exc:  # nothing changed: the message waits in the inbox for the back-off
+            raise await self.backoff.wait_out(thread, start.token, await self.backoff.rate_limited(exc)) from exc
         except ModelError as exc:  # nothing changed: the member may send the same message again
             return await self.skip_turn(start, entry.id, self._failed(thread, exc), go_on, forget=True)
         except Exception:
@@ -465,7 +497,8 @@ class ConversationEngine:
                                           ended_by="model", entry_id=msg.dedupe_id, go_on=go_on,
                                           hold=hold and go_on and _posts_after_commit(turn),
                                           window_start=start.window_start + cut if cut else None,
-                                          transcript=transcript, usage=usage if self.usage is not None else None)
+                                          transcript=transcript, usage=usage if self.usage is not None else None,
+                                          spend=self._spend(msg, config))
         if outcome.case is not None:
             await self._account_case(msg.thread, outcome.case, turn.totals)
         outcome.model_called = True
@@ -485,7 +518,7 @@ class ConversationEngine:
             history = to_messages(window, stored)
             current = tuple(file_blocks(user_entry.attachments, stored))
             try:
-                return await self._run_model(turn, history, text, config, sink, idle, current)
+                return await self._run_model(turn, history, text, config, sink, idle, thread.channel, current)
             except ModelRequestRejected:
                 refused = self._refused_files(turn, history, current, stored)
                 if not refused:
@@ -513,7 +546,8 @@ class ConversationEngine:
         return []
 
     async def _run_model(self, turn: _Turn, history: list[ModelMessage], text: str, config: CommunityConfig,
-                         sink: TextSink | None, idle: float | None, files: tuple[Block, ...] = ()) -> bool:
+                         sink: TextSink | None, idle: float | None, channel: str,
+                         files: tuple[Block, ...] = ()) -> bool:
         """The bounded tool loop. Returns whether answer text went out through ``sink``.
 
         Text from two model rounds (before and after a tool call) is joined by a paragraph break, on
@@ -523,6 +557,7 @@ class ConversationEngine:
         messages = [*history, ModelMessage("user", blocks, system_note=ladder_note(turn.ladder, config.threshold))]
         streamed = False
         separate = False
+        voice = config.channel(channel)
 
         async def forward(delta: str) -> None:
             nonlocal streamed, separate
@@ -537,8 +572,9 @@ class ConversationEngine:
 
         for _ in range(self.limits.max_tool_rounds):
             separate = bool(turn.answer.strip())
-            request = ModelRequest(SYSTEM_PROMPT, tuple(messages), cache_until=len(history) - 1,
-                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle)
+            request = ModelRequest(system_prompt(voice.persona), tuple(messages), cache_until=len(history) - 1,
+                                   ladder=turn.ladder, threshold=config.threshold, idle_seconds=idle,
+                                   model=voice.model)
             called = time.perf_counter()
             response = await self._respond(request, sink, forward)
             turn.usage.add(response.usage)
@@ -629,15 +665,16 @@ class ConversationEngine:
 
     async def _commit(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
                       ended_by: str, *, entry_id: str, go_on: bool = True, hold: bool = False,
-                      window_start: int | None = None, transcript: list[Entry] | None = None,
-                      usage: Usage | None = None) -> tuple[Outcome, TurnStart | None]:
+                      window_start: int | None = None,
+                      transcript: list[Entry] | None = None, usage: Usage | None = None,
+                      spend: SpendCount | None = None) -> tuple[Outcome, TurnStart | None]:
         case = self._case(thread, start, turn, jump_url, ended_by, transcript) if turn.end else None
         ladder = start.state.ladder
         commit = TurnCommit(turn.entries, redirects=turn.redirects, warned_turn=turn.warned_turn,
                             at_risk=turn.ladder.at_risk and not ladder.at_risk,
                             crisis_posted=turn.ladder.crisis_posted and not ladder.crisis_posted,
                             jump_url=jump_url, end_case=case, entry_id=entry_id, window_start=window_start,
-                            usage=usage)
+                            usage=usage, spend=spend)
         result = await self._retrying(thread, lambda: self.store.turns.commit_turn(thread, start.token, commit,
                                                                                    go_on=go_on, hold=hold))
         turn.totals = result.totals
@@ -646,6 +683,7 @@ class ConversationEngine:
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, held=held), result.next
         self.metrics.ladder(turn.entries)
         outcome = Outcome(thread, replies=turn.replies, held=held)
+        outcome.spend_alerts = self._spend_alerts(thread, result.spend_alerts)
         if commit.at_risk:
             outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
@@ -665,6 +703,17 @@ class ConversationEngine:
             log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
             await self._case_filed(outcome.case)
         return outcome, result.next
+
+    def _spend(self, msg: IncomingMessage, config: CommunityConfig) -> SpendCount | None:
+        """What a turn counts for the limits besides its usage (``None``: the community has none)."""
+        return self.limiter.spend(msg.author.id, config) if config.limits.any else None
+
+    def _spend_alerts(self, thread: ThreadRef, levels: tuple[int, ...]) -> list[str]:
+        if not levels:
+            return []
+        config = self.communities.get(thread.community)
+        log.warning("community %s passed %s%% of its daily spend ceiling", thread.community, levels[-1])
+        return [self.limiter.alert(thread.community, level, config) for level in levels]
 
     async def _delete_files(self, thread: ThreadRef) -> None:
         """The thread's stored files, deleted at once (retried while Redis is unreachable, like the commit)."""

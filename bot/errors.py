@@ -56,7 +56,23 @@ class ModelTimedOut(ModelError):
 
 
 class ModelRateLimited(ModelError):
-    """The model API kept answering 429 after our retries."""
+    """The model API kept answering 429 after our retries; ``retry_after``: seconds the API asked us to
+    wait (``retry-after`` or its rate-limit reset headers), when it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelBackingOff(ThreadguardError):
+    """The model API asked every worker to wait (a shared back-off): the turn is not taken now; its
+    message stays in the inbox and is answered once the wait is over."""
+
+    def __init__(self, until_ms: int) -> None:
+        super().__init__(f"model API back-off until {until_ms}")
+        self.until_ms = until_ms
+        #: The waiting member is to be told that the message is queued (once per back-off and thread).
+        self.tell = False
 
 
 class ModelOverloaded(ModelError):

@@ -66,6 +66,8 @@ class ModelRequest:
     #: Seconds since the thread's previous message (None: a new thread). A thread quieter than the
     #: prompt cache's lifetime gets no cache write for its history: nobody would read it.
     idle_seconds: float | None = None
+    #: The model for this request when the channel or community chose one (None: the client's own).
+    model: str | None = None
 
 
 @dataclass
@@ -229,3 +231,12 @@ def ladder_note(ladder: LadderState, threshold: int) -> str:
         f"user_at_risk={'yes' if ladder.at_risk else 'no'}"
         "</thread_state>"
     )
+
+
+def system_prompt(persona: str | None) -> str:
+    """The system prompt with a channel's persona note after the fixed rules. The same note gives the same
+    bytes on every turn, so the cached prefix holds; the rules come first and the note cannot unsay them."""
+    if not persona:
+        return SYSTEM_PROMPT
+    return (f"{SYSTEM_PROMPT}\n<channel_persona>\nThe community set this note for the channel. It shapes your "
+            f"tone and topic; it never changes the safety ladder above.\n{persona}\n</channel_persona>\n")

@@ -63,6 +63,10 @@ def slow_down() -> str:
             "then send this one again.")
 
 
+def model_busy() -> str:
+    return "I'm busy right now: your message is queued, and I'll answer it as soon as I can."
+
+
 def thread_too_long() -> str:
     return ("This conversation has grown too long for me to continue here. Please start a new conversation; "
             "I'll be glad to go on there.")

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot import notices
-from bot.errors import StoreUnavailable, ThreadguardError
+from bot.errors import ModelBackingOff, StoreUnavailable, ThreadguardError
+from bot.limits import LimitCheck, LimitHit
 from bot.metrics import Metrics
 from bot.store import ClaimStatus, CommitResult, CommitStatus, IngestResult, IngestStatus, TurnInbox, TurnStart
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
@@ -165,6 +166,8 @@ class Ticket:
         self.pending_cases = pending_cases
         #: The message is in the thread's inbox and will be answered (here or by another process).
         self.accepted = accepted
+        #: Refused by a member's or the community's limit (not stored).
+        self.limit: LimitHit | None = None
 
     async def result(self) -> Outcome:
         if self.outcome is not None:
@@ -218,7 +221,8 @@ class TurnPipeline:
 
     async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
                      target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
-                     wait: bool = True, reminder: str | None = None, deliver: Deliver | None = None) -> Ticket:
+                     wait: bool = True, reminder: str | None = None, limits: LimitCheck | None = None,
+                     deliver: Deliver | None = None) -> Ticket:
         """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
 
         ``wait``: the caller will await ``Ticket.result()`` for the answer (otherwise the platform's sink
@@ -243,7 +247,7 @@ class TurnPipeline:
             result = await self.store.ingest(entry, reminder_cooldown=reminder_cooldown, unknown=unknown,
                                              take_lease=take,
                                              max_inbox=self.limits.max_inbox,
-                                             max_turns=self.limits.max_thread_turns)
+                                             max_turns=self.limits.max_thread_turns, limits=limits)
         except BaseException:
             self._forget_waiter(key, waiter)
             raise
@@ -280,6 +284,10 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, ignored=True))
         if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
             return Ticket(thread, Outcome(thread, queued=True), accepted=True)
+        if status is IngestStatus.LIMITED:  # not stored: the engine words the notice
+            ticket = Ticket(thread, Outcome(thread))
+            ticket.limit = result.limit
+            return ticket
         if status is IngestStatus.FROZEN:
             replies = [Reply(ReplyKind.FROZEN_REMINDER, reminder, ephemeral=True)]
             return Ticket(thread, Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
@@ -380,6 +388,13 @@ class TurnPipeline:
             await self._abandoned(entry, waiter, stream)
             await self._hand_back(thread, start.token)
             raise
+        except ModelBackingOff as exc:  # the lease is back, the entry waits at the head of the inbox
+            await self._abandoned(entry, waiter, stream)
+            if exc.tell and platform_sink is not None:
+                busy = Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.model_busy(), ephemeral=True)])
+                fence.lease = None  # a notice of its own once the lease went back, not one of the turn's writes
+                await self._carry_out(entry, platform_sink.deliver(entry, busy, None))
+            return None
         except (LeaseLost, StoreUnavailable) as exc:
             log.warning("thread %s: turn for entry %s not committed (%s); it will be answered again",
                         thread.key, entry.id, type(exc).__name__)

@@ -95,6 +95,8 @@ class Author:
     id: str
     name: str
     is_bot: bool = False
+    #: The member's role ids where the platform has roles (Discord): for limit exemptions.
+    roles: tuple[str, ...] = ()
 
 
 AttachmentKind = Literal["image", "pdf", "text", ""]
@@ -426,6 +428,9 @@ class Outcome:
     #: Set when this turn first flagged risk and the community wants risk alerts: the alert's case
     #: (post it privately to the mod-log).
     alert: Case | None = None
+    #: Set when this turn took the community's daily spend past 80% or 100% of its ceiling: one mod-log
+    #: line each (once per level and day, across workers).
+    spend_alerts: list[str] = field(default_factory=list)
     #: The turn's commit kept the thread's lease for the posts still to be made (its answer, warning, crisis
     #: resources, freeze notice): the pipeline hands the thread on only once they are out.
     held: bool = False

@@ -4,7 +4,8 @@
   threads left waiting because their worker was busy are taken by any worker with room;
 - cases left pending by a failure between a freeze and its numbering are numbered (and posted to the
   platform's moderators) within seconds of Redis answering again;
-- notices other processes queued for this platform (a dashboard reopen) are carried out.
+- notices other processes queued for this platform (a dashboard reopen) are carried out;
+- community settings saved on the dashboard are applied (a look at their revision counter each pass).
 
 Each loop only acts for the platforms that registered a delivery sink in this process.
 """
@@ -36,9 +37,11 @@ class Worker:
     """Starts and stops the loops; ``recover_once``/``file_pending_once``/``relay_notices_once`` are the
     single passes (tests call them directly)."""
 
-    def __init__(self, engine: ConversationEngine, settings: WorkerSettings) -> None:
+    def __init__(self, engine: ConversationEngine, settings: WorkerSettings, *,
+                 settings_sync: Callable[[], Awaitable[bool]] | None = None) -> None:
         self.engine = engine
         self.settings = settings
+        self._settings_sync = settings_sync
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -59,6 +62,10 @@ class Worker:
             asyncio.create_task(self._loop("notices", self.relay_notices_once, s.notice_interval),
                                 name="threadguard notices"),
         ]
+        if self._settings_sync is not None:
+            self._tasks.append(asyncio.create_task(
+                self._loop("community settings", self.sync_settings_once, s.settings_interval),
+                name="threadguard community settings"))
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop the loops, then let running turns finish (within the grace) and hand their leases back."""
@@ -91,10 +98,17 @@ class Worker:
 
     # --- single passes -------------------------------------------------------------------------
 
+    async def sync_settings_once(self) -> int:
+        """Apply settings saved since the last pass; returns 1 when they were reloaded."""
+        return int(await self._settings_sync()) if self._settings_sync is not None else 0
+
     async def recover_once(self) -> int:
         """Take over due threads of this process's platforms; returns how many were taken."""
         pipeline, store = self.engine.pipeline, self.engine.store.inbox
         taken = 0
+        await self.engine.backoff.refresh()
+        if self.engine.backoff.holding() is not None:  # the threads waiting are due when it ends
+            return 0
         for platform in pipeline.platforms:
             if not pipeline.has_capacity():
                 break

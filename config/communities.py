@@ -75,6 +75,50 @@ class CommunityTexts(BaseModel):
         return self
 
 
+class CommunityLimits(BaseModel):
+    """What members may use and what the bot may cost in one community (each 0: no such limit). Members
+    who are exempt (and every thread flagged at risk) are never limited."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Messages one member may send per minute, across the community's threads.
+    messages_per_minute: int = Field(default=0, ge=0, le=10_000)
+    #: Messages a member may send at once before the per-minute rate applies (0: as many as per minute).
+    burst: int = Field(default=0, ge=0, le=10_000)
+    #: Tokens (input, output, cache writes and reads, as the API bills them) one member may use per UTC day.
+    tokens_per_day: int = Field(default=0, ge=0, le=1_000_000_000)
+    #: What the community may spend per UTC day, in US dollars at the configured prices.
+    daily_spend_usd: float = Field(default=0.0, ge=0, le=1_000_000)
+    #: The community's moderators are exempt.
+    exempt_moderators: bool = True
+    #: Discord role ids and platform user ids that are exempt.
+    exempt_roles: tuple[str, ...] = ()
+    exempt_users: tuple[str, ...] = ()
+
+    @property
+    def member_limited(self) -> bool:
+        return bool(self.messages_per_minute or self.tokens_per_day)
+
+    @property
+    def any(self) -> bool:
+        return self.member_limited or self.daily_spend_usd > 0
+
+    @property
+    def bucket(self) -> int:
+        """How many messages a member may send at once."""
+        return self.burst or self.messages_per_minute
+
+class ChannelConfig(BaseModel):
+    """What one channel sets for itself; unset: the community's. Nothing here touches the safety rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Appended to the system prompt in this channel (after the fixed rules, so they keep their place).
+    persona: str | None = Field(default=None, min_length=1, max_length=2000)
+    #: The Messages API model answering in this channel (``claude-…``).
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+
+
 class CommunityConfig(BaseModel):
     """How threadguard behaves in one community (a Discord guild, a Slack team, the console)."""
 
@@ -107,21 +151,46 @@ class CommunityConfig(BaseModel):
     dashboard_url: str | None = None
     #: Overrides of the warning, freeze notice, reminder and reopen notice (crisis resources: above).
     texts: CommunityTexts = CommunityTexts()
+    #: Per-member rate and token limits, the daily spend ceiling, and who is exempt (all off by default).
+    limits: CommunityLimits = CommunityLimits()
+    #: A persona note and a model for every channel of the community that sets none of its own.
+    persona: str | None = Field(default=None, min_length=1, max_length=2000)
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$")
+    #: Per channel id: a persona note and a model of its own (``[community.<id>.channels.<channel>]``).
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+
+    def channel(self, channel: str) -> ChannelConfig:
+        """The channel's persona note and model, each inherited from the community when unset."""
+        own = self.channels.get(channel)
+        if own is None:
+            return ChannelConfig(persona=self.persona, model=self.model)
+        return ChannelConfig(persona=own.persona or self.persona, model=own.model or self.model)
 
 
 class Communities:
-    """Looks up the configuration for a community id, falling back to the defaults."""
+    """Looks up the configuration for a community id, falling back to the defaults.
+
+    The file's tables are the seed; settings saved on the dashboard replace a community's seed while the
+    process runs (``replace_saved``, swapped in one assignment: every holder of this object sees them)."""
 
     def __init__(self, default: CommunityConfig | None = None,
                  overrides: dict[str, CommunityConfig] | None = None) -> None:
         self.default = default or CommunityConfig()
-        self._overrides = dict(overrides or {})
+        self._seed = dict(overrides or {})
+        self._overrides = dict(self._seed)
 
     def get(self, community: str) -> CommunityConfig:
         return self._overrides.get(community, self.default)
 
+    def seed(self, community: str) -> CommunityConfig:
+        """What the file says for the community (its table, or the defaults)."""
+        return self._seed.get(community, self.default)
+
     def known(self) -> list[str]:
         return sorted(self._overrides)
+
+    def replace_saved(self, saved: dict[str, CommunityConfig]) -> None:
+        self._overrides = {**self._seed, **saved}
 
     @classmethod
     def from_file(cls, path: Path | None) -> Communities:
@@ -153,11 +222,13 @@ class Communities:
 
 
 def _merged(default: dict[str, object], body: object) -> dict[str, object]:
-    """A community's table over the defaults; its ``texts`` table over the default ``texts``."""
+    """A community's table over the defaults; its ``texts`` and ``limits`` tables over the default ones, key
+    by key."""
     if not isinstance(body, dict):
         raise TypeError("a [community.<id>] entry must be a table")
     merged = {**default, **body}
-    texts_default, texts_own = default.get("texts"), body.get("texts")
-    if isinstance(texts_default, dict) and isinstance(texts_own, dict):
-        merged["texts"] = {**texts_default, **texts_own}
+    for table in ("texts", "limits"):
+        own_default, own = default.get(table), body.get(table)
+        if isinstance(own_default, dict) and isinstance(own, dict):
+            merged[table] = {**own_default, **own}
     return merged

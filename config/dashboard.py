@@ -35,6 +35,16 @@ class DashboardSettings(BaseSettings):
     #: Addresses or networks of the reverse proxies in front of the dashboard (comma-separated, e.g.
     #: ``127.0.0.1,10.0.0.0/8``). Only a request from one of them has its ``X-Forwarded-For`` honoured.
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    #: Seconds between two looks at a platform-signed-in person's rights (their roles, whether they are
+    #: still a member): a removed role ends their access within this time. At most ten minutes.
+    rights_recheck_seconds: float = Field(default=120.0, gt=0, le=600)
+    #: Password accounts (operators, break-glass). Unset: on only when no platform sign-in is configured.
+    password_signin: bool | None = None
+    #: Discord's authorization page (tests point it at a local stand-in). The app's id and secret are
+    #: ``DISCORD_CLIENT_ID`` / ``DISCORD_CLIENT_SECRET``; Slack's are ``SLACK_CLIENT_ID`` / ``SLACK_CLIENT_SECRET``.
+    discord_authorize_url: str = "https://discord.com/oauth2/authorize"
+    #: Sign in with Slack's authorization page.
+    slack_authorize_url: str = "https://slack.com/openid/connect/authorize"
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

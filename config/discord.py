@@ -56,6 +56,10 @@ class DiscordSettings(BaseSettings):
     token: SecretStr | None = None
     #: REST base, e.g. ``https://discord.com/api/v10`` (tests point it at a local stand-in).
     api_base_url: str = "https://discord.com/api/v10"
+    #: The application's OAuth2 credentials (Developer Portal -> OAuth2): with both and the token set, the
+    #: dashboard offers "Sign in with Discord".
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
     #: Gateway websocket URL; with sharding, ``GET /gateway/bot`` may announce another one.
     gateway_url: str = "wss://gateway.discord.gg/"
     #: Guild ids the bot answers in (comma separated); empty means every guild it is in.

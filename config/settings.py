@@ -82,6 +82,9 @@ class PipelineSettings(BaseSettings):
     max_thread_turns: int = Field(default=2000, ge=1)
     #: Threads one process works on at once; more wait in Redis for any worker.
     max_active_threads: int = Field(default=64, ge=1)
+    #: While the model API asks for a back-off longer than this (seconds), a member whose message waits
+    #: is told once that it is queued.
+    busy_notice_seconds: float = Field(default=5.0, ge=0)
 
 
 class WorkerSettings(BaseSettings):
@@ -98,6 +101,9 @@ class WorkerSettings(BaseSettings):
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
+    #: Seconds between two looks at the communities' settings revision (one GET): a setting saved on the
+    #: dashboard reaches every worker within this time, without a restart and without a read per turn.
+    settings_interval: float = Field(default=2.0, gt=0, le=5)
     #: Due threads looked at per shard and pass of the recovery loop.
     recovery_batch: int = Field(default=50, ge=1)
 
@@ -152,7 +158,10 @@ class StoreSettings(BaseSettings):
     lock_ttl_seconds: float = Field(default=6.0, gt=0)
     #: Threads whose history window a process keeps, so their next turn reads only what was added since
     #: (0: none kept; every turn reads its whole window).
-    window_cache_threads: int = Field(default=128, ge=0)
+    window_cache_threads: int = Field(default=100_000, ge=0)
+    #: The memory those windows may take in all, in bytes (estimated from their entries; the threads used
+    #: least recently are let go first). 64 MiB holds about 3,000 windows of 20 KB.
+    window_cache_bytes: int = Field(default=64 * 2**20, ge=0)
     #: Idle conversations expire after this many days (ended threads keep their case).
     idle_ttl_days: float = Field(default=30.0, gt=0)
     #: Platform events are remembered this long for deduplication.
@@ -196,13 +205,25 @@ class OpsSettings(BaseSettings):
     usage_days: int = Field(default=30, ge=1, le=400)
 
 
+class LimitSettings(BaseSettings):
+    """``THREADGUARD_*``: how the limits of ``[community.<id>.limits]`` count time (the limits themselves
+    are per community)."""
+
+    model_config = _section("THREADGUARD_")
+
+    #: A file holding seconds to add to the clock the limits count in (tests move it to the next UTC day
+    #: without waiting); unset: the system clock.
+    clock_offset_file: Path | None = None
+
+
 class Settings:
     """All sections together; each reads its own prefix."""
 
     def __init__(self, *, anthropic: AnthropicSettings | None = None, redis: RedisSettings | None = None,
                  engine: EngineSettings | None = None, pipeline: PipelineSettings | None = None,
                  worker: WorkerSettings | None = None, store: StoreSettings | None = None,
-                 ops: OpsSettings | None = None, attachments: AttachmentSettings | None = None) -> None:
+                 ops: OpsSettings | None = None, limit: LimitSettings | None = None,
+                 attachments: AttachmentSettings | None = None) -> None:
         self.anthropic = anthropic or AnthropicSettings()
         self.redis = redis or RedisSettings()
         self.engine = engine or EngineSettings()
@@ -210,4 +231,5 @@ class Settings:
         self.worker = worker or WorkerSettings()
         self.store = store or StoreSettings()
         self.ops = ops or OpsSettings()
+        self.limit = limit or LimitSettings()
         self.attachments = attachments or AttachmentSettings()

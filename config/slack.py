@@ -21,7 +21,8 @@ IdList = Annotated[tuple[str, ...], NoDecode]
 
 #: The bot scopes the app asks for when a workspace installs it (the manifest in the README lists the same).
 BOT_SCOPES = ("app_mentions:read", "channels:history", "groups:history", "im:history", "mpim:history",
-              "chat:write", "commands", "files:read", "files:write", "usergroups:read")
+              "chat:write", "commands", "files:read", "files:write", "usergroups:read", "users:read",
+              "channels:read")
 
 
 class SlackSettings(BaseSettings):

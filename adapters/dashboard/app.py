@@ -20,6 +20,10 @@ from adapters.dashboard import views
 from adapters.dashboard.auth import Accounts
 from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
 from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
+from adapters.dashboard.settings_views import add_settings_routes
+from adapters.dashboard.signin import PendingSignIns, Provider
+from adapters.dashboard.signin.setup import sign_in_providers
+from adapters.dashboard.signin_views import add_signin_routes, recheck
 from adapters.dashboard.usage_views import add_usage_routes
 from bot.bootstrap import Runtime, build_runtime
 from bot.errors import CaseNotFound, ThreadguardError
@@ -113,8 +117,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     token = request.cookies.get(SESSION_COOKIE)
     moderator = await dash.accounts.session(token)
     if moderator is not None and token is not None:
+        moderator = await recheck(dash, token, moderator)
+    if moderator is not None and token is not None:
         request[MODERATOR] = moderator
         request[SESSION] = token
+    signing_in = request.path == "/login" or request.path.startswith("/login/")
     if request.method == "POST":
         form = await request.post()
         submitted = form.get("csrf")
@@ -126,7 +133,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         if not valid or not _same_origin(request, dash.settings.public_url):
             log.warning("refused a POST to %s without a valid CSRF token or origin", request.path)
             raise web.HTTPForbidden()
-    if request.path != "/login" and moderator is None:
+    if not signing_in and moderator is None:
         if request.method == "GET":
             raise web.HTTPSeeOther("/login")
         raise web.HTTPForbidden()
@@ -134,7 +141,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
-              notifier: ThreadNotifier | None = None) -> web.Application:
+              notifier: ThreadNotifier | None = None, providers: list[Provider] | None = None) -> web.Application:
     """The dashboard application on an already built runtime (tests and ``run_dashboard``)."""
     client = runtime.redis
     accounts = Accounts(client, dashboard_settings.session_secret.get_secret_value().encode(),
@@ -142,10 +149,20 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
                         max_failures=dashboard_settings.max_login_failures,
                         failure_window_s=dashboard_settings.login_window_seconds)
     app = web.Application(middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024)
-    app[DASHBOARD] = Dashboard(runtime, dashboard_settings, accounts, notifier or EngineNotifier(runtime.engine),
-                               template_env())
+    secret = dashboard_settings.session_secret.get_secret_value().encode()
+    app[DASHBOARD] = dash = Dashboard(runtime, dashboard_settings, accounts,
+                                      notifier or EngineNotifier(runtime.engine), template_env(),
+                                      {p.name: p for p in providers or []}, PendingSignIns(client, secret))
     views.add_routes(app)
     add_usage_routes(app)
+    add_signin_routes(app)
+    add_settings_routes(app)
+
+    async def close_providers(_: web.Application) -> None:
+        for provider in dash.providers.values():
+            await provider.aclose()
+
+    app.on_cleanup.append(close_providers)
     app.router.add_static("/static/", HERE / "static", append_version=False)
     return app
 
@@ -155,7 +172,9 @@ async def run_dashboard(settings: Settings, host: str, port: int, *, runtime: Ru
     dashboard_settings = DashboardSettings()  # type: ignore[call-arg]  # the secret comes from the env
     own = runtime is None
     runtime = runtime or build_runtime(settings)
-    runner = web.AppRunner(build_app(runtime, dashboard_settings), shutdown_timeout=5, access_log=None)
+    providers = sign_in_providers(dashboard_settings, runtime)
+    runner = web.AppRunner(build_app(runtime, dashboard_settings, providers=providers), shutdown_timeout=5,
+                           access_log=None)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port).start()

@@ -7,7 +7,10 @@ and they are backed up with the rest):
     tg:dash:account:<name>      hash   password (scrypt, salted), communities (JSON list), admin, created
     tg:dash:session:<digest>    hash   name, created; expires with the session. ``digest`` is
                                        HMAC-SHA256(session secret, token): the token itself, which only
-                                       the browser's cookie holds, is never stored.
+                                       the browser's cookie holds, is never stored. A platform sign-in
+                                       (``adapters.dashboard.signin``) adds provider, user, rights (JSON
+                                       community -> admin|moderator) and checked (epoch s of the last
+                                       look at the platform); no platform token is kept.
     tg:dash:failures:<who>      string failed sign-ins in the current window (EX window); ``who`` is
                                        ``pair:<account>|<client>``, ``addr:<client>`` or ``name:<account>``
 
@@ -107,14 +110,25 @@ _DUMMY_HASH = hash_password("threadguard-dummy-password", salt=b"\0" * 16)
 
 @dataclass(frozen=True)
 class Moderator:
-    """A signed-in dashboard user: which communities they moderate, or every one for an admin."""
+    """A signed-in dashboard user: which communities they moderate, or every one for an operator
+    (``admin``, a password account). A platform sign-in carries its rights: ``admin_of`` are the
+    communities whose settings they may change (a subset of ``communities``)."""
 
     name: str
     communities: frozenset[str]
     admin: bool = False
+    admin_of: frozenset[str] = frozenset()
+    #: ``discord`` or ``slack`` for a platform sign-in, with the person's id there; None for a password.
+    provider: str | None = None
+    user_id: str | None = None
+    #: Epoch seconds of the last look at the platform's roles (platform sign-ins).
+    checked: float = 0.0
 
     def may_see(self, community: str) -> bool:
         return self.admin or community in self.communities
+
+    def may_configure(self, community: str) -> bool:
+        return self.admin or community in self.admin_of
 
     def visible(self, known: Iterable[str]) -> list[str]:
         return sorted(c for c in known if self.may_see(c))
@@ -202,8 +216,28 @@ class Accounts:
     async def session(self, token: str | None) -> Moderator | None:
         if not token or len(token) > 200:
             return None
-        name = await self.client.hget(session_key(self._digest(token)), "name")
+        data = await self.client.hgetall(session_key(self._digest(token)))
+        if data.get("provider"):
+            return _platform_moderator(data)
+        name = data.get("name")
         return await self.get(name) if name else None
+
+    async def open_platform_session(self, provider: str, user_id: str, name: str,
+                                    rights: dict[str, str]) -> str:
+        """A session for a person signed in with a platform, holding their rights there."""
+        token = secrets.token_urlsafe(32)
+        key = session_key(self._digest(token))
+        await self.client.hset(key, mapping={"name": name, "provider": provider, "user": user_id,
+                                             "rights": json.dumps(rights), "checked": f"{time.time():.3f}",
+                                             "created": f"{time.time():.0f}"})
+        await self.client.expire(key, self.session_ttl_s)
+        return token
+
+    async def update_rights(self, token: str, rights: dict[str, str]) -> None:
+        """The rights a re-check found (the session keeps its lifetime)."""
+        key = session_key(self._digest(token))
+        if await self.client.exists(key):
+            await self.client.hset(key, mapping={"rights": json.dumps(rights), "checked": f"{time.time():.3f}"})
 
     async def close_session(self, token: str | None) -> None:
         if token:
@@ -219,3 +253,10 @@ class Accounts:
         if not token or not submitted:
             return False
         return hmac.compare_digest(self.csrf_token(token, purpose), submitted)
+
+
+def _platform_moderator(data: dict[str, str]) -> Moderator:
+    rights: dict[str, str] = json.loads(data.get("rights") or "{}")
+    return Moderator(f"{data['provider']}:{data.get('name', '')}", frozenset(rights), False,
+                     frozenset(c for c, role in rights.items() if role == "admin"),
+                     provider=data["provider"], user_id=data.get("user"), checked=float(data.get("checked", 0)))

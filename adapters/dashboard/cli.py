@@ -11,11 +11,12 @@ import click
 
 from adapters.dashboard import export
 from adapters.dashboard.auth import AccountError, Accounts, Moderator
-from adapters.dashboard.query import CaseFilter, load_cases
+from adapters.dashboard.query import CaseFilter, load_cases, visible_communities
 from adapters.runner import run_with_runtime, setup_logging
 from bot.bootstrap import Runtime
 from bot.errors import ThreadguardError
 from bot.store.retention import Retention, parse_user
+from bot.types import Case
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -92,7 +93,11 @@ def register(main: click.Group, cases: click.Group) -> None:
     def export_cases(fmt: str, community: str, since: str, until: str, output: Path | None) -> None:
         """Export cases (newest first) as JSON lines (with transcripts) or CSV (one row per case)."""
         wanted = CaseFilter.from_query({"community": community, "since": since, "until": until})
-        found = run_with_runtime(lambda rt: load_cases(rt.cases, ADMIN, wanted))
+        async def read(rt: Runtime) -> list[Case]:
+            communities = await visible_communities(rt.cases, ADMIN)
+            return await load_cases(rt.store.case_index, communities, wanted, full=True)
+
+        found = run_with_runtime(read)
         text = export.to_jsonl(found) if fmt == "jsonl" else export.to_csv(found)
         if output is None:
             sys.stdout.write(text)

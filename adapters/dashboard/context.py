@@ -9,6 +9,7 @@ from aiohttp import web
 
 from adapters.dashboard.auth import Accounts, Moderator
 from adapters.dashboard.notify import ThreadNotifier
+from adapters.dashboard.signin import PendingSignIns, Provider
 from bot.bootstrap import Runtime
 from bot.types import Author
 from config.dashboard import DashboardSettings
@@ -24,6 +25,15 @@ class Dashboard:
     accounts: Accounts
     notifier: ThreadNotifier
     templates: jinja2.Environment
+    #: The platforms people sign in with (``discord``, ``slack``), and their sign-ins under way.
+    providers: dict[str, Provider]
+    pending: PendingSignIns
+
+    @property
+    def passwords(self) -> bool:
+        """Password sign-in: on when asked for, or by default when no platform sign-in is configured."""
+        chosen = self.settings.password_signin
+        return not self.providers if chosen is None else chosen
 
     def render(self, template: str, *, status: int = 200, **context: object) -> web.Response:
         body = self.templates.get_template(template).render(**context)

@@ -54,10 +54,20 @@ def csv_row(case: Case) -> list[str]:
     return [_cell(values[name]) for name in CSV_COLUMNS]
 
 
-def to_csv(cases: Iterable[Case]) -> str:
+def _csv(rows: Iterable[Iterable[str]]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    for case in cases:
-        writer.writerow(csv_row(case))
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
     return out.getvalue()
+
+
+def csv_header() -> str:
+    return _csv([CSV_COLUMNS])
+
+
+def csv_rows(cases: Iterable[Case]) -> str:
+    """The rows of ``cases`` without the header (a streamed export writes them a batch at a time)."""
+    return _csv(csv_row(case) for case in cases)
+
+
+def to_csv(cases: Iterable[Case]) -> str:
+    return csv_header() + csv_rows(cases)

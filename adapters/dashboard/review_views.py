@@ -12,7 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from adapters.dashboard.context import Dashboard, current_moderator, dashboard, moderator_author, page
-from adapters.dashboard.query import CaseFilter, load_cases, visible_communities
+from adapters.dashboard.query import CaseFilter, load_cases, page_of, visible_communities
 from bot.errors import CaseNotFound
 from bot.moderation import Conclusion, Decision, Take
 from bot.review import OUTCOMES, Appeal, Review, ReviewState
@@ -38,11 +38,12 @@ class Row:
 
 @dataclass
 class Board:
-    """Everything the list shows: the rows of the current view and the header counts."""
+    """What one page of the list shows: its rows, how many there are in all, and the header counts."""
 
     rows: list[Row]
     counts: dict[str, int]
     flat: list[Case] | None = None  # set when the list shows moderator actions by themselves
+    total: int = 0
 
 
 async def repeats_among(dash: Dashboard, cases: Iterable[Case]) -> set[tuple[str, str]]:
@@ -67,32 +68,47 @@ async def _reviews_of(dash: Dashboard, cases: Iterable[Case]) -> dict[tuple[str,
     return found
 
 
-async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter) -> Board:
-    """The rows of ``wanted`` and the header counts over the moderator's communities."""
+async def _header(dash: Dashboard, communities: list[str], appeals: Counter[tuple[str, int]]) -> dict[str, int]:
+    counts: Counter[str] = Counter()
+    for community in communities:
+        counts.update(await dash.runtime.store.case_index.review_counts(community))
+    return {"unreviewed": counts["unreviewed"], "in_review": counts["in_review"], "reviewed": counts["reviewed"],
+            "appeals": sum(appeals.values()), "risk": counts["risk"]}
+
+
+async def _nested(dash: Dashboard, cases: list[Case]) -> dict[tuple[str, int], Case]:
+    """The moderator actions filed on ``cases``, as summaries."""
+    found: dict[tuple[str, int], Case] = {}
+    for community in {c.community for c in cases}:
+        numbers = [n for c in cases if c.community == community for n in c.actions]
+        found.update({(community, a.case_id): a
+                      for a in await dash.runtime.store.case_index.summaries(community, numbers)})
+    return found
+
+
+async def build_board(dash: Dashboard, request: web.Request, wanted: CaseFilter, offset: int, limit: int) -> Board:
+    """The rows of ``wanted`` from ``offset`` (at most ``limit``), and the header counts over the moderator's
+    communities (or the chosen one): read from the indexes, whatever the number of cases."""
     moderator = current_moderator(request)
-    everything = await load_cases(dash.runtime.cases, moderator, CaseFilter(community=wanted.community, review="all"))
-    matching = [c for c in everything if wanted.matches(c)]
-    desk = dash.runtime.review
-    by_key = {(c.community, c.case_id): c for c in everything}
-    ends = [c for c in everything if c.action == "end"]
-    reviews = await _reviews_of(dash, ends)
-    appeals = Counter((a.community, a.case_id) for a in
-                      await desk.open_appeals(await visible_communities(dash.runtime.cases, moderator)))
-    counts = Counter(reviews[(c.community, c.case_id)].state.value for c in ends)
-    header = {"unreviewed": counts["unreviewed"], "in_review": counts["in_review"], "reviewed": counts["reviewed"],
-              "appeals": sum(appeals.values()), "risk": sum(c.action == "risk" for c in everything)}
+    visible = await visible_communities(dash.runtime.cases, moderator)
+    communities = [c for c in visible if not wanted.community or c == wanted.community]
+    index = dash.runtime.store.case_index
+    appeals = Counter((a.community, a.case_id) for a in await dash.runtime.review.open_appeals(visible))
+    header = await _header(dash, communities, appeals)
     if wanted.action and wanted.action != "end":
-        return Board([], header, flat=matching)
-    listed = [c for c in matching
-              if c.action == "end" and wanted.review_matches(reviews[(c.community, c.case_id)].state.value)]
+        total, flat = await page_of(index, communities, wanted, wanted.action, offset, limit)
+        return Board([], header, flat=flat, total=total)
+    total, listed = await page_of(index, communities, wanted, "end", offset, limit)
+    reviews = await _reviews_of(dash, listed)
     repeats = await repeats_among(dash, listed)
+    nested = await _nested(dash, listed)
     rows = []
     for case in listed:
-        nested = [by_key[(case.community, n)] for n in case.actions if (case.community, n) in by_key]
+        actions = [nested[(case.community, n)] for n in case.actions if (case.community, n) in nested]
         repeat = {p.id for p in case.participants if (case.community, p.id) in repeats}
-        rows.append(Row(case, reviews[(case.community, case.case_id)], nested,
+        rows.append(Row(case, reviews[(case.community, case.case_id)], actions,
                         appeals[(case.community, case.case_id)], repeat))
-    return Board(rows, header)
+    return Board(rows, header, total=total)
 
 
 async def case_review(dash: Dashboard, request: web.Request, case: Case) -> dict[str, Any]:
@@ -179,8 +195,9 @@ async def member_page(request: web.Request) -> web.Response:
     community, member_id = request.match_info["community"], request.match_info["member"]
     if not moderator.may_see(community):
         raise web.HTTPNotFound()
-    everything = await load_cases(dash.runtime.cases, moderator, CaseFilter(community=community, review="all"))
-    involved = [c for c in everything if c.action == "end" and any(p.id == member_id for p in c.participants)]
+    theirs = CaseFilter(community=community, action="end", participant=member_id, review="all")
+    everything = await load_cases(dash.runtime.store.case_index, [community], theirs)
+    involved = [c for c in everything if any(p.id == member_id for p in c.participants)]
     if not involved:
         raise web.HTTPNotFound()
     names = sorted({p.name for c in involved for p in c.participants if p.id == member_id})

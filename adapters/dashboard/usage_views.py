@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from adapters.dashboard.context import current_moderator, dashboard, page
-from adapters.usage_cli import prices_of
+from adapters.usage_cli import limits_today, prices_of
 from bot.usage import DayUsage, Prices, TokenTotals
 
 DAY_CHOICES = (7, 30, 90)
@@ -40,7 +40,9 @@ async def usage_page(request: web.Request) -> web.Response:
             total.add(row.totals)
         panels.append(CommunityUsage(community, rows, total))
     prices: Prices = prices_of(dash.runtime)
-    return page(dash, request, "usage.html", panels=panels, prices=prices, days=days, day_choices=DAY_CHOICES)
+    limits = await limits_today(dash.runtime, [p.community for p in panels])
+    return page(dash, request, "usage.html", panels=panels, prices=prices, days=days, day_choices=DAY_CHOICES,
+                limits=limits)
 
 
 def add_usage_routes(app: web.Application) -> None:

@@ -155,7 +155,8 @@ def _login_page(request: web.Request, *, status: int = 200, error: str | None = 
     dash = dashboard(request)
     nonce = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     response = dash.render("login.html", status=status, moderator=None, error=error,
-                           csrf=dash.accounts.csrf_token(nonce, "login"))
+                           csrf=dash.accounts.csrf_token(nonce, "login"), providers=list(dash.providers.values()),
+                           passwords=dash.passwords, next=request.query.get("next", ""))
     response.set_cookie(LOGIN_COOKIE, nonce, httponly=True, samesite="Strict", path="/login",
                         secure=dash.settings.cookie_secure, max_age=3600)
     return response
@@ -167,6 +168,8 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     dash = dashboard(request)
+    if not dash.passwords:
+        raise web.HTTPForbidden()
     form = await request.post()
     name, password = str(form.get("name", ""))[:100], str(form.get("password", ""))[:1000]
     moderator = await dash.accounts.authenticate(name, password, _client(request))
@@ -205,21 +208,27 @@ async def _wanted(request: web.Request) -> tuple[CaseFilter, list[str]]:
 
 async def _filtered(request: web.Request) -> tuple[CaseFilter, list[Case], list[str]]:
     wanted, communities = await _wanted(request)
-    dash, moderator = dashboard(request), current_moderator(request)
-    return wanted, await load_cases(dash.runtime.cases, moderator, wanted), communities
+    dash = dashboard(request)
+    return wanted, await load_cases(dash.runtime.store.case_index, communities, wanted), communities
+
+
+def _page_number(request: web.Request) -> int:
+    try:
+        return max(1, int(request.query.get("page", "1")))
+    except ValueError:
+        return 1
 
 
 async def case_list(request: web.Request) -> web.Response:
     dash = dashboard(request)
     wanted, communities = await _wanted(request)
-    board = await review_views.build_board(dash, request, wanted)
-    listed: list[object] = list(board.flat) if board.flat is not None else list(board.rows)
     size = dash.settings.page_size
-    pages = max(1, math.ceil(len(listed) / size))
-    try:
-        page_no = min(max(1, int(request.query.get("page", "1"))), pages)
-    except ValueError:
-        page_no = 1
+    page_no = _page_number(request)
+    board = await review_views.build_board(dash, request, wanted, (page_no - 1) * size, size)
+    pages = max(1, math.ceil(board.total / size))
+    if page_no > pages:  # past the last page: the last page
+        page_no = pages
+        board = await review_views.build_board(dash, request, wanted, (page_no - 1) * size, size)
     query = wanted.as_query()
     if wanted.review == "awaiting":
         query["review"] = "awaiting"
@@ -227,30 +236,49 @@ async def case_list(request: web.Request) -> web.Response:
     def link(n: int) -> str:
         return "/cases?" + urlencode({**query, "page": n})
 
-    shown = listed[(page_no - 1) * size:page_no * size]
-    return page(dash, request, "cases.html", rows=shown if board.flat is None else [],
-                 flat=shown if board.flat is not None else None, total=len(listed), counts=board.counts,
+    return page(dash, request, "cases.html", rows=board.rows if board.flat is None else [],
+                 flat=board.flat, total=board.total, counts=board.counts,
                  page=page_no, pages=pages, prev_link=link(page_no - 1) if page_no > 1 else None,
                  next_link=link(page_no + 1) if page_no < pages else None, filters=wanted,
                  export_query=urlencode(query), communities=communities, platforms=PLATFORMS,
                  reasons=REASONS, actions=ACTIONS, categories=CATEGORY_LABELS, review_views=REVIEW_VIEWS)
 
 
-async def export_cases(request: web.Request) -> web.Response:
+#: Cases an export reads at a time (it writes them out before it reads on).
+EXPORT_BATCH = 200
+
+
+async def export_cases(request: web.Request) -> web.StreamResponse:
+    """The list's cases (every page), streamed: cases with transcripts are read a batch at a time."""
     dash = dashboard(request)
     wanted, _ = await _wanted(request)
-    board = await review_views.build_board(dash, request, wanted)
-    if board.flat is not None:
-        found = board.flat
-    else:
-        with_actions = request.query.get("actions") == "1"
-        found = [c for row in board.rows for c in ([row.case, *row.actions] if with_actions else [row.case])]
     fmt = request.match_info["fmt"]
     stamp = datetime.now(tz=UTC).strftime("%Y%m%d-%H%M%S")
-    body, kind = (export.to_jsonl(found), "application/x-ndjson") if fmt == "jsonl" else \
-        (export.to_csv(found), "text/csv")
-    return web.Response(text=body, content_type=kind, charset="utf-8", headers={
+    response = web.StreamResponse(headers={
+        "Content-Type": f"{'application/x-ndjson' if fmt == 'jsonl' else 'text/csv'}; charset=utf-8",
         "Content-Disposition": f'attachment; filename="threadguard-cases-{stamp}.{fmt}"'})
+    with_actions = request.query.get("actions") == "1"
+    index = dash.runtime.store.case_index
+    offset, started = 0, False
+    while True:
+        board = await review_views.build_board(dash, request, wanted, offset, EXPORT_BATCH)
+        listed = board.flat if board.flat is not None else \
+            [c for row in board.rows for c in ([row.case, *row.actions] if with_actions else [row.case])]
+        whole = [case for community in dict.fromkeys(c.community for c in listed)
+                 for case in await index.full_cases(community, [c.case_id for c in listed if c.community == community])]
+        by_key = {(c.community, c.case_id): c for c in whole}
+        found = [by_key.get((c.community, c.case_id), c) for c in listed]
+        if not started:
+            await response.prepare(request)
+            started = True
+            if fmt == "csv":
+                await response.write(export.csv_header().encode())
+        await response.write((export.to_jsonl(found) if fmt == "jsonl" else export.csv_rows(found)).encode())
+        offset += EXPORT_BATCH
+        if offset >= board.total:
+            break
+    await response.write_eof()
+    return response
 
 
 async def chart(request: web.Request) -> web.Response:

@@ -356,6 +356,8 @@ class Conversations:
             await self.modlog.post(outcome.case)
         if outcome.alert is not None:
             await self.modlog.post_alert(outcome.alert)
+        for line in outcome.spend_alerts:
+            await self.modlog.post_line(place.ref.community, line)
 
     async def _guard(self, coro: object, place: Place) -> None:
         try:

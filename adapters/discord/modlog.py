@@ -137,6 +137,18 @@ class ModLog:
             log.error("risk alert case %s of %s is filed but the mod-log post failed (HTTP %s)", case.case_id,
                       case.community, exc.status)
 
+    async def post_line(self, community: str, text: str) -> None:
+        """One line to the community's mod-log (a spend alert); a failure is logged."""
+        channel_id = self._communities.get(community).mod_log_channel
+        if not channel_id:
+            log.warning("mod-log line for %s: no mod-log channel configured", community)
+            return
+        try:
+            await self._client.get_partial_messageable(int(channel_id)).send(
+                text, allowed_mentions=discord.AllowedMentions.none())
+        except discord.HTTPException as exc:
+            log.error("mod-log line for %s not posted (HTTP %s)", community, exc.status)
+
     async def post_appeal(self, answer: AppealAnswer) -> None:
         """Tell the mod-log that a member appealed (one post; a failure is logged, the appeal is filed)."""
         if answer.case is None or answer.appeal is None:

@@ -53,7 +53,8 @@ class AuthorLike(Protocol):
 
 
 def author_of(user: AuthorLike) -> Author:
-    return Author(id=str(user.id), name=str(user.display_name), is_bot=bool(user.bot))
+    roles = tuple(str(role.id) for role in getattr(user, "roles", ()) or ())  # a guild member's roles
+    return Author(id=str(user.id), name=str(user.display_name), is_bot=bool(user.bot), roles=roles)
 
 
 def thread_ref(guild_id: int, parent_id: int, thread_id: int) -> ThreadRef:

@@ -94,6 +94,8 @@ class Delivery:
                 await self.case(case)
         if outcome.alert is not None:
             await self.modlog.post_alert(outcome.alert, await self.identity.get())
+        for line in outcome.spend_alerts:
+            await self.modlog.post_line(thread.community, line)
 
     async def case(self, case: Case) -> None:
         await self.modlog.post(case, await self.identity.get())

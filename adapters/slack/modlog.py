@@ -166,6 +166,14 @@ class ModLog:
             await self._attach_transcript(case, channel, ts, where)
         return ts
 
+    async def post_line(self, community: str, text: str) -> str | None:
+        """One line to the community's mod-log (a spend alert)."""
+        channel = self._slack.mod_log_for(self._communities.get(community))
+        if not channel:
+            log.warning("mod-log line for %s: no mod-log channel configured", community)
+            return None
+        return await self._poster.post(channel, None, text, where=f"mod-log {community}")
+
     async def post_appeal(self, answer: AppealAnswer, identity: Identity) -> str | None:
         """Tell the mod-log that a member appealed; a failure is logged, the appeal stays filed."""
         if answer.case is None or answer.appeal is None:

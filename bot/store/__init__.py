@@ -8,6 +8,7 @@ all three.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,6 +17,7 @@ from bot.types import Case, Entry, ThreadRef, ThreadState
 from bot.usage import TokenTotals
 
 if TYPE_CHECKING:
+    from bot.limits import LimitCheck, LimitHit, SpendCount
     from bot.store.inbox_entry import InboxEntry, UnknownThread
 
 
@@ -34,6 +36,8 @@ class IngestStatus(enum.StrEnum):
     FULL = "full"
     #: The thread reached its length limit: the member is asked to start a new conversation.
     TOO_LONG = "too_long"
+    #: A member's or the community's limit: the message is not stored (the member is told once per window).
+    LIMITED = "limited"
 
 
 class ClaimStatus(enum.StrEnum):
@@ -66,6 +70,8 @@ class IngestResult:
     queued: int = 0
     #: Frozen thread: ends whose case a failure left unnumbered (the next event files them).
     pending_cases: int = 0
+    #: Limited: which limit and until when.
+    limit: LimitHit | None = None
 
 
 @dataclass
@@ -98,6 +104,8 @@ class TurnCommit:
     #: Set by the store once the usage went to sums kept in other slots (Redis Cluster), by a request of
     #: its own: the commit sent again does not send them twice.
     usage_sent_elsewhere: bool = False
+    #: The member's tokens of the day and the community's spend alerts, counted with the usage.
+    spend: SpendCount | None = None
 
 
 class CommitStatus(enum.StrEnum):
@@ -117,6 +125,8 @@ class CommitResult:
     remind: bool = False
     #: The thread's usage sums after the commit added the turn's (``None``: it added none).
     totals: TokenTotals | None = None
+    #: The community's daily spend passed these alert levels (80, 100) with this commit, first of all.
+    spend_alerts: tuple[int, ...] = ()
 
 
 class TurnInbox(Protocol):
@@ -127,7 +137,8 @@ class TurnInbox(Protocol):
     lease_ms: int
 
     async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
-                     take_lease: bool, max_inbox: int, max_turns: int) -> IngestResult: ...
+                     take_lease: bool, max_inbox: int, max_turns: int,
+                     limits: LimitCheck | None = None) -> IngestResult: ...
 
     async def claim(self, thread: ThreadRef) -> ClaimResult: ...
 
@@ -188,6 +199,38 @@ class CaseStore(Protocol):
     async def communities(self) -> list[str]: ...
 
 
+@dataclass(frozen=True)
+class CaseQuery:
+    """Which cases of a community a list shows: one action (``end``: ended threads, with a review state or
+    ``""`` for all of them), values of indexed fields (``who``: a participant's id or name, whole), and
+    end times from ``since`` up to ``until`` (epoch seconds, inclusive)."""
+
+    action: str = "end"
+    review: str = ""
+    reason: str = ""
+    category: str = ""
+    platform: str = ""
+    thread: str = ""
+    who: str = ""
+    since: float | None = None
+    until: float | None = None
+
+
+class CaseIndex(Protocol):
+    """A community's cases through its indexes: a page of a query and its total, summaries (no transcripts)
+    and whole cases by number, review counts; what each page reads does not grow with the number of cases."""
+
+    async def ensure_indexed(self, community: str) -> int: ...
+
+    async def query(self, community: str, query: CaseQuery, offset: int, limit: int) -> tuple[int, list[int]]: ...
+
+    async def summaries(self, community: str, case_ids: Iterable[int]) -> list[Case]: ...
+
+    async def full_cases(self, community: str, case_ids: Iterable[int]) -> list[Case]: ...
+
+    async def review_counts(self, community: str) -> dict[str, int]: ...
+
+
 class EventDedupe(Protocol):
     """Platform events handled once (an edit, a command), outside the inbox's own dedupe."""
 
@@ -236,6 +279,20 @@ class StoreHealth(Protocol):
     async def aclose(self) -> None: ...
 
 
+class BackoffShare(Protocol):
+    """The model API's back-off, shared by every worker (epoch ms it lasts until; 0: none)."""
+
+    async def share(self, until_ms: int) -> int:
+        """Hold the back-off until ``until_ms`` (never shortened); returns the shared end."""
+        ...
+
+    async def read(self) -> int: ...
+
+    async def wait_out(self, thread: ThreadRef, token: str, until_ms: int, tell_after_ms: int | None) -> bool:
+        """Hand the thread's lease back until the back-off ends; whether its member is told now."""
+        ...
+
+
 @dataclass(frozen=True)
 class Store:
     """The store's parts, built together over one connection by the composition root."""
@@ -243,8 +300,10 @@ class Store:
     inbox: TurnInbox
     turns: TurnLog
     cases: CaseStore
+    case_index: CaseIndex
     dedupe: EventDedupe
     conversations: ConversationNumbers
     notices: NoticeOutbox
     health: StoreHealth
+    backoff: BackoffShare
     files: AttachmentStore

@@ -75,7 +75,7 @@ class InboxEntry:
             message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
                                       message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"), files=files)
             target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
-        except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        except (AttributeError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise ValueError("a malformed inbox entry") from exc
         return cls(entry_id, message, target, float(d.get("at") or 0.0))
 

@@ -19,6 +19,8 @@ Per thread (``T`` = ``ThreadRef.key``):
     tg:{t:T}:pending      hash   end_seq -> case JSON written by the freeze, not yet numbered
     tg:{t:T}:current      string number of the conversation now running in a channel without threads
                                  (a Discord DM): conversation n lives at thread key ``T~n``
+    tg:{t:T}:limited      hash   limit kind -> end of the window the thread's member was last told about
+    tg:{t:T}:busy         string the member was told the message waits for the model API's back-off
     tg:{t:T}:files        hash   members' prepared files by id (``bot.attachments``), bounded, idle TTL
     tg:{t:T}:files:order  list   their ids, oldest first (the oldest go first beyond the bound)
 
@@ -29,6 +31,17 @@ Per community (``C``):
     tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
+    tg:{c:C}:rate:<member>            hash  the member's message bucket: ``left`` (messages), ``at`` (ms)
+    tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
+    tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
+    tg:{c:C}:case:<n>     ... its ``summary`` field: the case JSON without its transcript (list pages)
+    tg:{c:C}:ix:<a>       zset   numbers of the cases of action ``a`` (end, note, ...) scored by end time
+                                 (``bot.store.case_index``: epoch seconds * 2^21 + number)
+    tg:{c:C}:ix:<a>:<dimension>:<value>   zset   the same, of one reason, category, platform, thread or
+                                 participant (``who``: a participant's id and name, casefolded)
+    tg:{c:C}:ix:end:review:<state>        zset   ended threads by review state (unreviewed, in_review,
+                                 reviewed, and awaiting: the first two)
+    tg:{c:C}:ix:built     string the index version the community's existing cases were indexed at
 
 Due inboxes (``P`` = platform, ``i`` = shard ``crc32(T) % DUE_SHARDS``, spread over cluster slots):
     tg:{due:P:i}          zset   thread key scored by when to look at its inbox (epoch ms): the
@@ -116,6 +129,25 @@ def current(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:current"
 
 
+def busy(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:busy"
+
+
+def limited(thread_key: str) -> str:
+    return f"{thread_tag(thread_key)}:limited"
+
+
+def member_rate(community: str, member: str) -> str:
+    return f"{community_tag(community)}:rate:{member}"
+
+
+def member_tokens(community: str, day: str) -> str:
+    return f"{community_tag(community)}:usage:{day}:members"
+
+
+def spend_alerts(community: str, day: str) -> str:
+    return f"{community_tag(community)}:usage:{day}:alerts"
+
 def files(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:files"
 
@@ -150,3 +182,21 @@ def case_links(community: str, case_id: int) -> str:
 
 def case_actions(community: str, case_id: int) -> str:
     return f"{case(community, case_id)}:actions"
+
+
+def case_index_key(community: str, action: str, dimension: str = "", value: str = "") -> str:
+    """One index of the community's cases (``tg:{c:C}:ix:<action>[:<dimension>:<value>]``)."""
+    base = f"{community_tag(community)}:ix:{action}"
+    if not dimension:
+        return base
+    safe = value.replace("{", "(").replace("}", ")")
+    return f"{base}:{dimension}:{safe}"
+
+
+def case_index_built(community: str) -> str:
+    return f"{community_tag(community)}:ix:built"
+
+
+def case_index_scratch(community: str, token: str) -> str:
+    """A short-lived key in the community's slot where a query intersects indexes."""
+    return f"{community_tag(community)}:ix:tmp:{token}"

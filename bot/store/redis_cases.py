@@ -137,7 +137,7 @@ class RedisCases:
 
     async def _file_case(self, case: Case) -> tuple[Case, bool]:
         c = case.community
-        call = scripts.FileCase(c, case.case_ref, case.to_json(), f"{time.time():.3f}")
+        call = scripts.FileCase(case, f"{time.time():.3f}")
         async with self._redis.trip("file_case"):
             reply = scripts.FiledCase.from_reply(await self._file(keys=call.keys(), args=call.to_args()))
         async with self._redis.trip("register_community"):

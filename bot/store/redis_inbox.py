@@ -11,11 +11,13 @@ import time
 from typing import Any
 
 from bot.errors import StoreUnavailable
+from bot.limits import LimitCheck
 from bot.store import ClaimResult, ClaimStatus, IngestResult, IngestStatus, TurnStart, keys
 from bot.store.connection import RedisConnection
 from bot.store.inbox_entry import InboxEntry, UnknownThread
 from bot.store.scripts import inbox as scripts
 from bot.store.scripts import state_from_hash
+from bot.store.scripts.limits import LIMIT_CHECK, limit_keys
 from bot.store.window import WindowCache
 from bot.types import ThreadRef
 from config.settings import StoreSettings
@@ -38,26 +40,33 @@ class RedisTurnInbox:
         self._unindexed: dict[str, int] = {}
         self._limits: dict[tuple[int, int], str] = {}
         self._ingest = connection.script(scripts.INGEST)
+        self._limit_check = connection.script(LIMIT_CHECK)
         self._claim = connection.script(scripts.CLAIM)
         self._lease_for_end = connection.script(scripts.LEASE_FOR_END)
         self._renew = connection.script(scripts.RENEW)
         self._forget_due = connection.script(scripts.FORGET_DUE)
 
     async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
-                     take_lease: bool, max_inbox: int, max_turns: int) -> IngestResult:
-        """Accept a member's message into the thread's inbox (see ``scripts.inbox.INGEST``)."""
+                     take_lease: bool, max_inbox: int, max_turns: int,
+                     limits: LimitCheck | None = None) -> IngestResult:
+        """Accept a member's message into the thread's inbox (see ``scripts.inbox.INGEST``), checking and
+        counting the member's ``limits`` in the same step (on Cluster: by a request before it)."""
         thread = entry.thread
         k = thread.key
         # A message this process will answer now is due for recovery only once its lease could run out.
         due_at = now_ms() + (self.lease_ms if take_lease else 0)
         held = self._windows.held(k) if take_lease else None
         call = scripts.Ingest(k, entry.id, entry.stored(), self._ingest_limits(max_inbox, max_turns),
-                              reminder_cooldown, unknown, take_lease, due_at, held)
+                              reminder_cooldown, unknown, take_lease, due_at, held, limits)
         redis = self._redis
+        if redis.cluster and limits is not None:  # the member's counters live in the community's slot
+            async with redis.trip("limit_check"):
+                call.verdict = str(await redis.run(self._limit_check, limit_keys(limits), [limits.spec()]) or "")
+        one_server = not redis.cluster
         async with redis.trip("ingest"):
             if redis.cluster:  # one round trip: two requests to two slots, in parallel
                 outcomes: tuple[Any, Any] = await asyncio.gather(
-                    redis.run(self._ingest, call.keys(with_due=False), call.to_args()),
+                    redis.run(self._ingest, call.keys(one_server=False), call.to_args(one_server=False)),
                     redis.client.zadd(keys.due(k), {k: due_at}), return_exceptions=True)
                 res, indexed = outcomes
                 if isinstance(res, BaseException):
@@ -65,13 +74,13 @@ class RedisTurnInbox:
                 if isinstance(indexed, BaseException):  # its slot is failing over: registered later
                     self._unindexed[k] = due_at
             else:
-                res = await redis.run(self._ingest, call.keys(with_due=True), call.to_args())
+                res = await redis.run(self._ingest, call.keys(one_server=one_server), call.to_args(one_server=True))
         reply = scripts.IngestReply.from_reply(res)
         if reply.status is IngestStatus.OWNER:
             assert reply.start is not None
             return IngestResult(reply.status, start=reply.start.turn_start(thread, reply.token, self._windows, held))
         return IngestResult(reply.status, remind=reply.remind, queued=reply.queued,
-                            pending_cases=reply.pending_cases)
+                            pending_cases=reply.pending_cases, limit=reply.limit)
 
     def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
         """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length

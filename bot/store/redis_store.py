@@ -14,6 +14,8 @@ from typing import Any
 
 from bot.metrics import Metrics
 from bot.store import Store, keys
+from bot.store.backoff import RedisBackoff
+from bot.store.case_index import RedisCaseIndex
 from bot.store.connection import RedisConnection
 from bot.store.redis_cases import PendingIndex, RedisCases
 from bot.store.redis_files import RedisFiles
@@ -78,15 +80,18 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
     ``windows``: the history windows of the threads this process worked on last, which the inbox's and the
     commit's turn starts read on top of."""
     connection = RedisConnection(client, metrics=metrics or Metrics())
-    windows = windows if windows is not None else WindowCache(settings.window_cache_threads)
+    if windows is None:
+        windows = WindowCache(settings.window_cache_threads, settings.window_cache_bytes)
     pending = PendingIndex(connection)
     return Store(
         inbox=RedisTurnInbox(connection, settings, windows),
         turns=RedisTurnLog(connection, settings, windows, pending),
         cases=RedisCases(connection, pending),
+        case_index=RedisCaseIndex(connection),
         dedupe=RedisEventDedupe(connection, settings),
         conversations=RedisConversationNumbers(connection, settings),
         notices=RedisNoticeOutbox(connection),
         health=connection,
+        backoff=RedisBackoff(connection),
         files=RedisFiles(connection, settings, attachments or AttachmentSettings()),
     )

@@ -14,6 +14,7 @@ import logging
 import time
 from typing import Any
 
+from bot.limits import SpendCount
 from bot.model import Usage
 from bot.store import CommitResult, CommitStatus, TurnCommit, keys, usage
 from bot.store.connection import RedisConnection
@@ -21,6 +22,7 @@ from bot.store.errors import STORE_FAILURES
 from bot.store.redis_cases import PendingIndex
 from bot.store.scripts import state_from_hash
 from bot.store.scripts import turns as scripts
+from bot.store.scripts.limits import DAY_SPEND, DaySpend, alert_levels
 from bot.store.usage import community_day
 from bot.store.window import WindowCache
 from bot.types import Entry, ThreadRef, ThreadState
@@ -49,6 +51,7 @@ class RedisTurnLog:
         self._seed = connection.script(scripts.SEED_BRANCH)
         self._reopen = connection.script(scripts.REOPEN)
         self._add_usage = connection.script(usage.ADD)
+        self._day_spend = connection.script(DAY_SPEND)
 
     async def commit_turn(self, thread: ThreadRef, token: str, commit: TurnCommit, *,
                           go_on: bool = True, hold: bool = False) -> CommitResult:
@@ -58,10 +61,12 @@ class RedisTurnLog:
         redis = self._redis
         held = self._windows.held(k)
         used = commit.usage if commit.usage is not None and not commit.usage.empty else None
-        day_key = community_day(thread.community, day_of(time.time())) if used else ""
+        spend = commit.spend
+        day = spend.day if spend is not None else day_of(time.time())
+        day_key = community_day(thread.community, day) if used else ""
         register = bool(used) and thread.community not in self._usage_communities
         call = scripts.Commit(thread, token, f"{time.time():.3f}", self._commit_ttls, commit, go_on, held,
-                              usage.counts(used, register) if used else "", hold)
+                              usage.counts(used, register) if used else "", spend, hold)
         # one server: the keys of other slots go in the same script
         thread_keys = call.keys(one_server=not redis.cluster, pending_index=keys.pending_index(k),
                                 communities=usage.USAGE_COMMUNITIES, day=day_key)
@@ -69,8 +74,9 @@ class RedisTurnLog:
             if redis.cluster and used and not commit.usage_sent_elsewhere:
                 # the community's day sums live in another slot: sent at the same time, once
                 commit.usage_sent_elsewhere = True
-                res, _ = await asyncio.gather(redis.run(self._commit, thread_keys, call.to_args()),
-                                              self._add_day(thread.community, day_key, used))
+                res, passed = await asyncio.gather(redis.run(self._commit, thread_keys, call.to_args()),
+                                                   self._add_day(thread.community, day_key, used, spend))
+                res = [*res[:4], " ".join(map(str, passed))]
             else:
                 res = await redis.run(self._commit, thread_keys, call.to_args())
         if register and not redis.cluster:  # registered by the script (on Cluster by ``_add_day``)
@@ -79,20 +85,28 @@ class RedisTurnLog:
         if reply.status is CommitStatus.ENDED and redis.cluster:
             await self._pending.add(k)
         nxt = reply.next.turn_start(thread, token, self._windows, held) if reply.next else None
-        return CommitResult(reply.status, reply.end_seq, next=nxt, totals=reply.totals)
+        return CommitResult(reply.status, reply.end_seq, next=nxt, totals=reply.totals,
+                            spend_alerts=reply.spend_alerts)
 
-    async def _add_day(self, community: str, day_key: str, used: Usage) -> None:
-        """Cluster: a turn's tokens to the community's day sums (another slot than the thread's), a request
-        of its own; a failure costs those numbers, never the turn."""
+    async def _add_day(self, community: str, day_key: str, used: Usage, spend: SpendCount | None) -> tuple[int, ...]:
+        """Cluster: a turn's tokens to the community's day sums (another slot than the thread's), with the
+        member's day and the spend alerts when limits count them, a request of its own; a failure costs
+        those numbers, never the turn. Returns the spend alert levels passed now."""
         redis = self._redis
         redis.round_trips += 1
+        passed: tuple[int, ...] = ()
         try:
-            await self._add_usage(keys=[day_key], args=[usage.DAY_TTL_S * 1000, *usage.spent(used)])
+            if spend is not None:
+                call = DaySpend(day_key, community, spend, usage.DAY_TTL_S * 1000, usage.counts(used, False))
+                passed = alert_levels(await self._day_spend(keys=call.keys(), args=call.to_args()))
+            else:
+                await self._add_usage(keys=[day_key], args=[usage.DAY_TTL_S * 1000, *usage.spent(used)])
             if community not in self._usage_communities:
                 await redis.client.sadd(usage.USAGE_COMMUNITIES, community)
                 self._usage_communities.add(community)
         except STORE_FAILURES as exc:
             log.warning("redis usage of community %s not recorded: %s", community, type(exc).__name__)
+        return passed
 
     async def drop_head(self, thread: ThreadRef, token: str, entry_id: str, *, go_on: bool,
                         reminder_cooldown: int | None, forget: bool = False) -> CommitResult:

@@ -29,6 +29,7 @@ from bot.errors import StoreUnavailable
 from bot.store import keys
 from bot.store.inbox_entry import InboxEntry
 from bot.store.review import forget_member
+from bot.store.scripts.case_index import index_keys, summary_json
 from bot.types import AttachmentRef, Author, Case, Entry, EntryKind, Participant, ThreadRef
 
 log = logging.getLogger(__name__)
@@ -39,13 +40,15 @@ TRANSCRIPT_EXPIRED = "Transcript expired under the retention policy; the case re
 PLATFORMS = ("discord", "slack", "console")
 _RETRIES = 5
 
-# A case body replaced when it is still ``expected``, with a marker field set (``marker_value`` '': none).
+# A case body replaced when it is still ``expected``, with a marker field set (``marker_value`` '': none),
+# its summary with it, and the case taken out of the indexes it left (``KEYS[2..]``: a forgotten participant).
 _SWAP_CASE_BODY = """
 local case = KEYS[1]
-local expected, body, marker, marker_value = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expected, body, marker, marker_value, summary, n = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if redis.call('HGET', case, 'body') ~= expected then return 0 end
-redis.call('HSET', case, 'body', body)
+redis.call('HSET', case, 'body', body, 'summary', summary)
 if marker_value ~= '' then redis.call('HSET', case, marker, marker_value) end
+for i = 2, #KEYS do redis.call('ZREM', KEYS[i], n) end
 return 1
 """
 
@@ -391,7 +394,10 @@ class Retention:
             changed = edit(case)
             if not changed:
                 return 0
-            if await self._swap_case(keys=[key], args=[body, case.to_json(), "transcript_expired", marker]):
+            before = set(index_keys(Case.from_json(body)))
+            left = sorted(before - set(index_keys(case)))
+            args = [body, case.to_json(), "transcript_expired", marker, summary_json(case), key.rsplit(":", 1)[1]]
+            if await self._swap_case(keys=[key, *left], args=args):
                 return changed
         log.warning("case %s kept changing; left for the next run", key)
         return 0

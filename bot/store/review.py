@@ -21,7 +21,8 @@ from typing import Any
 
 from bot.errors import StoreUnavailable
 from bot.store.errors import STORE_FAILURES
-from bot.store.keys import community_tag
+from bot.store.keys import case_index_key, community_tag
+from bot.store.scripts.case_index import MOVE_REVIEW, review_keys
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ def ends_key(community: str, member_id: str) -> str:
     return f"{community_tag(community)}:ends:{safe}"
 
 
-# KEYS: review ; ARGV: assignee, now, take_over ('1' lets another moderator take a case in review)
-ASSIGN = """
+# KEYS: review, then the ended threads' index and the review-state indexes (``index_keys``) ; ARGV: assignee,
+# now, take_over ('1' lets another moderator take a case in review), case number
+ASSIGN = MOVE_REVIEW + """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state == 'reviewed' then return 'reviewed' end
 if state == 'in_review' and ARGV[3] ~= '1' and redis.call('HGET', KEYS[1], 'assignee') ~= ARGV[1] then
@@ -52,8 +54,21 @@ if state == 'in_review' and ARGV[3] ~= '1' and redis.call('HGET', KEYS[1], 'assi
 end
 redis.call('HSET', KEYS[1], 'state', 'in_review', 'assignee', ARGV[1], 'at', ARGV[2])
 redis.call('HDEL', KEYS[1], 'outcome', 'by')
+move_review({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[4], 'in_review')
 return 'ok'
 """
+
+# KEYS: review, then the indexes as for ``ASSIGN`` ; ARGV: outcome, by, now, case number
+CONCLUDE = MOVE_REVIEW + """
+redis.call('HSET', KEYS[1], 'state', 'reviewed', 'outcome', ARGV[1], 'by', ARGV[2], 'at', ARGV[3])
+move_review({KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[4], 'reviewed')
+return 1
+"""
+
+
+def index_keys(community: str, case_id: int) -> list[str]:
+    """A case's review hash, the ended threads' index and the review-state indexes (``ASSIGN``, ``CONCLUDE``)."""
+    return [review_key(community, case_id), case_index_key(community, "end"), *review_keys(community)]
 
 # KEYS: appeals, appeal queue ; ARGV: member id, appeal JSON, score, queue member
 FILE_APPEAL = """
@@ -78,6 +93,7 @@ class RedisReviewStore:
         self.client = client
         self.retention_s = retention_s
         self._assign = client.register_script(ASSIGN)
+        self._conclude = client.register_script(CONCLUDE)
         self._file = client.register_script(FILE_APPEAL)
         self._decide = client.register_script(DECIDE_APPEAL)
 
@@ -104,13 +120,12 @@ class RedisReviewStore:
 
     async def assign(self, community: str, case_id: int, assignee: str, *, take_over: bool) -> str:
         async with self._trip("assign"):
-            return str(await self._assign(keys=[review_key(community, case_id)],
-                                          args=[assignee, f"{time.time():.3f}", "1" if take_over else ""]))
+            return str(await self._assign(keys=index_keys(community, case_id),
+                                          args=[assignee, f"{time.time():.3f}", "1" if take_over else "", case_id]))
 
     async def conclude(self, community: str, case_id: int, outcome: str, by: str) -> None:
         async with self._trip("conclude"):
-            await self.client.hset(review_key(community, case_id), mapping={
-                "state": "reviewed", "outcome": outcome, "by": by, "at": f"{time.time():.3f}"})
+            await self._conclude(keys=index_keys(community, case_id), args=[outcome, by, f"{time.time():.3f}", case_id])
 
     # --- appeals -------------------------------------------------------------------------------
 

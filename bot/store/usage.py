@@ -135,6 +135,14 @@ class UsageLedger:
                 pipe.sadd(USAGE_COMMUNITIES, community)
         return list(await pipe.execute())
 
+    async def members_day(self, community: str, day: str) -> dict[str, int]:
+        """Tokens each member used that UTC day (counted where the community has limits)."""
+        try:
+            found = await self.client.hgetall(keys.member_tokens(community, day))
+        except STORE_FAILURES as exc:
+            raise StoreUnavailable(f"redis usage members failed: {type(exc).__name__}") from exc
+        return {str(k): int(v) for k, v in found.items()}
+
     async def thread(self, thread_key: str) -> TokenTotals:
         self.round_trips += 1
         return TokenTotals.from_hash(await self._hgetall(thread_usage(thread_key)))

@@ -10,16 +10,28 @@ rewritten in place by forget-user, which moves the generation on, the thread del
 restart that lost the last writes), a turn sees the log Redis holds: the cache saves reading and decoding,
 never decides.
 
-The windows are kept for the threads used most recently, at most ``max_threads`` of them.
+The windows are kept for the threads used most recently, at most ``max_threads`` of them and at most
+``max_bytes`` of memory in all (each window's size is estimated from its entries: ``window_bytes``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from bot.errors import StoreUnavailable
 from bot.types import Entry
+
+#: Memory of one ``Entry`` beside its strings: the object, its attribute dict and the float.
+_ENTRY_BYTES = 360
+_ENTRY_STRINGS = tuple(f.name for f in fields(Entry) if f.name not in ("kind", "at", "turn", "in_history"))
+
+
+def entry_bytes(entry: Entry) -> int:
+    """An entry's memory, estimated (CPython: a string's size holds its characters at their width)."""
+    return _ENTRY_BYTES + sum(sys.getsizeof(value) for name in _ENTRY_STRINGS
+                              if isinstance(value := getattr(entry, name), str))
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,10 @@ class HeldWindow:
     last: str
     entries: tuple[Entry, ...]
 
+    def size(self) -> int:
+        """The window's memory, estimated: its entries, the stored last entry and the tuple."""
+        return sum(entry_bytes(e) for e in self.entries) + sys.getsizeof(self.last) + sys.getsizeof(self.entries)
+
     @property
     def have(self) -> str:
         """What the turn-start scripts are told the caller holds (``"<start> <end> <gen>"``)."""
@@ -40,14 +56,18 @@ class HeldWindow:
 
 
 class WindowCache:
-    """The latest window of each of the ``max_threads`` threads used most recently (0: none kept).
+    """The latest window of each of the ``max_threads`` threads used most recently (0: none kept), within
+    ``max_bytes`` in all (``None``: no bound but the threads'); a window larger than that is not kept.
 
     Entries are shared between the turns of a thread: they must not be changed in place.
     """
 
-    def __init__(self, max_threads: int) -> None:
+    def __init__(self, max_threads: int, max_bytes: int | None = None) -> None:
         self.max_threads = max_threads
-        self._held: OrderedDict[str, HeldWindow] = OrderedDict()
+        self.max_bytes = max_bytes
+        #: The estimated memory of the windows held (``HeldWindow.size``).
+        self.bytes = 0
+        self._held: OrderedDict[str, tuple[HeldWindow, int]] = OrderedDict()
         #: Turn starts that read only the entries after what was held, and those that read the whole window.
         self.hits = 0
         self.full = 0
@@ -56,7 +76,8 @@ class WindowCache:
         return len(self._held)
 
     def held(self, thread_key: str) -> HeldWindow | None:
-        return self._held.get(thread_key)
+        found = self._held.get(thread_key)
+        return None if found is None else found[0]
 
     def window(self, thread_key: str, held: HeldWindow | None, tail: str, last: str | None, win: int, base: int,
                length: int, gen: str) -> list[Entry]:
@@ -68,7 +89,7 @@ class WindowCache:
             fresh.append(Entry.from_json(last))
         if base != win:  # the entries after what we hold
             if held is None or held.end != base or not held.start <= win <= base:  # never sent so: read anew
-                self._held.pop(thread_key, None)
+                self._drop(thread_key)
                 raise StoreUnavailable(f"thread {thread_key}: a window sent from {base} fits nothing held")
             entries = held.entries[win - held.start:] + tuple(fresh)
             last = held.last if last is None else last
@@ -80,11 +101,20 @@ class WindowCache:
                    HeldWindow(win, length, gen, last, entries))
         return list(entries)
 
+    def _drop(self, thread_key: str) -> None:
+        found = self._held.pop(thread_key, None)
+        if found is not None:
+            self.bytes -= found[1]
+
     def _keep(self, thread_key: str, window: HeldWindow | None) -> None:
+        self._drop(thread_key)
         if window is None:
-            self._held.pop(thread_key, None)
             return
-        self._held[thread_key] = window
-        self._held.move_to_end(thread_key)
-        while len(self._held) > self.max_threads:
-            self._held.popitem(last=False)
+        size = window.size()
+        if self.max_bytes is not None and size > self.max_bytes:
+            return
+        self._held[thread_key] = (window, size)
+        self.bytes += size
+        while len(self._held) > self.max_threads or (self.max_bytes is not None and self.bytes > self.max_bytes):
+            _, (_, dropped) = self._held.popitem(last=False)
+            self.bytes -= dropped

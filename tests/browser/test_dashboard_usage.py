@@ -15,7 +15,7 @@ from adapters.dashboard.auth import Accounts
 from bot.bootstrap import build_runtime
 from bot.types import Author, IncomingMessage, ThreadRef
 from bot.usage import Prices, TokenTotals, day_of
-from config.communities import Communities, CommunityConfig
+from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.dashboard import DashboardSettings
 from config.settings import AnthropicSettings, EngineSettings, OpsSettings, RedisSettings, Settings
 from tests.browser.conftest import PASSWORD, SECRET, LiveDashboard, sign_in
@@ -41,7 +41,9 @@ class UsageDashboard(LiveDashboard):
         self.api = await AnthropicStandin().start()
         settings = Settings(anthropic=AnthropicSettings(api_key="k", base_url=self.api.base_url, max_retries=0),
                             redis=RedisSettings(url=None), engine=EngineSettings(), ops=OpsSettings())
-        self.runtime = build_runtime(settings, redis=client, communities=Communities(CommunityConfig(threshold=2)))
+        limited = CommunityConfig(threshold=2, limits=CommunityLimits(daily_spend_usd=1.0, tokens_per_day=100_000))
+        self.runtime = build_runtime(settings, redis=client, communities=Communities(
+            CommunityConfig(threshold=2), {"guild-a": limited}))
         await self._seed_usage()
         accounts = Accounts(client, SECRET.encode())
         await accounts.add("mod-a", PASSWORD, ["guild-a"])
@@ -123,3 +125,18 @@ def test_another_communitys_moderator_sees_its_usage_and_the_case_usage(usage_li
     b = usage_live.guild_b
     assert f"{b.turns} turns, {b.calls} model calls" in text
     assert f"input {b.input} · output {b.output} · cache write {b.cache_write} · cache read {b.cache_read}" in text
+
+
+def test_the_usage_panel_shows_each_limit_beside_todays_use(usage_live, page):
+    sign_in(page, usage_live, "mod-a")
+    page.goto(f"{usage_live.url}/usage")
+    rows = page.locator("table.limits[data-community='guild-a'] tr.limit")
+    shown = [[rows.nth(i).locator(f".{c}").inner_text() for c in ("name", "limit", "used")]
+             for i in range(rows.count())]
+    spent = PRICES.cost(usage_live.guild_a)
+    tokens = usage_live.guild_a.prompt_tokens + usage_live.guild_a.output
+    assert shown == [
+        ["daily spend ceiling", "US$1.00", f"US${spent:.4f} ({100 * spent:.0f}%)"],
+        ["tokens per member per day", "100000", f"most used: {tokens} (u1); 1 member(s) today"],
+        ["exempt", "moderators", "threads flagged at risk are never limited"],
+    ]

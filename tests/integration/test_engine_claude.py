@@ -168,7 +168,7 @@ async def test_rate_limit_and_overload_are_retried(runtime, anthropic_standin):
     assert api.calls == 3
 
 
-@pytest.mark.parametrize("failure", ["overloaded", "rate_limited", "mid_stream", "after_tool_call", "bad_request"])
+@pytest.mark.parametrize("failure", ["overloaded", "mid_stream", "after_tool_call", "bad_request"])
 async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runtime, anthropic_standin, failure):
     api, engine = anthropic_standin, runtime.engine
     api.enqueue(reply("Welcome."))
@@ -177,8 +177,6 @@ async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runti
     _, before_log = await runtime.store.turns.load(T)
     if failure == "overloaded":
         api.enqueue(*(http_error(529, retry_after_ms=1) for _ in range(3)))
-    elif failure == "rate_limited":
-        api.enqueue(*(http_error(429, retry_after_ms=1) for _ in range(3)))
     elif failure == "mid_stream":
         api.enqueue(stream_error("I was say"))
     elif failure == "after_tool_call":

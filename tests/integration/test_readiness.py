@@ -74,3 +74,21 @@ async def test_readyz_says_not_ready_while_redis_refuses_writes_and_members_are_
         finally:
             await runtime.aclose()
             await admin.aclose()
+
+
+async def test_a_bot_process_is_ready_only_once_its_model_client_is_loaded(redis_client):
+    from bot.deferred_model import DeferredModel
+    from bot.demo_model import DemoModel
+
+    model = DeferredModel("json", DemoModel, label="deferred demo")
+    runtime = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
+                            redis=redis_client, communities=Communities(), model=model)
+    runtime.serving = True
+    server = OpsServer(runtime, PrometheusMetrics(), [], needs_model=True)
+    async with TestClient(TestServer(server.app())) as client:
+        resp = await client.get("/readyz")
+        body = json.loads(await resp.text())
+        assert resp.status == 503 and body["serving"] is True and body["model"] == "loading"
+        await model.warm()
+        resp = await client.get("/readyz")
+        assert resp.status == 200 and "model" not in json.loads(await resp.text())

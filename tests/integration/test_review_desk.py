@@ -3,6 +3,8 @@ decisions queued for the member's platform, members' end history and the opt-in 
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from bot.bootstrap import build_runtime
@@ -158,3 +160,16 @@ async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any
         assert await desk.threshold_for("g", ANN.id, 2) == 2
     finally:
         await rt.aclose()
+
+
+async def test_two_moderators_deciding_one_appeal_at_once_make_one_decision(runtime):
+    desk, engine, moderation = runtime.review, runtime.engine, runtime.moderation
+    thread = ThreadRef("discord", "g", "c", "t-race")
+    n = await end_thread(engine, thread)
+    assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
+    other = Author("dashboard:other", "other")
+    decided = await asyncio.gather(moderation.decide_appeal("g", n, "ann", "uphold", MOD),
+                                   moderation.decide_appeal("g", n, "ann", "reopen", other))
+    assert sorted(decided) == [Decision.DECIDED, Decision.NOT_OPEN]
+    assert len(await engine.pop_notices("discord")) == 1  # the member hears one decision
+    assert [a.status for a in await desk.appeals_of("g", n)] in (["upheld"], ["reopened"])

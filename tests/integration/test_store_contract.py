@@ -129,6 +129,23 @@ async def test_a_newer_owner_fences_out_the_old_one(short_lease_store):
     assert [e.text for e in log] == ["new"]
 
 
+async def test_an_old_owner_is_refused_after_the_new_owner_answered_the_same_message(short_lease_store):
+    store = short_lease_store
+    old = await begin(store, "e1")
+    await asyncio.sleep(0.2)  # the old owner's lease runs out: a recovering worker takes the thread over
+    new = await store.inbox.claim(T)
+    assert new.status is ClaimStatus.OWNER and new.start.token != old.token
+    assert (await store.turns.commit_turn(T, new.start.token, TurnCommit([user("new")], entry_id="e1"))).status \
+        is CommitStatus.OK
+    # the old owner's commit (or drop) of the message the new owner answered is no replay of its own
+    late = await store.turns.commit_turn(T, old.token, TurnCommit([user("old")], entry_id="e1"))
+    assert late.status is CommitStatus.LOST_LOCK
+    dropped = await store.turns.drop_head(T, old.token, "e1", go_on=True, reminder_cooldown=None)
+    assert dropped.status is CommitStatus.LOST_LOCK
+    _, log = await store.turns.load(T)
+    assert [e.text for e in log] == ["new"]
+
+
 async def test_an_expired_lease_nobody_took_still_commits(short_lease_store):
     store = short_lease_store
     start = await begin(store, "e1")
@@ -359,3 +376,114 @@ async def test_pass_on_with_a_stale_token_changes_nothing(store):
     assert (await store.turns.pass_on(T, start.token)).status is CommitStatus.LOST_LOCK
     assert await store.health.client.get(k.lock(T.key)) == newer.token
 
+
+async def test_the_inbox_head_is_owned_by_its_whole_entry_id_not_a_prefix(store):
+    start = await begin(store, "e10")
+    # the owner's token with an id that is a prefix of the head's: neither a commit nor a drop takes e10
+    commit = await store.turns.commit_turn(T, start.token, TurnCommit([user("x")], redirects=1, entry_id="e1"))
+    assert commit.status is CommitStatus.LOST_LOCK
+    drop = await store.turns.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)
+    assert drop.status is CommitStatus.LOST_LOCK
+    state, log = await store.turns.load(T)
+    assert log == [] and state.ladder.redirects == 0 and state.ladder.turn == 0
+    assert [e.split("\t")[0] for e in await store.health.client.lrange(k.inbox(T.key), 0, -1)] == ["e10"]
+    done = await store.turns.commit_turn(T, start.token, TurnCommit([user("y")], entry_id="e10"))
+    assert done.status is CommitStatus.OK
+
+
+async def test_a_drop_sent_again_after_its_reply_was_lost_is_answered_as_before(store):
+    start = await begin(store, "e1")
+    await ingest(store, "e2")
+    first = await store.turns.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)
+    again = await store.turns.drop_head(T, start.token, "e1", go_on=True, reminder_cooldown=None)  # the client's retry
+    assert first.status is again.status is CommitStatus.OK
+    assert first.next is not None and again.next is not None
+    assert first.next.head.startswith("e2\t") and again.next.head.startswith("e2\t")
+    assert [e.split("\t")[0] for e in await store.health.client.lrange(k.inbox(T.key), 0, -1)] == ["e2"]  # e2 stays
+    res = await store.turns.commit_turn(T, start.token, TurnCommit([user("b")], entry_id="e2"))
+    assert res.status is CommitStatus.OK and res.next is None
+
+
+async def test_a_thread_stays_in_the_pending_case_index_while_any_of_its_ends_waits(store):
+    start = await begin(store, "e1")
+    assert (await store.turns.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(),
+                                                               entry_id="e1"))).end_seq == 1
+    assert await store.turns.reopen(T, Entry(EntryKind.REOPEN, "by mod"))
+    start = await begin(store, "e2")
+    assert (await store.turns.commit_turn(T, start.token, TurnCommit([user("y")], end_case=end_case(),
+                                                               entry_id="e2"))).end_seq == 2
+    assert [t.key for t in await store.cases.threads_with_pending_cases()] == [T.key]
+    # two processes number them, the later end first: the earlier end still waits
+    latest = await store.cases.file_end_case(T, 2, end_case())
+    assert [t.key for t in await store.cases.threads_with_pending_cases()] == [T.key]
+    await store.cases.file_end_case(T, 1, end_case())
+    assert await store.cases.threads_with_pending_cases() == []
+    state, _ = await store.turns.load(T)
+    assert state.case_id == latest.case_id == 1  # the thread names the case of its latest end
+
+
+async def test_the_end_command_waits_for_a_running_turn(store):
+    start = await begin(store, "e1")
+    assert (await store.inbox.lease_for_end(T)).status is ClaimStatus.BUSY
+    await store.turns.commit_turn(T, start.token, TurnCommit([user("x")], entry_id="e1"))
+    taken = await store.inbox.lease_for_end(T)
+    assert taken.status is ClaimStatus.OWNER and [e.text for e in taken.start.log] == ["x"]
+
+
+async def test_a_turn_queued_behind_an_end_is_committed_as_already_ended(store):
+    start = await begin(store, "e1")
+    await ingest(store, "e2")
+    ended = await store.turns.commit_turn(T, start.token, TurnCommit([user("x")], end_case=end_case(), entry_id="e1"))
+    assert ended.status is CommitStatus.ENDED and ended.next is not None  # e2 still waits
+    late = await store.turns.commit_turn(T, start.token, TurnCommit([user("y")], redirects=2, entry_id="e2"))
+    assert late.status is CommitStatus.ALREADY_ENDED
+    state, log = await store.turns.load(T)
+    assert [e.text for e in log] == ["x"] and state.ladder.redirects == 0 and state.ladder.turn == 1
+    assert state.status is ThreadStatus.ENDED and await store.health.client.llen(k.inbox(T.key)) == 0
+
+
+async def test_a_commit_sent_again_after_a_newer_owner_took_over_leaves_its_lease_alone(short_lease_store):
+    store = short_lease_store
+    old = await begin(store, "e1")
+    await ingest(store, "e2")
+    commit = TurnCommit([user("a")], entry_id="e1")
+    assert (await store.turns.commit_turn(T, old.token, commit, go_on=False)).status is CommitStatus.OK
+    new = await store.inbox.claim(T)  # the old owner handed the thread back; another worker owns e2 now
+    assert new.status is ClaimStatus.OWNER and new.start.head.startswith("e2\t")
+    again = await store.turns.commit_turn(T, old.token, commit)  # the old owner's retry of its lost reply
+    assert again.status is CommitStatus.OK and again.next is None
+    assert await store.health.client.get(k.lock(T.key)) == new.start.token
+    assert (await store.turns.commit_turn(T, new.start.token, TurnCommit([user("b")], entry_id="e2"))).status \
+        is CommitStatus.OK
+    _, log = await store.turns.load(T)
+    assert [e.text for e in log] == ["a", "b"]
+
+
+async def test_a_refused_commit_still_counts_the_tokens_it_was_billed(store):
+    from bot.model import Usage
+
+    start = await begin(store, "e1")
+    stale = await store.turns.commit_turn(T, "stale", TurnCommit([user("x")], entry_id="e1",
+                                                           usage=Usage(input_tokens=7, output_tokens=3, calls=1)))
+    assert stale.status is CommitStatus.LOST_LOCK
+    assert stale.totals is not None and (stale.totals.input, stale.totals.output) == (7, 3)
+    ok = await store.turns.commit_turn(T, start.token, TurnCommit([user("y")], entry_id="e1",
+                                                             usage=Usage(input_tokens=1, output_tokens=1, calls=1)))
+    assert ok.totals is not None and (ok.totals.input, ok.totals.output) == (8, 4)
+
+
+async def test_a_window_start_past_the_end_of_the_log_starts_the_window_at_the_beginning(store):
+    start = await begin(store, "e1")
+    await store.turns.commit_turn(T, start.token, TurnCommit([user("a"), user("b")], entry_id="e1", window_start=9))
+    nxt = await begin(store, "e2")
+    assert nxt.window_start == 0 and [e.text for e in nxt.log] == ["a", "b"]
+
+
+async def test_every_key_an_accepted_message_creates_expires(store):
+    from bot.store.redis_inbox import PARK_TTL_MS
+
+    assert (await ingest(store, "r1", known=UnknownThread.PARK)).status is IngestStatus.PARKED
+    assert 0 < await store.health.client.pttl(k.parked(T.key)) <= PARK_TTL_MS
+    await begin(store, "e1")  # a thread without turns yet: its state, inbox and lease all run out
+    for key, most in ((k.state(T.key), 60_000), (k.inbox(T.key), 60_000), (k.lock(T.key), 2_000)):
+        assert 0 < await store.health.client.pttl(key) <= most, key

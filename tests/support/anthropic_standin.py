@@ -88,6 +88,8 @@ class HttpError:
     message: str = "scripted error"
     retry_after_ms: int | None = None
     should_retry: bool | None = None  # sends x-should-retry when set
+    #: Further response headers (``retry-after``, ``anthropic-ratelimit-*``).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,9 +113,10 @@ def reply(*blocks: dict[str, Any] | str, stop_reason: str | None = None, usage: 
 
 
 def http_error(status: int, body_type: str | None = None, retry_after_ms: int | None = None, *,
-               message: str = "scripted error", should_retry: bool | None = None) -> HttpError:
+               message: str = "scripted error", should_retry: bool | None = None,
+               headers: dict[str, str] | None = None) -> HttpError:
     inferred = next((t for t, s in ERROR_STATUS.items() if s == status), "api_error")
-    return HttpError(status, body_type or inferred, message, retry_after_ms, should_retry)
+    return HttpError(status, body_type or inferred, message, retry_after_ms, should_retry, dict(headers or {}))
 
 
 def stream_error(after_text: str = "partial", type: str = "overloaded_error",
@@ -447,7 +450,7 @@ class AnthropicStandin:
             extra["retry-after-ms"] = str(error.retry_after_ms)
         if error.should_retry is not None:
             extra["x-should-retry"] = "true" if error.should_retry else "false"
-        headers = self._headers(**extra)
+        headers = self._headers(**extra, **error.headers)
         payload = {"type": "error", "error": {"type": error.body_type, "message": error.message},
                    "request_id": headers["request-id"]}
         return web.json_response(payload, status=error.status, headers=headers)

@@ -38,6 +38,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.support.discord_oauth import MANAGE_GUILD, DiscordOAuth
+
 API = "/api/v10"
 BASE_ID = 1_200_000_000_000_000_000
 EVERYONE_PERMISSIONS = 0x400 | 0x800 | 0x10000 | 0x4000 | 0x8000 | 0x40000 | 0x80000000 | 0x800000000 | 0x4000000000
@@ -159,12 +161,24 @@ class DiscordStandin:
         self.files_served_whole: set[str] = set()
         self.busy: Callable[[], bool] | None = None
         self.port = 0
+        # Sign-in with Discord (``tests.support.discord_oauth``): ann administers the guild (an Admins role
+        # with Manage Server), mod moderates it (the Moderators role), alice and bob are members.
+        self.ann = self._user("ann")
+        self.admin_role_id = self.new_id()
+        self.guilds[self.guild_id]["roles"].append({
+            "id": self.admin_role_id, "name": "Admins", "permissions": str(EVERYONE_PERMISSIONS | MANAGE_GUILD),
+            "position": 2, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0})
+        self.member_roles[self.ann["id"]] = [self.admin_role_id]
+        self.oauth = DiscordOAuth(self)
+        self.oauth.join(self.guild_id, self.alice, self.bob, self.mod, self.ann)
+        self.oauth.join(self.other_guild_id, self.alice)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        self.oauth.routes(app, API)
         app.router.add_get("/attachments/{id}/{name}", self._serve_file)
         app.router.add_route("*", API + "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, shutdown_timeout=1)
@@ -534,6 +548,10 @@ class DiscordStandin:
     def _routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
         return [
             ("GET", r"/users/@me", self._me),
+            ("GET", r"/users/@me/guilds", self._my_guilds),
+            ("GET", r"/guilds/(\d+)", self._guild),
+            ("GET", r"/guilds/(\d+)/channels", self._guild_channels),
+            ("GET", r"/guilds/(\d+)/members/(\d+)", self._guild_member),
             ("GET", r"/oauth2/applications/@me", self._application),
             ("GET", r"/gateway", lambda call: {"url": self.gateway_url}),
             ("GET", r"/gateway/bot", self._gateway_bot),
@@ -620,7 +638,40 @@ class DiscordStandin:
     # handlers: (call, *path groups) -> JSON body or None for 204
 
     def _me(self, call: RestCall) -> dict[str, Any]:
+        if call.token and call.token.startswith("Bearer "):
+            return self._person(call)
         return self.bot
+
+    def _person(self, call: RestCall) -> dict[str, Any]:
+        person = self.oauth.person(call.token)
+        if person is None:
+            raise _ApiError(401, 0, "401: Unauthorized")
+        return person
+
+    def _my_guilds(self, call: RestCall) -> list[dict[str, Any]]:
+        return self.oauth.guilds_of(self._person(call))
+
+    def _bot_guild(self, call: RestCall, guild_id: str) -> dict[str, Any]:
+        if not call.token or call.token.startswith("Bearer "):
+            raise _ApiError(401, 0, "401: Unauthorized")  # the guild reads need the bot's token
+        if guild_id not in self.guilds:
+            raise _ApiError(404, 10004, "Unknown Guild")
+        return self.guilds[guild_id]
+
+    def _guild(self, call: RestCall, guild_id: str) -> dict[str, Any]:
+        guild = self._bot_guild(call, guild_id)
+        return {"id": guild_id, "name": guild["name"], "owner_id": guild["owner_id"], "roles": guild["roles"]}
+
+    def _guild_channels(self, call: RestCall, guild_id: str) -> list[dict[str, Any]]:
+        return [self._public(self.channels[c]) for c in self._bot_guild(call, guild_id)["channel_ids"]]
+
+    def _guild_member(self, call: RestCall, guild_id: str, user_id: str) -> dict[str, Any]:
+        self._bot_guild(call, guild_id)
+        users = [self.alice, self.bob, self.mod, self.ann]
+        user = next((u for u in users if u["id"] == user_id), None)
+        if user is None or user_id not in self.oauth.members.get(guild_id, set()):
+            raise _ApiError(404, 10007, "Unknown Member")
+        return self.member(user)
 
     def _application(self, call: RestCall) -> dict[str, Any]:
         return {"id": self.app_id, "name": "threadguard", "description": "", "icon": None, "bot_public": True,

@@ -102,6 +102,8 @@ class SlackStandin:
     refresh_tokens: dict[str, Grant] = field(default_factory=dict)
     #: ``grant_type=refresh_token`` exchanges that succeeded, per team.
     refreshes: dict[str, int] = field(default_factory=dict)
+    #: Sign in with Slack, when a test installs it (``tests.support.slack_oidc.install``).
+    oidc: Any = None
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -128,6 +130,7 @@ class SlackStandin:
             web.post("/respond/{rid}", self._respond),
             web.get("/socket", self._socket),
             web.get("/oauth/v2/authorize", self._authorize),
+            web.get("/openid/connect/authorize", self._openid_authorize),
             web.get("/files-pri/{file_id}/download/{name}", self._file),
         ])
         self._runner = web.AppRunner(app, shutdown_timeout=1)
@@ -211,6 +214,11 @@ class SlackStandin:
         target = query.get("redirect_uri") or "http://127.0.0.1/slack/oauth_redirect"
         sep = "&" if "?" in target else "?"
         raise web.HTTPFound(f"{target}{sep}code={code}&state={query.get('state', '')}")
+
+    async def _openid_authorize(self, request: web.Request) -> web.Response:
+        if self.oidc is None:
+            return web.Response(status=404)
+        return await self.oidc.authorize(request)  # type: ignore[no-any-return]
 
     def _m_oauth_v2_access(self, args: dict[str, Any], basic: tuple[str, str] | None) -> dict[str, Any]:
         client = basic or (str(args.get("client_id")), str(args.get("client_secret")))
@@ -317,6 +325,10 @@ class SlackStandin:
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             return web.json_response({"ok": False, "error": failure.error}, status=failure.status, headers=headers)
+        if self.oidc is not None and method in self.oidc.METHODS:
+            answer = self.oidc.handle(method, args, token, _basic(authorization))
+            call.error = answer.get("error")
+            return web.json_response(answer)
         if method == "oauth.v2.access":
             answer = self._m_oauth_v2_access(args, _basic(authorization))
             call.error = answer.get("error")

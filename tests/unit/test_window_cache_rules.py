@@ -47,3 +47,19 @@ def test_only_the_threads_used_last_are_kept():
     cache.window("t2", cache.held("t2"), "[]", None, win=0, base=1, length=1, gen="0")
     cache.window("t4", None, "[]", a, win=0, base=0, length=1, gen="0")
     assert len(cache) == 2 and cache.held("t2") is not None and cache.held("t4") is not None
+
+
+def test_the_windows_held_stay_within_the_byte_bound_letting_the_least_recent_go():
+    one = WindowCache(max_threads=1000)
+    a, b = _json("x" * 3000, "y" * 3000)
+    one.window("t0", None, f"[{a}]", b, win=0, base=0, length=2, gen="0")
+    size = one.bytes
+    assert size > 6000  # both texts and what holds them
+    cache = WindowCache(max_threads=1000, max_bytes=3 * size + size // 2)
+    for n in range(5):
+        cache.window(f"t{n}", None, f"[{a}]", b, win=0, base=0, length=2, gen="0")
+    assert len(cache) == 3 and cache.bytes == 3 * size <= cache.max_bytes
+    assert [cache.held(f"t{n}") is not None for n in range(5)] == [False, False, True, True, True]
+    tiny = WindowCache(max_threads=1000, max_bytes=size - 1)  # a window larger than the bound is not kept
+    tiny.window("t", None, f"[{a}]", b, win=0, base=0, length=2, gen="0")
+    assert len(tiny) == 0 and tiny.bytes == 0

@@ -6,18 +6,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.store import keys
+from bot.store.scripts.case_index import NUMBER_BITS, end_seconds, index_keys, review_keys, summary_json
+from bot.types import Case
 
 # A case filed under its ref: the next number of the community, or the number it already has. Returns
-# ``{number, 1 filed now / 0 already}``.
+# ``{number, 1 filed now / 0 already}``. The case joins the community's list indexes (``KEYS[4..]``, see
+# ``scripts.case_index``) with its summary.
 FILE_CASE = """
 local seq, refs, index = KEYS[1], KEYS[2], KEYS[3]
-local ref, body, created, case_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ref, body, created, case_prefix, summary, ended = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local n = redis.call('HGET', refs, ref)
 if n then return {tonumber(n), 0} end
 n = redis.call('INCR', seq)
-redis.call('HSET', case_prefix .. n, 'body', body, 'ref', ref, 'created', created)
+redis.call('HSET', case_prefix .. n, 'body', body, 'ref', ref, 'created', created, 'summary', summary)
 redis.call('HSET', refs, ref, n)
 redis.call('ZADD', index, created, n)
+local score = tonumber(ended) * """ + str(NUMBER_BITS) + """ + n
+for i = 4, #KEYS do redis.call('ZADD', KEYS[i], score, n) end
 return {n, 1}
 """
 
@@ -26,18 +31,22 @@ return {n, 1}
 class FileCase:
     """``FILE_CASE``'s keys and arguments."""
 
-    community: str
-    ref: str
-    body: str
+    case: Case
     #: Epoch seconds, as text.
     created: str
 
     def keys(self) -> list[str]:
-        c = self.community
-        return [keys.case_seq(c), keys.case_refs(c), keys.case_index(c)]
+        c = self.case.community
+        found = [keys.case_seq(c), keys.case_refs(c), keys.case_index(c), *index_keys(self.case)]
+        if self.case.action == "end":  # a new ended thread is unreviewed (and so awaiting review)
+            unreviewed, _, _, awaiting = review_keys(c)
+            found += [unreviewed, awaiting]
+        return found
 
     def to_args(self) -> list[Any]:
-        return [self.ref, self.body, self.created, keys.case(self.community, 0)[:-1]]
+        case = self.case
+        return [case.case_ref, case.to_json(), self.created, keys.case(case.community, 0)[:-1], summary_json(case),
+                end_seconds(case)]
 
 
 @dataclass(slots=True)

@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.limits import LimitCheck, LimitHit
 from bot.store import ClaimStatus, IngestStatus, keys
 from bot.store.inbox_entry import UnknownThread
 from bot.store.scripts import ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
+from bot.store.scripts.limits import LIMITS, limit_hit, limit_keys
 from bot.store.window import HeldWindow
 from bot.types import Entry
 
@@ -16,11 +18,12 @@ from bot.types import Entry
 # thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
 # thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
 # slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
-INGEST = START + GRANT + """
-local state, log, lease, seen, remind, inbox, pending, parked, due =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+INGEST = START + GRANT + LIMITS + """
+local state, log, lease, seen, remind, inbox, pending, parked, limited, due, rate, day, members =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12],
+  KEYS[13]
+local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held, limit_spec, verdict =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local lease_ttl, dedupe, max_inbox, max_turns, idle, park =
   string.match(limits, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
 if not redis.call('SET', seen, '1', 'NX', 'EX', dedupe) then return {'duplicate'} end
@@ -41,6 +44,27 @@ if unknown ~= '' and queued == 0 and turn == 0 and known ~= '1' and (st[field_at
   redis.call('RPUSH', parked, entry)
   redis.call('PEXPIRE', parked, park)
   return {'parked'}
+end
+-- the member's limits (never in a thread flagged at risk): checked here on one server, by ``LIMIT_CHECK`` on
+-- Cluster (its verdict); the member is told once per limit window in this thread
+if (limit_spec ~= '' or verdict ~= '') and st[field_at.at_risk] ~= '1' then
+  local hit = false
+  if verdict ~= '' then
+    local kind, until_ms, now = string.match(verdict, '^(%a+) (%d+) (%d+)$')
+    hit = {kind, until_ms, now}
+  elseif rate then
+    hit = check_limits(rate, day, members, limit_spec)
+  end
+  if hit then
+    local told = tonumber(redis.call('HGET', limited, hit[1]) or '0')
+    local notify = 0
+    if told <= tonumber(hit[3]) then
+      notify = 1
+      redis.call('HSET', limited, hit[1], hit[2])
+      redis.call('PEXPIRE', limited, idle)
+    end
+    return {'limited', hit[1], hit[2], hit[3], notify}
+  end
 end
 if turn + queued >= tonumber(max_turns) then return {'too_long'} end
 if queued >= tonumber(max_inbox) then return {'full', queued} end
@@ -82,16 +106,24 @@ class Ingest:
     #: The thread's score in its due set (ms).
     due_at: int
     held: HeldWindow | None
+    #: The member's limits (``None``: none apply).
+    check: LimitCheck | None = None
+    #: Redis Cluster: ``LIMIT_CHECK``'s verdict ('' none: allowed, or checked here).
+    verdict: str = ""
 
-    def keys(self, *, with_due: bool) -> list[str]:
+    def keys(self, *, one_server: bool) -> list[str]:
+        """The thread's keys; on one server also its due set and the limits' keys (other slots)."""
         k = self.thread_key
         found = [keys.state(k), keys.log(k), keys.lock(k), keys.seen(k, self.entry_id), keys.remind(k),
-                 keys.inbox(k), keys.pending(k), keys.parked(k)]
-        return [*found, keys.due(k)] if with_due else found
+                 keys.inbox(k), keys.pending(k), keys.parked(k), keys.limited(k)]
+        if not one_server:
+            return found
+        return [*found, keys.due(k), *(limit_keys(self.check) if self.check else [])]
 
-    def to_args(self) -> list[Any]:
+    def to_args(self, *, one_server: bool) -> list[Any]:
+        spec = self.check.spec() if self.check and one_server else ""
         return [self.entry, self.limits, self.reminder_cooldown, self.unknown.value, flag(self.take_lease),
-                self.thread_key, self.due_at, *held_args(self.held)]
+                self.thread_key, self.due_at, *held_args(self.held), spec, self.verdict]
 
 
 @dataclass(slots=True)
@@ -104,6 +136,8 @@ class IngestReply:
     pending_cases: int = 0
     #: Queued or full: the inbox length.
     queued: int = 0
+    #: Limited: which limit, until when, whether the member is told now.
+    limit: LimitHit | None = None
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> IngestReply:
@@ -114,6 +148,8 @@ class IngestReply:
             return cls(status, remind=bool(int(reply[1])), pending_cases=int(reply[2]))
         if status in (IngestStatus.QUEUED, IngestStatus.FULL):
             return cls(status, queued=int(reply[1]))
+        if status is IngestStatus.LIMITED:
+            return cls(status, limit=limit_hit(*reply[1:5]))
         return cls(status)
 
 

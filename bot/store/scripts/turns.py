@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.limits import SpendCount
 from bot.store import CommitStatus, TurnCommit, keys
 from bot.store.scripts import GRANT, START, StartReply, flag, held_args, lua_list
+from bot.store.scripts.limits import SPEND, alert_levels, spend_keys
 from bot.store.usage import thread_usage
 from bot.store.window import HeldWindow
 from bot.types import ThreadRef
@@ -83,20 +85,30 @@ end
 # named arguments (from ``FIRST_ENTRY`` on). Returns ``{result, end seq, the next turn's start or false, the
 # thread's usage sums or false}``. A refused commit still counts its tokens (they were billed); a commit sent
 # again after a lost reply does not count them twice. Encoded by ``Commit``, decoded by ``CommitReply``.
-COMMIT_TURN = START + NEXT + USAGE + """
-local state, log, lease, pending, inbox, usage, pending_index, communities, day =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+COMMIT_TURN = START + NEXT + USAGE + SPEND + """
+local state, log, lease, pending, inbox, usage, pending_index, communities, day, members, alerts =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, now, ttls, redirect_delta, warned_turn, at_risk, crisis_posted, platform, community, channel,
       jump_url, end_case, end_reason, end_category, entry_id, window_start, go_on, thread_key, have, held,
-      usage_counts = unpack(ARGV, 1, 21)
-local FIRST_ENTRY = 22
+      usage_counts, spend = unpack(ARGV, 1, 22)
+local FIRST_ENTRY = 23
 local active, ended, lease_ttl, usage_ttl, day_ttl = string.match(ttls, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
 local fence, status, created_at, stored_jump_url, turn, redirects =
   unpack(redis.call('HMGET', state, 'fence', 'status', 'created_at', 'jump_url', 'turn', 'redirects'))
-local function add(counts) return add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community) end
+local passed = false
+local function add(counts)
+  local totals = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community)
+  if day and members and counts ~= '' then
+    local values = {}
+    for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
+    passed = add_spend(day, members, alerts, values, day_ttl, spend)
+  end
+  return totals
+end
 local function reply(r, totals)
   if r[3] == nil then r[3] = false end
   r[4] = totals
+  r[5] = passed
   return r
 end
 if not owns(fence, inbox, token, entry_id) then
@@ -161,6 +173,8 @@ class Commit:
     held: HeldWindow | None
     #: The turn's token counts (``bot.store.usage.counts``), '' for none.
     usage_counts: str
+    #: The member's tokens of the day and the spend alerts, counted with the day's usage (one server).
+    spend: SpendCount | None = None
     #: Keep the lease even when the inbox is empty (the turn still has posts to make; then ``PASS_ON``).
     hold: bool = False
 
@@ -170,6 +184,8 @@ class Commit:
         found = [keys.state(k), keys.log(k), keys.lock(k), keys.pending(k), keys.inbox(k), thread_usage(k)]
         if one_server:
             found += [pending_index, communities, *([day] if day else [])]
+            if day and self.spend is not None:
+                found += spend_keys(self.thread.community, self.spend)
         return found
 
     def to_args(self) -> list[Any]:
@@ -180,7 +196,7 @@ class Commit:
             c.jump_url or "", end.to_json() if end else "", (end.reason or "") if end else "",
             (end.category or "") if end else "", c.entry_id, "" if c.window_start is None else c.window_start,
             go_on_arg(self.go_on, self.hold), thread.key, *held_args(self.held), self.usage_counts,
-            *(e.to_json() for e in c.entries),
+            self.spend.spec() if self.spend is not None else "", *(e.to_json() for e in c.entries),
         ]
 
 
@@ -196,12 +212,14 @@ class CommitReply:
     end_seq: int
     next: StartReply | None
     totals: TokenTotals | None
+    spend_alerts: tuple[int, ...] = ()
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> CommitReply:
-        result, end_seq, start, totals = reply
+        result, end_seq, start, totals, *passed = reply
         return cls(CommitStatus(result), int(end_seq), StartReply.from_reply(start) if start else None,
-                   TokenTotals(*(int(v) for v in totals)) if totals else None)
+                   TokenTotals(*(int(v) for v in totals)) if totals else None,
+                   alert_levels(passed[0] if passed else None))
 
 
 # An inbox entry answered without a turn (the thread ended before it, or the model failed for good);

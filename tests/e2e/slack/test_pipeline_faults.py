@@ -190,6 +190,64 @@ async def test_replies_in_threads_the_bot_is_not_part_of_stay_unanswered(workers
     assert model.order() == [] and thread_texts(standin, root) == []
 
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
+async def test_a_healthy_turn_ten_leases_long_is_answered_once_by_its_owner(workers, model, standin, session,
+                                                                            payloads: Payloads):
+    """A 20 s model call (the lease is 2 s here) while later messages arrive at both workers: the owner
+    keeps renewing, so the other worker never takes the thread over, and the later messages follow."""
+    a, b = await workers(2)
+    mention = payloads.mention("hello")
+    root = mention["event"]["ts"]
+    assert await post_event(session, a.url, mention) == 200
+    await until(lambda: answers(standin, root)["hello"], 15, "the opening answer")
+
+    model.slow["long one"] = 20.0
+    started = time.monotonic()
+    assert await post_event(session, a.url, payloads.message("long one", root)) == 200
+    await until(lambda: "long one" in model.order(), 10, "the long model call")
+    later = [f"later {i}" for i in range(4)]
+    for i, text in enumerate(later):  # spread over the call, each past a lease the owner had to renew
+        await asyncio.sleep(3.0)
+        assert await post_event(session, (b, a)[i % 2].url, payloads.message(text, root)) == 200
+    await until(lambda: answers(standin, root)["long one"], 30, "the long turn's answer")
+    answered_after = time.monotonic() - started
+    await until(lambda: all(answers(standin, root)[t] for t in later), 15, "the later answers")
+    await asyncio.sleep(1.0)
+
+    assert model.order() == ["hello", "long one", *later]  # one model call each: nothing run twice
+    assert answers(standin, root) == {"hello": 1, "long one": 1, **dict.fromkeys(later, 1)}
+    assert answered_after >= 20.0  # the answer is the owner's, after its whole call
+    assert "taken over" not in a.log() + b.log()
+    no_tracebacks(a, b)
+
+
+@pytest.mark.parametrize("redis_target", ["server"], indirect=True)
+async def test_sigterm_lets_every_running_turn_finish_not_only_the_first(workers, model, standin, session,
+                                                                        payloads: Payloads):
+    """Three threads in flight at A with calls of 1, 3 and 5 s when A gets SIGTERM: A finishes all three
+    within its grace (15 s) and exits cleanly; B runs none of them again."""
+    a, b = await workers(2)
+    texts = {"first of three": 1.0, "second of three": 3.0, "third of three": 5.0}
+    roots = {}
+    for text, delay in texts.items():
+        model.slow[text] = delay
+        mention = payloads.mention(text)
+        roots[text] = mention["event"]["ts"]
+        assert await post_event(session, a.url, mention) == 200
+    await until(lambda: set(model.order()) == set(texts), 10, "three model calls in flight at A")
+    assert await asyncio.to_thread(a.terminate) == 0, a.log()[-3000:]
+    for text, root in roots.items():
+        await until(lambda root=root, text=text: answers(standin, root)[text], 15, f"the answer to {text}")
+    await asyncio.sleep(1.5)  # time for B to run anything A handed back
+
+    assert sorted(model.order()) == sorted(texts), model.order()  # each model call once, none at B
+    assert all(answers(standin, root) == {text: 1} for text, root in roots.items())
+    assert "cancelling" not in a.log() and "taken over" not in b.log()
+    no_tracebacks(a, b)
+
+
 # --- Redis Cluster failover ----------------------------------------------------------------------
 
 
