@@ -6,14 +6,11 @@ tests use Playwright's synchronous API and reach the engine through ``LiveDashbo
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import redis.asyncio
@@ -27,9 +24,8 @@ from bot.types import Author, IncomingMessage, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.dashboard import DashboardSettings
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from tests.support.background_loop import BackgroundLoop
 from tests.support.redis_servers import RedisServer
-
-T = TypeVar("T")
 
 CHROMIUM = next((p for p in ("/usr/lib/chromium/chromium", "/usr/bin/chromium") if os.path.exists(p)), None)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -54,22 +50,17 @@ class Seeded:
     threads: dict[str, ThreadRef] = field(default_factory=dict)
 
 
-class LiveDashboard:
+class LiveDashboard(BackgroundLoop):
     """The dashboard served on a free loopback port from a background event loop."""
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="dashboard-loop", daemon=True)
+        super().__init__("dashboard-loop")
         self.runtime: Runtime | None = None
         self.runner: web.AppRunner | None = None
         self.url = ""
         self.seeded = Seeded()
         self._ids = itertools.count(1)
-
-    def call(self, fn: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(fn(), self.loop)  # type: ignore[arg-type]
-        return future.result(timeout)
 
     @property
     def engine(self) -> Any:
@@ -77,7 +68,7 @@ class LiveDashboard:
         return self.runtime.engine
 
     def start(self) -> LiveDashboard:
-        self._thread.start()
+        self.start_loop()
         self.call(self._start)
         return self
 
@@ -139,8 +130,7 @@ class LiveDashboard:
         try:
             self.call(close)
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
+            self.end_loop()
 
 
 @pytest.fixture(scope="module")

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio
 from aiohttp import web
@@ -22,10 +18,10 @@ from config.communities import Communities, CommunityConfig
 from config.dashboard import DashboardSettings
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
 from tests.support import discord_oauth, slack_oidc
+from tests.support.background_loop import BackgroundLoop
 from tests.support.discord_standin import DiscordStandin
 from tests.support.slack_standin import SlackStandin
 
-T = TypeVar("T")
 SECRET = "browser-signin-session-secret-0123456789abcdef"
 #: Seconds between two looks at a signed-in person's rights, in these tests.
 RECHECK_S = 1.0
@@ -33,13 +29,12 @@ CRISIS = "Call or text 988 now."
 SETTINGS_KEYS = "tg:*cfg*"
 
 
-class SignInDashboard:
+class SignInDashboard(BackgroundLoop):
     """Dashboard, Discord and Slack stand-ins on one event loop in a thread of their own."""
 
     def __init__(self, redis_url: str) -> None:
         self.redis_url = redis_url
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="signin-loop", daemon=True)
+        super().__init__("signin-loop")
         self.discord = DiscordStandin()
         self.slack = SlackStandin()
         self.runtime: Runtime | None = None
@@ -48,16 +43,12 @@ class SignInDashboard:
         self.url = ""
         self.case_ids: dict[str, int] = {}
 
-    def call(self, fn: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(fn(), self.loop)  # type: ignore[arg-type]
-        return future.result(timeout)
-
     @property
     def guild(self) -> str:
         return self.discord.guild_id
 
     def start(self) -> SignInDashboard:
-        self._thread.start()
+        self.start_loop()
         self.call(self._start)
         return self
 
@@ -139,6 +130,5 @@ class SignInDashboard:
         try:
             self.call(close)
         finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
+            self.end_loop()
 
