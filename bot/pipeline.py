@@ -262,8 +262,7 @@ class TurnPipeline:
         if waiter is not None and not local and not waiter.future.done():
             self._forget_waiter(key, waiter)
             waiter = None
-        if status is IngestStatus.OWNER:
-            assert result.start is not None
+        if result.start is not None:  # this process owns the thread (a refused message: for what waits behind it)
             self._start_drain(thread, result.start, asked)
         if waiter is not None:
             waiter.drain = self._drains.get(thread.key)

@@ -146,3 +146,101 @@ async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client
     assert "tokens per member per day 50000 used: most used: 4000 (u-alice); 2 member(s) today" in lines
     assert "messages per member per minute 6 (burst 6) used: checked per message" in lines
     assert "exempt moderators used: threads flagged at risk are never limited" in lines
+
+
+def turn_costs(runtime: Any) -> tuple[int, int]:
+    """(requests, sequential round trips) the runtime's store sent so far."""
+    return runtime.store.health.round_trips, runtime.store.health.sequential
+
+
+async def test_limits_cost_an_ordinary_turn_no_round_trip_of_its_own(any_redis, request):
+    """Limits set (none reached) against none: the same sequential round trips per ordinary turn on every
+    store; on Cluster the check goes to the community's slot alongside the accepting script."""
+    where = request.node.callspec.params["any_redis"]
+    costs = {}
+    for limits in ({}, {"messages_per_minute": 10_000, "tokens_per_day": 10**9, "daily_spend_usd": 10**6}):
+        runtime, _ = runtime_with(any_redis, Clock(), **limits)
+        thread = ThreadRef("slack", f"T-trips-{len(costs)}", "C1", "1.0")
+        await runtime.engine.handle_message(message(thread, "first"))  # scripts loaded
+        before = turn_costs(runtime)
+        for i in range(3):
+            assert (await runtime.engine.handle_message(message(thread, f"again {i}"))).model_called
+        after = turn_costs(runtime)
+        costs[bool(limits)] = ((after[0] - before[0]) / 3, (after[1] - before[1]) / 3)
+    assert costs[True][1] == costs[False][1] == 2
+    # requests: the accepting script, the commit, and on Cluster the day's sums (and the check) alongside
+    assert costs[False][0] == (3 if where == "cluster" else 2)
+    assert costs[True][0] == (4 if where == "cluster" else 2)
+
+
+class GatedModel(ScriptedModel):
+    """Holds every call until ``gate`` is set: a thread stays busy while more messages arrive."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import asyncio
+
+        self.gate = asyncio.Event()
+        self.texts: list[str] = []
+
+    async def respond(self, request: Any, sink: Any = None) -> Any:
+        self.texts.append(request.messages[-1].blocks[0].text)
+        await self.gate.wait()
+        return await super().respond(request, sink)
+
+
+def gated_runtime(client: Any, **limits: Any) -> tuple[Any, GatedModel]:
+    model = GatedModel(lambda text: [TextBlock(f"Answer to: {text}")], usage=PER_CALL)
+    config = CommunityConfig(crisis_resources=CRISIS, moderators=("u-mod",), limits=CommunityLimits(**limits))
+    runtime = build_runtime(Settings(redis=RedisSettings(url=None)), redis=client, model=model,
+                            communities=Communities(config), clock=Clock())
+    return runtime, model
+
+
+async def test_messages_to_a_busy_thread_are_checked_before_they_are_queued(any_redis):
+    runtime, model = gated_runtime(any_redis, messages_per_minute=6, burst=2)
+    engine = runtime.engine
+    thread = ThreadRef("slack", "T-busy", "C1", "1.0")
+    first = await engine.accept(message(thread, "one"))
+    second = await engine.accept(message(thread, "two"))  # the thread is busy: queued, the bucket's last
+    third = await engine.accept(message(thread, "three"))  # over: refused before it is queued
+    assert first.accepted and second.accepted and not third.accepted
+    assert third.outcome is not None and len(limit_lines(third.outcome)) == 1
+    model.gate.set()
+    assert [r.text for r in (await first.result()).replies] == ["Answer to: one"]
+    assert [r.text for r in (await second.result()).replies] == ["Answer to: two"]
+    assert await engine.pipeline.idle(5)
+    assert model.texts == ["one", "two"]
+    assert await any_redis.llen("tg:{t:slack:T-busy:C1:1.0}:inbox") == 0
+    await runtime.aclose()
+
+
+async def test_a_message_refused_after_its_owner_took_it_lets_what_waits_behind_be_answered(cluster_client):
+    """Cluster: a message that found its thread free is taken before its limits' verdict comes back; over a
+    limit, it is removed before any model call, and a message queued behind it meanwhile is answered."""
+    from tests.integration.engine_helpers import CollectingSink
+
+    runtime, model = gated_runtime(cluster_client, messages_per_minute=6, burst=1)
+    model.gate.set()
+    engine, sink = runtime.engine, CollectingSink()
+    engine.pipeline.register_sink("slack", sink)
+    thread = ThreadRef("slack", "T-behind", "C1", "1.0")
+    assert (await engine.handle_message(message(thread, "one"))).model_called  # the bucket's only message
+    inbox = runtime.store.inbox
+    refuse = inbox._refuse_head
+    queued = []
+
+    async def moderator_first(*args: Any, **kwargs: Any) -> Any:  # a moderator writes while it is taken
+        queued.append(await engine.accept(message(thread, "mod here", MOD), wait=False))
+        return await refuse(*args, **kwargs)
+
+    inbox._refuse_head = moderator_first
+    refused = await engine.handle_message(message(thread, "two"))
+    assert not refused.model_called and len(limit_lines(refused)) == 1
+    assert queued[0].accepted
+    assert await engine.pipeline.idle(5)
+    assert model.texts == ["one", "mod here"]
+    assert [r.text for o in sink.outcomes for r in o.replies] == ["Answer to: mod here"]
+    _, log = await runtime.store.turns.load(thread)
+    assert [e.text for e in log if e.kind.value == "user"] == ["one", "mod here"]
+    await runtime.aclose()

@@ -10,7 +10,7 @@ from bot.limits import LimitCheck, LimitHit
 from bot.store import ClaimStatus, IngestStatus, keys
 from bot.store.inbox_entry import UnknownThread
 from bot.store.scripts import ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
-from bot.store.scripts.limits import LIMITS, limit_hit, limit_keys
+from bot.store.scripts.limits import LIMITS, TELL_ONCE, limit_hit, limit_keys
 from bot.store.window import HeldWindow
 from bot.types import Entry
 
@@ -18,7 +18,7 @@ from bot.types import Entry
 # thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
 # thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
 # slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
-INGEST = START + GRANT + LIMITS + """
+INGEST = START + GRANT + LIMITS + TELL_ONCE + """
 local state, log, lease, seen, remind, inbox, pending, parked, limited, due, rate, day, members =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12],
   KEYS[13]
@@ -49,21 +49,22 @@ end
 -- Cluster (its verdict); the member is told once per limit window in this thread
 if (limit_spec ~= '' or verdict ~= '') and st[field_at.at_risk] ~= '1' then
   local hit = false
-  if verdict ~= '' then
+  if verdict == '?' then
+    -- Cluster: the verdict comes by ``LIMIT_CHECK``, sent alongside. A message that finds the thread free and
+    -- its inbox empty is taken without it (its owner, the caller, applies the verdict before any model
+    -- call: ``REFUSE_HEAD``); any other is left untouched, and the caller sends it again with the verdict.
+    if take_lease ~= '1' or queued > 0 or turn >= tonumber(max_turns) or redis.call('EXISTS', lease) == 1 then
+      redis.call('DEL', seen)
+      return {'ask'}
+    end
+  elseif verdict ~= '' then
     local kind, until_ms, now = string.match(verdict, '^(%a+) (%d+) (%d+)$')
     hit = {kind, until_ms, now}
   elseif rate then
     hit = check_limits(rate, day, members, limit_spec)
   end
   if hit then
-    local told = tonumber(redis.call('HGET', limited, hit[1]) or '0')
-    local notify = 0
-    if told <= tonumber(hit[3]) then
-      notify = 1
-      redis.call('HSET', limited, hit[1], hit[2])
-      redis.call('PEXPIRE', limited, idle)
-    end
-    return {'limited', hit[1], hit[2], hit[3], notify}
+    return {'limited', hit[1], hit[2], hit[3], tell_once(limited, hit[1], hit[2], hit[3], idle)}
   end
 end
 if turn + queued >= tonumber(max_turns) then return {'too_long'} end
@@ -89,6 +90,10 @@ return {'queued', queued + 1}
 """
 
 
+#: ``INGEST``'s reply on Cluster when it cannot take the message before the limits' verdict is known.
+ASK = "ask"
+
+
 @dataclass(slots=True)
 class Ingest:
     """``INGEST``'s keys and arguments."""
@@ -108,7 +113,7 @@ class Ingest:
     held: HeldWindow | None
     #: The member's limits (``None``: none apply).
     check: LimitCheck | None = None
-    #: Redis Cluster: ``LIMIT_CHECK``'s verdict ('' none: allowed, or checked here).
+    #: Redis Cluster: ``LIMIT_CHECK``'s verdict ('' none: allowed, or checked here; '?': sent alongside).
     verdict: str = ""
 
     def keys(self, *, one_server: bool) -> list[str]:

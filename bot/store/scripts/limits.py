@@ -81,8 +81,21 @@ local function add_spend(day, members, alerts, values, day_ttl, spend)
 end
 """
 
+# The member is told about a limit once per window in a thread: ``limited`` (the thread's slot) keeps, per
+# limit kind, the end of the window the member was last told about. Returns 1 when the member is told now.
+TELL_ONCE = """
+local function tell_once(limited, kind, until_ms, now, idle)
+  if tonumber(redis.call('HGET', limited, kind) or '0') > tonumber(now) then return 0 end
+  redis.call('HSET', limited, kind, until_ms)
+  redis.call('PEXPIRE', limited, idle)
+  return 1
+end
+"""
+
 # Redis Cluster: the limits checked (and the bucket counted) in the community's slot; the verdict
 # (``kind until now``, or '') goes to the accepting script, which applies it unless the thread is at risk.
+# It is sent alongside the accepting script (``INGEST`` with the verdict '?'), or, when that script could
+# not take the message without it, before the script is sent again with it.
 LIMIT_CHECK = LIMITS + """
 local hit = check_limits(KEYS[1], KEYS[2], KEYS[3], ARGV[1])
 if hit then return hit[1] .. ' ' .. hit[2] .. ' ' .. hit[3] end

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.limits import SpendCount
+from bot.limits import LimitHit, SpendCount
 from bot.store import CommitStatus, TurnCommit, keys
 from bot.store.scripts import GRANT, START, StartReply, flag, held_args, lua_list
-from bot.store.scripts.limits import SPEND, alert_levels, spend_keys
+from bot.store.scripts.limits import SPEND, TELL_ONCE, alert_levels, spend_keys
 from bot.store.usage import thread_usage
 from bot.store.window import HeldWindow
 from bot.types import ThreadRef
@@ -279,6 +279,56 @@ class DropReply:
         status = CommitStatus(result)
         return cls(status, status is CommitStatus.OK and bool(int(reminded)),
                    StartReply.from_reply(start) if start else None)
+
+
+# Redis Cluster: the owner of a message accepted before its limits' verdict came (``INGEST`` with '?') applies
+# a refusal: the member is told once per window in the thread, the message is removed (it gets no turn; its
+# dedupe mark stays, as for a message refused at once), and the owner goes on with the inbox or hands the
+# lease back. Returns ``{result, 1 when the member is told now, the next turn's start or false}``. Encoded by
+# ``RefuseHead``, decoded by ``RefuseReply``.
+REFUSE_HEAD = START + NEXT + TELL_ONCE + """
+local state, log, lease, inbox, limited = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local token, entry_id, kind, until_ms, now, idle, lease_ttl, have, held = unpack(ARGV, 1, 9)
+if not owns(redis.call('HGET', state, 'fence'), inbox, token, entry_id) then return {'lost_lock', 0, false} end
+local told = tell_once(limited, kind, until_ms, now, idle)
+redis.call('LPOP', inbox)
+return next_or_release(state, log, lease, inbox, token, lease_ttl, '1', 'ok', told, have, held)
+"""
+
+
+@dataclass(slots=True)
+class RefuseHead:
+    """``REFUSE_HEAD``'s keys and arguments."""
+
+    thread_key: str
+    token: str
+    entry_id: str
+    hit: LimitHit
+    idle_ms: int
+    lease_ms: int
+    held: HeldWindow | None
+
+    def keys(self) -> list[str]:
+        k = self.thread_key
+        return [keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k), keys.limited(k)]
+
+    def to_args(self) -> list[Any]:
+        hit = self.hit
+        return [self.token, self.entry_id, hit.kind.value, hit.until_ms, hit.now_ms, self.idle_ms, self.lease_ms,
+                *held_args(self.held)]
+
+
+@dataclass(slots=True)
+class RefuseReply:
+    status: CommitStatus
+    #: The member is told now (once per limit window in the thread).
+    notify: bool
+    next: StartReply | None
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> RefuseReply:
+        result, told, start = reply
+        return cls(CommitStatus(result), bool(int(told)), StartReply.from_reply(start) if start else None)
 
 
 # After the posts of a turn committed with ``hold``: go on with the next inbox entry, or hand the lease back.
