@@ -244,8 +244,8 @@ class BilledModel(InstantModel):
 async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
     """Turn overhead with limits off and on, interleaved in one run, so both see the same machine: one
     runtime, two communities (one without limits, one with every limit set and none reached, so each of its
-    turns checks and counts them all), 20 threads each; a PING, then one turn in each community (which goes
-    first alternates), ``pairs`` times, after a warm-up. Every turn must be answered."""
+    turns checks and counts them all), a new thread every 10 turns in each; a PING, then one turn in each
+    community (which goes first alternates), ``pairs`` times, after a warm-up. Every turn must be answered."""
     model = BilledModel()
     settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
     run = f"c{int(time.time())}"
@@ -261,7 +261,7 @@ async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
 
     async def turn(limits: bool, n: int, keep: bool) -> None:
         nonlocal answered
-        thread = ThreadRef("console", f"{run}-{'on' if limits else 'off'}", "bench", f"t{n % 20}")
+        thread = ThreadRef("console", f"{run}-{'on' if limits else 'off'}", "bench", f"t{n // 20}")
         before = health.sequential
         start = time.perf_counter()
         outcome = await engine.handle_message(IncomingMessage(thread, author, f"question {n}", message_id=f"q{n}"))
@@ -271,7 +271,7 @@ async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
             times[limits].append(took)
             trips[limits].append(health.sequential - before)
 
-    for n in range(40):  # every thread's first turn, scripts loaded: not measured
+    for n in range(40):  # connections opened, scripts loaded: not measured
         await turn(n % 2 == 0, n, False)
     for n in range(pairs):
         start = time.perf_counter()
@@ -286,8 +286,8 @@ async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
     print(f"  limits off and on, interleaved ({pairs} turns each, usage reported, every turn answered):")
     for limits in (False, True):
         p50, p99 = pct(times[limits], 0.5), pct(times[limits], 0.99)
-        print(f"    limits {'on ' if limits else 'off'}: overhead per turn p50 {p50 * 1e3:.3f} ms, p99 {p99 * 1e3:.3f} ms, "
-              f"{p50 / ping50:.1f}x a PING ({ping50 * 1e3:.3f} ms); round trips per turn "
+        print(f"    limits {'on ' if limits else 'off'}: overhead per turn p50 {p50 * 1e3:.3f} ms, "
+              f"p99 {p99 * 1e3:.3f} ms, {p50 / ping50:.1f}x a PING ({ping50 * 1e3:.3f} ms); round trips per turn "
               f"{statistics.mean(trips[limits]):.2f}")
     ratio = pct(times[True], 0.5) / pct(times[False], 0.5)
     print(f"    p50 on / off: {ratio:.3f}")

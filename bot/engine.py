@@ -706,7 +706,7 @@ class ConversationEngine:
 
     def _spend(self, msg: IncomingMessage, config: CommunityConfig) -> SpendCount | None:
         """What a turn counts for the limits besides its usage (``None``: the community has none)."""
-        return self.limiter.spend(msg.author.id, config) if config.limits.any else None
+        return self.limiter.spend(msg.author.id, config)
 
     def _spend_alerts(self, thread: ThreadRef, levels: tuple[int, ...]) -> list[str]:
         if not levels:

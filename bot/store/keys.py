@@ -31,7 +31,7 @@ Per community (``C``):
     tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
-    tg:{c:C}:rate:<member>            hash  the member's message bucket: ``left`` (messages), ``at`` (ms)
+    tg:{c:C}:bucket:<member>          string the member's message bucket: "<messages left> <at ms>"
     tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
     tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
     tg:{c:C}:case:<n>     ... its ``summary`` field: the case JSON without its transcript (list pages)
@@ -137,8 +137,8 @@ def limited(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:limited"
 
 
-def member_rate(community: str, member: str) -> str:
-    return f"{community_tag(community)}:rate:{member}"
+def member_bucket(community: str, member: str) -> str:
+    return f"{community_tag(community)}:bucket:{member}"
 
 
 def member_tokens(community: str, day: str) -> str:

@@ -123,7 +123,7 @@ async def test_no_limits_configured_counts_nothing_extra(redis_client, limits):
     runtime, _ = runtime_with(redis_client, Clock(), **limits)
     await runtime.engine.handle_message(message(ThreadRef("slack", "T2", "C1", "1.0"), "hi"))
     names = await redis_client.keys("*")
-    assert not [k for k in names if ":rate:" in k or k.endswith(":members") or ":limited" in k]
+    assert not [k for k in names if ":bucket:" in k or k.endswith(":members") or ":limited" in k]
 
 
 async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client, redis_server, tmp_path):

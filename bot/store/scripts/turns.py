@@ -60,21 +60,23 @@ end
 USAGE = """
 local usage_fields = {""" + lua_list(USAGE_FIELDS) + """}
 -- ``counts``: the increments of ``usage_fields``, then 1 when the community may not be in the set of
--- communities with usage yet (0 when this process registered it), space-separated; '' for none
-local function add_usage(usage, communities, day, counts, ttl, day_ttl, community)
+-- communities with usage yet (0 when this process registered it), space-separated; '' for none. Returns
+-- the thread's new sums, the increments, and the day's new sums of the fields it added to (``priced``: the
+-- four priced fields always, for the day's spend).
+local function add_usage(usage, communities, day, counts, ttl, day_ttl, community, priced)
   if counts == '' then return false end
-  local values, totals = {}, {}
+  local values, totals, sums = {}, {}, {}
   for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
   for i, name in ipairs(usage_fields) do totals[i] = redis.call('HINCRBY', usage, name, values[i]) end
   redis.call('PEXPIRE', usage, ttl)
   if day then
     for i, name in ipairs(usage_fields) do
-      if values[i] ~= '0' then redis.call('HINCRBY', day, name, values[i]) end
+      if values[i] ~= '0' or (priced and i <= 4) then sums[i] = redis.call('HINCRBY', day, name, values[i]) end
     end
     redis.call('PEXPIRE', day, day_ttl)
     if values[#usage_fields + 1] == '1' then redis.call('SADD', communities, community) end
   end
-  return totals
+  return totals, values, sums
 end
 """
 
@@ -97,12 +99,9 @@ local fence, status, created_at, stored_jump_url, turn, redirects =
   unpack(redis.call('HMGET', state, 'fence', 'status', 'created_at', 'jump_url', 'turn', 'redirects'))
 local passed = false
 local function add(counts)
-  local totals = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community)
-  if day and members and counts ~= '' then
-    local values = {}
-    for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
-    passed = add_spend(day, members, alerts, values, day_ttl, spend)
-  end
+  local spending = day and members and spend ~= ''
+  local totals, values, sums = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community, spending)
+  if spending and totals then passed = add_spend(day, members, alerts, values, day_ttl, spend, sums) end
   return totals
 end
 local function reply(r, totals)
