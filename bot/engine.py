@@ -28,6 +28,7 @@ from bot.errors import (
     ThreadguardError,
 )
 from bot.files import dropped, file_blocks, left_out_lines, refs_tokens, stored_ids
+from bot.held_messages import HeldMessages
 from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
@@ -128,6 +129,8 @@ class ConversationEngine:
         self.limiter = limiter or Limiter()
         #: The model API's back-off, shared by every worker.
         self.backoff = ModelBackoff(store.backoff, pipeline.busy_notice_seconds)
+        #: Messages limits kept, answered when they reset.
+        self.held = HeldMessages(store.inbox, store.backoff, self.limiter)
         #: Limits on members' files (``bot.attachments``).
         self.file_limits = attachments or AttachmentSettings()
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
@@ -189,10 +192,12 @@ class ConversationEngine:
             delay = min(delay * 2, 0.5)
 
     def _limited(self, ticket: Ticket, config: CommunityConfig) -> Ticket:
-        """A message a limit refused: the member is told which and when they can go on, once per window."""
+        """A message over a limit, refused or kept: the member is told which limit and when they can go on
+        (and whether the message will be answered then), once per window."""
         hit = ticket.limit
         if hit is not None and ticket.outcome is not None:
-            log.info("thread %s: message refused by the %s limit", ticket.thread.key, hit.kind)
+            log.info("thread %s: message %s by the %s limit", ticket.thread.key, "kept" if hit.kept else "refused",
+                     hit.kind)
             if hit.notify:
                 ticket.outcome.replies.append(Reply(ReplyKind.INFO, self.limiter.notice(hit, config), ephemeral=True))
         return ticket
@@ -410,6 +415,7 @@ class ConversationEngine:
             replies = [Reply(ReplyKind.FROZEN_REMINDER, texts.frozen_reminder(config, thread), ephemeral=True)]
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
                            replies=replies if result.remind else []), result.next
+        await self.held.take_up(start, entry, config)  # a message a limit kept: still over it, it waits
         try:
             holding = self.backoff.holding()
             if holding is not None:  # the model API asked every worker to wait: the message stays queued

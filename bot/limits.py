@@ -29,13 +29,15 @@ class LimitKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LimitHit:
-    """A message refused by a limit: which one, until when (epoch ms), and whether this thread's member
-    is told now (once per limit window per thread)."""
+    """A message over a limit: which one, until when (epoch ms on the limits' clock), whether this thread's
+    member is told now (once per limit window per thread), and whether the message is kept to be answered
+    when the limit resets (the community's ``over_limit``) instead of refused."""
 
     kind: LimitKind
     until_ms: int
     notify: bool
     now_ms: int
+    kept: bool = False
 
 
 def _prices(prices: Prices) -> str:
@@ -53,6 +55,9 @@ class LimitCheck:
     #: "<member> <now ms> <per minute> <bucket> <tokens per day> <ceiling> <day end ms> <4 prices>", the
     #: ceiling in millionths of a US dollar (prices are per million tokens).
     text: str
+    #: '' when a message over a limit is refused; when it is kept to be answered at the reset, how far the
+    #: limits' clock is ahead of the system clock (ms), so the thread is due when the reset comes.
+    hold: str = ""
 
     def spec(self) -> str:
         return self.text
@@ -81,6 +86,8 @@ class _Terms:
     spend: str
     users: frozenset[str]
     roles: frozenset[str]
+    #: A message over a limit is kept and answered when it resets.
+    keep: bool
 
 
 class Limiter:
@@ -107,9 +114,10 @@ class Limiter:
             return None
         now = self.clock.now()
         day, day_end_ms = self._today(now)
-        member = _member(author.id)
+        member, now_ms = _member(author.id), int(now * 1000)
         return LimitCheck(community, member, day,
-                          f"{member} {int(now * 1000)} {terms.rates} {day_end_ms} {self._prices_text}")
+                          f"{member} {now_ms} {terms.rates} {day_end_ms} {self._prices_text}",
+                          f"{now_ms - int(time.time() * 1000)}" if terms.keep else "")
 
     def spend(self, member_id: str | None, config: CommunityConfig) -> SpendCount | None:
         """What a turn counts for the limits besides its usage (``None``: the community has none)."""
@@ -135,7 +143,8 @@ class Limiter:
         if limits.any:
             ceiling = ceiling_micro(limits.daily_spend_usd)
             terms = _Terms(f"{limits.messages_per_minute} {limits.bucket} {limits.tokens_per_day} {ceiling}",
-                           f"{ceiling} {self._prices_text}", *exempt_ids(config))
+                           f"{ceiling} {self._prices_text}", *exempt_ids(config),
+                           limits.over_limit == "answer_at_reset")
         if len(self._terms) >= 1024:  # settings reloaded many times: start afresh
             self._terms.clear()
         self._terms[id(config)] = (config, terms)
@@ -233,12 +242,14 @@ _WHAT = {
 
 
 def limit_notice(hit: LimitHit, crisis_resources: str) -> str:
-    """The one line a limited member sees: which limit, when they can go on, that the message was not
-    answered; a pointer to the community's crisis resources when it has them."""
+    """The one line a limited member sees: which limit, when they can go on, and that the message was not
+    answered (send it again then) or is kept (answered then); a pointer to the community's crisis resources
+    when it has them."""
     at = time.strftime("%H:%M", time.gmtime(hit.until_ms / 1000))
     wait = wait_words((hit.until_ms - hit.now_ms) / 1000)
-    text = (f"{_WHAT[hit.kind]}; you can continue after {at} UTC, in {wait}. "
-            "I didn't answer your message: please send it again then.")
+    then = ("Your message is kept: I'll answer it after that, no need to send it again." if hit.kept
+            else "I didn't answer your message: please send it again then.")
+    text = f"{_WHAT[hit.kind]}; you can continue after {at} UTC, in {wait}. {then}"
     pointer = " ".join(crisis_resources.split())
     if pointer:
         text += f"\nIf you need support right now: {pointer}"

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot import notices
-from bot.errors import ModelBackingOff, StoreUnavailable, ThreadguardError
+from bot.errors import StoreUnavailable, ThreadguardError, TurnDeferred
 from bot.limits import LimitCheck, LimitHit
 from bot.metrics import Metrics
 from bot.store import ClaimStatus, CommitResult, CommitStatus, IngestResult, IngestStatus, TurnInbox, TurnStart
@@ -166,7 +166,8 @@ class Ticket:
         self.pending_cases = pending_cases
         #: The message is in the thread's inbox and will be answered (here or by another process).
         self.accepted = accepted
-        #: Refused by a member's or the community's limit (not stored).
+        #: Over a member's or the community's limit: refused (not stored), or kept to be answered when it
+        #: resets (``LimitHit.kept``).
         self.limit: LimitHit | None = None
 
     async def result(self) -> Outcome:
@@ -283,8 +284,10 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, ignored=True))
         if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
             return Ticket(thread, Outcome(thread, queued=True), accepted=True)
-        if status is IngestStatus.LIMITED:  # not stored: the engine words the notice
-            ticket = Ticket(thread, Outcome(thread))
+        if status in (IngestStatus.LIMITED, IngestStatus.HELD):  # the engine words the notice
+            # held: kept, and answered through the platform's sink when the limit resets
+            ticket = Ticket(thread, Outcome(thread, queued=status is IngestStatus.HELD),
+                            accepted=status is IngestStatus.HELD)
             ticket.limit = result.limit
             return ticket
         if status is IngestStatus.FROZEN:
@@ -387,7 +390,7 @@ class TurnPipeline:
             await self._abandoned(entry, waiter, stream)
             await self._hand_back(thread, start.token)
             raise
-        except ModelBackingOff as exc:  # the lease is back, the entry waits at the head of the inbox
+        except TurnDeferred as exc:  # the lease is back, the entry waits at the head of the inbox
             await self._abandoned(entry, waiter, stream)
             if exc.tell and platform_sink is not None:
                 busy = Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.model_busy(), ephemeral=True)])

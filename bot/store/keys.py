@@ -9,10 +9,13 @@ Per thread (``T`` = ``ThreadRef.key``):
                                  platform, community, channel, created_at, updated_at, jump_url,
                                  known (a bot thread), fence (last lease token handed out),
                                  win (log index where the model's history window starts),
-                                 log_gen (moves on when log entries are rewritten in place)
+                                 log_gen (moves on when log entries are rewritten in place),
+                                 wake (epoch ms: when a thread whose head waits, for a limit or the
+                                 model API's back-off, is taken up again)
     tg:{t:T}:log          list   Entry JSON, oldest first (transcript and ladder timeline)
     tg:{t:T}:lock         string the lease: fencing token of the thread's owner (PX TTL, seconds)
-    tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>``
+    tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>`` (a
+                                 message a limit kept: ``<entry id>\t!<InboxEntry JSON>``)
     tg:{t:T}:parked       list   Slack replies that overtook their thread's opening mention (short TTL)
     tg:{t:T}:seen:<id>    string platform event already handled (EX TTL)
     tg:{t:T}:remind       string a frozen-thread reminder was posted (EX cooldown)

@@ -84,14 +84,19 @@ class RedisTurnInbox:
                 raise StoreUnavailable(f"redis limit_check failed: {type(verdict).__name__}") from verdict
             call.verdict = str(verdict or "")
             res, _ = await self._send_ingest(call)
-            return self._result(scripts.IngestReply.from_reply(res), entry.thread, call.held)
+            result = self._result(scripts.IngestReply.from_reply(res), entry.thread, call.held)
+            if result.status is IngestStatus.HELD and result.due_ms is not None:
+                # kept in a free thread: due when it wakes (the requests alongside registered it sooner or later)
+                await self.reschedule_due(entry.thread, min(result.due_ms, call.due_at), later=False)
+            return result
         reply = scripts.IngestReply.from_reply(res)
         if reply.status is IngestStatus.OWNER and reply.start is not None and not reply.start.at_risk:
             if isinstance(verdict, BaseException):  # its slot is failing over: the message goes on unlimited
                 log.warning("thread %s: limits not checked (%s)", entry.thread.key, type(verdict).__name__)
             elif verdict:
                 kind, until, now = str(verdict).split()
-                return await self._refuse_head(entry, reply.token, limit_hit(kind, until, now, 0), call.held)
+                return await self._refuse_head(entry, reply.token, limit_hit(kind, until, now, 0), call.held,
+                                               keep=bool(limits.hold))
         return self._result(reply, entry.thread, call.held)
 
     async def _send_ingest(self, call: scripts.Ingest, limits: LimitCheck | None = None) -> tuple[Any, Any]:
@@ -113,17 +118,23 @@ class RedisTurnInbox:
             self._unindexed[k] = call.due_at
         return res, (outcomes[2] if limits is not None else None)
 
-    async def _refuse_head(self, entry: InboxEntry, token: str, hit: LimitHit, held: HeldWindow | None) -> IngestResult:
+    async def _refuse_head(self, entry: InboxEntry, token: str, hit: LimitHit, held: HeldWindow | None, *,
+                           keep: bool) -> IngestResult:
         """Cluster: the message this process now owns is over a limit (the verdict came with the accepting
-        script's reply): it is removed before any model call and the member told once per window; the
-        owner goes on with what waits behind it, or hands the lease back."""
+        script's reply). Before any model call it is removed, the owner going on with what waits behind it or
+        handing the lease back; or (``keep``) it stays at the head, marked, the lease goes back and the
+        thread is due when the limit resets. The member is told once per window."""
         thread = entry.thread
+        wake = now_ms() + max(0, hit.until_ms - hit.now_ms) if keep else None
         call = scripts_turns.RefuseHead(thread.key, token, entry.id, hit, self._settings.idle_ttl_ms, self.lease_ms,
-                                        held)
+                                        held, wake)
         async with self._redis.trip("refuse_head"):
             reply = scripts_turns.RefuseReply.from_reply(
                 await self._redis.run(self._refuse, call.keys(), call.to_args()))
-        told = LimitHit(hit.kind, hit.until_ms, reply.notify, hit.now_ms)
+        told = LimitHit(hit.kind, hit.until_ms, reply.notify, hit.now_ms, kept=keep)
+        if wake is not None:
+            await self.reschedule_due(thread, wake, later=False)
+            return IngestResult(IngestStatus.HELD, limit=told, due_ms=wake)
         start = reply.next.turn_start(thread, token, self._windows, held) if reply.next else None
         return IngestResult(IngestStatus.LIMITED, start=start, limit=told)
 
@@ -132,7 +143,7 @@ class RedisTurnInbox:
             assert reply.start is not None
             return IngestResult(reply.status, start=reply.start.turn_start(thread, reply.token, self._windows, held))
         return IngestResult(reply.status, remind=reply.remind, queued=reply.queued,
-                            pending_cases=reply.pending_cases, limit=reply.limit)
+                            pending_cases=reply.pending_cases, limit=reply.limit, due_ms=reply.due_ms)
 
     def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
         """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length
@@ -210,10 +221,23 @@ class RedisTurnInbox:
                 return
             del self._unindexed[k]
 
-    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None:
-        """Look at this inbox again at ``at_ms`` (never earlier than already planned)."""
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int, *, later: bool = True) -> None:
+        """Look at this inbox again at ``at_ms`` (``later``: never earlier than already planned)."""
         async with self._redis.trip("reschedule_due"):
-            await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+            if later:
+                await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+            else:
+                await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms})
+
+    async def charge_limits(self, check: LimitCheck) -> LimitHit | None:
+        """Check a member's limits and count the message when it is within them (a message a limit kept,
+        taken up again); the limit it is still over, or ``None``."""
+        async with self._redis.trip("charge_limits"):
+            verdict = await self._redis.run(self._limit_check, limit_keys(check), [check.spec()])
+        if not verdict:
+            return None
+        kind, until, now = str(verdict).split()
+        return limit_hit(kind, until, now, 0)
 
     async def forget_due(self, thread: ThreadRef, score: int) -> None:
         """The inbox was found empty: unregister it, unless a message arrived since (a newer score)."""

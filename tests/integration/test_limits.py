@@ -16,7 +16,7 @@ from bot.model import TextBlock, Usage
 from bot.types import Author, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import RedisSettings, Settings
-from tests.integration.engine_helpers import message
+from tests.integration.engine_helpers import CollectingSink, message
 from tests.integration.scripted_model import ScriptedModel
 from tests.support.processes import clean_env, run_cli
 
@@ -184,7 +184,7 @@ class GatedModel(ScriptedModel):
         self.texts: list[str] = []
 
     async def respond(self, request: Any, sink: Any = None) -> Any:
-        self.texts.append(request.messages[-1].blocks[0].text)
+        self.texts.append(getattr(request.messages[-1].blocks[0], "text", "(tool results)"))
         await self.gate.wait()
         return await super().respond(request, sink)
 
@@ -218,8 +218,6 @@ async def test_messages_to_a_busy_thread_are_checked_before_they_are_queued(any_
 async def test_a_message_refused_after_its_owner_took_it_lets_what_waits_behind_be_answered(cluster_client):
     """Cluster: a message that found its thread free is taken before its limits' verdict comes back; over a
     limit, it is removed before any model call, and a message queued behind it meanwhile is answered."""
-    from tests.integration.engine_helpers import CollectingSink
-
     runtime, model = gated_runtime(cluster_client, messages_per_minute=6, burst=1)
     model.gate.set()
     engine, sink = runtime.engine, CollectingSink()
@@ -243,4 +241,149 @@ async def test_a_message_refused_after_its_owner_took_it_lets_what_waits_behind_
     assert [r.text for o in sink.outcomes for r in o.replies] == ["Answer to: mod here"]
     _, log = await runtime.store.turns.load(thread)
     assert [e.text for e in log if e.kind.value == "user"] == ["one", "mod here"]
+    await runtime.aclose()
+
+
+class FollowingClock:
+    """The system clock moved by ``offset`` seconds: a kept message waits for a real reset, a short one."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+class TimedSink(CollectingSink):
+    """Keeps every outcome delivered through it, and when (``time.monotonic()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    async def deliver(self, entry: Any, outcome: Any, stream: Any) -> None:
+        self.at.append(time.monotonic())
+        await super().deliver(entry, outcome, stream)
+
+
+def kept_runtime(client: Any, clock: Any, **limits: Any) -> tuple[Any, ScriptedModel, TimedSink]:
+    runtime, model = runtime_with(client, clock, over_limit="answer_at_reset", **limits)
+    sink = TimedSink()
+    runtime.engine.pipeline.register_sink("slack", sink)
+    return runtime, model, sink
+
+
+async def answered_later(runtime: Any, sink: Any, count: int, within: float = 10.0) -> list[str]:
+    """The recovery loop's passes (every worker runs them) until ``count`` answers went out by the sink."""
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await runtime.worker.recover_once()
+        await runtime.engine.pipeline.idle(5)
+        texts = [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER]
+        if len(texts) >= count:
+            return texts
+        await asyncio.sleep(0.05)
+    return [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER]
+
+
+async def test_messages_over_the_rate_are_kept_and_answered_in_order_as_it_refills(any_redis):
+    runtime, model, sink = kept_runtime(any_redis, FollowingClock(), messages_per_minute=300, burst=2)  # 1 / 0.2 s
+    engine = runtime.engine
+    thread = ThreadRef("slack", "T-keep", "C1", "1.0")
+    started = time.monotonic()
+    outcomes = [await engine.handle_message(message(thread, f"m{i}")) for i in range(6)]
+    assert [o.model_called for o in outcomes] == [True, True, False, False, False, False]
+    assert all(o.queued for o in outcomes[2:])  # kept, to be answered later
+    lines = [limit_lines(o) for o in outcomes[2:]]
+    assert len(lines[0]) == 1 and lines[1:] == [[], [], []]  # one line for the window
+    assert lines[0][0].startswith("You're sending messages faster than this community allows; you can continue "
+                                  "after ")
+    assert "Your message is kept: I'll answer it after that, no need to send it again." in lines[0][0]
+    assert lines[0][0].endswith(f"If you need support right now: {CRISIS}")
+    # as the bucket refills, one every 0.2 s, well before a lease (6 s) would have run out: six messages
+    # from a bucket of two take at least 0.8 s
+    assert await answered_later(runtime, sink, 4, within=4) == [f"Answer to: m{i}" for i in range(2, 6)]
+    assert sink.at[-1] - started > 0.75
+    assert model.calls == 6  # each answered once
+    _, log = await runtime.store.turns.load(thread)
+    assert [e.text for e in log if e.kind.value == "user"] == [f"m{i}" for i in range(6)]
+    assert await any_redis.llen("tg:{t:slack:T-keep:C1:1.0}:inbox") == 0
+    await runtime.aclose()
+
+
+async def test_a_ceiling_reached_just_before_midnight_keeps_messages_for_the_next_day_but_not_at_risk_ones(any_redis):
+    now = time.time()
+    clock = FollowingClock(day_end(now) - 2.0 - now)  # 23:59:58 UTC
+    runtime, model, sink = kept_runtime(any_redis, clock, daily_spend_usd=0.03)  # US$0.018 a call
+    engine = runtime.engine
+    a, risk = ThreadRef("slack", "T-night", "C1", "1.0"), ThreadRef("slack", "T-night", "C1", "3.0")
+    flagged = await engine.handle_message(message(risk, "I want to hurt myself", BOB))  # two calls: over it
+    assert flagged.model_called and len(flagged.spend_alerts) == 2
+    kept = [await engine.handle_message(message(a, f"later {i}")) for i in range(2)]
+    assert [o.model_called for o in kept] == [False, False] and all(o.queued for o in kept)
+    line = limit_lines(kept[0])[0]
+    assert line.startswith("You've reached today's limit for this community; you can continue after 00:00 UTC, in ")
+    assert "Your message is kept" in line and limit_lines(kept[1]) == []
+    # a thread flagged at risk is never held
+    assert (await engine.handle_message(message(risk, "still here", BOB))).model_called
+    assert sink.outcomes == []  # nothing kept was answered before midnight
+    calls = model.calls
+    assert await answered_later(runtime, sink, 2) == ["Answer to: later 0", "Answer to: later 1"]
+    assert model.calls == calls + 2 and clock.now() >= day_end(now)
+    await runtime.aclose()
+
+
+async def test_a_kept_message_waits_again_when_its_limit_is_still_reached(any_redis):
+    """Taken up again by another process's recovery (the first one stopped), a kept message still over its
+    limit goes back to wait, without a second line to the member, and is answered at the next reset."""
+    clock = FollowingClock()
+    runtime, _, _ = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)  # 1 / s
+    engine = runtime.engine
+    thread = ThreadRef("slack", "T-again", "C1", "1.0")
+    assert (await engine.handle_message(message(thread, "first"))).model_called
+    kept = await engine.handle_message(message(thread, "second"))
+    assert kept.queued and len(limit_lines(kept)) == 1
+    await runtime.aclose()
+    other, model2, sink2 = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)
+    try:
+        inbox = other.store.inbox
+        charge = inbox.charge_limits
+        spent = []
+
+        async def someone_spends_the_refill_first(check: Any) -> Any:  # the member's bucket is empty again
+            if not spent:
+                spent.append(await charge(check))
+            return await charge(check)
+
+        inbox.charge_limits = someone_spends_the_refill_first
+        assert await answered_later(other, sink2, 1) == ["Answer to: second"]
+        assert len(spent) == 1 and spent[0] is None  # the first look found the refill and spent it
+        assert model2.calls == 1
+        assert [limit_lines(o) for o in sink2.outcomes] == [[]]  # no second line
+    finally:
+        await other.aclose()
+
+
+async def test_a_kept_message_behind_a_turn_that_flags_the_thread_at_risk_is_answered_at_once(any_redis):
+    model = GatedModel(lambda text: [TextBlock("I'm here with you."), model.tool("flag_risk", kind="self_harm",
+                                                                               note="said so")]
+                       if "hurt myself" in text else [TextBlock(f"Answer to: {text}")], usage=PER_CALL)
+    config = CommunityConfig(crisis_resources=CRISIS, limits=CommunityLimits(
+        messages_per_minute=1, over_limit="answer_at_reset"))
+    runtime = build_runtime(Settings(redis=RedisSettings(url=None)), redis=any_redis, model=model,
+                            communities=Communities(config), clock=FollowingClock())
+    sink = TimedSink()
+    runtime.engine.pipeline.register_sink("slack", sink)
+    engine = runtime.engine
+    thread = ThreadRef("slack", "T-risk-kept", "C1", "1.0")
+    first = await engine.accept(message(thread, "I want to hurt myself"))  # the minute's message
+    kept = await engine.accept(message(thread, "are you there?"))  # kept for a minute, behind it
+    assert kept.accepted and kept.outcome is not None and kept.outcome.queued
+    model.gate.set()
+    assert (await first.result()).model_called
+    assert await engine.pipeline.idle(5)
+    assert [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER] == [
+        "Answer to: are you there?"]  # the thread is at risk now: not held
     await runtime.aclose()

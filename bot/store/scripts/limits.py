@@ -102,6 +102,15 @@ local function tell_once(limited, kind, until_ms, now, idle)
 end
 """
 
+# A message a limit keeps to be answered when it resets is stored marked: "<id>\t!<JSON>" (``InboxEntry.parse``
+# reads the mark), so whoever takes it up checks its limits again before any model call.
+HELD_FORM = """
+local function held_form(stored)
+  local tab = string.find(stored, '\t', 1, true)
+  return string.sub(stored, 1, tab) .. '!' .. string.sub(stored, tab + 1)
+end
+"""
+
 # Redis Cluster: the limits checked (and the bucket counted) in the community's slot; the verdict
 # (``kind until now``, or '') goes to the accepting script, which applies it unless the thread is at risk.
 # It is sent alongside the accepting script (``INGEST`` with the verdict '?'), or, when that script could

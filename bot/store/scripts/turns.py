@@ -9,7 +9,7 @@ from typing import Any
 from bot.limits import LimitHit, SpendCount
 from bot.store import CommitStatus, TurnCommit, keys
 from bot.store.scripts import GRANT, START, StartReply, flag, held_args, lua_list
-from bot.store.scripts.limits import SPEND, TELL_ONCE, alert_levels, spend_keys
+from bot.store.scripts.limits import HELD_FORM, SPEND, TELL_ONCE, alert_levels, spend_keys
 from bot.store.usage import thread_usage
 from bot.store.window import HeldWindow
 from bot.types import ThreadRef
@@ -281,15 +281,22 @@ class DropReply:
 
 
 # Redis Cluster: the owner of a message accepted before its limits' verdict came (``INGEST`` with '?') applies
-# a refusal: the member is told once per window in the thread, the message is removed (it gets no turn; its
-# dedupe mark stays, as for a message refused at once), and the owner goes on with the inbox or hands the
-# lease back. Returns ``{result, 1 when the member is told now, the next turn's start or false}``. Encoded by
-# ``RefuseHead``, decoded by ``RefuseReply``.
-REFUSE_HEAD = START + NEXT + TELL_ONCE + """
+# a refusal: the member is told once per window in the thread, and the message is removed (it gets no turn;
+# its dedupe mark stays, as for a message refused at once), the owner going on with the inbox or handing the
+# lease back; or (``wake``: when the limit resets, system clock ms) the message stays at the head, marked, the
+# lease goes back and the thread wakes then (the caller makes it due then). Returns ``{result, 1 when the
+# member is told now, the next turn's start or false}``. Encoded by ``RefuseHead``, decoded by ``RefuseReply``.
+REFUSE_HEAD = START + NEXT + TELL_ONCE + HELD_FORM + """
 local state, log, lease, inbox, limited = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local token, entry_id, kind, until_ms, now, idle, lease_ttl, have, held = unpack(ARGV, 1, 9)
+local token, entry_id, kind, until_ms, now, idle, lease_ttl, have, held, wake = unpack(ARGV, 1, 10)
 if not owns(redis.call('HGET', state, 'fence'), inbox, token, entry_id) then return {'lost_lock', 0, false} end
 local told = tell_once(limited, kind, until_ms, now, idle)
+if wake ~= '' then
+  redis.call('LSET', inbox, 0, held_form(redis.call('LINDEX', inbox, 0)))
+  redis.call('HSET', state, 'wake', wake)
+  redis.call('DEL', lease)
+  return {'ok', told, false}
+end
 redis.call('LPOP', inbox)
 return next_or_release(state, log, lease, inbox, token, lease_ttl, '1', 'ok', told, have, held)
 """
@@ -306,6 +313,8 @@ class RefuseHead:
     idle_ms: int
     lease_ms: int
     held: HeldWindow | None
+    #: Keep the message, to be answered when the limit resets at ``wake`` (epoch ms; ``None``: refuse it).
+    wake: int | None = None
 
     def keys(self) -> list[str]:
         k = self.thread_key
@@ -314,7 +323,7 @@ class RefuseHead:
     def to_args(self) -> list[Any]:
         hit = self.hit
         return [self.token, self.entry_id, hit.kind.value, hit.until_ms, hit.now_ms, self.idle_ms, self.lease_ms,
-                *held_args(self.held)]
+                *held_args(self.held), "" if self.wake is None else self.wake]
 
 
 @dataclass(slots=True)
