@@ -387,3 +387,56 @@ async def test_a_kept_message_behind_a_turn_that_flags_the_thread_at_risk_is_ans
     assert [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER] == [
         "Answer to: are you there?"]  # the thread is at risk now: not held
     await runtime.aclose()
+
+
+async def test_an_admin_sets_the_limits_and_what_happens_over_them_on_the_settings_page(redis_client):
+    import re
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from adapters.dashboard.app import build_app
+    from adapters.dashboard.auth import Accounts
+    from config.dashboard import DashboardSettings
+    from tests.integration.dashboard_client import PASSWORD, SECRET
+
+    csrf = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+    runtime, _ = runtime_with(redis_client, Clock(), messages_per_minute=6)
+    community = "G-web-limits"
+    await Accounts(runtime.redis, SECRET.encode()).add("operator", PASSWORD, [], admin=True)
+    server = TestServer(build_app(runtime, DashboardSettings(session_secret=SECRET, cookie_secure=False)))
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        token = csrf.search(await (await client.get("/login")).text())
+        assert token is not None
+        await client.post("/login", data={"csrf": token[1], "name": "operator", "password": PASSWORD})
+        page = await (await client.get(f"/settings/{community}")).text()
+        assert 'name="limits.messages_per_minute" type="number" min="0" max="10000" value="6"' in page
+        assert '<option value="tell" selected>' in page
+        token = csrf.search(page)
+        assert token is not None
+        form = {"csrf": token[1], "version": "0", "threshold": "3", "crisis_resources": CRISIS, "limits": "1",
+                "limits.messages_per_minute": "10", "limits.burst": "", "limits.tokens_per_day": "50000",
+                "limits.daily_spend_usd": "2.5", "limits.exempt_moderators": "on", "limits.exempt_users": "U1, U2",
+                "limits.over_limit": "answer_at_reset"}
+        saved = await client.post(f"/settings/{community}", data=form, allow_redirects=False)
+        assert saved.status == 303, await saved.text()
+        limits = runtime.communities.get(community).limits
+        assert limits == CommunityLimits(messages_per_minute=10, tokens_per_day=50_000, daily_spend_usd=2.5,
+                                         exempt_users=("U1", "U2"), over_limit="answer_at_reset")
+        history = await runtime.community_settings.history(community)
+        assert history[0]["changes"]["limits.over_limit"] == ["tell", "answer_at_reset"]
+        # a form without the limits fieldset keeps them; a bad choice is refused, nothing saved
+        page = await (await client.get(f"/settings/{community}")).text()
+        assert '<option value="answer_at_reset" selected>' in page
+        token = csrf.search(page)
+        assert token is not None
+        kept = await client.post(f"/settings/{community}", allow_redirects=False, data={
+            "csrf": token[1], "version": "1", "threshold": "4", "crisis_resources": CRISIS})
+        assert kept.status == 303 and runtime.communities.get(community).limits == limits
+        refused = await client.post(f"/settings/{community}", data={
+            **form, "csrf": token[1], "version": "2", "limits.over_limit": "drop"})
+        assert refused.status == 400 and runtime.communities.get(community).limits == limits
+    finally:
+        await client.close()
+        await runtime.aclose()
