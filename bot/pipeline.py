@@ -286,8 +286,7 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, queued=True), accepted=True)
         if status in (IngestStatus.LIMITED, IngestStatus.HELD):  # the engine words the notice
             # held: kept, and answered through the platform's sink when the limit resets
-            ticket = Ticket(thread, Outcome(thread, queued=status is IngestStatus.HELD),
-                            accepted=status is IngestStatus.HELD)
+            ticket = Ticket(thread, Outcome(thread), accepted=status is IngestStatus.HELD)
             ticket.limit = result.limit
             return ticket
         if status is IngestStatus.FROZEN:

@@ -295,7 +295,6 @@ async def test_messages_over_the_rate_are_kept_and_answered_in_order_as_it_refil
     started = time.monotonic()
     outcomes = [await engine.handle_message(message(thread, f"m{i}")) for i in range(6)]
     assert [o.model_called for o in outcomes] == [True, True, False, False, False, False]
-    assert all(o.queued for o in outcomes[2:])  # kept, to be answered later
     lines = [limit_lines(o) for o in outcomes[2:]]
     assert len(lines[0]) == 1 and lines[1:] == [[], [], []]  # one line for the window
     assert lines[0][0].startswith("You're sending messages faster than this community allows; you can continue "
@@ -322,7 +321,7 @@ async def test_a_ceiling_reached_just_before_midnight_keeps_messages_for_the_nex
     flagged = await engine.handle_message(message(risk, "I want to hurt myself", BOB))  # two calls: over it
     assert flagged.model_called and len(flagged.spend_alerts) == 2
     kept = [await engine.handle_message(message(a, f"later {i}")) for i in range(2)]
-    assert [o.model_called for o in kept] == [False, False] and all(o.queued for o in kept)
+    assert [o.model_called for o in kept] == [False, False]
     line = limit_lines(kept[0])[0]
     assert line.startswith("You've reached today's limit for this community; you can continue after 00:00 UTC, in ")
     assert "Your message is kept" in line and limit_lines(kept[1]) == []
@@ -344,7 +343,7 @@ async def test_a_kept_message_waits_again_when_its_limit_is_still_reached(any_re
     thread = ThreadRef("slack", "T-again", "C1", "1.0")
     assert (await engine.handle_message(message(thread, "first"))).model_called
     kept = await engine.handle_message(message(thread, "second"))
-    assert kept.queued and len(limit_lines(kept)) == 1
+    assert not kept.model_called and len(limit_lines(kept)) == 1
     await runtime.aclose()
     other, model2, sink2 = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)
     try:
@@ -380,7 +379,7 @@ async def test_a_kept_message_behind_a_turn_that_flags_the_thread_at_risk_is_ans
     thread = ThreadRef("slack", "T-risk-kept", "C1", "1.0")
     first = await engine.accept(message(thread, "I want to hurt myself"))  # the minute's message
     kept = await engine.accept(message(thread, "are you there?"))  # kept for a minute, behind it
-    assert kept.accepted and kept.outcome is not None and kept.outcome.queued
+    assert kept.accepted and kept.outcome is not None and len(limit_lines(kept.outcome)) == 1
     model.gate.set()
     assert (await first.result()).model_called
     assert await engine.pipeline.idle(5)
