@@ -54,9 +54,9 @@ def limit_lines(outcome: Any) -> list[str]:
 async def test_a_members_message_rate_allows_a_burst_then_one_notice_per_window(any_redis):
     clock = Clock()
     runtime, model = runtime_with(any_redis, clock, messages_per_minute=6, burst=3)
-    engine = runtime.engine
+    members = runtime.member_actions
     thread, other = ThreadRef("slack", "T1", "C1", "1.1"), ThreadRef("slack", "T1", "C1", "2.2")
-    outcomes = [await engine.handle_message(message(thread, f"m{i}")) for i in range(6)]
+    outcomes = [await members.handle_message(message(thread, f"m{i}")) for i in range(6)]
     assert [o.model_called for o in outcomes] == [True, True, True, False, False, False]
     notices = [limit_lines(o) for o in outcomes[3:]]
     assert len(notices[0]) == 1 and notices[1:] == [[], []]  # once per window in this thread
@@ -64,15 +64,15 @@ async def test_a_members_message_rate_allows_a_burst_then_one_notice_per_window(
                                     "you can continue after ")
     assert "in 10 s" in notices[0][0] and notices[0][0].endswith(f"If you need support right now: {CRISIS}")
     # the same member is limited in another thread too (the bucket is the member's), told there once
-    elsewhere = await engine.handle_message(message(other, "elsewhere"))
+    elsewhere = await members.handle_message(message(other, "elsewhere"))
     assert not elsewhere.model_called and len(limit_lines(elsewhere)) == 1
     # another member and a moderator are not affected
-    assert (await engine.handle_message(message(other, "bob here", BOB))).model_called
-    assert all([(await engine.handle_message(message(thread, f"mod {i}", MOD))).model_called for i in range(5)])
+    assert (await members.handle_message(message(other, "bob here", BOB))).model_called
+    assert all([(await members.handle_message(message(thread, f"mod {i}", MOD))).model_called for i in range(5)])
     # 10 s later one message is back in Alice's bucket
     clock.at += 10
-    assert (await engine.handle_message(message(thread, "after the wait"))).model_called
-    later = await engine.handle_message(message(thread, "too soon again"))
+    assert (await members.handle_message(message(thread, "after the wait"))).model_called
+    later = await members.handle_message(message(thread, "too soon again"))
     assert not later.model_called and len(limit_lines(later)) == 1  # a new window: told again
     assert model.calls == 3 + 1 + 5 + 1
 
@@ -80,48 +80,48 @@ async def test_a_members_message_rate_allows_a_burst_then_one_notice_per_window(
 async def test_tokens_per_day_stop_the_member_until_the_next_utc_day(any_redis):
     clock = Clock()
     runtime, _ = runtime_with(any_redis, clock, tokens_per_day=3000)
-    engine = runtime.engine
+    members = runtime.member_actions
     thread = ThreadRef("discord", "G1", "c1", "t1")
-    assert [(await engine.handle_message(message(thread, f"q{i}"))).model_called for i in range(2)] == [True, True]
-    refused = await engine.handle_message(message(thread, "q3"))
+    assert [(await members.handle_message(message(thread, f"q{i}"))).model_called for i in range(2)] == [True, True]
+    refused = await members.handle_message(message(thread, "q3"))
     assert not refused.model_called
     hours = int((day_end(clock.at) - clock.at) // 3600)
     assert limit_lines(refused)[0].startswith("You've reached your daily limit in this community; you can "
                                               f"continue after 00:00 UTC, in {hours} h")
-    assert (await engine.handle_message(message(thread, "bob", BOB))).model_called
+    assert (await members.handle_message(message(thread, "bob", BOB))).model_called
     clock.at = day_end(clock.at) + 1
-    assert (await engine.handle_message(message(thread, "a new day"))).model_called
+    assert (await members.handle_message(message(thread, "a new day"))).model_called
 
 
 async def test_the_daily_ceiling_stops_everyone_but_threads_at_risk_and_alerts_once_each(any_redis):
     clock = Clock()
     runtime, model = runtime_with(any_redis, clock, daily_spend_usd=0.04)  # US$0.018 a turn
-    engine = runtime.engine
+    members = runtime.member_actions
     a, b, risk = (ThreadRef("slack", "T9", "C1", ts) for ts in ("1.0", "2.0", "3.0"))
-    first = await engine.handle_message(message(a, "one"))
+    first = await members.handle_message(message(a, "one"))
     assert first.model_called and first.spend_alerts == []
-    at_risk = await engine.handle_message(message(risk, "I want to hurt myself", BOB))  # 0.036 + 0.018: two calls
+    at_risk = await members.handle_message(message(risk, "I want to hurt myself", BOB))  # 0.036 + 0.018: two calls
     assert [line[:60] for line in at_risk.spend_alerts] == [
         "Spend alert: community T9 has passed 80% of its daily ceilin",
         "Spend alert: community T9 has reached its daily ceiling of U"]
     for thread, author in ((a, ALICE), (b, BOB)):
-        stopped = await engine.handle_message(message(thread, "more", author))
+        stopped = await members.handle_message(message(thread, "more", author))
         assert not stopped.model_called
         assert limit_lines(stopped)[0].startswith("You've reached today's limit for this community; you can "
                                                   "continue after 00:00 UTC, in ")
     # the thread at risk is still answered, and the alerts are not posted again
-    again = await engine.handle_message(message(risk, "still here", BOB))
+    again = await members.handle_message(message(risk, "still here", BOB))
     assert again.model_called and again.spend_alerts == []
     calls = model.calls
     clock.at = day_end(clock.at) + 5
-    next_day = await engine.handle_message(message(b, "good morning", BOB))
+    next_day = await members.handle_message(message(b, "good morning", BOB))
     assert next_day.model_called and model.calls == calls + 1
 
 
 @pytest.mark.parametrize("limits", [{}, {"messages_per_minute": 0}])
 async def test_no_limits_configured_counts_nothing_extra(redis_client, limits):
     runtime, _ = runtime_with(redis_client, Clock(), **limits)
-    await runtime.engine.handle_message(message(ThreadRef("slack", "T2", "C1", "1.0"), "hi"))
+    await runtime.member_actions.handle_message(message(ThreadRef("slack", "T2", "C1", "1.0"), "hi"))
     names = await redis_client.keys("*")
     assert not [k for k in names if ":bucket:" in k or k.endswith(":members") or ":limited" in k]
 
@@ -130,10 +130,10 @@ async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client
     clock = Clock()
     clock.at = time.time()  # the CLI reads today by the system clock
     runtime, _ = runtime_with(redis_client, clock, daily_spend_usd=0.1, tokens_per_day=50_000, messages_per_minute=6)
-    engine = runtime.engine
+    members = runtime.member_actions
     for i in range(2):
-        await engine.handle_message(message(ThreadRef("discord", "G7", "c1", "t1"), f"q{i}"))
-    await engine.handle_message(message(ThreadRef("discord", "G7", "c1", "t2"), "bob", BOB))
+        await members.handle_message(message(ThreadRef("discord", "G7", "c1", "t1"), f"q{i}"))
+    await members.handle_message(message(ThreadRef("discord", "G7", "c1", "t2"), "bob", BOB))
     toml = tmp_path / "communities.toml"
     toml.write_text('[community."G7"]\nmoderators = ["u-mod"]\n[community."G7".limits]\ndaily_spend_usd = 0.1\n'
                     "tokens_per_day = 50000\nmessages_per_minute = 6\n", encoding="utf-8")
@@ -161,10 +161,10 @@ async def test_limits_cost_an_ordinary_turn_no_round_trip_of_its_own(any_redis, 
     for limits in ({}, {"messages_per_minute": 10_000, "tokens_per_day": 10**9, "daily_spend_usd": 10**6}):
         runtime, _ = runtime_with(any_redis, Clock(), **limits)
         thread = ThreadRef("slack", f"T-trips-{len(costs)}", "C1", "1.0")
-        await runtime.engine.handle_message(message(thread, "first"))  # scripts loaded
+        await runtime.member_actions.handle_message(message(thread, "first"))  # scripts loaded
         before = turn_costs(runtime)
         for i in range(3):
-            assert (await runtime.engine.handle_message(message(thread, f"again {i}"))).model_called
+            assert (await runtime.member_actions.handle_message(message(thread, f"again {i}"))).model_called
         after = turn_costs(runtime)
         costs[bool(limits)] = ((after[0] - before[0]) / 3, (after[1] - before[1]) / 3)
     assert costs[True][1] == costs[False][1] == 2
@@ -199,17 +199,17 @@ def gated_runtime(client: Any, **limits: Any) -> tuple[Any, GatedModel]:
 
 async def test_messages_to_a_busy_thread_are_checked_before_they_are_queued(any_redis):
     runtime, model = gated_runtime(any_redis, messages_per_minute=6, burst=2)
-    engine = runtime.engine
+    members = runtime.member_actions
     thread = ThreadRef("slack", "T-busy", "C1", "1.0")
-    first = await engine.accept(message(thread, "one"))
-    second = await engine.accept(message(thread, "two"))  # the thread is busy: queued, the bucket's last
-    third = await engine.accept(message(thread, "three"))  # over: refused before it is queued
+    first = await members.accept(message(thread, "one"))
+    second = await members.accept(message(thread, "two"))  # the thread is busy: queued, the bucket's last
+    third = await members.accept(message(thread, "three"))  # over: refused before it is queued
     assert first.accepted and second.accepted and not third.accepted
     assert third.outcome is not None and len(limit_lines(third.outcome)) == 1
     model.gate.set()
     assert [r.text for r in (await first.result()).replies] == ["Answer to: one"]
     assert [r.text for r in (await second.result()).replies] == ["Answer to: two"]
-    assert await engine.pipeline.idle(5)
+    assert await runtime.pipeline.idle(5)
     assert model.texts == ["one", "two"]
     assert await any_redis.llen("tg:{t:slack:T-busy:C1:1.0}:inbox") == 0
     await runtime.aclose()
@@ -220,23 +220,23 @@ async def test_a_message_refused_after_its_owner_took_it_lets_what_waits_behind_
     limit, it is removed before any model call, and a message queued behind it meanwhile is answered."""
     runtime, model = gated_runtime(cluster_client, messages_per_minute=6, burst=1)
     model.gate.set()
-    engine, sink = runtime.engine, CollectingSink()
-    engine.pipeline.register_sink("slack", sink)
+    members, sink = runtime.member_actions, CollectingSink()
+    runtime.pipeline.register_sink("slack", sink)
     thread = ThreadRef("slack", "T-behind", "C1", "1.0")
-    assert (await engine.handle_message(message(thread, "one"))).model_called  # the bucket's only message
+    assert (await members.handle_message(message(thread, "one"))).model_called  # the bucket's only message
     inbox = runtime.store.inbox
     refuse = inbox._refuse_head
     queued = []
 
     async def moderator_first(*args: Any, **kwargs: Any) -> Any:  # a moderator writes while it is taken
-        queued.append(await engine.accept(message(thread, "mod here", MOD), wait=False))
+        queued.append(await members.accept(message(thread, "mod here", MOD), wait=False))
         return await refuse(*args, **kwargs)
 
     inbox._refuse_head = moderator_first
-    refused = await engine.handle_message(message(thread, "two"))
+    refused = await members.handle_message(message(thread, "two"))
     assert not refused.model_called and len(limit_lines(refused)) == 1
     assert queued[0].accepted
-    assert await engine.pipeline.idle(5)
+    assert await runtime.pipeline.idle(5)
     assert model.texts == ["one", "mod here"]
     assert [r.text for o in sink.outcomes for r in o.replies] == ["Answer to: mod here"]
     _, log = await runtime.store.turns.load(thread)
@@ -269,7 +269,7 @@ class TimedSink(CollectingSink):
 def kept_runtime(client: Any, clock: Any, **limits: Any) -> tuple[Any, ScriptedModel, TimedSink]:
     runtime, model = runtime_with(client, clock, over_limit="answer_at_reset", **limits)
     sink = TimedSink()
-    runtime.engine.pipeline.register_sink("slack", sink)
+    runtime.pipeline.register_sink("slack", sink)
     return runtime, model, sink
 
 
@@ -280,7 +280,7 @@ async def answered_later(runtime: Any, sink: Any, count: int, within: float = 10
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         await runtime.worker.recover_once()
-        await runtime.engine.pipeline.idle(5)
+        await runtime.pipeline.idle(5)
         texts = [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER]
         if len(texts) >= count:
             return texts
@@ -290,10 +290,10 @@ async def answered_later(runtime: Any, sink: Any, count: int, within: float = 10
 
 async def test_messages_over_the_rate_are_kept_and_answered_in_order_as_it_refills(any_redis):
     runtime, model, sink = kept_runtime(any_redis, FollowingClock(), messages_per_minute=300, burst=2)  # 1 / 0.2 s
-    engine = runtime.engine
+    members = runtime.member_actions
     thread = ThreadRef("slack", "T-keep", "C1", "1.0")
     started = time.monotonic()
-    outcomes = [await engine.handle_message(message(thread, f"m{i}")) for i in range(6)]
+    outcomes = [await members.handle_message(message(thread, f"m{i}")) for i in range(6)]
     assert [o.model_called for o in outcomes] == [True, True, False, False, False, False]
     lines = [limit_lines(o) for o in outcomes[2:]]
     assert len(lines[0]) == 1 and lines[1:] == [[], [], []]  # one line for the window
@@ -316,17 +316,17 @@ async def test_a_ceiling_reached_just_before_midnight_keeps_messages_for_the_nex
     now = time.time()
     clock = FollowingClock(day_end(now) - 2.0 - now)  # 23:59:58 UTC
     runtime, model, sink = kept_runtime(any_redis, clock, daily_spend_usd=0.03)  # US$0.018 a call
-    engine = runtime.engine
+    members = runtime.member_actions
     a, risk = ThreadRef("slack", "T-night", "C1", "1.0"), ThreadRef("slack", "T-night", "C1", "3.0")
-    flagged = await engine.handle_message(message(risk, "I want to hurt myself", BOB))  # two calls: over it
+    flagged = await members.handle_message(message(risk, "I want to hurt myself", BOB))  # two calls: over it
     assert flagged.model_called and len(flagged.spend_alerts) == 2
-    kept = [await engine.handle_message(message(a, f"later {i}")) for i in range(2)]
+    kept = [await members.handle_message(message(a, f"later {i}")) for i in range(2)]
     assert [o.model_called for o in kept] == [False, False]
     line = limit_lines(kept[0])[0]
     assert line.startswith("You've reached today's limit for this community; you can continue after 00:00 UTC, in ")
     assert "Your message is kept" in line and limit_lines(kept[1]) == []
     # a thread flagged at risk is never held
-    assert (await engine.handle_message(message(risk, "still here", BOB))).model_called
+    assert (await members.handle_message(message(risk, "still here", BOB))).model_called
     assert sink.outcomes == []  # nothing kept was answered before midnight
     calls = model.calls
     assert await answered_later(runtime, sink, 2) == ["Answer to: later 0", "Answer to: later 1"]
@@ -339,10 +339,10 @@ async def test_a_kept_message_waits_again_when_its_limit_is_still_reached(any_re
     limit goes back to wait, without a second line to the member, and is answered at the next reset."""
     clock = FollowingClock()
     runtime, _, _ = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)  # 1 / s
-    engine = runtime.engine
+    members = runtime.member_actions
     thread = ThreadRef("slack", "T-again", "C1", "1.0")
-    assert (await engine.handle_message(message(thread, "first"))).model_called
-    kept = await engine.handle_message(message(thread, "second"))
+    assert (await members.handle_message(message(thread, "first"))).model_called
+    kept = await members.handle_message(message(thread, "second"))
     assert not kept.model_called and len(limit_lines(kept)) == 1
     await runtime.aclose()
     other, model2, sink2 = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)
@@ -374,15 +374,15 @@ async def test_a_kept_message_behind_a_turn_that_flags_the_thread_at_risk_is_ans
     runtime = build_runtime(Settings(redis=RedisSettings(url=None)), redis=any_redis, model=model,
                             communities=Communities(config), clock=FollowingClock())
     sink = TimedSink()
-    runtime.engine.pipeline.register_sink("slack", sink)
-    engine = runtime.engine
+    runtime.pipeline.register_sink("slack", sink)
+    members = runtime.member_actions
     thread = ThreadRef("slack", "T-risk-kept", "C1", "1.0")
-    first = await engine.accept(message(thread, "I want to hurt myself"))  # the minute's message
-    kept = await engine.accept(message(thread, "are you there?"))  # kept for a minute, behind it
+    first = await members.accept(message(thread, "I want to hurt myself"))  # the minute's message
+    kept = await members.accept(message(thread, "are you there?"))  # kept for a minute, behind it
     assert kept.accepted and kept.outcome is not None and len(limit_lines(kept.outcome)) == 1
     model.gate.set()
     assert (await first.result()).model_called
-    assert await engine.pipeline.idle(5)
+    assert await runtime.pipeline.idle(5)
     assert [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER] == [
         "Answer to: are you there?"]  # the thread is at risk now: not held
     await runtime.aclose()

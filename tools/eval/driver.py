@@ -1,10 +1,10 @@
 """The one module through which the eval drives the engine (as ``adapters/console/session.py`` does).
 
-``ScenarioDriver`` sends a member's messages, edits and end command to ``ConversationEngine`` and reads
+``ScenarioDriver`` sends a member's messages, edits and end command through ``MemberActions`` and reads
 what happened from the engine's own records: the thread's log entries (redirection, warning, risk flag,
 crisis resources, API refusal, end) and its state (status, end reason). ``RecordingModel`` wraps the
 configured model client to count the model's tool calls (so refused end attempts are known exactly, not
-guessed from wording), token usage and latency. If the engine's API changes, this is the file to fix.
+guessed from wording), token usage and latency. If the member actions' API changes, this is the file to fix.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class ScenarioDriver:
 
     def __init__(self, runtime: Runtime, model: RecordingModel, *, community: str, tag: str) -> None:
         self.runtime = runtime
-        self.engine = runtime.engine
+        self.members = runtime.member_actions
         self.model = model
         self.member = Author(f"eval-member-{tag}", "member")
         self._tag = tag
@@ -152,7 +152,7 @@ class ScenarioDriver:
 
     async def say(self, record: TurnRecord, files: tuple[Attachment, ...] = ()) -> None:
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
-        outcome = await self._timed(record, self.engine.handle_message(
+        outcome = await self._timed(record, self.members.handle_message(
             IncomingMessage(self.thread, self.member, record.text, message_id=message_id, attachments=files)))
         if outcome.model_called:
             self.messages.append(message_id)
@@ -173,7 +173,7 @@ class ScenarioDriver:
             opened.append(self._new_thread())
             return opened[-1]
 
-        outcome = await self._timed(record, self.engine.handle_edit(
+        outcome = await self._timed(record, self.members.handle_edit(
             EditedMessage(self.thread, self.member, message_id, record.text), open_branch))
         if outcome.branch is not None:
             self.thread = outcome.branch
@@ -183,7 +183,7 @@ class ScenarioDriver:
         await self._observe(record, outcome)
 
     async def end_command(self, record: TurnRecord) -> None:
-        outcome = await self._timed(record, self.engine.end_by_user(self.thread, self.member))
+        outcome = await self._timed(record, self.members.end_by_user(self.thread, self.member))
         await self._observe(record, outcome)
 
     async def _timed(self, record: TurnRecord, call: Awaitable[Outcome]) -> Outcome:
