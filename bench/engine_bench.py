@@ -1,13 +1,18 @@
 """Engine benchmark on a real redis-server (or Redis Cluster) with an instant stand-in model.
 
-Prints turns per second, engine overhead per turn (p50, p99), Redis round trips per ordinary turn and per
-message to a frozen thread, model calls for frozen threads, Redis memory per thread, and the ratio of the
-p50 turn overhead to a Redis PING round trip measured in the same run. Then one long thread (1,500 turns
-of 3,000-character messages and answers): engine time and Redis bytes read per turn at turn 10 and at
-turn 1,500, whose ratio must stay under 2 (the turn reads the history window, never the whole log).
+Prints turns per second, engine overhead per turn (p50, p99), Redis round trips per ordinary turn
+(sequential: requests sent together, to other slots of a cluster, count once) and requests, round trips
+per message to a frozen thread, model calls for frozen threads, Redis memory per thread, and the ratio of
+the p50 turn overhead to a Redis PING round trip measured in the same run. Then one long thread (1,500
+turns of 3,000-character messages and answers): engine time and Redis bytes read per turn at turn 10 and
+at turn 1,500, whose ratio must stay under 2 (the turn reads the history window, never the whole log).
+Last, limits off and on interleaved in one run (``--pairs``): a turn in a community without limits, then
+one in a community with every limit set and none reached, each ``--pairs`` times, a PING before each pair;
+p50 and p99 overhead of each, their ratio, and round trips per turn; every turn must be answered.
 
     python bench/engine_bench.py [--threads 200] [--turns 10] [--concurrency 32] [--long-turns 1500]
     python bench/engine_bench.py --cluster        # a private 3-node Redis Cluster
+    python bench/engine_bench.py --only-pairs --pairs 3000   # only limits off against on
 
 The Redis client is built by the composition root from settings, exactly as the product builds it.
 Uses REDIS_URL (and REDIS_CLUSTER) when set (never flushes it: it uses a key prefix of its own run),
