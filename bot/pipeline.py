@@ -274,7 +274,7 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, ignored=True))
         if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
             return Ticket(thread, Outcome(thread, queued=True), accepted=True)
-        if status is IngestStatus.LIMITED:  # not stored: the engine words the notice
+        if status is IngestStatus.LIMITED:  # not stored: the member actions word the notice
             ticket = Ticket(thread, Outcome(thread))
             ticket.limit = result.limit
             return ticket
