@@ -16,6 +16,7 @@ from bot.backoff import ModelBackoff
 from bot.case_filing import CaseFiling, MemberRecords
 from bot.errors import LeaseLost, ModelBackingOff, ModelError, ModelRateLimited, StoreUnavailable, ThreadguardError
 from bot.files import left_out_lines, refs_tokens
+from bot.held_messages import HeldMessages
 from bot.history import estimate_tokens, window_cut
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
@@ -70,6 +71,8 @@ class ConversationEngine:
         self.backoff = backoff
         self.committer = TurnCommitter(store.turns, store.files, communities, limits, case_filing, self.limiter,
                                        self.metrics)
+        #: Messages limits kept, answered when they reset.
+        self.held = HeldMessages(store.inbox, store.backoff, self.limiter)
 
     # --- the member's end command ------------------------------------------------------------
 
@@ -104,6 +107,7 @@ class ConversationEngine:
             replies = [Reply(ReplyKind.FROZEN_REMINDER, texts.frozen_reminder(config, thread), ephemeral=True)]
             return Outcome(thread, status=ThreadStatus.ENDED, frozen=True,
                            replies=replies if result.remind else []), result.next
+        await self.held.take_up(start, entry, config)  # a message a limit kept: still over it, it waits
         try:
             holding = self.backoff.holding()
             if holding is not None:  # the model API asked every worker to wait: the message stays queued
@@ -191,7 +195,7 @@ class ConversationEngine:
 
     def _spend(self, msg: IncomingMessage, config: CommunityConfig) -> SpendCount | None:
         """What a turn counts for the limits besides its usage (``None``: the community has none)."""
-        return self.limiter.spend(msg.author.id, config) if config.limits.any else None
+        return self.limiter.spend(msg.author.id, config)
 
     async def _account(self, thread: ThreadRef, usage: Usage) -> TokenTotals | None:
         """Add the tokens of a turn that commits nothing to the thread's and the community's day sums (one
