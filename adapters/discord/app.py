@@ -105,7 +105,7 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
                         confirm_timeout=settings.confirm_timeout)
     appeal_button = appeal_button_type(runtime.review, modlog.post_appeal)
     client.add_dynamic_items(appeal_button)  # clicks are routed by custom_id, even after a restart
-    conversations.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)
+    conversations.surface.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)
     notices = NoticeRelay(runtime, conversations, interval=settings.notice_poll_interval)
     bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 
