@@ -37,7 +37,7 @@ local state, lease, busy, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, until_ms, now, tell_after, thread_key = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if redis.call('HGET', state, 'fence') == token then
   redis.call('HSET', state, 'wake', ARGV[2])
-  if redis.call('GET', lease) == token then redis.call('DEL', lease) end
+  if token == redis.call('GET', lease) then redis.call('DEL', lease) end
 end
 if due then redis.call('ZADD', due, until_ms, thread_key) end
 if tell_after == '' or until_ms - now <= tonumber(tell_after) then return 0 end
