@@ -44,8 +44,10 @@ from bot.model import (
     ladder_note,
     system_prompt,
 )
+from bot.participants import people_of
 from bot.pipeline import Deliver, LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
+from bot.shared import BystanderBranches, Starters, TurnPeople, branch_offers, end_problem, turn_people
 from bot.store import ClaimStatus, CommitResult, CommitStatus, Store, TurnCommit, TurnStart
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
@@ -58,7 +60,6 @@ from bot.types import (
     IncomingMessage,
     LadderState,
     Outcome,
-    Participant,
     Reply,
     ReplyKind,
     TextSink,
@@ -94,6 +95,8 @@ class _Turn:
     accounted: bool = False
     #: The thread's usage sums after the commit added this turn's.
     totals: TokenTotals | None = None
+    #: Who writes in the thread and whose message this turn answers (``None``: the member's end command).
+    people: TurnPeople | None = None
 
 
 class MemberRecords(Protocol):
@@ -131,6 +134,9 @@ class ConversationEngine:
         #: Limits on members' files (``bot.attachments``).
         self.file_limits = attachments or AttachmentSettings()
         self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
+        #: Starters of long threads (``bot.shared``), and bystanders' own conversations after an end.
+        self.starters = Starters()
+        self.bystanders = BystanderBranches(store, self._cases_filed)
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -269,19 +275,17 @@ class ConversationEngine:
         outcome.branch = new_thread
         return outcome
 
-    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
-        """The member's own end command: freeze the thread and file a case."""
+    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None, *,
+                          moderator: bool = False) -> Outcome:
+        """The member's own end command: freeze the thread and file a case. In a shared thread only its starter
+        (or a ``moderator``) ends it; anyone else is told privately they can leave or start their own."""
         try:
             start = await self._lease_for_end(thread)
             if start is None:
                 await self._file_pending(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
                     Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
-            problem = None
-            if not start.log:
-                problem = "There is no conversation with me here to end."
-            elif not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
-                problem = "Only someone taking part in this conversation can end it."
+            problem = end_problem(start.log, author, moderator=moderator)
             if problem:
                 await self.store.inbox.release(thread, start.token)
                 # Messages that arrived while the end command held the thread wait in its inbox: answer
@@ -293,7 +297,8 @@ class ConversationEngine:
             entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
                           author_id=author.id, author_name=author.name)
             turn = _Turn(ladder, [entry], end=end)
-            outcome, nxt = await self._commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}",
+            by = "user" if not moderator or author.id == people_of(start.log).starter else "moderator"
+            outcome, nxt = await self._commit(thread, start, turn, jump_url, ended_by=f"{by}:{author.id}",
                                               entry_id="", transcript=start.log)
             self.pipeline.continue_with(thread, nxt)
             if outcome.case is not None:
@@ -301,6 +306,20 @@ class ConversationEngine:
             return outcome
         except ThreadguardError as exc:
             return self._failed(thread, exc)
+
+    async def end_refusal(self, thread: ThreadRef, author: Author, *, moderator: bool = False) -> str | None:
+        """Why ``author``'s end command would be refused in ``thread`` (``None``: it would go ahead), read
+        before asking them to confirm; ``end_by_user`` decides again when it ends."""
+        state, entries = await self.store.turns.load(thread)
+        return None if state.status is ThreadStatus.ENDED else end_problem(entries, author, moderator=moderator)
+
+    async def continue_as_own(self, old: ThreadRef, member: Author, open_branch: BranchOpener) -> Outcome:
+        """A bystander of the ended shared thread ``old`` continues their part of it in a new conversation
+        (``bot.shared.BystanderBranches``)."""
+        try:
+            return await self.bystanders.open(old, member, open_branch)
+        except ThreadguardError as exc:
+            return self._failed(old, exc)
 
     async def _file_pending(self, thread: ThreadRef) -> None:
         """Number the case of an end a failure left pending, when a later event in its thread shows it;
@@ -464,7 +483,7 @@ class ConversationEngine:
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True,
                            attachments=list(msg.files) or None)
-        turn = _Turn(ladder, [user_entry])
+        turn = _Turn(ladder, [user_entry], people=await turn_people(self.store, self.starters, start, msg.author))
         try:
             return await self._answer_turn(msg, turn, start, config, sink, go_on, hold)
         finally:  # tokens are billed even when the turn then fails
@@ -514,8 +533,11 @@ class ConversationEngine:
         ids = [*(i for e in window if e.attachments for i in stored_ids(e.attachments)),
                *stored_ids(user_entry.attachments)]
         stored = await self.store.files.get(thread, ids) if ids else {}
+        named = turn.people is not None and turn.people.shared
+        if turn.people is not None:
+            text = turn.people.line(text)
         while True:
-            history = to_messages(window, stored)
+            history = to_messages(window, stored, named=named)
             current = tuple(file_blocks(user_entry.attachments, stored))
             try:
                 return await self._run_model(turn, history, text, config, sink, idle, thread.channel, current)
@@ -554,7 +576,9 @@ class ConversationEngine:
         screen as in the stored answer.
         """
         blocks = (*files, TextBlock(text)) if text or not files else files
-        messages = [*history, ModelMessage("user", blocks, system_note=ladder_note(turn.ladder, config.threshold))]
+        speaker = turn.people.note() if turn.people is not None else None
+        messages = [*history, ModelMessage("user", blocks,
+                                           system_note=ladder_note(turn.ladder, config.threshold, speaker))]
         streamed = False
         separate = False
         voice = config.channel(channel)
@@ -626,7 +650,8 @@ class ConversationEngine:
                 log.info("working notice not shown (%s)", type(exc).__name__)
 
     def _apply(self, turn: _Turn, call: ToolCall, config: CommunityConfig) -> tuple[str, bool]:
-        verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None)
+        verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None,
+                                  starter=turn.people is None or turn.people.starter)
         turn.ladder = verdict.state
         self._record(turn, verdict, call.input, config)
         log.info("tool %s %s", call.name, "accepted" if verdict.accepted else "refused")
@@ -642,12 +667,14 @@ class ConversationEngine:
             turn.warned_turn = n
             text = texts.warning(config, verdict.redirection, turn.ladder.redirects)
             turn.entries.append(Entry(EntryKind.WARNING, text, turn=n, category=verdict.redirection))
-            turn.replies.append(Reply(ReplyKind.WARNING, text))
+            turn.replies.append(Reply(ReplyKind.WARNING, text,
+                                      to=turn.people.warned(turn.entries) if turn.people is not None else ()))
         if verdict.risk_flagged:
             turn.entries.append(Entry(EntryKind.RISK, note, turn=n, category=verdict.risk_flagged))
         if verdict.post_crisis:
             turn.entries.append(Entry(EntryKind.CRISIS, config.crisis_resources, turn=n))
-            turn.replies.append(Reply(ReplyKind.CRISIS, config.crisis_resources))
+            turn.replies.append(Reply(ReplyKind.CRISIS, config.crisis_resources,
+                                      to=turn.people.at_risk() if turn.people is not None else ()))
         if verdict.end:
             turn.end = verdict.end
             turn.entries.append(Entry(EntryKind.END, verdict.end.summary, turn=n, category=verdict.end.category))
@@ -693,6 +720,7 @@ class ConversationEngine:
             config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
+            outcome.replies.extend(branch_offers(case, ended_by))
             try:
                 outcome.case = await self.store.cases.file_end_case(thread, result.end_seq, case)
             except StoreUnavailable:
@@ -766,16 +794,12 @@ class ConversationEngine:
               ended_by: str, log_so_far: list[Entry] | None) -> Case:
         assert turn.end is not None
         transcript = [*(start.log if log_so_far is None else log_so_far), *turn.entries]
-        seen: dict[str, Participant] = {}
-        for e in transcript:
-            if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
-                seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
         return Case(
             case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
             channel=thread.channel, action="end", reason=turn.end.reason, category=turn.end.category,
             summary=turn.end.summary, redirect_count=turn.ladder.redirects, warned=turn.ladder.warned,
             at_risk=turn.ladder.at_risk, ended_at=iso(time.time()), ended_by=ended_by,
-            participants=list(seen.values()), transcript=transcript, jump_url=jump_url,
+            participants=people_of(transcript).participants(), transcript=transcript, jump_url=jump_url,
             branch_of=start.state.branch_of,
         )
 
