@@ -29,6 +29,7 @@ from .freeze import ThreadLocker
 from .modlog import ModLog
 from .openings import BareMentions, is_bare_mention, opening_ref
 from .replies import StreamingMessage, TypingIndicator, send_text
+from .shared import send_addressed
 from .translate import (
     DISCORD_FILE_HOSTS,
     DM_COMMUNITY,
@@ -73,6 +74,8 @@ class Conversations:
         self.downloads = for_platform(engine.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
         #: The appeal button under a freeze notice (set by the bot builder).
         self.appeal_view: Callable[[Case], discord.ui.View] | None = None
+        #: The button under the line for bystanders of an ended shared thread (set by the bot builder).
+        self.own_view: Callable[[ThreadRef], discord.ui.View] | None = None
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -347,7 +350,12 @@ class Conversations:
             view = None
             if reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None and self.appeal_view is not None:
                 view = self.appeal_view(outcome.case)
-            await self._safe_send(place.channel, reply.text, view=view)
+            elif reply.kind is ReplyKind.BRANCH_OFFER and self.own_view is not None:
+                view = self.own_view(place.ref)
+            if reply.to:  # a shared thread: the members it is for are mentioned
+                await send_addressed(place.channel, reply, view)
+            else:
+                await self._safe_send(place.channel, reply.text, view=view)
         if finish_after and stream is not None:
             await self._guard(stream.finish(), place)
         if outcome.case is not None and outcome.status is ThreadStatus.ENDED:

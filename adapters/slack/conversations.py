@@ -30,6 +30,7 @@ from .appeal import notice_blocks
 from .identity import IdentityCache
 from .modlog import ModLog
 from .replies import Poster, StreamingReply
+from .shared import post_addressed
 from .translate import Identity, escape
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class Delivery:
                 continue
             if reply.ephemeral:
                 await self.poster.ephemeral(thread.channel, user, thread.thread, reply.text, where=where)
+            elif reply.to:  # a shared thread: the members it is for are mentioned
+                await post_addressed(self.poster, thread, reply)
             elif reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None:
                 await self.poster.post(thread.channel, thread.thread, reply.text, where=where,
                                        blocks=notice_blocks(reply.text, outcome.case))
