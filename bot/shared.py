@@ -147,7 +147,7 @@ def branch_offers(case: Case, ended_by: str) -> list[Reply]:
     if len(case.participants) < 2:
         return []
     asked = ended_by.removeprefix("user:") if ended_by.startswith("user:") else None
-    if case.reason == "user_requested" and asked is None:  # the model ended it at the starter's request
+    if case.reason == "user_requested" and ended_by == "model":  # the model ended it at the starter's request
         asked = next((p.id for p in case.participants if "starter" in p.role.split(",")), None)
     names = tuple(p.id for p in case.participants if "redirected" not in p.role.split(",") and p.id != asked)
     return [Reply(ReplyKind.BRANCH_OFFER, BRANCH_OFFER, to=names)] if names else []

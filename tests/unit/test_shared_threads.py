@@ -184,6 +184,8 @@ def test_bystanders_are_offered_their_own_conversation_after_an_end():
     assert offer.to == ("U-cy",)  # the starter who asked for the end is not offered to go on
     [offer] = branch_offers(_case("user_requested", [Participant(ANA.id, "Ana", role="starter"), cy]), "model")
     assert offer.to == ("U-cy",)
+    [offer] = branch_offers(_case("user_requested", [Participant(ANA.id, "Ana", role="starter"), cy]), "moderator:m")
+    assert offer.to == (ANA.id, "U-cy")  # a moderator ended it: the starter did not ask either
     assert branch_offers(_case("persistent_abuse", roles[1:]), "model") == []
 
 
