@@ -128,7 +128,7 @@ async def round_trips(client: redis.asyncio.Redis) -> None:
     counted = []
     for n, files_ in enumerate([(), (Attachment("a.png", "image/png", 0, data=files.png()),), ()]):
         before = runtime.store.health.round_trips
-        outcome = await runtime.engine.handle_message(
+        outcome = await runtime.member_actions.handle_message(
             IncomingMessage(thread, Author("u", "u"), f"message {n}", f"m{n}", attachments=files_))
         assert outcome.model_called, outcome
         counted.append(runtime.store.health.round_trips - before)

@@ -42,7 +42,7 @@ async def run_thread(turns: int, seed: int) -> tuple[Bill, int, list[dict]]:
     try:
         for n in range(turns):
             msg = IncomingMessage(thread, Author("u1", "member"), text_of(3200, seed + n), message_id=f"m{n}")
-            outcome = await runtime.engine.handle_message(msg)
+            outcome = await runtime.member_actions.handle_message(msg)
             answered += any(r.kind is ReplyKind.ANSWER for r in outcome.replies)
         bodies = [r.body for r in standin.requests]
     finally:

@@ -145,7 +145,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
     config = CommunityConfig(frozen_reminder_cooldown=0, **({"limits": LIMITS} if limits else {}))
     rt = build_runtime(settings, model=model, communities=Communities(config))
-    engine, store, client = rt.engine, rt.store, rt.redis
+    members, store, client = rt.member_actions, rt.store, rt.redis
     await _wait_ready(client)
     run = f"b{int(time.time())}"
     author = Author("u1", "bench")
@@ -162,7 +162,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
             msg = IncomingMessage(thread, author, f"question number {seq} about something", message_id=f"m{seq}")
             before = store.health.round_trips
             start = time.perf_counter()
-            outcome = await engine.handle_message(msg)
+            outcome = await members.handle_message(msg)
             overheads.append(time.perf_counter() - start)
             trips.append(store.health.round_trips - before)
             assert _answered(outcome), outcome
@@ -183,7 +183,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
         nonlocal answered
         async with sem:
             thread = ThreadRef("console", run, "tp", f"t{i % (threads or 1)}")
-            outcome = await engine.handle_message(IncomingMessage(thread, author, f"q {i}", message_id=f"tp{i}"))
+            outcome = await members.handle_message(IncomingMessage(thread, author, f"q {i}", message_id=f"tp{i}"))
             answered += _answered(outcome)
 
     n_tp = threads * turns
@@ -194,17 +194,17 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
 
     # 4. frozen threads: one round trip, no model call
     frozen = ThreadRef("console", run, "bench", "frozen")
-    await engine.handle_message(IncomingMessage(frozen, author, "end", message_id="f-end"))
+    await members.handle_message(IncomingMessage(frozen, author, "end", message_id="f-end"))
     calls_before, frozen_trips = model.calls, []
     for i in range(500):
         before = store.health.round_trips
-        outcome = await engine.handle_message(IncomingMessage(frozen, author, "hello?", message_id=f"f{i}"))
+        outcome = await members.handle_message(IncomingMessage(frozen, author, "hello?", message_id=f"f{i}"))
         assert outcome.frozen
         frozen_trips.append(store.health.round_trips - before)
     frozen_model_calls = model.calls - calls_before
 
     # 5. one long thread: the turn reads the history window, never the whole log
-    long_times, long_bytes = await long_thread(engine, client, ThreadRef("console", run, "bench", "long"),
+    long_times, long_bytes = await long_thread(members, client, ThreadRef("console", run, "bench", "long"),
                                                author, long_turns)
 
     p50, p99 = pct(overheads, 0.50), pct(overheads, 0.99)
@@ -227,7 +227,7 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     await rt.aclose()
 
 
-async def long_thread(engine: Any, client: Any, thread: ThreadRef, author: Author,
+async def long_thread(members: Any, client: Any, thread: ThreadRef, author: Author,
                       turns: int) -> tuple[list[float], list[int]]:
     """``turns`` turns of 3,000-character messages (and answers) in one thread; per turn, the engine time
     and the bytes Redis sent (INFO total_net_output_bytes, less one INFO reply measured alike)."""
@@ -240,12 +240,12 @@ async def long_thread(engine: Any, client: Any, thread: ThreadRef, author: Autho
         before = await _info_sum(client, "stats", "total_net_output_bytes")
         msg = IncomingMessage(thread, author, _long(f"long message {n}"), message_id=f"long{n}")
         start = time.perf_counter()
-        outcome = await engine.handle_message(msg)
+        outcome = await members.handle_message(msg)
         times.append(time.perf_counter() - start)
         after = await _info_sum(client, "stats", "total_net_output_bytes")
         sent.append(after - before - info_cost)
         assert _answered(outcome), f"turn {n} not answered: {outcome}"
-    state = await engine.thread_state(thread)
+    state = await members.thread_state(thread)
     assert state.ladder.turn == turns, f"{state.ladder.turn} of {turns} long-thread turns stored"
     return times, sent
 

@@ -120,7 +120,7 @@ class Probe:
 
     async def turn(self, thread: ThreadRef, n: int) -> float:
         started = time.perf_counter()
-        outcome = await self.runtime.engine.handle_message(
+        outcome = await self.runtime.member_actions.handle_message(
             IncomingMessage(thread, Author("u1", "member"), f"message {n}", message_id=f"m{n}"))
         elapsed = time.perf_counter() - started
         self.turns += 1

@@ -2,10 +2,11 @@
 
 Runs 40,000 turns over 2,000 threads (20 each; 64 members' clients at once, each taking the next thread
 and writing its turns in order) through the composition root's engine and turn pipeline, on a private
-redis-server, with an instant model and what a platform adapter does with a turn (a stream per turn, the
-outcome carried out inside the turn). Prints the process's resident memory after the warm-up and at the
-end, the growth per turn over the measured part and, with ``--trace``, the allocation sites that changed
-most (tracemalloc), then checks that every turn was answered and that the growth stays under the bound.
+redis-server, with an instant model and what a platform adapter does with a turn (a delivery sink: a
+stream per turn, the outcome carried out inside the turn). Prints the process's resident memory after the
+warm-up and at the end, the growth per turn over the measured part and, with ``--trace``, the allocation
+sites that changed most (tracemalloc), then checks that every turn was answered and that the growth stays
+under the bound.
 
     python bench/memory_bench.py [--threads 2000] [--turns 20] [--concurrency 64] [--bound 16]
 
@@ -29,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bot.bootstrap import build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
-from bot.types import Author, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadRef
+from bot.store.inbox_entry import InboxEntry
+from bot.types import Author, Case, IncomingMessage, Outcome, ReplyKind, TextSink, ThreadNotice, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import AnthropicSettings, RedisSettings, Settings
 from tests.support.redis_servers import RedisServer
@@ -53,13 +55,19 @@ class InstantModel:
 
 
 class Counter:
-    """What a platform adapter does with a turn, without the platform: a stream per turn, the outcome
-    carried out inside the turn (``deliver``), every answer counted."""
+    """What a platform adapter does with a turn, without the platform: the pipeline's delivery sink (a
+    stream per turn, the outcome carried out inside the turn), every answer counted; ``delivered`` tells a
+    member's client that its message was answered."""
 
     def __init__(self) -> None:
         self.answered = 0
+        self._waiting: dict[str, asyncio.Future[None]] = {}
 
-    def stream(self) -> TextSink:
+    def delivered(self, entry_id: str) -> asyncio.Future[None]:
+        future = self._waiting[entry_id] = asyncio.get_running_loop().create_future()
+        return future
+
+    def stream(self, entry: InboxEntry) -> TextSink:
         parts: list[str] = []
 
         async def sink(delta: str) -> None:
@@ -67,9 +75,18 @@ class Counter:
 
         return sink
 
-    async def deliver(self, outcome: Outcome) -> None:
+    async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
         if outcome.streamed or any(r.kind is ReplyKind.ANSWER for r in outcome.replies):
             self.answered += 1
+        waiting = self._waiting.pop(entry.id, None)
+        if waiting is not None:
+            waiting.set_result(None)
+
+    async def notice(self, notice: ThreadNotice) -> None:
+        return None
+
+    async def case(self, case: Case) -> None:
+        return None
 
 
 def rss() -> int:
@@ -80,7 +97,7 @@ def rss() -> int:
 async def run_turns(runtime: Any, counter: Counter, first: int, count: int, turns: int, concurrency: int) -> None:
     """``concurrency`` members' clients, each taking the next thread and writing its turns in order (no task
     per thread on the bench's side, so what stays behind is the worker's)."""
-    engine = runtime.engine
+    members = runtime.member_actions
     threads = iter(range(first, first + count))
 
     async def member() -> None:
@@ -89,10 +106,13 @@ async def run_turns(runtime: Any, counter: Counter, first: int, count: int, turn
             for n in range(turns):
                 msg = IncomingMessage(ref, Author(f"u{i}", "Member"), f"question {n} in thread {i}",
                                       message_id=f"m{i}-{n}")
-                await engine.handle_message(msg, counter.stream(), deliver=counter.deliver)
+                answered = counter.delivered(msg.dedupe_id)
+                ticket = await members.accept(msg, wait=False)
+                assert ticket.accepted, ticket.outcome
+                await answered
 
     await asyncio.gather(*(member() for _ in range(concurrency)))
-    await engine.pipeline.idle()
+    await runtime.pipeline.idle()
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -100,6 +120,7 @@ async def main(args: argparse.Namespace) -> int:
         settings = Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=server.url))
         runtime = build_runtime(settings, model=InstantModel(), communities=Communities(CommunityConfig()))
         counter = Counter()
+        runtime.pipeline.register_sink("console", counter)
         try:
             warm = max(args.concurrency, args.threads // 10)
             started = time.perf_counter()

@@ -42,8 +42,8 @@ async def bench(url: str, n_cases: int, n_appeals: int) -> None:
 
     async def end_one(i: int) -> int:
         thread = ThreadRef("discord", community, "c", f"t{i}")
-        await rt.engine.handle_message(IncomingMessage(thread, members[i], "hello there", f"t{i}-1"))
-        return int((await rt.engine.end_by_user(thread, members[i])).case.case_id)
+        await rt.member_actions.handle_message(IncomingMessage(thread, members[i], "hello there", f"t{i}-1"))
+        return int((await rt.member_actions.end_by_user(thread, members[i])).case.case_id)
 
     started = time.perf_counter()
     case_ids: list[int] = []

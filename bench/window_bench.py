@@ -37,7 +37,7 @@ async def run(url: str, threads: int, rounds: int, warmup: int) -> tuple[float, 
     settings = Settings(redis=RedisSettings(url=SecretStr(url)), store=StoreSettings(),
                         engine=EngineSettings())
     rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig()))
-    engine, client, windows = rt.engine, rt.redis, rt.windows
+    members, client, windows = rt.member_actions, rt.redis, rt.windows
     prefix = f"w{time.time_ns()}"
     author = Author("u1", "bench")
     refs = [ThreadRef("console", prefix, "bench", f"t{i}") for i in range(threads)]
@@ -50,7 +50,7 @@ async def run(url: str, threads: int, rounds: int, warmup: int) -> tuple[float, 
         for i, thread in enumerate(refs):  # round-robin: every thread has a turn before any has its next
             msg = IncomingMessage(thread, author, _long(f"message {r} of thread {i}"), message_id=f"{prefix}-{i}-{r}")
             t0 = time.perf_counter()
-            outcome = await engine.handle_message(msg)
+            outcome = await members.handle_message(msg)
             times.append(time.perf_counter() - t0)
             assert _answered(outcome), outcome
         elapsed = time.perf_counter() - started

@@ -1,4 +1,5 @@
-"""The composition root: the one place that builds the engine from settings. Tests build through it."""
+"""The composition root: the one place that builds the engine, the turn pipeline beside it, the use cases
+over both and the background worker, from settings. Tests build through it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.backoff import ModelBackoff
+from bot.case_filing import CaseFiling
 from bot.caselog import CaseLog
 from bot.clock import Clock, OffsetFileClock, SystemClock
 from bot.community_settings import CommunitySettings
@@ -13,9 +16,11 @@ from bot.deferred_model import DeferredModel
 from bot.demo_model import DemoModel
 from bot.engine import ConversationEngine
 from bot.limits import Limiter
+from bot.member_actions import MemberActions
 from bot.metrics import Metrics
 from bot.model import ModelClient
 from bot.moderation import Moderation
+from bot.pipeline import TurnPipeline
 from bot.review import ReviewDesk
 from bot.store import Store
 from bot.store.community_settings import RedisCommunitySettings
@@ -24,6 +29,7 @@ from bot.store.redis_store import build_store
 from bot.store.review import RedisReviewStore
 from bot.store.usage import UsageLedger
 from bot.store.window import WindowCache
+from bot.thread_notices import ThreadNotices
 from bot.usage import Prices
 from bot.worker import Worker
 from config.communities import Communities
@@ -37,7 +43,19 @@ class Runtime:
     """Everything a run mode needs, built once."""
 
     settings: Settings
+    #: One inbox entry into one committed turn (the pipeline's runner).
     engine: ConversationEngine
+    #: Ingest, leases, fencing and the per-thread drains; the platforms register their delivery sinks here.
+    pipeline: TurnPipeline
+    #: What members do (send, edit to branch, end by command), for every surface.
+    member_actions: MemberActions
+    #: Cases numbered and filed (late ones too), the review desk told of each.
+    case_filing: CaseFiling
+    #: Notices queued for the bot process of a thread's platform (a dashboard reopen).
+    notices: ThreadNotices
+    #: The model API's back-off, shared by every worker.
+    backoff: ModelBackoff
+    cases: CaseLog
     store: Store
     #: The Redis client every part of the store shares (and the surfaces' own Redis users: budgets, accounts).
     redis: Any
@@ -60,10 +78,6 @@ class Runtime:
     _worker: Worker | None = field(default=None, repr=False)
 
     @property
-    def cases(self) -> CaseLog:
-        return self.engine.cases
-
-    @property
     def worker(self) -> Worker:
         """The background duties every bot process runs (recovery, pending cases, notices)."""
         return self.worker_polling_notices(self.settings.worker.notice_interval)
@@ -75,7 +89,8 @@ class Runtime:
             section = self.settings.worker
             if every < section.notice_interval:
                 section = section.model_copy(update={"notice_interval": every})
-            self._worker = Worker(self.engine, section, settings_sync=self.community_settings.refresh)
+            self._worker = Worker(self.pipeline, self.backoff, self.case_filing, self.notices, section,
+                                  settings_sync=self.community_settings.refresh)
         return self._worker
 
     async def aclose(self) -> None:
@@ -117,8 +132,8 @@ def build_limiter(settings: Settings, clock: Clock | None = None) -> Limiter:
 def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis: Any | None = None,
                   communities: Communities | None = None, metrics: Metrics | None = None,
                   clock: Clock | None = None) -> Runtime:
-    """Build the engine and its collaborators. ``redis``, ``model`` and the limits' ``clock`` may be
-    injected (tests)."""
+    """Build the engine, the pipeline and their collaborators. ``redis``, ``model`` and the limits'
+    ``clock`` may be injected (tests)."""
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
     metrics = metrics or Metrics()
@@ -128,11 +143,19 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     chosen = model or build_model(settings)
     ledger = UsageLedger(client, thread_ttl_ms=settings.store.ended_ttl_ms)
     review_store = RedisReviewStore(client, retention_s=settings.store.retention_s)
-    review = ReviewDesk(review_store, CaseLog(store.cases), communities)
-    engine = ConversationEngine(store, chosen, communities, settings.engine, settings.pipeline, usage=ledger,
-                               metrics=metrics, member_records=review, limiter=build_limiter(settings, clock),
-                               attachments=settings.attachments)
-    moderation = Moderation(store.turns, engine.cases, review_store, review, engine, communities)
-    return Runtime(settings, engine, store, client, windows, chosen, communities,
-                   embedded_store=redis is None and url is None, usage=ledger, review=review, moderation=moderation,
+    cases = CaseLog(store.cases)
+    review = ReviewDesk(review_store, cases, communities)
+    limiter = build_limiter(settings, clock)
+    backoff = ModelBackoff(store.backoff, settings.pipeline.busy_notice_seconds)
+    case_filing = CaseFiling(store.cases, review, usage=ledger, pending_wait=settings.engine.pending_filing_seconds)
+    engine = ConversationEngine(store, chosen, communities, settings.engine, backoff, case_filing, usage=ledger,
+                                metrics=metrics, member_records=review, limiter=limiter)
+    pipeline = TurnPipeline(store.inbox, store.turns, engine, settings.pipeline, metrics=metrics)
+    member_actions = MemberActions(store, engine, pipeline, case_filing, communities, settings.engine,
+                                   limiter=limiter, metrics=metrics, attachments=settings.attachments)
+    notices = ThreadNotices(store.notices)
+    moderation = Moderation(store.turns, cases, review_store, review, notices, communities)
+    return Runtime(settings, engine, pipeline, member_actions, case_filing, notices, backoff, cases, store, client,
+                   windows, chosen, communities, embedded_store=redis is None and url is None, usage=ledger,
+                   review=review, moderation=moderation,
                    community_settings=CommunitySettings(RedisCommunitySettings(client), communities))

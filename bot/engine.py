@@ -1,34 +1,34 @@
-"""The conversation engine: a member's turn, the ladder enforced, every end a case.
+"""The conversation engine: one inbox entry turned into one committed turn, the ladder enforced, every end
+a case.
 
-How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``; this module is the turn.
+How messages reach a turn (the inbox, leases, recovery) is ``bot.pipeline``, which calls ``run_turn`` for
+the head of a thread's inbox; what members do (send, edit, end) is ``bot.member_actions``. This module
+imports neither: it is the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from bot.backoff import ModelBackoff
-from bot.caselog import CaseLog
+from bot.case_filing import CaseFiling, MemberRecords
 from bot.errors import (
+    LeaseLost,
     ModelBackingOff,
     ModelError,
     ModelRateLimited,
     ModelRequestRejected,
     ModelTimedOut,
     StoreUnavailable,
-    ThreadBusy,
     ThreadguardError,
 )
 from bot.files import dropped, file_blocks, left_out_lines, refs_tokens, stored_ids
-from bot.history import estimate_tokens, ladder_from_prefix, to_messages, window_cut
+from bot.history import estimate_tokens, to_messages, window_cut
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
 from bot.model import (
@@ -45,16 +45,13 @@ from bot.model import (
     system_prompt,
 )
 from bot.participants import people_of
-from bot.pipeline import Deliver, LeaseLost, Ticket, TurnPipeline
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
-from bot.shared import BystanderBranches, Starters, TurnPeople, branch_offers, end_problem, turn_people
-from bot.store import ClaimStatus, CommitResult, CommitStatus, Store, TurnCommit, TurnStart
-from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
+from bot.shared import Starters, TurnPeople, branch_offers, turn_people
+from bot.store import CommitResult, CommitStatus, Store, TurnCommit, TurnStart
+from bot.store.inbox_entry import InboxEntry
 from bot.types import (
     Author,
-    BranchOpener,
     Case,
-    EditedMessage,
     Entry,
     EntryKind,
     IncomingMessage,
@@ -63,16 +60,13 @@ from bot.types import (
     Reply,
     ReplyKind,
     TextSink,
-    ThreadNotice,
     ThreadRef,
-    ThreadState,
     ThreadStatus,
     iso,
 )
 from bot.usage import TokenTotals, UsageRecorder
-from bot.validation import check_message, looks_empty
 from config.communities import Communities, CommunityConfig
-from config.settings import AttachmentSettings, EngineSettings, PipelineSettings
+from config.settings import EngineSettings
 
 from . import notices, texts
 
@@ -99,316 +93,46 @@ class _Turn:
     people: TurnPeople | None = None
 
 
-class MemberRecords(Protocol):
-    """The review desk's hooks into turns: members' end records, the community's repeat policy and
-    moderators' risk alerts."""
-
-    async def case_filed(self, case: Case) -> None: ...
-
-    async def threshold_for(self, community: str, member_id: str, threshold: int) -> int: ...
-
-    async def risk_flagged(self, thread: ThreadRef, kind: str, transcript: list[Entry],
-                           jump_url: str | None) -> Case | None: ...
-
-
 class ConversationEngine:
-    """Handles member messages, edits and user ends for every platform (moderator actions: ``bot.moderation``)."""
+    """Answers the head of a thread's inbox in a committed turn, for every platform (the pipeline's
+    ``TurnRunner``), and commits the member's end command (moderator actions: ``bot.moderation``)."""
 
     def __init__(self, store: Store, model: ModelClient, communities: Communities, limits: EngineSettings,
-                 pipeline: PipelineSettings, *, usage: UsageRecorder | None = None,
+                 backoff: ModelBackoff, case_filing: CaseFiling, *, usage: UsageRecorder | None = None,
                  metrics: Metrics | None = None, member_records: MemberRecords | None = None,
-                 limiter: Limiter | None = None, attachments: AttachmentSettings | None = None) -> None:
+                 limiter: Limiter | None = None) -> None:
         self.store = store
         self.model = model
         self.communities = communities
         self.limits = limits
-        self.cases = CaseLog(store.cases)
         self.usage = usage
         self.metrics = metrics or Metrics()
-        #: Records members' ends, applies the repeat policy and files risk alerts (the review desk).
+        #: Numbers and files the cases of ends, and tells the review desk (members' records, risk alerts).
+        self.case_filing = case_filing
+        #: The review desk's repeat policy (a member's threshold after earlier ends).
         self.member_records = member_records
-        #: Members' and the community's limits: the checks each message carries and the words they need.
+        #: Members' and the community's limits: what a turn counts toward them and the words they need.
         self.limiter = limiter or Limiter()
         #: The model API's back-off, shared by every worker.
-        self.backoff = ModelBackoff(store.backoff, pipeline.busy_notice_seconds)
-        #: Limits on members' files (``bot.attachments``).
-        self.file_limits = attachments or AttachmentSettings()
-        self.pipeline = TurnPipeline(store.inbox, self, pipeline, metrics=self.metrics)
-        #: Starters of long threads (``bot.shared``), and bystanders' own conversations after an end.
+        self.backoff = backoff
+        #: Starters of threads whose window moved past their first lines (``bot.shared``).
         self.starters = Starters()
-        self.bystanders = BystanderBranches(store, self._cases_filed)
 
-    # --- public API ----------------------------------------------------------------------------
+    # --- the member's end command ------------------------------------------------------------
 
-    async def accept(self, msg: IncomingMessage, sink: TextSink | None = None, *,
-                     target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
-                     wait: bool = True, deliver: Deliver | None = None) -> Ticket:
-        """Accept one member message into its thread's inbox (one Redis round trip).
-
-        The ticket carries an outcome at once when there is nothing to wait for (a duplicate, a frozen
-        thread's reminder, a refusal); otherwise the message will be answered, here (``result()``, or
-        the platform's delivery sink when ``wait`` is false) or by the process that owns the thread.
-        ``unknown``: what to do when the bot takes no part in the thread yet (``UnknownThread``: a Slack
-        reply is ignored, or parked a short while for the thread's opening mention it may have overtaken).
-        ``deliver``: carries the answer out (when this process answers) before the thread goes on.
-        """
-        started = time.perf_counter()
-        ticket = await self._accept(msg, sink, target=target, unknown=unknown, wait=wait, deliver=deliver)
-        if ticket.outcome is not None and (ticket.outcome.frozen or ticket.outcome.ignored) and msg.attachments:
-            await self._forget_files(msg.thread)
-        if ticket.pending_cases:
-            await self._file_pending(msg.thread)
-        if ticket.outcome is not None:  # answered at once: a duplicate, a frozen thread, a refusal
-            self.metrics.turn(msg.thread.platform, outcome_kind(ticket.outcome), time.perf_counter() - started)
-        return ticket
-
-    async def _accept(self, msg: IncomingMessage, sink: TextSink | None, *, target: ReplyTarget | None,
-                      unknown: UnknownThread, wait: bool, deliver: Deliver | None) -> Ticket:
-        thread = msg.thread
-        checked = check_message(msg.text, self.limits.max_message_chars)
-        files_only = bool(msg.attachments or msg.files) and looks_empty(msg.text)
-        if checked.problem and not files_only:
-            return Ticket(thread, Outcome(thread, replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)]))
-        config = self.communities.get(thread.community)
-        try:
-            msg = await self._take_files(msg)
-        except StoreUnavailable as exc:
-            return Ticket(thread, self._failed(thread, exc))
-        clean = IncomingMessage(thread, msg.author, checked.text, msg.message_id, msg.event_id, msg.jump_url,
-                                files=msg.files)
-        deadline = time.monotonic() + self.limits.accept_retry_seconds
-        delay = 0.05
-        checks = self.limiter.check(msg.author, config, thread.community)
-        while True:
-            try:
-                ticket = await self.pipeline.accept(clean, reminder_cooldown=config.frozen_reminder_cooldown,
-                                                    sink=sink, target=target, unknown=unknown, wait=wait,
-                                                    reminder=texts.frozen_reminder(config, thread), limits=checks,
-                                                    deliver=deliver)
-                return self._limited(ticket, config)
-            except StoreUnavailable as exc:  # a Redis restart takes a moment; the platform waits ~3 s
-                if time.monotonic() + delay >= deadline:
-                    return Ticket(thread, self._failed(thread, exc))
-            except ThreadguardError as exc:
-                return Ticket(thread, self._failed(thread, exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
-
-    def _limited(self, ticket: Ticket, config: CommunityConfig) -> Ticket:
-        """A message a limit refused: the member is told which and when they can go on, once per window."""
-        hit = ticket.limit
-        if hit is not None and ticket.outcome is not None:
-            log.info("thread %s: message refused by the %s limit", ticket.thread.key, hit.kind)
-            if hit.notify:
-                ticket.outcome.replies.append(Reply(ReplyKind.INFO, self.limiter.notice(hit, config), ephemeral=True))
-        return ticket
-
-    async def _forget_files(self, thread: ThreadRef) -> None:
-        """A thread that takes no message keeps no files sent to it: an ended one (its files went with its
-        end), one the bot takes no part in."""
-        try:
-            await self.store.files.delete_thread(thread)
-        except StoreUnavailable:
-            log.warning("thread %s: files sent to the ended thread expire with it", thread.key)
-
-    async def _take_files(self, msg: IncomingMessage) -> IncomingMessage:
-        """The message's files prepared (in a worker thread: decoding and scaling take CPU) and their bytes
-        kept in the thread's file store; the message goes on with references only."""
-        if not msg.attachments:
-            return msg
-        from bot import attachments  # the imaging and PDF libraries load with the first file, not at start-up
-
-        prepared = await asyncio.to_thread(attachments.prepare, msg.attachments, self.file_limits)
-        if prepared.kept:
-            await self.store.files.put(msg.thread, [(p.ref.id, p.payload) for p in prepared.kept])
-        log.info("thread %s: %d file(s) taken, %d left out", msg.thread.key, len(prepared.kept),
-                 len(prepared.refs) - len(prepared.kept))
-        return dataclasses.replace(msg, attachments=(), files=tuple(prepared.refs))
-
-    async def handle_message(self, msg: IncomingMessage, sink: TextSink | None = None, *,
-                             deliver: Deliver | None = None) -> Outcome:
-        """Answer one member message (or explain why not). When another process owns the thread, the
-        outcome says ``queued``: that process answers through the platform's delivery sink. ``deliver``
-        carries the answer out while the thread is still this turn's (the caller then posts nothing)."""
-        ticket = await self.accept(msg, sink, deliver=deliver)
-        return await ticket.result()
-
-    async def handle_edit(self, edit: EditedMessage, open_branch: BranchOpener,
-                          sink: TextSink | None = None) -> Outcome:
-        """An edit in an ended thread opens a branch seeded with the history before that message."""
-        old = edit.thread
-        checked = check_message(edit.new_text, self.limits.max_message_chars)
-        try:
-            state, entries = await self.store.turns.load(old)
-            if state.status is not ThreadStatus.ENDED:
-                return Outcome(old, status=state.status)
-            index = _find_user_message(entries, edit.message_id, edit.author.id)
-            if index is None:
-                return Outcome(old, status=state.status, replies=[Reply(
-                    ReplyKind.INFO, "I couldn't find that message of yours in this conversation, so there "
-                    "is nothing to branch from.", ephemeral=True)])
-            if checked.problem and not (edit.attachments and looks_empty(edit.new_text)):
-                return Outcome(old, status=state.status,
-                               replies=[Reply(ReplyKind.INFO, checked.problem, ephemeral=True)])
-            if not await self.store.dedupe.first_sight(old, edit.dedupe_id):
-                return Outcome(old, status=state.status, duplicate=True)
-            new_thread = await open_branch(checked.text)
-            prefix = entries[:index]
-            ladder = ladder_from_prefix(prefix, entries[index].turn)
-            link = Entry(EntryKind.BRANCH, f"Branched from {old.key} by editing message {edit.message_id}.",
-                         turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
-            await self.store.turns.seed_branch(new_thread, [*prefix, link],
-                                               ThreadState(new_thread, ladder=ladder, branch_of=old.key))
-            case_id = state.case_id
-            if case_id is None:  # the end's case is still waiting for its number: this event files it
-                filed = await self.store.cases.file_pending_cases(old)
-                await self._cases_filed(filed)
-                case_id = filed[-1].case_id if filed else None
-            if case_id is not None:
-                await self.store.cases.link_branch(old.community, case_id, new_thread.key)
-        except ThreadguardError as exc:
-            return self._failed(old, exc)
-        log.info("thread %s branched into %s", old.key, new_thread.key)
-        first = IncomingMessage(new_thread, edit.author, checked.text, message_id=edit.message_id,
-                                event_id=f"branch:{edit.dedupe_id}", attachments=edit.attachments)
-        outcome = await self.handle_message(first, sink)
-        outcome.branch = new_thread
-        return outcome
-
-    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None, *,
-                          moderator: bool = False) -> Outcome:
-        """The member's own end command: freeze the thread and file a case. In a shared thread only its starter
-        (or a ``moderator``) ends it; anyone else is told privately they can leave or start their own."""
-        try:
-            start = await self._lease_for_end(thread)
-            if start is None:
-                await self._file_pending(thread)  # a case a failure left unnumbered, if any
-                return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
-                    Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
-            problem = end_problem(start.log, author, moderator=moderator)
-            if problem:
-                await self.store.inbox.release(thread, start.token)
-                # Messages that arrived while the end command held the thread wait in its inbox: answer
-                # them now rather than when the recovery loop next looks.
-                await self.pipeline.take_over(thread)
-                return Outcome(thread, replies=[Reply(ReplyKind.INFO, problem, ephemeral=True)])
-            ladder = start.state.ladder
-            end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
-            entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
-                          author_id=author.id, author_name=author.name)
-            turn = _Turn(ladder, [entry], end=end)
-            by = "user" if not moderator or author.id == people_of(start.log).starter else "moderator"
-            outcome, nxt = await self._commit(thread, start, turn, jump_url, ended_by=f"{by}:{author.id}",
-                                              entry_id="", transcript=start.log)
-            self.pipeline.continue_with(thread, nxt)
-            if outcome.case is not None:
-                await self._account_case(thread, outcome.case, None)
-            return outcome
-        except ThreadguardError as exc:
-            return self._failed(thread, exc)
-
-    async def end_refusal(self, thread: ThreadRef, author: Author, *, moderator: bool = False) -> str | None:
-        """Why ``author``'s end command would be refused in ``thread`` (``None``: it would go ahead), read
-        before asking them to confirm; ``end_by_user`` decides again when it ends."""
-        state, entries = await self.store.turns.load(thread)
-        return None if state.status is ThreadStatus.ENDED else end_problem(entries, author, moderator=moderator)
-
-    async def continue_as_own(self, old: ThreadRef, member: Author, open_branch: BranchOpener) -> Outcome:
-        """A bystander of the ended shared thread ``old`` continues their part of it in a new conversation
-        (``bot.shared.BystanderBranches``)."""
-        try:
-            return await self.bystanders.open(old, member, open_branch)
-        except ThreadguardError as exc:
-            return self._failed(old, exc)
-
-    async def _file_pending(self, thread: ThreadRef) -> None:
-        """Number the case of an end a failure left pending, when a later event in its thread shows it;
-        bounded, so a reminder never waits long on case numbering (the worker loop files it otherwise)."""
-        try:
-            filed = await asyncio.wait_for(self.store.cases.file_pending_cases(thread),
-                                           self.limits.pending_filing_seconds)
-        except (StoreUnavailable, TimeoutError):
-            log.warning("thread %s: its pending case is left to the background filing", thread.key)
-            return
-        for case in filed:
-            log.info("thread %s: pending case %s filed", thread.key, case.case_id)
-        await self._cases_filed(filed)
-
-    async def _lease_for_end(self, thread: ThreadRef) -> TurnStart | None:
-        """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""
-        deadline = time.monotonic() + self.limits.lock_wait_seconds
-        delay = 0.005
-        while True:
-            taken = await self.store.inbox.lease_for_end(thread)
-            if taken.status is ClaimStatus.FROZEN:
-                return None
-            if taken.start is not None:
-                return taken.start
-            if time.monotonic() >= deadline:
-                raise ThreadBusy(f"thread {thread.key} stayed busy")
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 1.6, 0.25)
-
-    async def conversation_in(self, channel: ThreadRef) -> ThreadRef:
-        """The conversation now running in a place without threads (a Discord DM channel).
-
-        ``channel`` names the place itself; the first conversation there uses that very key, later ones
-        (after ``new_conversation_in``) get keys of their own, so an ended one stays frozen for review.
-        """
-        number = await self.store.conversations.current_conversation(channel)
-        return _numbered(channel, number)
-
-    async def conversation_holding(self, channel: ThreadRef, message_id: str, limit: int = 50) -> ThreadRef | None:
-        """The numbered conversation of a place without threads that holds the member message
-        ``message_id`` (newest first, at most ``limit`` back), so an edit of an older, ended one branches
-        from it rather than being looked for in the conversation now running."""
-        current = await self.store.conversations.current_conversation(channel)
-        for number in range(current, max(-1, current - limit), -1):
-            ref = _numbered(channel, number)
-            _, entries = await self.store.turns.load(ref)
-            if any(e.kind is EntryKind.USER and e.message_id == message_id for e in entries):
-                return ref
-        return None
-
-    async def new_conversation_in(self, channel: ThreadRef) -> ThreadRef:
-        """Start a fresh conversation in a place without threads; later messages go to it."""
-        return _numbered(channel, await self.store.conversations.next_conversation(channel))
-
-    async def queue_notice(self, outcome: Outcome, action: str, case_id: int | None = None, *,
-                           member: str | None = None) -> None:
-        """Hand an outcome's replies to the bot process of the thread's platform (see ``pop_notices``).
-
-        For surfaces without a platform connection, such as the dashboard: a reopen there unfreezes the
-        thread at once, and the Discord or Slack process posts the notice (and unlocks the thread).
-        """
-        notice = ThreadNotice(outcome.thread, action, list(outcome.replies), case_id, member=member)
-        await self.store.notices.push_notice(outcome.thread.platform, notice.to_json())
-
-    async def pop_notices(self, platform: str, limit: int = 20) -> list[ThreadNotice]:
-        """Notices queued for ``platform``, oldest first; each is handed out once."""
-        notices_: list[ThreadNotice] = []
-        for raw in await self.store.notices.pop_notices(platform, limit):
-            try:
-                notices_.append(ThreadNotice.from_json(raw))
-            except (ValueError, KeyError, TypeError):
-                log.warning("dropped a malformed thread notice for %s", platform)
-        return notices_
-
-    async def thread_state(self, thread: ThreadRef) -> ThreadState:
-        state, _ = await self.store.turns.load(thread)
-        return state
-
-    async def reconcile(self, min_age: float = 0.0, *, scan: bool = True) -> list[Case]:
-        """Number every case a crashed process or a failover left pending (older than ``min_age``
-        seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)
-        from the pending-case index; ``scan`` (start-up) looks through the whole keyspace instead."""
-        filed: list[Case] = []
-        for thread in await self.store.cases.threads_with_pending_cases(scan=scan):
-            filed.extend(await self.store.cases.file_pending_cases(thread, min_age))
-        if filed:
-            log.warning("filed %d case(s) left pending by an earlier failure", len(filed))
-        await self._cases_filed(filed)
-        return filed
+    async def end_turn(self, thread: ThreadRef, start: TurnStart, author: Author,
+                       jump_url: str | None, *, moderator: bool = False) -> tuple[Outcome, TurnStart | None]:
+        """The member's end command as a turn of its own (no model call), under the lease ``start`` holds:
+        freeze the thread and file its case. Returns the outcome and the next inbox entry's start.
+        ``moderator``: a moderator ended it (not the member who started it)."""
+        ladder = start.state.ladder
+        end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
+        entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
+                      author_id=author.id, author_name=author.name)
+        turn = _Turn(ladder, [entry], end=end)
+        by = "moderator" if moderator and author.id != people_of(start.log).starter else "user"
+        return await self._commit(thread, start, turn, jump_url, ended_by=f"{by}:{author.id}",
+                                  entry_id="", transcript=start.log)
 
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
 
@@ -439,10 +163,10 @@ class ConversationEngine:
         except ModelRateLimited as exc:  # nothing changed: the message waits in the inbox for the back-off
             raise await self.backoff.wait_out(thread, start.token, await self.backoff.rate_limited(exc)) from exc
         except ModelError as exc:  # nothing changed: the member may send the same message again
-            return await self.skip_turn(start, entry.id, self._failed(thread, exc), go_on, forget=True)
+            return await self.skip_turn(start, entry.id, failed_outcome(thread, exc), go_on, forget=True)
         except Exception:
             log.exception("thread %s: unexpected error in a turn", thread.key)
-            return await self.skip_turn(start, entry.id, self._failed(thread, ThreadguardError("unexpected error")),
+            return await self.skip_turn(start, entry.id, failed_outcome(thread, ThreadguardError("unexpected error")),
                                         go_on, forget=True)
 
     async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome, go_on: bool,
@@ -452,11 +176,6 @@ class ConversationEngine:
         result = await self._retrying(thread, lambda: self.store.turns.drop_head(
             thread, start.token, entry_id, go_on=go_on, reminder_cooldown=None, forget=forget))
         return outcome, result.next
-
-    async def pass_on(self, thread: ThreadRef, token: str, *, go_on: bool) -> CommitResult:
-        """The posts of a turn committed with ``hold`` are out: the next inbox entry's start, or the lease
-        handed back (``LOST_LOCK`` when a newer owner holds the thread)."""
-        return await self.store.turns.pass_on(thread, token, go_on=go_on)
 
     async def _retrying(self, thread: ThreadRef, step: Callable[[], Awaitable[CommitResult]]) -> CommitResult:
         """A fenced write, retried while Redis is unreachable; ``LeaseLost`` when a newer owner exists."""
@@ -519,7 +238,7 @@ class ConversationEngine:
                                           transcript=transcript, usage=usage if self.usage is not None else None,
                                           spend=self._spend(msg, config))
         if outcome.case is not None:
-            await self._account_case(msg.thread, outcome.case, turn.totals)
+            await self.case_filing.record_usage(msg.thread, outcome.case, turn.totals)
         outcome.model_called = True
         outcome.streamed = streamed
         return outcome, nxt
@@ -712,7 +431,7 @@ class ConversationEngine:
         outcome = Outcome(thread, replies=turn.replies, held=held)
         outcome.spend_alerts = self._spend_alerts(thread, result.spend_alerts)
         if commit.at_risk:
-            outcome.alert = await self._risk_flagged(thread, [*start.log, *turn.entries], jump_url)
+            outcome.alert = await self.case_filing.risk_flagged(thread, [*start.log, *turn.entries], jump_url)
         if result.status is CommitStatus.ENDED and case is not None and turn.end is not None:
             outcome.status = ThreadStatus.ENDED
             if turn.end.category in FILES_DELETED_ON_END:
@@ -721,15 +440,11 @@ class ConversationEngine:
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
             outcome.replies.extend(branch_offers(case, ended_by))
-            try:
-                outcome.case = await self.store.cases.file_end_case(thread, result.end_seq, case)
-            except StoreUnavailable:
-                # The freeze and the case body are already stored together; every running process
-                # numbers it within seconds of Redis answering again (``reconcile``).
-                log.warning("thread %s ended; numbering its case is deferred", thread.key)
-                return outcome, result.next
-            log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
-            await self._case_filed(outcome.case)
+            # ``None`` when Redis failed: the freeze and the case body are already stored together, and
+            # every running process numbers it within seconds of Redis answering again.
+            outcome.case = await self.case_filing.file_end(thread, result.end_seq, case)
+            if outcome.case is not None:
+                log.info("thread %s ended (%s), case %s", thread.key, turn.end.reason, outcome.case.case_id)
         return outcome, result.next
 
     def _spend(self, msg: IncomingMessage, config: CommunityConfig) -> SpendCount | None:
@@ -767,29 +482,6 @@ class ConversationEngine:
             return config
         return config if threshold == config.threshold else config.model_copy(update={"threshold": threshold})
 
-    async def _risk_flagged(self, thread: ThreadRef, transcript: list[Entry], jump_url: str | None) -> Case | None:
-        kind = next((e.category for e in reversed(transcript) if e.kind is EntryKind.RISK), None) or "self_harm"
-        if self.member_records is None:
-            return None
-        try:
-            return await self.member_records.risk_flagged(thread, kind, transcript, jump_url)
-        except StoreUnavailable:
-            log.warning("thread %s: risk flagged; the moderators' alert could not be filed", thread.key)
-            return None
-
-    async def _cases_filed(self, cases: list[Case]) -> None:
-        """Cases numbered late (a failure left them pending) enter the members' end records too."""
-        for case in cases:
-            await self._case_filed(case)
-
-    async def _case_filed(self, case: Case) -> None:
-        if self.member_records is not None:
-            try:
-                await self.member_records.case_filed(case)
-            except StoreUnavailable:
-                log.warning("case %s of %s: the members' end history was not updated", case.case_id,
-                            case.community)
-
     def _case(self, thread: ThreadRef, start: TurnStart, turn: _Turn, jump_url: str | None,
               ended_by: str, log_so_far: list[Entry] | None) -> Case:
         assert turn.end is not None
@@ -824,21 +516,11 @@ class ConversationEngine:
                   usage.cache_read_input_tokens, usage.calls)
         return usage
 
-    async def _account_case(self, thread: ThreadRef, case: Case, totals: TokenTotals | None) -> None:
-        """File the thread's token totals with the case it just ended in."""
-        if self.usage is None:
-            return
-        try:
-            await self.usage.record_case(case.community, case.case_id,
-                                         totals if totals is not None else await self.usage.thread(thread.key))
-        except ThreadguardError as exc:
-            log.warning("thread %s: token usage of case %s not recorded (%s)", thread.key, case.case_id,
-                        type(exc).__name__)
 
-    @staticmethod
-    def _failed(thread: ThreadRef, exc: ThreadguardError) -> Outcome:
-        log.warning("thread %s: %s (%s)", thread.key, type(exc).__name__, exc)
-        return Outcome(thread, replies=[Reply(ReplyKind.ERROR, exc.user_message, ephemeral=True)])
+def failed_outcome(thread: ThreadRef, exc: ThreadguardError) -> Outcome:
+    """What the member is told when an event in ``thread`` failed: the error's own plain words, privately."""
+    log.warning("thread %s: %s (%s)", thread.key, type(exc).__name__, exc)
+    return Outcome(thread, replies=[Reply(ReplyKind.ERROR, exc.user_message, ephemeral=True)])
 
 
 PARAGRAPH = "\n\n"
@@ -861,16 +543,3 @@ def _posts_after_commit(turn: _Turn) -> bool:
 
 def _refusal_call() -> ToolCall:
     return ToolCall("api-refusal", "record_redirection", {"category": "other", "note": "API refusal stop"})
-
-
-def _numbered(channel: ThreadRef, number: int) -> ThreadRef:
-    if number == 0:
-        return channel
-    return ThreadRef(channel.platform, channel.community, channel.channel, f"{channel.thread}~{number}")
-
-
-def _find_user_message(entries: list[Entry], message_id: str, author_id: str) -> int | None:
-    for i, e in enumerate(entries):
-        if e.kind is EntryKind.USER and e.message_id == message_id and e.author_id == author_id:
-            return i
-    return None

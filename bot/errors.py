@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from config.errors import ConfigurationError, ThreadguardError
 
-__all__ = ["CaseNotFound", "ConfigurationError", "ModelError", "ModelOverloaded",
+__all__ = ["CaseNotFound", "ConfigurationError", "LeaseLost", "ModelError", "ModelOverloaded",
            "ModelRateLimited", "ModelRequestRejected", "NotAllowed", "StoreUnavailable",
            "ThreadBusy", "ThreadguardError"]
 
@@ -35,6 +35,11 @@ class ThreadBusy(ThreadguardError):
     """Another turn in the same thread held the thread for longer than we were willing to wait."""
 
     user_message = "I'm still answering an earlier message in this thread. Please send yours again shortly."
+
+
+class LeaseLost(ThreadguardError):
+    """A newer owner holds the thread (its fenced write was refused): this process stops working on it and
+    commits nothing."""
 
 
 class ModelError(ThreadguardError):

@@ -20,9 +20,12 @@ fenced commit is then refused. The one window left is a pause between that check
 socket, which no platform API can fence.
 
 Replies reach the member two ways. A caller that awaits an ``Outcome`` (the console, tests) gets it from
-its ``Ticket`` when this process answers the message. Everything else (a message another worker took
-over, a thread this process recovered) goes to the platform's ``DeliverySink``, with the target the inbox
-entry carries, so any process of that platform can deliver it.
+its ``Ticket`` when this process answers the message. Everything else (every message of Discord and Slack,
+whichever of their processes answers it) goes to the platform's ``DeliverySink``, with the target the
+inbox entry carries, so any process of that platform can deliver it.
+
+The pipeline and the engine are peers, built side by side by the composition root: the pipeline calls
+the engine (its ``TurnRunner``) for the turn of each inbox entry, and the engine never reaches back.
 """
 
 from __future__ import annotations
@@ -31,16 +34,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot import notices
-from bot.errors import ModelBackingOff, StoreUnavailable, ThreadguardError
+from bot.errors import LeaseLost, ModelBackingOff, StoreUnavailable
 from bot.limits import LimitCheck, LimitHit
 from bot.metrics import Metrics
-from bot.store import ClaimStatus, CommitResult, CommitStatus, IngestResult, IngestStatus, TurnInbox, TurnStart
+from bot.store import ClaimStatus, CommitStatus, IngestResult, IngestStatus, TurnInbox, TurnLog, TurnStart
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
     Case,
@@ -57,10 +60,7 @@ from config.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
-
-class LeaseLost(ThreadguardError):
-    """A newer owner holds the thread: this process stops working on it and commits nothing."""
-
+__all__ = ["DeliverySink", "InboxEntry", "LeaseLost", "Ticket", "TurnPipeline", "TurnRunner", "may_write"]
 
 #: Of a lease, the part a write may still rely on after the renewal that started it was sent (the rest
 #: covers the request's way to Redis and clocks running at slightly different speeds).
@@ -101,10 +101,6 @@ def may_write() -> bool:
     return fence is None or fence.allows()
 
 
-#: What a caller that awaits its answer may hand in to carry the outcome out while the thread is still its.
-Deliver = Callable[[Outcome], Awaitable[None]]
-
-
 class DeliverySink(Protocol):
     """What an adapter registers for its platform, so any of its processes can answer any thread."""
 
@@ -126,9 +122,9 @@ class DeliverySink(Protocol):
 
 
 class TurnRunner(Protocol):
-    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``). ``hold``: the
-    outcome is carried out inside the turn, so a turn with posts left after its commit keeps the thread
-    (``Outcome.held``) until they are out."""
+    """The engine's side: answer one inbox entry and commit it (fenced by ``start.token``; ``LeaseLost``
+    when a newer owner holds the thread). ``hold``: the outcome is carried out inside the turn, so a turn
+    with posts left after its commit keeps the thread (``Outcome.held``) until they are out."""
 
     async def run_turn(self, start: TurnStart, entry: InboxEntry, sink: TextSink | None,
                        go_on: bool, *, hold: bool = False) -> tuple[Outcome, TurnStart | None]: ...
@@ -136,18 +132,11 @@ class TurnRunner(Protocol):
     async def skip_turn(self, start: TurnStart, entry_id: str, outcome: Outcome,
                         go_on: bool) -> tuple[Outcome, TurnStart | None]: ...
 
-    async def pass_on(self, thread: ThreadRef, token: str, *, go_on: bool) -> CommitResult:
-        """After the posts of a held turn: the next inbox entry's start (lease kept), or the lease handed
-        back."""
-        ...
-
 
 @dataclass
 class _Waiter:
     future: asyncio.Future[Outcome]
     sink: TextSink | None
-    #: Carries the outcome out inside the turn (before the thread goes on), when the caller gave one.
-    deliver: Deliver | None = None
     #: The local drain that will reach this entry (set once the message is stored).
     drain: asyncio.Task[None] | None = None
 
@@ -178,11 +167,13 @@ class Ticket:
 
 
 class TurnPipeline:
-    """Inbox, leases and the per-thread drain loops of one process."""
+    """Inbox, leases and the per-thread drain loops of one process. ``turns``: the fenced hand-on after a
+    held turn's posts (``pass_on``)."""
 
-    def __init__(self, store: TurnInbox, runner: TurnRunner, limits: PipelineSettings,
+    def __init__(self, store: TurnInbox, turns: TurnLog, runner: TurnRunner, limits: PipelineSettings,
                  *, renew_every: float | None = None, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.turns = turns
         self.runner = runner
         self.limits = limits
         self.metrics = metrics or Metrics()
@@ -221,13 +212,12 @@ class TurnPipeline:
 
     async def accept(self, msg: IncomingMessage, *, reminder_cooldown: int, sink: TextSink | None = None,
                      target: ReplyTarget | None = None, unknown: UnknownThread = UnknownThread.ACCEPT,
-                     wait: bool = True, reminder: str | None = None, limits: LimitCheck | None = None,
-                     deliver: Deliver | None = None) -> Ticket:
+                     wait: bool = True, reminder: str | None = None, limits: LimitCheck | None = None
+                     ) -> Ticket:
         """Put ``msg`` (already checked) in its thread's inbox; answer it here if the thread is free.
 
         ``wait``: the caller will await ``Ticket.result()`` for the answer (otherwise the platform's sink
-        delivers it); ``deliver``: carries that answer out before the thread goes on to its next message.
-        Raises ``StoreUnavailable`` when the message could not be stored.
+        delivers it). Raises ``StoreUnavailable`` when the message could not be stored.
         """
         thread = msg.thread
         entry = InboxEntry(msg.dedupe_id, msg, target or ReplyTarget(msg.author.id))
@@ -240,7 +230,7 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, duplicate=True))
         waiter = None
         if wait:
-            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink, deliver)
+            waiter = self._waiters[key] = _Waiter(asyncio.get_running_loop().create_future(), sink)
         self._taking += take
         asked = time.monotonic()
         try:
@@ -380,8 +370,7 @@ class TurnPipeline:
         stream = waiter.sink if waiter is not None else (platform_sink.stream(entry) if platform_sink else None)
         try:
             # a caller that carries the outcome out itself, after this (the console), gains nothing by a hold
-            in_turn = waiter is None or waiter.deliver is not None
-            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on, hold=in_turn)
+            outcome, nxt = await self.runner.run_turn(start, entry, stream, go_on, hold=waiter is None)
         except asyncio.CancelledError:  # shutdown after the grace: the lease goes back, another worker answers
             log.warning("thread %s: turn for entry %s stopped at shutdown; it will be answered again", thread.key,
                         entry.id)
@@ -406,8 +395,6 @@ class TurnPipeline:
         if nxt is None and not outcome.held:  # the commit handed the lease back: nothing left to renew
             self._forget_lease(thread.key, fence.lease)
         if waiter is not None:
-            if waiter.deliver is not None:
-                await self._carry_out(entry, waiter.deliver(outcome))
             if not waiter.future.done():
                 waiter.future.set_result(outcome)
         elif platform_sink is not None:
@@ -434,7 +421,7 @@ class TurnPipeline:
     async def _pass_on(self, thread: ThreadRef, token: str, go_on: bool) -> TurnStart | None:
         """The posts of a held turn are out: go on with the next message, or hand the thread back."""
         try:
-            result = await self.runner.pass_on(thread, token, go_on=go_on)
+            result = await self.turns.pass_on(thread, token, go_on=go_on)
         except StoreUnavailable:
             log.warning("thread %s: could not hand the lease on; it runs out by itself", thread.key)
             return None

@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.case_filing import CaseFiling
 from bot.history import ladder_from_prefix, member_line
 from bot.model import Speaker
 from bot.participants import ThreadPeople, people_of
@@ -169,9 +170,9 @@ def bystander_history(entries: list[Entry]) -> list[Entry]:
 class BystanderBranches:
     """A bystander of an ended shared thread continues their part of it in a conversation of their own."""
 
-    def __init__(self, store: Store, cases_filed: Callable[[list[Case]], Awaitable[None]]) -> None:
+    def __init__(self, store: Store, case_filing: CaseFiling) -> None:
         self._store = store
-        self._cases_filed = cases_filed
+        self._case_filing = case_filing
 
     async def open(self, old: ThreadRef, member: Author, open_branch: BranchOpener) -> Outcome:
         """Seed the member's new conversation (opened by ``open_branch``) from ``old``; the outcome names it
@@ -207,8 +208,7 @@ class BystanderBranches:
     async def _link(self, old: ThreadRef, state: ThreadState, new_thread: ThreadRef) -> None:
         case_id = state.case_id
         if case_id is None:  # the end's case is still waiting for its number: this event files it
-            filed = await self._store.cases.file_pending_cases(old)
-            await self._cases_filed(filed)
+            filed = await self._case_filing.file_pending(old)
             case_id = filed[-1].case_id if filed else None
         if case_id is not None:
             await self._store.cases.link_branch(old.community, case_id, new_thread.key)

@@ -17,15 +17,15 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
+from bot.backoff import ModelBackoff
+from bot.case_filing import CaseFiling
 from bot.errors import ThreadguardError
+from bot.pipeline import TurnPipeline
 from bot.store import ClaimStatus
+from bot.thread_notices import ThreadNotices
 from bot.types import ThreadRef
 from config.settings import WorkerSettings
-
-if TYPE_CHECKING:
-    from bot.engine import ConversationEngine
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +37,13 @@ class Worker:
     """Starts and stops the loops; ``recover_once``/``file_pending_once``/``relay_notices_once`` are the
     single passes (tests call them directly)."""
 
-    def __init__(self, engine: ConversationEngine, settings: WorkerSettings, *,
+    def __init__(self, pipeline: TurnPipeline, backoff: ModelBackoff, case_filing: CaseFiling,
+                 notices: ThreadNotices, settings: WorkerSettings, *,
                  settings_sync: Callable[[], Awaitable[bool]] | None = None) -> None:
-        self.engine = engine
+        self.pipeline = pipeline
+        self.backoff = backoff
+        self.case_filing = case_filing
+        self.notices = notices
         self.settings = settings
         self._settings_sync = settings_sync
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,7 +79,7 @@ class Worker:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        await self.engine.pipeline.stop(self.settings.shutdown_grace if grace is None else grace)
+        await self.pipeline.stop(self.settings.shutdown_grace if grace is None else grace)
 
     async def _loop(self, name: str, step: Callable[[], Awaitable[int]], interval: float) -> None:
         # A flag as well as cancel(): a cancellation inside a Redis call can come back as a connection error.
@@ -104,10 +108,10 @@ class Worker:
 
     async def recover_once(self) -> int:
         """Take over due threads of this process's platforms; returns how many were taken."""
-        pipeline, store = self.engine.pipeline, self.engine.store.inbox
+        pipeline, store = self.pipeline, self.pipeline.store
         taken = 0
-        await self.engine.backoff.refresh()
-        if self.engine.backoff.holding() is not None:  # the threads waiting are due when it ends
+        await self.backoff.refresh()
+        if self.backoff.holding() is not None:  # the threads waiting are due when it ends
             return 0
         for platform in pipeline.platforms:
             if not pipeline.has_capacity():
@@ -136,9 +140,9 @@ class Worker:
 
     async def file_pending_once(self) -> int:
         """Number cases left pending; post each to its platform's moderators when this process can."""
-        filed = await self.engine.reconcile(min_age=PENDING_MIN_AGE, scan=False)
+        filed = await self.case_filing.reconcile(min_age=PENDING_MIN_AGE, scan=False)
         for case in filed:
-            sink = self.engine.pipeline.sink(case.platform)
+            sink = self.pipeline.sink(case.platform)
             if sink is None:
                 continue
             try:
@@ -151,10 +155,10 @@ class Worker:
     async def relay_notices_once(self) -> int:
         """Carry out the notices queued for this process's platforms; returns how many."""
         done = 0
-        for platform in self.engine.pipeline.platforms:
-            sink = self.engine.pipeline.sink(platform)
+        for platform in self.pipeline.platforms:
+            sink = self.pipeline.sink(platform)
             assert sink is not None
-            for notice in await self.engine.pop_notices(platform):
+            for notice in await self.notices.pop_notices(platform):
                 try:
                     await sink.notice(notice)
                 except Exception:

@@ -47,7 +47,7 @@ _ids = itertools.count(1)
 async def _say(rt: Runtime, thread: ThreadRef, author: Author, *texts: str) -> Any:
     outcome = None
     for text in texts:
-        outcome = await rt.engine.handle_message(IncomingMessage(
+        outcome = await rt.member_actions.handle_message(IncomingMessage(
             thread, author, text, f"m{next(_ids)}",
             jump_url=f"https://discord.com/channels/{thread.community}/{thread.thread}"))
     return outcome

@@ -32,11 +32,11 @@ async def run_console(runtime: Runtime, *, community: str = "local", stdin: Text
         stdout.write(text)
         stdout.flush()
 
-    session = ConsoleSession(runtime.engine, community=community, write=write, stream=interactive,
+    session = ConsoleSession(runtime, community=community, write=write, stream=interactive,
                              review=runtime.review)
     for line in banner(runtime, community):
         await write(line + "\n")
-    await runtime.engine.reconcile()
+    await runtime.case_filing.reconcile()
     loop = asyncio.get_running_loop()
     # Load the Claude client while the member types: the prompt does not wait for the SDK import.
     warming = asyncio.create_task(warm_up(runtime.model), name="threadguard model warm-up")

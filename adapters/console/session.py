@@ -11,8 +11,8 @@ import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bot.bootstrap import Runtime
 from bot.casefile import render_case_text
-from bot.engine import ConversationEngine
 from bot.review import ReviewDesk
 from bot.types import (
     Attachment,
@@ -51,11 +51,13 @@ Write = Callable[[str], Awaitable[None]]
 
 
 class ConsoleSession:
-    """One person chatting with the engine in a terminal."""
+    """One person chatting with the engine in a terminal, through the member actions every surface uses."""
 
-    def __init__(self, engine: ConversationEngine, *, community: str = "local", user: Author | None = None,
+    def __init__(self, runtime: Runtime, *, community: str = "local", user: Author | None = None,
                  write: Write | None = None, stream: bool = False, review: ReviewDesk | None = None) -> None:
-        self.engine = engine
+        self.members = runtime.member_actions
+        self.cases = runtime.cases
+        self.notices = runtime.notices
         self.review = review
         #: The case of the conversation of this session that ended last (what ``/appeal`` refers to).
         self.ended_case: int | None = None
@@ -84,7 +86,7 @@ class ConsoleSession:
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
         sink = self._sink() if self._stream else None
         files, self.pending_files = tuple(self.pending_files), []
-        outcome = await self.engine.handle_message(
+        outcome = await self.members.handle_message(
             IncomingMessage(self.thread, self.user, line, message_id=message_id, attachments=files), sink)
         if outcome.model_called:
             self.my_messages.append(message_id)
@@ -116,7 +118,7 @@ class ConsoleSession:
             self.my_messages = []
             return ["[info] Started a new conversation."]
         if name == "/end":
-            return self._render(await self.engine.end_by_user(self.thread, self.user))
+            return self._render(await self.members.end_by_user(self.thread, self.user))
         if name == "/edit":
             return await self._edit(rest)
         if name == "/cases":
@@ -134,7 +136,7 @@ class ConsoleSession:
         if not path:
             return ["[info] Usage: /attach PATH"]
         file = Path(path).expanduser()
-        limit = self.engine.file_limits.max_download_bytes
+        limit = self.members.file_limits.max_download_bytes
         try:
             with file.open("rb") as handle:
                 data = handle.read(limit + 1)
@@ -163,7 +165,7 @@ class ConsoleSession:
             return self._new_thread()
 
         sink = self._sink() if self._stream else None
-        outcome = await self.engine.handle_edit(
+        outcome = await self.members.handle_edit(
             EditedMessage(self.thread, self.user, message_id, text), open_branch, sink)
         lines = self._render(outcome, streamed_newline=outcome.streamed)
         if outcome.branch is not None:
@@ -186,13 +188,13 @@ class ConsoleSession:
         if self.review is None:
             return []
         lines = []
-        for notice in await self.engine.pop_notices("console"):
+        for notice in await self.notices.pop_notices("console"):
             if notice.member == self.user.id and notice.thread.community == self.community:
                 lines.extend(f"[moderator] {r.text}" for r in notice.replies)
         return lines
 
     async def _cases(self) -> list[str]:
-        cases = await self.engine.cases.list(self.community, limit=20)
+        cases = await self.cases.list(self.community, limit=20)
         if not cases:
             return ["[info] No cases yet."]
         return [f"#{c.case_id} {c.ended_at} {c.action} {c.reason or '-'} {c.category or '-'} "
@@ -201,7 +203,7 @@ class ConsoleSession:
     async def _case(self, rest: str) -> list[str]:
         if not rest.strip().isdigit():
             return ["[info] Usage: /case N"]
-        case = await self.engine.cases.get(self.community, int(rest))
+        case = await self.cases.get(self.community, int(rest))
         return render_case_text(case).rstrip("\n").splitlines()
 
     def _render(self, outcome: Outcome, streamed_newline: bool = False) -> list[str]:

@@ -19,7 +19,7 @@ from aiohttp import web
 from adapters.dashboard import views
 from adapters.dashboard.auth import Accounts
 from adapters.dashboard.context import DASHBOARD, LOGIN_COOKIE, MODERATOR, SESSION, SESSION_COOKIE, Dashboard
-from adapters.dashboard.notify import EngineNotifier, ThreadNotifier
+from adapters.dashboard.notify import QueuedNotifier, ThreadNotifier
 from adapters.dashboard.settings_views import add_settings_routes
 from adapters.dashboard.signin import PendingSignIns, Provider
 from adapters.dashboard.signin.setup import sign_in_providers
@@ -151,7 +151,7 @@ def build_app(runtime: Runtime, dashboard_settings: DashboardSettings, *,
     app = web.Application(middlewares=[security_headers, errors, authenticate], client_max_size=64 * 1024)
     secret = dashboard_settings.session_secret.get_secret_value().encode()
     app[DASHBOARD] = dash = Dashboard(runtime, dashboard_settings, accounts,
-                                      notifier or EngineNotifier(runtime.engine), template_env(),
+                                      notifier or QueuedNotifier(runtime.notices), template_env(),
                                       {p.name: p for p in providers or []}, PendingSignIns(client, secret))
     views.add_routes(app)
     add_usage_routes(app)

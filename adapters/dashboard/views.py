@@ -329,7 +329,7 @@ async def case_page(request: web.Request) -> web.Response:
             continue
     status = None
     try:
-        status = (await dash.runtime.engine.thread_state(ThreadRef.from_key(case.thread))).status.value
+        status = (await dash.runtime.member_actions.thread_state(ThreadRef.from_key(case.thread))).status.value
     except ValueError:
         status = None
     usage = await dash.runtime.usage.case(case.community, case.case_id)

@@ -100,20 +100,21 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     locker = ThreadLocker(client, enabled=settings.lock_ended_threads)
     modlog = ModLog(client, runtime.communities, attempts=settings.modlog_attempts,
                     retry_delay=settings.modlog_retry_delay)
-    conversations = Conversations(client, runtime.engine, runtime.communities, settings, locker, modlog,
+    conversations = Conversations(client, runtime.member_actions, runtime.communities, settings, locker, modlog,
                                   typing_delay=typing_delay)
-    commands = Commands(tree, conversations, runtime.moderation, confirm_timeout=settings.confirm_timeout)
+    commands = Commands(tree, conversations, runtime.moderation, runtime.cases,
+                        confirm_timeout=settings.confirm_timeout)
     appeal_button = appeal_button_type(runtime.review, modlog.post_appeal)
     client.add_dynamic_items(appeal_button)  # clicks are routed by custom_id, even after a restart
     conversations.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)
-    own_button = own_button_type(OwnConversations(client, runtime.engine).clicked)
+    own_button = own_button_type(OwnConversations(client, runtime.member_actions).clicked)
     client.add_dynamic_items(own_button)
     conversations.own_view = lambda ref: own_view(own_button, ref)
     notices = NoticeRelay(runtime, conversations, interval=settings.notice_poll_interval)
     bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 
     async def setup_hook() -> None:
-        await runtime.engine.reconcile()
+        await runtime.case_filing.reconcile()
         if settings.sync_commands and runs_first_shard(settings):
             synced = await tree.sync()
             log.info("registered %d slash command(s)", len(synced))

@@ -88,7 +88,7 @@ class Branching:
         if message.author.id != interaction.user.id:
             await interaction.response.send_message(NOT_YOURS, ephemeral=True)
             return
-        state = await conv.engine.thread_state(place.ref)
+        state = await conv.members.thread_state(place.ref)
         if state.status is ThreadStatus.ACTIVE:
             await interaction.response.send_message(STILL_GOING, ephemeral=True)
             return

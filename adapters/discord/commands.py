@@ -11,7 +11,7 @@ import discord
 from discord import app_commands
 
 from adapters.text import split_text
-from bot.engine import ConversationEngine
+from bot.caselog import CaseLog
 from bot.errors import NotAllowed, ThreadguardError
 from bot.moderation import Moderation
 from bot.types import CATEGORY_LABELS, Case, IncomingMessage, Outcome, ReplyKind, ThreadRef
@@ -56,13 +56,15 @@ def _case_line(case: Case) -> str:
 
 
 class Commands:
-    """Registers the commands on a tree and carries them out through the engine and the moderators' use cases."""
+    """Registers the commands on a tree and carries them out through the member actions and the moderators'
+    use cases."""
 
     def __init__(self, tree: app_commands.CommandTree[discord.Client], conversations: Conversations,
-                 moderation: Moderation, confirm_timeout: float = 120.0) -> None:
+                 moderation: Moderation, cases: CaseLog, confirm_timeout: float = 120.0) -> None:
         self.tree = tree
         self.conversations = conversations
         self.moderation = moderation
+        self.cases = cases
         self.confirm_timeout = confirm_timeout
         tree.on_error = self.on_error  # type: ignore[method-assign]
         tree.add_command(self._command("chat", "Start a conversation with the bot", Commands.chat))
@@ -79,10 +81,6 @@ class Commands:
             name=name, description=description, callback=func, parent=parent)
         command.binding = self
         return command
-
-    @property
-    def engine(self) -> ConversationEngine:
-        return self.conversations.engine
 
     # --- members -------------------------------------------------------------------------------
 
@@ -132,8 +130,8 @@ class Commands:
             await interaction.response.send_message("Use /end inside the conversation thread you want to end.",
                                                     ephemeral=True)
             return
-        refused = await self.engine.end_refusal(place.ref, author_of(interaction.user),
-                                                moderator=is_moderator(interaction, self.conversations))
+        refused = await self.conversations.members.end_refusal(
+            place.ref, author_of(interaction.user), moderator=is_moderator(interaction, self.conversations))
         if refused is not None:  # not theirs to end (a shared thread): said privately, nothing to confirm
             await interaction.response.send_message(refused, ephemeral=True)
             return
@@ -176,8 +174,8 @@ class Commands:
             await click.response.edit_message(content="I can't find that conversation any more.", view=None)
             return
         await click.response.edit_message(content="Ending the conversation…", view=None)
-        outcome = await self.engine.end_by_user(place.ref, author_of(click.user), ref_url(place.ref),
-                                                moderator=is_moderator(click, self.conversations))
+        outcome = await self.conversations.members.end_by_user(place.ref, author_of(click.user), ref_url(place.ref),
+                                                               moderator=is_moderator(click, self.conversations))
         private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
         await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
         outcome.replies = [r for r in outcome.replies if r.text not in private]
@@ -215,7 +213,7 @@ class Commands:
     async def cases(self, interaction: discord.Interaction, page: app_commands.Range[int, 1, 1000] = 1) -> None:
         if await self._refuse_non_moderator(interaction):
             return
-        found = await self.engine.cases.list(str(interaction.guild_id), offset=(page - 1) * CASES_PER_PAGE,
+        found = await self.cases.list(str(interaction.guild_id), offset=(page - 1) * CASES_PER_PAGE,
                                              limit=CASES_PER_PAGE)
         text = "\n".join(_case_line(c) for c in found) if found else "No cases on this page."
         await interaction.response.send_message(text[:2000], ephemeral=True, allowed_mentions=_NO_PINGS)
@@ -224,7 +222,7 @@ class Commands:
     async def case(self, interaction: discord.Interaction, number: app_commands.Range[int, 1]) -> None:
         if await self._refuse_non_moderator(interaction):
             return
-        found = await self.engine.cases.get(str(interaction.guild_id), number)
+        found = await self.cases.get(str(interaction.guild_id), number)
         await interaction.response.send_message(embed=case_embed(found), file=transcript_file(found),
                                                 ephemeral=True, allowed_mentions=_NO_PINGS)
 

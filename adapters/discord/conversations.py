@@ -1,4 +1,8 @@
-"""Member messages and edits: find the conversation, call the engine, carry out its outcome."""
+"""Member messages and edits: find the conversation, hand it to the member actions, carry out the outcome.
+
+A member's message is accepted into its thread's inbox; its answer goes out through ``DiscordSink``
+(``notices.py``) from whichever Discord process works on the thread, as on Slack.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from dataclasses import dataclass
 import discord
 
 from adapters.downloads import for_platform
-from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
+from bot.member_actions import MemberActions
+from bot.store.inbox_entry import ReplyTarget
 from bot.types import (
     Attachment,
     Case,
@@ -28,7 +33,7 @@ from config.discord import DiscordSettings
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .openings import BareMentions, is_bare_mention, opening_ref
-from .replies import StreamingMessage, TypingIndicator, send_text
+from .replies import StreamingMessage, send_text
 from .shared import send_addressed
 from .translate import (
     DISCORD_FILE_HOSTS,
@@ -58,20 +63,20 @@ class Place:
 
 
 class Conversations:
-    """Translates member messages into engine turns and posts what the engine decided."""
+    """Translates member messages into the member actions and posts what the engine decided."""
 
-    def __init__(self, client: discord.Client, engine: ConversationEngine, communities: Communities,
+    def __init__(self, client: discord.Client, members: MemberActions, communities: Communities,
                  settings: DiscordSettings, locker: ThreadLocker, modlog: ModLog, *,
                  typing_delay: float = 0.3) -> None:
         self.client = client
-        self.engine = engine
+        self.members = members
         self.communities = communities
         self.settings = settings
         self.locker = locker
         self.modlog = modlog
         self.typing_delay = typing_delay
         self.bare_mentions = BareMentions()
-        self.downloads = for_platform(engine.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
+        self.downloads = for_platform(members.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
         #: The appeal button under a freeze notice (set by the bot builder).
         self.appeal_view: Callable[[Case], discord.ui.View] | None = None
         #: The button under the line for bystanders of an ended shared thread (set by the bot builder).
@@ -110,7 +115,7 @@ class Conversations:
         if not self.settings.allow_direct_messages:
             return None
         place = dm_ref(channel.id)  # type: ignore[attr-defined]
-        ref = await (self.engine.new_conversation_in(place) if fresh else self.engine.conversation_in(place))
+        ref = await (self.members.new_conversation_in(place) if fresh else self.members.conversation_in(place))
         return Place(ref, channel)
 
     async def dm_place_of_message(self, channel: discord.abc.Messageable, message_id: str) -> Place | None:
@@ -118,7 +123,7 @@ class Conversations:
         place = await self.dm_place(channel)
         if place is None:
             return None
-        found = await self.engine.conversation_holding(dm_ref(channel.id), message_id)  # type: ignore[attr-defined]
+        found = await self.members.conversation_holding(dm_ref(channel.id), message_id)  # type: ignore[attr-defined]
         return Place(found, channel) if found is not None else place
 
     async def place_of(self, interaction: discord.Interaction, *, message_id: str | None = None) -> Place | None:
@@ -195,19 +200,15 @@ class Conversations:
         log.debug("message %s in thread %s: %r", message.id, place.ref.key, text)
         await self.converse(place, incoming)
 
-    async def converse(self, place: Place, incoming: IncomingMessage) -> Outcome:
-        stream = StreamingMessage(place.channel, interval=self.settings.stream_edit_interval)
-        delivered: list[Outcome] = []
-
-        async def deliver(outcome: Outcome) -> None:  # in the turn: nothing later in the thread overtakes it
-            delivered.append(outcome)
-            await self.deliver(place, outcome, stream)
-
-        async with TypingIndicator(place.channel, self.typing_delay):
-            outcome = await self.engine.handle_message(incoming, sink=stream, deliver=deliver)
-        if not delivered:  # answered at once (a reminder, a refusal) or by another process
-            await self.deliver(place, outcome, stream)
-        return outcome
+    async def converse(self, place: Place, incoming: IncomingMessage) -> None:
+        """Into the thread's inbox (one Redis round trip); the turn's answer goes out through ``DiscordSink``
+        from the process that works on the thread, what needs no turn (a reminder, a refusal) here."""
+        ticket = await self.members.accept(incoming, target=ReplyTarget(incoming.author.id), wait=False)
+        if ticket.accepted:
+            log.info("thread %s: message %s from %s accepted", place.ref.key, incoming.message_id,
+                     incoming.author.id)
+        if ticket.outcome is not None:
+            await self.deliver(place, ticket.outcome, None)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         message = payload.message
@@ -242,7 +243,7 @@ class Conversations:
             opened.append(branch)
             return branch.ref
 
-        outcome = await self.engine.handle_edit(edit, open_branch)
+        outcome = await self.members.handle_edit(edit, open_branch)
         if outcome.duplicate or outcome.branch is None or not opened:
             return outcome, None
         await self.link_branch(place, opened[0])

@@ -1,8 +1,9 @@
-"""The engine's delivery sink for Discord, and the relay of notices queued by other processes.
+"""The turn pipeline's delivery sink for Discord, and the relay of notices queued by other processes.
 
-Any Discord process delivers the answer to any thread from the inbox entry's target (the turn pipeline
-may run a thread's turn in another process than the one that received the message, after a crash or
-when that process was busy). Notices queued by processes without a Discord connection (a reopen on the
+Every answer goes out through the sink, from the process that works on the thread (the turn pipeline may
+run a thread's turn in another process than the one that received the message, after a crash or when that
+process was busy): the answer streams into one message, with "typing…" shown from a moment after the turn
+started until its outcome is carried out. Notices queued by processes without a Discord connection (a reopen on the
 dashboard) are carried out here too: a ``reopen`` unlocks and unarchives the thread the way
 ``/threadguard reopen`` does, then posts the notice; an ``appeal`` decision is posted in the ended thread
 to the member who appealed; any other action only posts its replies. The loops
@@ -11,18 +12,52 @@ that call the sink run in the core (``bot.worker``), the same for every platform
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+
+import discord
 
 from bot.bootstrap import Runtime
 from bot.store.inbox_entry import InboxEntry
 from bot.types import Case, Outcome, TextSink, ThreadNotice
 
 from .conversations import Conversations, Place
-from .replies import StreamingMessage
+from .replies import StreamingMessage, TypingIndicator
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
+
+
+class TypingStream:
+    """A turn's answer on Discord: the ``StreamingMessage`` it grows in, and "typing…" shown while the turn
+    runs (from ``delay`` after it started, see ``TypingIndicator``) until ``stop_typing``."""
+
+    def __init__(self, channel: discord.abc.Messageable, *, interval: float, delay: float) -> None:
+        self.message = StreamingMessage(channel, interval=interval)
+        self._done = asyncio.Event()
+        self._typing = asyncio.create_task(self._type(channel, delay), name="threadguard typing")
+
+    async def _type(self, channel: discord.abc.Messageable, delay: float) -> None:
+        async with TypingIndicator(channel, delay):
+            await self._done.wait()
+
+    async def __call__(self, delta: str) -> None:
+        await self.message(delta)
+
+    async def working(self) -> None:
+        await self.message.working()
+
+    async def stop_typing(self) -> None:
+        self._done.set()
+        with contextlib.suppress(Exception):
+            await self._typing
+
+    async def discard(self) -> None:
+        """The turn was not committed (another process answers it): the typing stops; what was streamed
+        stays, as Discord showed it."""
+        await self.stop_typing()
 
 
 class DiscordSink:
@@ -32,12 +67,18 @@ class DiscordSink:
         self._conversations = conversations
 
     def stream(self, entry: InboxEntry) -> TextSink | None:
-        channel = self._conversations.channel_for(entry.thread)
-        return StreamingMessage(channel, interval=self._conversations.settings.stream_edit_interval)
+        conv = self._conversations
+        return TypingStream(conv.channel_for(entry.thread), interval=conv.settings.stream_edit_interval,
+                            delay=conv.typing_delay)
 
     async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
         place = Place(entry.thread, self._conversations.channel_for(entry.thread))
-        await self._conversations.deliver(place, outcome, stream if isinstance(stream, StreamingMessage) else None)
+        typing = stream if isinstance(stream, TypingStream) else None
+        try:
+            await self._conversations.deliver(place, outcome, typing.message if typing is not None else None)
+        finally:
+            if typing is not None:
+                await typing.stop_typing()
 
     async def notice(self, notice: ThreadNotice) -> None:
         replies = [r for r in notice.replies if not r.ephemeral]  # nobody to show an ephemeral one to
@@ -58,7 +99,7 @@ class NoticeRelay:
 
     def __init__(self, runtime: Runtime, conversations: Conversations, *, interval: float) -> None:
         self._runtime = runtime
-        runtime.engine.pipeline.register_sink(PLATFORM, DiscordSink(conversations))
+        runtime.pipeline.register_sink(PLATFORM, DiscordSink(conversations))
         runtime.worker_polling_notices(interval)
 
     @property

@@ -2,7 +2,7 @@
 under the line that tells bystanders of an ended thread they can continue in a thread of their own.
 
 The button's ``custom_id`` carries the ended thread (``tg:own:<thread id>``), so it works after a restart and
-on any replica; the engine decides whether the member who clicked may (``continue_as_own``), and they are
+on any replica; the member actions decide whether the member who clicked may (``continue_as_own``), and they are
 answered privately.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import discord
 
-from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
+from bot.member_actions import MemberActions
 from bot.types import Reply, ThreadRef
 
 from .replies import MESSAGE_LIMIT, answer_privately
@@ -82,9 +82,9 @@ def own_view(button_type: type[discord.ui.DynamicItem[discord.ui.Button[Any]]], 
 class OwnConversations:
     """A bystander's click: a new public thread in the same channel, seeded with their part of the ended one."""
 
-    def __init__(self, client: discord.Client, engine: ConversationEngine) -> None:
+    def __init__(self, client: discord.Client, members: MemberActions) -> None:
         self.client = client
-        self.engine = engine
+        self.members = members
 
     async def clicked(self, click: discord.Interaction, thread: str) -> None:
         try:
@@ -110,7 +110,7 @@ class OwnConversations:
             opened.append(await self._open(old, click.user))
             return opened[-1]
 
-        outcome = await self.engine.continue_as_own(old, author_of(click.user), open_branch)
+        outcome = await self.members.continue_as_own(old, author_of(click.user), open_branch)
         if outcome.branch is not None and opened:
             text = f"Your conversation continues in a new thread of your own: {ref_url(opened[0])}"
         else:

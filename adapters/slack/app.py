@@ -1,10 +1,10 @@
 """The Slack run mode: a slack-bolt ``AsyncApp`` over Socket Mode or the HTTP events endpoint.
 
 A member's message is accepted into its thread's inbox in Redis (one round trip) before Bolt acknowledges
-the event, so an acknowledged message is answered even if this process dies: the engine's turn pipeline
+the event, so an acknowledged message is answered even if this process dies: the turn pipeline
 answers it here or in another Slack process, through the delivery sink registered below. Everything else
 a listener starts runs after the acknowledgement in a bounded task set, drained on shutdown.
-Redeliveries are deduplicated by the engine on the event id.
+Redeliveries are deduplicated on the event id when the message is accepted.
 """
 
 from __future__ import annotations
@@ -115,13 +115,14 @@ class SlackBot:
         self.delivery = Delivery(poster, self.modlog, self.identity, later=self._later)
         sink = SlackSink(self.delivery, slack)
         self.sink: SlackSink | WorkspaceSink = WorkspaceSink(sink) if self.workspaces else sink
-        runtime.engine.pipeline.register_sink("slack", self.sink)
+        runtime.pipeline.register_sink("slack", self.sink)
         runtime.worker_polling_notices(slack.notice_poll_interval)
-        self.conversations = Conversations(runtime.engine, runtime.communities, slack, self.delivery, self._later)
+        self.conversations = Conversations(runtime.member_actions, runtime.communities, slack, self.delivery,
+                                           self._later)
         moderators = Moderators(self.client, runtime.communities, slack)
-        self.commands = Commands(runtime.engine, runtime.moderation, moderators, self.delivery)
+        self.commands = Commands(runtime.member_actions, runtime.cases, runtime.moderation, moderators, self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
-        self.own = OwnConversations(runtime.engine, poster, self.identity)
+        self.own = OwnConversations(runtime.member_actions, poster, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0
         self._refused_logged = 0.0
@@ -218,7 +219,7 @@ class SlackBot:
         if self.workspaces:
             await self.workspaces.start()
         await self.identity.get()
-        for case in await self.runtime.engine.reconcile():
+        for case in await self.runtime.case_filing.reconcile():
             if case.platform == "slack":
                 await self.sink.case(case)
         self.runtime.worker.start()
@@ -233,12 +234,12 @@ class SlackBot:
         deadline = None if within is None else loop.time() + within
         while True:
             left = None if deadline is None else max(0.0, deadline - loop.time())
-            if not await self.runtime.engine.pipeline.idle(left):
+            if not await self.runtime.pipeline.idle(left):
                 return False
             left = None if deadline is None else max(0.0, deadline - loop.time())
             if not await self.tasks.drain(left):
                 return False
-            if not self.runtime.engine.pipeline.active and not self.tasks.pending:
+            if not self.runtime.pipeline.active and not self.tasks.pending:
                 return True
 
     async def aclose(self) -> None:
@@ -278,7 +279,7 @@ class SlackBot:
 
         async def health(_: web.Request) -> web.Response:
             return web.json_response({"ok": True, "pending": self.tasks.pending,
-                                      "threads": self.runtime.engine.pipeline.active})
+                                      "threads": self.runtime.pipeline.active})
 
         application = web.Application(client_max_size=1024 * 1024)
         application.add_routes([web.post(self.slack.http_path, events), web.get("/healthz", health)])

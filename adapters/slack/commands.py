@@ -14,8 +14,9 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.casefile import render_case_text
-from bot.engine import ConversationEngine
+from bot.caselog import CaseLog
 from bot.errors import NotAllowed, ThreadguardError
+from bot.member_actions import MemberActions
 from bot.moderation import Moderation
 from bot.types import CATEGORY_LABELS, Author, Case, ReplyKind
 from config.communities import Communities
@@ -90,9 +91,10 @@ class _CheckFailed(ThreadguardError):
 
 
 class Commands:
-    def __init__(self, engine: ConversationEngine, moderation: Moderation, moderators: Moderators,
+    def __init__(self, members: MemberActions, cases: CaseLog, moderation: Moderation, moderators: Moderators,
                  delivery: Delivery) -> None:
-        self._engine = engine
+        self._members = members
+        self._cases = cases
         self._moderation = moderation
         self._moderators = moderators
         self._delivery = delivery
@@ -146,8 +148,8 @@ class Commands:
     async def _end(self, team: str, channel: str, thread_ts: str, author: Author, respond: Respond) -> None:
         identity = await self._delivery.identity.get()
         thread = translate.thread_ref(team, channel, thread_ts)
-        outcome = await self._engine.end_by_user(thread, author, jump_url=translate.thread_link(identity, thread),
-                                                 moderator=await self._moderators.includes(team, author.id))
+        outcome = await self._members.end_by_user(thread, author, jump_url=translate.thread_link(identity, thread),
+                                                  moderator=await self._moderators.includes(team, author.id))
         private = [r for r in outcome.replies if r.ephemeral]
         outcome.replies = [r for r in outcome.replies if not r.ephemeral]
         await self._delivery.outcome(outcome, author.id)
@@ -172,7 +174,7 @@ class Commands:
             await self._reopen(team, number, moderator, respond)
 
     async def _list(self, team: str, page: int, respond: Respond) -> None:
-        cases = await self._engine.cases.list(team, offset=(page - 1) * PAGE, limit=PAGE)
+        cases = await self._cases.list(team, offset=(page - 1) * PAGE, limit=PAGE)
         if not cases:
             await _say(respond, "No cases." if page == 1 else f"No cases on page {page}.")
             return
@@ -188,7 +190,7 @@ class Commands:
         await _say(respond, "\n".join(lines))
 
     async def _show(self, team: str, number: int, respond: Respond) -> None:
-        case = await self._engine.cases.get(team, number)
+        case = await self._cases.get(team, number)
         blocks = case_blocks(case, await self._delivery.identity.get())
         preview = _transcript_preview(case)
         if preview:

@@ -1,4 +1,4 @@
-"""Member messages, mentions and edits: routed to the engine, its outcome carried out in Slack."""
+"""Member messages, mentions and edits: routed to the member actions, the outcome carried out in Slack."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adapters.downloads import for_platform
-from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
+from bot.member_actions import MemberActions
 from bot.store.inbox_entry import InboxEntry, ReplyTarget, UnknownThread
 from bot.types import (
     Attachment,
@@ -118,7 +118,7 @@ class Delivery:
 
 
 class SlackSink:
-    """The engine's delivery sink for Slack: any Slack process answers any thread from its inbox entry."""
+    """The turn pipeline's delivery sink for Slack: any Slack process answers any thread from its inbox entry."""
 
     def __init__(self, delivery: Delivery, slack: SlackSettings) -> None:
         self._delivery = delivery
@@ -149,21 +149,21 @@ class SlackSink:
 
 
 class Conversations:
-    """Routes Slack message events to the engine. Decides only what Slack makes an adapter decide:
+    """Routes Slack message events to the member actions. Decides only what Slack makes an adapter decide:
     which messages are addressed to the bot.
 
     A message is accepted into its thread's inbox before the event is acknowledged; the answer goes
     out through ``SlackSink`` from whichever Slack process works on the thread.
     """
 
-    def __init__(self, engine: ConversationEngine, communities: Communities, slack: SlackSettings,
+    def __init__(self, members: MemberActions, communities: Communities, slack: SlackSettings,
                  delivery: Delivery, spawn: Spawn) -> None:
-        self._engine = engine
+        self._members = members
         self._communities = communities
         self._slack = slack
         self._delivery = delivery
         self._spawn = spawn
-        self._downloads = for_platform(engine.file_limits, translate.SLACK_FILE_HOSTS, slack.api_base_url)
+        self._downloads = for_platform(members.file_limits, translate.SLACK_FILE_HOSTS, slack.api_base_url)
 
     # --- routing (awaited before Slack gets its acknowledgement) ------------------------------
 
@@ -214,7 +214,7 @@ class Conversations:
             return
         await self._edit(edit, identity)
 
-    # --- the engine ---------------------------------------------------------------------------
+    # --- the member actions -------------------------------------------------------------------
 
     async def _with_files(self, msg: IncomingMessage, event: dict[str, Any], token: str | None) -> IncomingMessage:
         files = await self._files(event, token)
@@ -231,8 +231,8 @@ class Conversations:
     async def _accept(self, msg: IncomingMessage, unknown: UnknownThread) -> None:
         """Into the thread's inbox (one Redis round trip); what needs no turn is answered after the ack."""
         log.debug("thread %s: text %r", msg.thread.key, msg.text)
-        ticket = await self._engine.accept(msg, target=ReplyTarget(msg.author.id), unknown=unknown,
-                                           wait=False)
+        ticket = await self._members.accept(msg, target=ReplyTarget(msg.author.id), unknown=unknown,
+                                            wait=False)
         outcome = ticket.outcome
         if ticket.accepted:
             log.info("thread %s: message %s from %s accepted", msg.thread.key, msg.message_id, msg.author.id)
@@ -250,7 +250,7 @@ class Conversations:
             return new
 
         try:
-            outcome = await self._engine.handle_edit(edit, open_branch, stream)
+            outcome = await self._members.handle_edit(edit, open_branch, stream)
         except ThreadguardError as exc:
             await self._failed(old, edit.author.id, exc)
             return

@@ -1,8 +1,8 @@
 """Shared threads on Slack: replies addressed to members (mentioned before the text), and the button under
 the line that tells bystanders of an ended thread they can continue in a thread of their own.
 
-The button's ``value`` is the ended thread's key, so any process of the app can take the click; the engine
-decides whether the member may (``ConversationEngine.continue_as_own``), and the member is answered
+The button's ``value`` is the ended thread's key, so any process of the app can take the click; the member
+actions decide whether the member may (``MemberActions.continue_as_own``), and the member is answered
 privately in the thread.
 """
 
@@ -12,8 +12,8 @@ import logging
 import re
 from typing import Any
 
-from bot.engine import ConversationEngine
 from bot.errors import ThreadguardError
+from bot.member_actions import MemberActions
 from bot.types import Author, Reply, ReplyKind, ThreadRef
 
 from . import translate
@@ -67,8 +67,8 @@ class OwnConversations:
     """A bystander's click on the button: a new thread in the same channel, seeded with their part of the
     ended one; they are told privately where it is (or why not)."""
 
-    def __init__(self, engine: ConversationEngine, poster: Poster, identity: IdentityCache) -> None:
-        self._engine = engine
+    def __init__(self, members: MemberActions, poster: Poster, identity: IdentityCache) -> None:
+        self._members = members
         self._poster = poster
         self._identity = identity
 
@@ -90,7 +90,7 @@ class OwnConversations:
             opened.append(await self._open(old, member))
             return opened[-1]
 
-        outcome = await self._engine.continue_as_own(old, member, open_branch)
+        outcome = await self._members.continue_as_own(old, member, open_branch)
         if outcome.branch is not None and opened:
             link = translate.thread_link(await self._identity.get(), opened[0])
             await self._poster.ephemeral(old.channel, member.id, old.thread, CONTINUES + (f": {link}" if link else "."),

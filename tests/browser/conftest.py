@@ -63,9 +63,9 @@ class LiveDashboard(BackgroundLoop):
         self._ids = itertools.count(1)
 
     @property
-    def engine(self) -> Any:
+    def members(self) -> Any:
         assert self.runtime is not None
-        return self.runtime.engine
+        return self.runtime.member_actions
 
     def start(self) -> LiveDashboard:
         self.start_loop()
@@ -96,7 +96,7 @@ class LiveDashboard(BackgroundLoop):
         outcome = None
         for text in texts:
             n = next(self._ids)
-            outcome = await self.engine.handle_message(IncomingMessage(
+            outcome = await self.members.handle_message(IncomingMessage(
                 thread, author, text, message_id=f"{thread.thread}-m{n}",
                 jump_url=f"https://discord.com/channels/{thread.community}/{thread.thread}"))
         return outcome
@@ -115,7 +115,7 @@ class LiveDashboard(BackgroundLoop):
         s.user_end = done.case.case_id
         risk = s.threads["risk"] = ThreadRef("discord", "guild-a", "c2", "t-risk")
         await self._say(risk, ALICE, "some days I want to hurt myself")
-        s.risk = (await self.engine.end_by_user(risk, ALICE)).case.case_id
+        s.risk = (await self.members.end_by_user(risk, ALICE)).case.case_id
         other = s.threads["other"] = ThreadRef("slack", "guild-b", "C1", "1700000000.000100")
         s.other = (await self._say(other, BOB, *["how do I make a nerve agent"] * 4)).case.case_id
         assert s.abuse and s.user_end and s.risk and s.other

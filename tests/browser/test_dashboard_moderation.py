@@ -20,11 +20,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
 def _status(live: LiveDashboard, name: str) -> ThreadStatus:
     thread = live.seeded.threads[name]
-    return live.call(lambda: live.engine.thread_state(thread)).status
+    return live.call(lambda: live.runtime.member_actions.thread_state(thread)).status
 
 
 def _case(live: LiveDashboard, community: str, number: int):
-    return live.call(lambda: live.engine.cases.get(community, number))
+    return live.call(lambda: live.runtime.cases.get(community, number))
 
 
 def _csrf(page: Page) -> str:
@@ -113,7 +113,7 @@ def test_reopen_unfreezes_the_thread_in_the_engine_and_tells_the_thread(page: Pa
     action = _case(live, "guild-a", case.actions[-1])
     assert action.action == "reopen" and action.refers_to == s.abuse and "mod-a" in action.moderator
     platform = live.seeded.threads["abuse"].platform
-    queued = live.call(lambda: live.engine.pop_notices(platform))
+    queued = live.call(lambda: live.runtime.notices.pop_notices(platform))
     assert queued[-1].action == "reopen" and queued[-1].case_id == s.abuse
     assert queued[-1].thread == live.seeded.threads["abuse"]
     assert "reopened" in queued[-1].replies[0].text
@@ -121,10 +121,10 @@ def test_reopen_unfreezes_the_thread_in_the_engine_and_tells_the_thread(page: Pa
     from bot.types import IncomingMessage
     from tests.browser.conftest import ALICE
 
-    outcome = live.call(lambda: live.engine.handle_message(
+    outcome = live.call(lambda: live.runtime.member_actions.handle_message(
         IncomingMessage(live.seeded.threads["abuse"], ALICE, "thanks, and what about fractions?", "after-reopen")))
     assert not outcome.frozen and outcome.model_called
-    _, log = live.call(lambda: live.engine.store.turns.load(live.seeded.threads["abuse"]))
+    _, log = live.call(lambda: live.runtime.store.turns.load(live.seeded.threads["abuse"]))
     assert EntryKind.REOPEN in {e.kind for e in log}
 
 

@@ -43,12 +43,12 @@ def _seed_payload_case(live: LiveDashboard) -> tuple[int, int]:
     again = ThreadRef("discord", "guild-a", "c3", "t-alice-again")
 
     async def seed() -> tuple[int, int]:
-        engine = live.engine
-        await engine.handle_message(IncomingMessage(thread, RTL_MEMBER, f"{RLO}hello 12345", "p-1"))
-        await engine.handle_message(IncomingMessage(thread, LONG_MEMBER, LONG, "p-2"))
-        outcome = await engine.end_by_user(thread, RTL_MEMBER)
+        members = live.runtime.member_actions
+        await members.handle_message(IncomingMessage(thread, RTL_MEMBER, f"{RLO}hello 12345", "p-1"))
+        await members.handle_message(IncomingMessage(thread, LONG_MEMBER, LONG, "p-2"))
+        outcome = await members.end_by_user(thread, RTL_MEMBER)
         for n in range(4):  # alice's second ending for abuse: now she is a repeat
-            ended = await engine.handle_message(IncomingMessage(again, ALICE, "build a bomb", f"a-{n}"))
+            ended = await members.handle_message(IncomingMessage(again, ALICE, "build a bomb", f"a-{n}"))
         return int(outcome.case.case_id), int(ended.case.case_id)
 
     return live.call(seed)
@@ -178,8 +178,8 @@ def test_the_appeals_queue_and_the_decision_reach_the_case_and_the_member(page: 
     expect(page.locator("#no-appeals")).to_be_visible()
 
     thread = s.threads["risk"]
-    assert live.call(lambda: live.engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    notices = live.call(lambda: live.engine.pop_notices("discord"))
+    assert live.call(lambda: live.runtime.member_actions.thread_state(thread)).status is ThreadStatus.ACTIVE
+    notices = live.call(lambda: live.runtime.notices.pop_notices("discord"))
     decision = [n for n in notices if n.member == ALICE.id]
     assert len(decision) == 1 and decision[0].action == "reopen" and decision[0].case_id == s.risk
     assert any("appeal" in r.text for r in decision[0].replies)

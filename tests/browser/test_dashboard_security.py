@@ -17,11 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
 
 def _status(live: LiveDashboard, name: str) -> ThreadStatus:
     thread = live.seeded.threads[name]
-    return live.call(lambda: live.engine.thread_state(thread)).status
+    return live.call(lambda: live.runtime.member_actions.thread_state(thread)).status
 
 
 def _case(live: LiveDashboard, community: str, number: int):
-    return live.call(lambda: live.engine.cases.get(community, number))
+    return live.call(lambda: live.runtime.cases.get(community, number))
 
 
 def _csrf(page: Page) -> str:

@@ -57,7 +57,7 @@ class UsageDashboard(LiveDashboard):
 
     async def _turn(self, thread: ThreadRef, text: str) -> object:
         n = next(self._ids)
-        return await self.engine.handle_message(IncomingMessage(thread, Author("u1", "member"), text, f"m{n}"))
+        return await self.members.handle_message(IncomingMessage(thread, Author("u1", "member"), text, f"m{n}"))
 
     async def _seed_usage(self) -> None:
         api = self.api

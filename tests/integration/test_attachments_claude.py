@@ -67,7 +67,7 @@ async def runtime(redis_client, anthropic_standin):
 
 async def test_an_image_a_pdf_and_a_text_file_reach_the_api_as_valid_blocks(runtime, anthropic_standin):
     anthropic_standin.enqueue(reply("I see a red square, a PDF and your notes."))
-    outcome = await runtime.engine.handle_message(with_files(
+    outcome = await runtime.member_actions.handle_message(with_files(
         "what are these?", attach("shot.png", "image/png", files.png()), attach("doc.pdf", "application/pdf",
                                                                                  files.pdf(2)),
         attach("notes.md", "text/markdown", b"# Notes\nhello")))
@@ -85,7 +85,7 @@ async def test_an_image_a_pdf_and_a_text_file_reach_the_api_as_valid_blocks(runt
 async def test_left_out_files_get_one_line_and_the_text_a_normal_answer(runtime, anthropic_standin):
     anthropic_standin.enqueue(reply("Here is my answer."))
     images = [attach(f"photo{n}.png", "image/png", files.png(10 + n, 10)) for n in range(1, 10)]
-    outcome = await runtime.engine.handle_message(with_files(
+    outcome = await runtime.member_actions.handle_message(with_files(
         "compare these", *images, attach("report.docx", "application/msword", b"PK\x03\x04"),
         attach("cat.png", "image/png", files.not_an_image()), attach("huge.png", "image/png", files.bomb()),
         Attachment("big.zip", "application/zip", 99_000_000, problem="it is larger than 25 MB")))
@@ -107,11 +107,12 @@ async def test_a_file_the_api_refuses_is_dropped_and_never_sent_again(runtime, a
     anthropic_standin.enqueue(http_error(400, message="messages.0.content.0.image.source.base64.data: Could not "
                                                       "process image"),
                               reply("Answered without the image."), reply("Second answer."))
-    outcome = await runtime.engine.handle_message(with_files("look", attach("odd.png", "image/png", files.png())))
+    outcome = await runtime.member_actions.handle_message(
+        with_files("look", attach("odd.png", "image/png", files.png())))
     assert [r.kind for r in outcome.replies] == [ReplyKind.ANSWER, ReplyKind.INFO]
     assert outcome.replies[1].text == "odd.png: the model could not read this file"
     assert len(file_blocks(anthropic_standin.bodies[0])) == 1 and not file_blocks(anthropic_standin.bodies[1])
-    await runtime.engine.handle_message(message(T, "and now?"))
+    await runtime.member_actions.handle_message(message(T, "and now?"))
     assert not all_file_blocks(anthropic_standin.last_body)
     assert "odd.png" in str(anthropic_standin.last_body["messages"][0])  # named, as text
 
@@ -126,7 +127,7 @@ async def test_twenty_turns_with_images_keep_the_cached_prefix_and_send_the_imag
             extra = (attach("photo.jpg", "image/jpeg", photo),)
         elif n == 5:
             extra = (attach("screen.png", "image/png", files.png(800, 600)),)
-        await runtime.engine.handle_message(with_files(f"turn {n}: tell me more", *extra))
+        await runtime.member_actions.handle_message(with_files(f"turn {n}: tell me more", *extra))
     bodies = anthropic_standin.bodies
     assert len(bodies) == 20
     counts = [len(all_file_blocks(b)) for b in bodies]
@@ -153,12 +154,12 @@ async def test_an_end_under_child_sexual_exploitation_deletes_the_threads_files_
     digest = hashlib.sha256(image).hexdigest()
     redirect = tool_use("record_redirection", {"category": "child_sexual_exploitation", "note": "declined"})
     anthropic_standin.enqueue(reply("I won't help with that.", redirect), reply("Let's talk about something else."))
-    await runtime.engine.handle_message(with_files("look", attach("x.png", "image/png", image)))
+    await runtime.member_actions.handle_message(with_files("look", attach("x.png", "image/png", image)))
     assert encoded in await redis_dump(redis_client)
     end = tool_use("end_conversation", {"reason": "persistent_abuse", "category": "child_sexual_exploitation",
                                         "summary": "Kept asking."})
     anthropic_standin.enqueue(reply(end))
-    outcome = await runtime.engine.handle_message(message(T, "again"))
+    outcome = await runtime.member_actions.handle_message(message(T, "again"))
     assert outcome.status is ThreadStatus.ENDED and outcome.case is not None
     dump = await redis_dump(redis_client)
     assert encoded not in dump and not await redis_client.exists(keys.files(T.key))
@@ -179,7 +180,7 @@ async def test_an_end_under_child_sexual_exploitation_deletes_the_threads_files_
     assert "x.png" in page and f"sha256:{digest}" in page and encoded[:40] not in page
     assert digest in exported and encoded[:40] not in exported
     # a file sent to the ended thread is not kept either
-    await runtime.engine.handle_message(with_files("hello?", attach("y.png", "image/png", files.png(5, 5))))
+    await runtime.member_actions.handle_message(with_files("hello?", attach("y.png", "image/png", files.png(5, 5))))
     assert not await redis_client.exists(keys.files(T.key))
 
 
@@ -190,8 +191,8 @@ async def test_forget_user_and_retention_remove_stored_files(runtime, anthropic_
     image = files.png(70, 70, (9, 8, 7))
     encoded = base64.b64encode(image).decode()
     other = ThreadRef("discord", "guild-1", "chan-1", "thread-other")
-    await runtime.engine.handle_message(with_files("mine", attach("me.png", "image/png", image)))
-    await runtime.engine.handle_message(replace(message(other, "old", Author("u-bob", "bob")), attachments=(
+    await runtime.member_actions.handle_message(with_files("mine", attach("me.png", "image/png", image)))
+    await runtime.member_actions.handle_message(replace(message(other, "old", Author("u-bob", "bob")), attachments=(
         attach("old.png", "image/png", files.png(33, 33, (4, 4, 4))),)))
     old_encoded = base64.b64encode(files.png(33, 33, (4, 4, 4))).decode()
     dump = await redis_dump(redis_client)
@@ -214,7 +215,7 @@ async def test_the_console_attaches_a_file_to_the_next_message(runtime, anthropi
 
     anthropic_standin.enqueue(reply("A small red picture."))
     (tmp_path / "shot.png").write_bytes(files.png())
-    session = ConsoleSession(runtime.engine)
+    session = ConsoleSession(runtime)
     said = await session.handle_line(f"/attach {tmp_path / 'shot.png'}")
     assert said == ["[info] shot.png goes with your next message."]
     lines = await session.handle_line("what is this?")
@@ -228,8 +229,8 @@ async def test_an_edit_with_files_in_an_ended_thread_branches_with_them(runtime,
 
     anthropic_standin.responder = lambda body: reply("Answer.")
     first = message(T, "my question")
-    await runtime.engine.handle_message(first)
-    await runtime.engine.end_by_user(T, first.author)
+    await runtime.member_actions.handle_message(first)
+    await runtime.member_actions.end_by_user(T, first.author)
     branch = ThreadRef(T.platform, T.community, T.channel, "thread-branch")
 
     async def open_branch(_text: str) -> ThreadRef:
@@ -237,7 +238,7 @@ async def test_an_edit_with_files_in_an_ended_thread_branches_with_them(runtime,
 
     edit = EditedMessage(T, first.author, first.message_id, "", attachments=(attach("new.png", "image/png",
                                                                                       files.png(9, 9)),))
-    outcome = await runtime.engine.handle_edit(edit, open_branch)
+    outcome = await runtime.member_actions.handle_edit(edit, open_branch)
     assert outcome.branch == branch
     (block,) = file_blocks(anthropic_standin.last_body)
     assert base64.b64decode(block["source"]["data"]) == files.png(9, 9)

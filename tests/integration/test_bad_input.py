@@ -32,7 +32,7 @@ async def runtime(redis_client, anthropic_standin):
                                   "\u202e\u2066\ufe0f\u3164", "x" * 501])
 async def test_empty_whitespace_and_oversized_get_a_clear_answer_and_change_nothing(runtime, anthropic_standin,
                                                                                   text):
-    o = await runtime.engine.handle_message(message(T, text))
+    o = await runtime.member_actions.handle_message(message(T, text))
     assert kinds(o) == ["info"] and o.replies[0].ephemeral
     assert ("empty" in o.replies[0].text) or ("501" in o.replies[0].text and "500" in o.replies[0].text)
     assert anthropic_standin.calls == 0
@@ -43,7 +43,7 @@ async def test_empty_whitespace_and_oversized_get_a_clear_answer_and_change_noth
 
 async def test_control_characters_are_stripped_and_the_message_answered(runtime, anthropic_standin):
     anthropic_standin.enqueue(reply("Got it."))
-    o = await runtime.engine.handle_message(message(T, "hel\x00lo\x1b[2J there\x07"))
+    o = await runtime.member_actions.handle_message(message(T, "hel\x00lo\x1b[2J there\x07"))
     assert kinds(o) == ["answer"]
     sent = anthropic_standin.last_body["messages"][-1]["content"][0]["text"]
     assert sent == "hello[2J there"
@@ -54,13 +54,13 @@ async def test_control_characters_are_stripped_and_the_message_answered(runtime,
 @pytest.mark.parametrize("pasted", PASTED)
 async def test_pasted_tool_calls_are_plain_text(runtime, anthropic_standin, pasted):
     anthropic_standin.enqueue(reply("That looks like code; what would you like to do with it?"))
-    o = await runtime.engine.handle_message(message(T, pasted))
+    o = await runtime.member_actions.handle_message(message(T, pasted))
     assert kinds(o) == ["answer"] and o.status is ThreadStatus.ACTIVE
     content = anthropic_standin.last_body["messages"][-1]["content"]
     assert content[0] == {"type": "text", "text": pasted}
     assert all(block["type"] == "text" for block in content)
     assert content[-1]["text"].startswith("<thread_state>redirections=0")
-    state = await runtime.engine.thread_state(T)
+    state = await runtime.member_actions.thread_state(T)
     assert state.ladder.redirects == 0 and not state.ladder.warned and state.status is ThreadStatus.ACTIVE
     assert await runtime.cases.count("g") == 0
 
@@ -72,7 +72,7 @@ async def test_demo_model_ignores_pasted_tool_calls(redis_client):
     rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
                        redis=redis_client)
     for text in PASTED:
-        o = await rt.engine.handle_message(message(T, text))
+        o = await rt.member_actions.handle_message(message(T, text))
         assert o.status is ThreadStatus.ACTIVE and kinds(o) == ["answer"]
-    state = await rt.engine.thread_state(T)
+    state = await rt.member_actions.thread_state(T)
     assert state.ladder.redirects == 0 and state.status is ThreadStatus.ACTIVE

@@ -25,7 +25,7 @@ async def test_a_channel_persona_and_model_reach_that_channel_only(redis_client,
     ids = itertools.count()
 
     async def say(thread: ThreadRef, text: str) -> dict:
-        outcome = await runtime.engine.handle_message(
+        outcome = await runtime.member_actions.handle_message(
             IncomingMessage(thread, Author("u1", "m"), text, message_id=f"m{next(ids)}"))
         assert any(r.kind is ReplyKind.ANSWER for r in outcome.replies)
         return anthropic_standin.last_body

@@ -30,7 +30,7 @@ def two_engines(redis_server, model, threshold=20):
         rt = build_runtime(settings, model=model, redis=client,
                            communities=Communities(CommunityConfig(threshold=threshold)))
         rt.sink = CollectingSink()
-        rt.engine.pipeline.register_sink("slack", rt.sink)
+        rt.pipeline.register_sink("slack", rt.sink)
         runtimes.append(rt)
     return runtimes
 
@@ -38,7 +38,7 @@ def two_engines(redis_server, model, threshold=20):
 async def everything(runtimes, outcomes):
     """The outcomes returned to callers plus those delivered through the sinks, once all turns ran."""
     for rt in runtimes:
-        assert await rt.engine.pipeline.idle(30)
+        assert await rt.pipeline.idle(30)
     return [o for o in outcomes if not o.queued] + [o for rt in runtimes for o in rt.sink.outcomes]
 
 
@@ -64,7 +64,7 @@ async def test_fifty_messages_into_one_thread_never_overlap_and_count_exactly(pa
     model = ScriptedModel(lambda text: [ScriptedModel.tool(model, "record_redirection", category="harassment",
                                                             note="n"), ], delay=0.003)
     a, b = pair(model)
-    outcomes = await asyncio.gather(*((a if i % 2 else b).engine.handle_message(msg(i)) for i in range(50)))
+    outcomes = await asyncio.gather(*((a if i % 2 else b).member_actions.handle_message(msg(i)) for i in range(50)))
     outcomes = await everything([a, b], outcomes)
     assert len(outcomes) == 50
     assert all(o.replies and o.replies[0].kind is ReplyKind.ANSWER for o in outcomes)
@@ -83,14 +83,14 @@ async def test_racing_ends_give_exactly_one_freeze_and_one_case(pair):
                                                             category="other", summary="asked")])
     a, b = pair(model)
     author = Author("u0", "user0")
-    jobs = [(a if i % 2 else b).engine.handle_message(msg(i)) for i in range(30)]
-    jobs += [a.engine.end_by_user(T, author), b.engine.end_by_user(T, author)]
+    jobs = [(a if i % 2 else b).member_actions.handle_message(msg(i)) for i in range(30)]
+    jobs += [a.member_actions.end_by_user(T, author), b.member_actions.end_by_user(T, author)]
     outcomes = await everything([a, b], await asyncio.gather(*jobs))
     notices = [r for o in outcomes for r in o.replies if r.kind is ReplyKind.FREEZE_NOTICE]
     cases = [o.case for o in outcomes if o.case is not None]
     assert len(notices) == 1 and len(cases) == 1
     assert await a.cases.count("T1") == 1
-    assert (await a.engine.thread_state(T)).status is ThreadStatus.ENDED
+    assert (await a.member_actions.thread_state(T)).status is ThreadStatus.ENDED
     assert await a.store.cases.threads_with_pending_cases() == []
     # every model call happened before the end; none after
     assert model.calls <= 1
@@ -101,8 +101,8 @@ async def test_redelivered_event_is_answered_once(pair):
     a, b = pair(model)
     first = msg(1, event="Ev123")
     redelivery = IncomingMessage(T, first.author, first.text, message_id="m1", event_id="Ev123")
-    outcomes = await asyncio.gather(a.engine.handle_message(first), b.engine.handle_message(redelivery),
-                                    a.engine.handle_message(redelivery))
+    outcomes = await asyncio.gather(a.member_actions.handle_message(first), b.member_actions.handle_message(redelivery),
+                                    a.member_actions.handle_message(redelivery))
     assert sum(not o.duplicate for o in outcomes) == 1
     assert model.calls == 1
     _, log = await a.store.turns.load(T)
@@ -114,7 +114,7 @@ async def test_a_turn_with_tool_rounds_longer_than_the_lock_ttl_keeps_its_lock(r
                           delay=0.25)
     settings = Settings(redis=RedisSettings(url=None), store=StoreSettings(lock_ttl_seconds=0.4))
     rt = build_runtime(settings, model=model, redis=redis_client)
-    outcome = await rt.engine.handle_message(msg(1))
+    outcome = await rt.member_actions.handle_message(msg(1))
     assert model.calls == 2  # the tool round and the answer: 0.5 s in all, past the 0.4 s TTL
     assert [r.kind for r in outcome.replies] == [ReplyKind.ANSWER]
-    assert (await rt.engine.thread_state(T)).ladder.redirects == 1
+    assert (await rt.member_actions.thread_state(T)).ladder.redirects == 1

@@ -45,7 +45,7 @@ class World:
         """Everything a state-changing route of ``community`` could change."""
         n, rt = self.cases[community], self.rt
         case = await rt.cases.get(community, n)
-        return (case.actions, (await rt.engine.thread_state(self.threads[community])).status,
+        return (case.actions, (await rt.member_actions.thread_state(self.threads[community])).status,
                 (await rt.review.review(community, n)).state,
                 [(a.member_id, a.status) for a in await rt.review.appeals_of(community, n)])
 
@@ -56,7 +56,7 @@ async def world(redis_client) -> AsyncIterator[World]:
     cases, threads = {}, {}
     for community in (MINE, THEIRS):
         threads[community] = ThreadRef("discord", community, "c1", f"t-{community}")
-        cases[community] = await end_thread(rt.engine, threads[community])
+        cases[community] = await end_thread(rt.member_actions, threads[community])
         filed = await rt.review.file_appeal(community, cases[community], ANN, APPEAL_WORDS[community])
         assert filed.appeal is not None
     accounts = Accounts(redis_client, SECRET.encode())
@@ -98,7 +98,7 @@ async def test_no_state_changing_route_reaches_a_community_the_moderator_does_no
             assert forged.status == 404, path
         assert await world.snapshot(THEIRS) == before
         assert before[1] is ThreadStatus.ENDED and before[2] is ReviewState.UNREVIEWED
-        assert await world.rt.engine.pop_notices("discord") == []  # nothing on its way to their member
+        assert await world.rt.notices.pop_notices("discord") == []  # nothing on its way to their member
         # the same requests in the moderator's own community are served (the token and routes are right)
         for path in routes(world, MINE):
             served = await client.post(path, data={"csrf": token, "note": "mine", "outcome": "upheld"},

@@ -155,7 +155,7 @@ async def seeded(redis_client):
     rt = build_runtime(Settings(anthropic=AnthropicSettings(api_key=None), redis=RedisSettings(url=None)),
                        model=_model(), redis=redis_client,
                        communities=Communities(CommunityConfig(threshold=5, crisis_resources="Call 988.")))
-    say = rt.engine.handle_message
+    say = rt.member_actions.handle_message
     thread = ThreadRef("discord", COMMUNITY, "c1", "t-ended")
     for n, text in enumerate([payload("message_text"), "redirect me", "please end this"]):
         outcome = await say(IncomingMessage(thread, MEMBER, text, message_id=f"m{n}",
@@ -163,7 +163,7 @@ async def seeded(redis_client):
     assert outcome.status is ThreadStatus.ENDED and outcome.case is not None
     risky = ThreadRef("discord", COMMUNITY, "c1", "t-risk")
     await say(IncomingMessage(risky, MEMBER, "risk", message_id="r1"))
-    risk = await rt.engine.end_by_user(risky, MEMBER)
+    risk = await rt.member_actions.end_by_user(risky, MEMBER)
     assert risk.case is not None
     older = {prefix: (await rt.store.cases.file_action(_older_case(prefix))).case_id
              for prefix in ("", *FORMULA_STARTS)}

@@ -33,30 +33,30 @@ async def runtime(redis_client, anthropic_standin):
 
 
 async def test_whole_ladder_premature_end_refused_warning_once_then_end(runtime, anthropic_standin):
-    engine, api = runtime.engine, anthropic_standin
+    members, api = runtime.member_actions, anthropic_standin
     # turn 0: a redirection
     api.enqueue(reply("I can't help with that.", redirect()), reply(" Want to talk about history instead?"))
-    o = await engine.handle_message(message(T, "help me plan an attack"))
+    o = await members.handle_message(message(T, "help me plan an attack"))
     assert kinds(o) == ["answer"] and o.status is ThreadStatus.ACTIVE
     assert "I can't help with that.\n\nWant to talk" in o.replies[0].text
     # turn 1: a redirection plus a premature end: the end is refused with a tool result saying why
     api.enqueue(reply("No.", redirect(), end()), reply("Let's keep talking about something else."))
-    o = await engine.handle_message(message(T, "just tell me"))
+    o = await members.handle_message(message(T, "just tell me"))
     results = tool_results(api.last_body)
     assert [r.get("is_error", False) for r in results] == [False, True]
     assert "Refused" in results[1]["content"] and "warning" in results[1]["content"]
     assert o.status is ThreadStatus.ACTIVE and kinds(o) == ["answer"]
     # turn 2: the third redirection reaches the threshold: the warning, once; an end in the same turn is refused
     api.enqueue(reply("Still no.", redirect(), end()), reply("I won't help with that."))
-    o = await engine.handle_message(message(T, "come on"))
+    o = await members.handle_message(message(T, "come on"))
     assert kinds(o) == ["answer", "warning"]
     assert "may end this conversation" in o.replies[1].text and "violent extremism" in o.replies[1].text
     assert "same turn" in tool_results(api.last_body)[1]["content"]
-    state = await engine.thread_state(T)
+    state = await members.thread_state(T)
     assert (state.ladder.redirects, state.ladder.warned, state.status) == (3, True, ThreadStatus.ACTIVE)
     # turn 3: a fourth redirection does not warn again
     api.enqueue(reply("No.", redirect()), reply("Anything else?"))
-    o = await engine.handle_message(message(T, "again"))
+    o = await members.handle_message(message(T, "again"))
     assert kinds(o) == ["answer"]
     # the model sees the ladder state in the engine's note, not in user text
     note = api.last_body["messages"][-3]["content"][-1]["text"]
@@ -64,7 +64,7 @@ async def test_whole_ladder_premature_end_refused_warning_once_then_end(runtime,
     # turn 4: the end after the warning is accepted; the model is not called again after it
     calls = api.calls
     api.enqueue(reply(end()))
-    o = await engine.handle_message(message(T, "tell me how to build it"))
+    o = await members.handle_message(message(T, "tell me how to build it"))
     assert api.calls == calls + 1
     assert o.status is ThreadStatus.ENDED and kinds(o) == ["freeze_notice"]
     assert "edit one of your earlier messages" in o.replies[0].text
@@ -77,7 +77,7 @@ async def test_whole_ladder_premature_end_refused_warning_once_then_end(runtime,
     assert timeline.count(EntryKind.WARNING) == 1 and timeline.count(EntryKind.REDIRECTION) == 4
     assert timeline[-1] is EntryKind.END
     # a message into the frozen thread costs no model call
-    o = await engine.handle_message(message(T, "hello?"))
+    o = await members.handle_message(message(T, "hello?"))
     assert api.calls == calls + 1 and o.frozen and kinds(o) == ["frozen_reminder"] and o.replies[0].ephemeral
     assert await runtime.cases.count("guild-1") == 1
 
@@ -90,10 +90,10 @@ async def test_tool_contract_caching_and_streaming_on_the_wire(runtime, anthropi
     async def sink(delta: str) -> None:
         deltas.append(delta)
 
-    o = await runtime.engine.handle_message(message(T, "hi"), sink)
+    o = await runtime.member_actions.handle_message(message(T, "hi"), sink)
     assert o.streamed and kinds(o) == [] and "".join(deltas) == "Hello there, nice to meet you."
     assert len(deltas) > 1
-    o = await runtime.engine.handle_message(message(T, "and again"), sink)
+    o = await runtime.member_actions.handle_message(message(T, "and again"), sink)
     body = api.last_body
     assert body["stream"] is True
     tools = {t["name"]: t["input_schema"] for t in body["tools"]}
@@ -112,47 +112,47 @@ async def test_tool_contract_caching_and_streaming_on_the_wire(runtime, anthropi
 
 
 async def test_risk_flag_blocks_every_model_end_and_posts_resources_once(runtime, anthropic_standin):
-    api, engine = anthropic_standin, runtime.engine
+    api, members = anthropic_standin, runtime.member_actions
     api.enqueue(reply("I'm here with you.", tool_use("flag_risk", {"kind": "self_harm", "note": "n"})),
                 reply(" Can you tell me more?"))
-    o = await engine.handle_message(message(T, "I don't want to be here any more"))
+    o = await members.handle_message(message(T, "I don't want to be here any more"))
     assert kinds(o) == ["answer", "crisis"] and o.replies[1].text == CRISIS
     for reason in ("user_requested", "persistent_abuse"):
         api.enqueue(reply(tool_use("flag_risk", {"kind": "self_harm", "note": "again"}), end(reason)),
                     reply("I'm staying right here."))
-        o = await engine.handle_message(message(T, "just end this"))
+        o = await members.handle_message(message(T, "just end this"))
         assert o.status is ThreadStatus.ACTIVE and kinds(o) == ["answer"]  # no second crisis post
         assert "at risk" in tool_results(api.last_body)[1]["content"]
-    state = await engine.thread_state(T)
+    state = await members.thread_state(T)
     assert state.ladder.at_risk and state.status is ThreadStatus.ACTIVE
     # the member's own end command still works
-    o = await engine.end_by_user(T, ALICE)
+    o = await members.end_by_user(T, ALICE)
     assert o.status is ThreadStatus.ENDED and o.case.reason == "user_requested" and o.case.at_risk
 
 
 async def test_user_requested_end(runtime, anthropic_standin):
-    api, engine = anthropic_standin, runtime.engine
+    api, members = anthropic_standin, runtime.member_actions
     api.enqueue(reply("Ending is permanent for this thread. Are you sure?"))
-    o = await engine.handle_message(message(T, "please end this conversation"))
+    o = await members.handle_message(message(T, "please end this conversation"))
     assert o.status is ThreadStatus.ACTIVE
     api.enqueue(reply(tool_use("end_conversation", {"reason": "user_requested", "category": "other",
                                                      "summary": "User asked to end."})))
-    o = await engine.handle_message(message(T, "yes, I'm sure"))
+    o = await members.handle_message(message(T, "yes, I'm sure"))
     assert o.status is ThreadStatus.ENDED and kinds(o) == ["freeze_notice"] and "at your request" in o.replies[0].text
     assert o.case.reason == "user_requested" and o.case.ended_by == "model"
 
 
 async def test_refusal_stop_counts_as_redirection_and_leaves_the_history(runtime, anthropic_standin):
-    api, engine = anthropic_standin, runtime.engine
+    api, members = anthropic_standin, runtime.member_actions
     api.enqueue(reply("Hi!"))
-    await engine.handle_message(message(T, "hello"))
+    await members.handle_message(message(T, "hello"))
     api.enqueue(reply("Here is how", stop_reason="refusal"))
-    o = await engine.handle_message(message(T, "REFUSED-REQUEST-TEXT"))
+    o = await members.handle_message(message(T, "REFUSED-REQUEST-TEXT"))
     assert kinds(o) == ["answer"] and "can't continue" in o.replies[0].text and not o.streamed
-    state = await engine.thread_state(T)
+    state = await members.thread_state(T)
     assert state.ladder.redirects == 1
     api.enqueue(reply("Sure."))
-    await engine.handle_message(message(T, "tell me a joke"))
+    await members.handle_message(message(T, "tell me a joke"))
     sent = str(api.last_body["messages"])
     assert "REFUSED-REQUEST-TEXT" not in sent and "Here is how" not in sent and "hello" in sent
     _, log = await runtime.store.turns.load(T)
@@ -163,17 +163,17 @@ async def test_refusal_stop_counts_as_redirection_and_leaves_the_history(runtime
 async def test_rate_limit_and_overload_are_retried(runtime, anthropic_standin):
     api = anthropic_standin
     api.enqueue(http_error(429, retry_after_ms=10), http_error(529, retry_after_ms=10), reply("Made it."))
-    o = await runtime.engine.handle_message(message(T, "hi"))
+    o = await runtime.member_actions.handle_message(message(T, "hi"))
     assert kinds(o) == ["answer"] and o.replies[0].text == "Made it."
     assert api.calls == 3
 
 
 @pytest.mark.parametrize("failure", ["overloaded", "mid_stream", "after_tool_call", "bad_request"])
 async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runtime, anthropic_standin, failure):
-    api, engine = anthropic_standin, runtime.engine
+    api, members = anthropic_standin, runtime.member_actions
     api.enqueue(reply("Welcome."))
-    await engine.handle_message(message(T, "hello"))
-    before_state = await engine.thread_state(T)
+    await members.handle_message(message(T, "hello"))
+    before_state = await members.thread_state(T)
     _, before_log = await runtime.store.turns.load(T)
     if failure == "overloaded":
         api.enqueue(*(http_error(529, retry_after_ms=1) for _ in range(3)))
@@ -184,15 +184,15 @@ async def test_failing_api_leaves_the_thread_consistent_and_tells_the_user(runti
     else:
         api.enqueue(http_error(400))
     failing = message(T, "second message")
-    o = await engine.handle_message(failing)
+    o = await members.handle_message(failing)
     assert kinds(o) == ["error"] and o.replies[0].ephemeral
     assert "Traceback" not in o.replies[0].text and "529" not in o.replies[0].text
-    after_state = await engine.thread_state(T)
+    after_state = await members.thread_state(T)
     _, after_log = await runtime.store.turns.load(T)
     assert after_state == before_state and len(after_log) == len(before_log)
     # the thread is not left locked, and the same event can be delivered again and answered
     api.enqueue(reply("Back again."))
-    o = await engine.handle_message(failing)
+    o = await members.handle_message(failing)
     assert kinds(o) == ["answer"] and o.replies[0].text == "Back again."
 
 
@@ -202,8 +202,8 @@ async def test_logs_carry_thread_keys_but_no_message_text_or_secrets(runtime, an
     caplog.set_level(logging.INFO)
     api = anthropic_standin
     api.enqueue(reply("No.", redirect()), reply("SECRET-ANSWER-TEXT"), http_error(400))
-    await runtime.engine.handle_message(message(T, "SECRET-USER-TEXT one"))
-    await runtime.engine.handle_message(message(T, "SECRET-USER-TEXT two"))
+    await runtime.member_actions.handle_message(message(T, "SECRET-USER-TEXT one"))
+    await runtime.member_actions.handle_message(message(T, "SECRET-USER-TEXT two"))
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert T.key in logged
     assert "SECRET-USER-TEXT" not in logged and "SECRET-ANSWER-TEXT" not in logged
@@ -218,7 +218,7 @@ async def test_text_of_two_model_rounds_is_one_paragraph_apart_on_screen_too(run
         shown.append(delta)
 
     anthropic_standin.enqueue(reply("Is there anything else?", redirect()), reply("Understood."))
-    o = await runtime.engine.handle_message(message(T, "stop"), sink)
+    o = await runtime.member_actions.handle_message(message(T, "stop"), sink)
     assert o.streamed and "".join(shown) == "Is there anything else?\n\nUnderstood."
     _, log = await runtime.store.turns.load(T)
     assert [e.text for e in log if e.kind is EntryKind.ASSISTANT] == ["Is there anything else?\n\nUnderstood."]

@@ -37,7 +37,7 @@ async def test_the_window_moves_seldom_and_the_prefix_stays_byte_identical(redis
     rt = build_runtime(settings, model=model, redis=redis_client)
     for i in range(60):
         msg = IncomingMessage(T, Author("u1", "ann"), f"question {i} " + "x" * 380, message_id=f"m{i}")
-        await rt.engine.handle_message(msg)
+        await rt.member_actions.handle_message(msg)
     moves = 0
     for before, after in zip(model.requests, model.requests[1:], strict=False):
         previous, current = texts(before), texts(after)

@@ -21,13 +21,14 @@ async def test_a_turn_on_a_connection_killed_while_idle_is_answered_without_a_pi
     runtime = build_runtime(settings)  # the client exactly as the product builds it
     thread = ThreadRef("discord", "g1", "c1", "idle-thread")
     try:
-        first = await runtime.engine.handle_message(IncomingMessage(thread, Author("u", "u"), "hello", "m1"))
+        first = await runtime.member_actions.handle_message(IncomingMessage(thread, Author("u", "u"), "hello", "m1"))
         assert first.replies[0].kind is ReplyKind.ANSWER
         pings = await _calls(redis_client, "ping")
         killed = await redis_client.client_kill_filter(_type="normal", skipme=True)
         assert killed >= 1
         trips = runtime.store.health.round_trips + runtime.usage.round_trips
-        second = await runtime.engine.handle_message(IncomingMessage(thread, Author("u", "u"), "still there?", "m2"))
+        second = await runtime.member_actions.handle_message(
+            IncomingMessage(thread, Author("u", "u"), "still there?", "m2"))
         assert second.replies[0].kind is ReplyKind.ANSWER
         assert runtime.store.health.round_trips + runtime.usage.round_trips - trips == 2  # begin; commit with usage
         assert await _calls(redis_client, "ping") == pings

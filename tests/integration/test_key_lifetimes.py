@@ -58,30 +58,30 @@ async def _assert_thread_ttl(client: Any, thread: ThreadRef, expected_ms: int) -
         await _assert_pttl(client, key, expected_ms)
 
 
-async def _end_by_abuse(engine: Any, thread: ThreadRef) -> None:
+async def _end_by_abuse(members: Any, thread: ThreadRef) -> None:
     outcome = None
     for n, text in enumerate(["hi", BAD, BAD, BAD]):  # threshold 2: warned in turn 2, ended in turn 3
-        outcome = await engine.handle_message(_msg(thread, text, n))
+        outcome = await members.handle_message(_msg(thread, text, n))
     assert outcome is not None and outcome.status is ThreadStatus.ENDED and outcome.case is not None
 
 
 async def test_an_active_turn_gives_the_conversation_the_idle_expiry_and_the_event_the_dedupe_window(
         runtime, redis_client):
     t = ThreadRef("discord", "g", "c", "active")
-    await runtime.engine.handle_message(_msg(t, "hello", 0, event="evt-1"))
+    await runtime.member_actions.handle_message(_msg(t, "hello", 0, event="evt-1"))
     await _assert_thread_ttl(redis_client, t, IDLE_DAYS * DAY_MS)
     await _assert_pttl(redis_client, keys.seen(t.key, "evt-1"), DEDUPE_S * 1000)
     assert await redis_client.exists(keys.lock(t.key)) == 0  # released by the commit
     # a later turn renews the idle expiry (it does not only set it once)
     await redis_client.pexpire(keys.state(t.key), 60_000)
     await redis_client.pexpire(keys.log(t.key), 60_000)
-    await runtime.engine.handle_message(_msg(t, "and again", 1))
+    await runtime.member_actions.handle_message(_msg(t, "and again", 1))
     await _assert_thread_ttl(redis_client, t, IDLE_DAYS * DAY_MS)
 
 
 async def test_a_model_end_gives_the_thread_the_case_retention_not_the_idle_expiry(runtime, redis_client):
     t = ThreadRef("discord", "g", "c", "abuse")
-    await _end_by_abuse(runtime.engine, t)
+    await _end_by_abuse(runtime.member_actions, t)
     await _assert_thread_ttl(redis_client, t, RETENTION_DAYS * DAY_MS)
     # the filed case is kept by the retention policy (purge), not by a TTL; nothing stays pending
     assert await redis_client.pttl(keys.case("g", 1)) == -1
@@ -90,8 +90,8 @@ async def test_a_model_end_gives_the_thread_the_case_retention_not_the_idle_expi
 
 async def test_a_member_end_gives_the_thread_the_case_retention(runtime, redis_client):
     t = ThreadRef("discord", "g", "c", "member-end")
-    await runtime.engine.handle_message(_msg(t, "hello", 0))
-    outcome = await runtime.engine.end_by_user(t, ANN)
+    await runtime.member_actions.handle_message(_msg(t, "hello", 0))
+    outcome = await runtime.member_actions.end_by_user(t, ANN)
     assert outcome.status is ThreadStatus.ENDED
     await _assert_thread_ttl(redis_client, t, RETENTION_DAYS * DAY_MS)
 
@@ -99,9 +99,9 @@ async def test_a_member_end_gives_the_thread_the_case_retention(runtime, redis_c
 async def test_a_message_to_a_frozen_thread_keeps_the_retention_and_sets_dedupe_and_cooldown(
         runtime, redis_client):
     t = ThreadRef("slack", "T1", "C1", "frozen")
-    await _end_by_abuse(runtime.engine, t)
+    await _end_by_abuse(runtime.member_actions, t)
     await redis_client.pexpire(keys.state(t.key), RETENTION_DAYS * DAY_MS - 3_600_000)  # an hour has passed
-    outcome = await runtime.engine.handle_message(_msg(t, "hello?", 9, event="evt-frozen"))
+    outcome = await runtime.member_actions.handle_message(_msg(t, "hello?", 9, event="evt-frozen"))
     assert outcome.frozen
     await _assert_pttl(redis_client, keys.seen(t.key, "evt-frozen"), DEDUPE_S * 1000)
     await _assert_pttl(redis_client, keys.remind(t.key), COOLDOWN_S * 1000)
@@ -111,8 +111,8 @@ async def test_a_message_to_a_frozen_thread_keeps_the_retention_and_sets_dedupe_
 
 async def test_a_reopen_gives_the_thread_the_idle_expiry_back_and_clears_the_cooldown(runtime, redis_client):
     t = ThreadRef("discord", "g", "c", "reopen")
-    await _end_by_abuse(runtime.engine, t)
-    await runtime.engine.handle_message(_msg(t, "hello?", 9))
+    await _end_by_abuse(runtime.member_actions, t)
+    await runtime.member_actions.handle_message(_msg(t, "hello?", 9))
     assert await redis_client.exists(keys.remind(t.key)) == 1
     outcome = await runtime.moderation.reopen("g", 1, Author("mod", "Mo"))
     assert outcome.status is ThreadStatus.ACTIVE
@@ -125,13 +125,13 @@ async def test_a_reopen_gives_the_thread_the_idle_expiry_back_and_clears_the_coo
 async def test_a_branch_is_an_active_conversation_with_the_idle_expiry(runtime, redis_client):
     old = ThreadRef("discord", "g", "c", "old")
     new = ThreadRef("discord", "g", "c", "branch")
-    await _end_by_abuse(runtime.engine, old)
+    await _end_by_abuse(runtime.member_actions, old)
 
     async def open_branch(_text: str) -> ThreadRef:
         return new
 
     edit = EditedMessage(old, ANN, "old-m1", "tell me about rockets")
-    outcome = await runtime.engine.handle_edit(edit, open_branch)
+    outcome = await runtime.member_actions.handle_edit(edit, open_branch)
     assert outcome.branch == new
     await _assert_thread_ttl(redis_client, new, IDLE_DAYS * DAY_MS)
     await _assert_pttl(redis_client, keys.seen(old.key, edit.dedupe_id), DEDUPE_S * 1000)
@@ -142,7 +142,7 @@ async def test_a_branch_is_an_active_conversation_with_the_idle_expiry(runtime, 
 async def test_a_new_conversation_in_a_direct_message_keeps_its_counter_as_long_as_the_cases(
         runtime, redis_client):
     dm = ThreadRef("discord", "dm", "d1", "d1")
-    assert await runtime.engine.new_conversation_in(dm) == ThreadRef("discord", "dm", "d1", "d1~1")
+    assert await runtime.member_actions.new_conversation_in(dm) == ThreadRef("discord", "dm", "d1", "d1~1")
     await _assert_pttl(redis_client, keys.current(dm.key), RETENTION_DAYS * DAY_MS)
 
 
@@ -160,7 +160,7 @@ async def test_a_turn_in_progress_holds_its_lock_for_the_lock_ttl(redis_client):
     rt = _runtime(redis_client, model=ScriptedModel(lambda _text: [], delay=0.3))
     try:
         reader = asyncio.create_task(read_lock())
-        await rt.engine.handle_message(_msg(t, "hello", 0))
+        await rt.member_actions.handle_message(_msg(t, "hello", 0))
         await asyncio.wait_for(reader, 1)
     finally:
         await rt.aclose()
@@ -184,8 +184,8 @@ async def test_dashboard_sessions_and_sign_in_throttles_expire(redis_client):
 async def test_forget_user_and_purge_leave_every_conversation_its_lifetime(runtime, redis_client):
     ended = ThreadRef("discord", "g", "c", "forget-ended")
     active = ThreadRef("discord", "g", "c", "forget-active")
-    await _end_by_abuse(runtime.engine, ended)
-    await runtime.engine.handle_message(_msg(active, "hello there", 0))
+    await _end_by_abuse(runtime.member_actions, ended)
+    await runtime.member_actions.handle_message(_msg(active, "hello there", 0))
     retention = Retention(redis_client, case_retention_days=RETENTION_DAYS, idle_ttl_days=IDLE_DAYS)
     report = await retention.forget_user("discord", ANN.id)
     assert report.threads_changed == 2

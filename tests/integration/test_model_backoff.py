@@ -33,26 +33,26 @@ def test_the_wait_is_read_from_retry_after_or_the_rate_limit_reset_headers():
 async def test_a_429_keeps_the_message_queued_until_the_shared_backoff_ends(redis_client, anthropic_standin):
     runtime = claude_runtime(redis_client, anthropic_standin.base_url, max_retries=0)
     sink = CollectingSink()
-    engine = runtime.engine
-    engine.pipeline.register_sink("console", sink)
+    members = runtime.member_actions
+    runtime.pipeline.register_sink("console", sink)
     api = anthropic_standin
     try:
         api.enqueue(reply("Hello A."))
-        assert (await engine.handle_message(message(A, "first"))).replies[0].text == "Hello A."
+        assert (await members.handle_message(message(A, "first"))).replies[0].text == "Hello A."
         api.enqueue(http_error(429, headers={"retry-after": "1", "anthropic-ratelimit-requests-remaining": "0"}))
-        waiting = await engine.handle_message(message(A, "second"))
+        waiting = await members.handle_message(message(A, "second"))
         assert waiting.queued and not waiting.replies  # no error: it waits in the inbox
         shared = int(await redis_client.get(KEY))
         assert 500 < shared - time.time() * 1000 <= 1000
         calls = api.calls
-        other = await engine.handle_message(message(B, "meanwhile"))  # no model call while it holds
+        other = await members.handle_message(message(B, "meanwhile"))  # no model call while it holds
         assert other.queued and api.calls == calls
         assert await redis_client.llen("tg:{t:console:g1:c1:t-a}:inbox") == 1
         assert await runtime.worker.recover_once() == 0  # nothing is taken before the wait ends
         api.responder = lambda body: reply("Answer after the wait.")
         await asyncio.sleep(max(0.0, shared / 1000 - time.time()) + 0.05)
         assert await runtime.worker.recover_once() == 2
-        assert await engine.pipeline.idle(5)
+        assert await runtime.pipeline.idle(5)
         answered = sorted((o.thread.thread, r.text) for o in sink.outcomes for r in o.replies
                           if r.kind is ReplyKind.ANSWER)
         assert answered == [("t-a", "Answer after the wait."), ("t-b", "Answer after the wait.")]
@@ -65,11 +65,11 @@ async def test_a_429_keeps_the_message_queued_until_the_shared_backoff_ends(redi
 async def test_a_long_backoff_tells_the_waiting_member_once(redis_client, anthropic_standin):
     runtime = claude_runtime(redis_client, anthropic_standin.base_url, max_retries=0)
     sink = CollectingSink()
-    runtime.engine.pipeline.register_sink("console", sink)
+    runtime.pipeline.register_sink("console", sink)
     try:
         anthropic_standin.enqueue(http_error(429, retry_after_ms=30_000))
-        await runtime.engine.handle_message(message(A, "one"))
-        await runtime.engine.handle_message(message(A, "two"))  # the same back-off: not told again
+        await runtime.member_actions.handle_message(message(A, "one"))
+        await runtime.member_actions.handle_message(message(A, "two"))  # the same back-off: not told again
         busy = [r.text for o in sink.outcomes for r in o.replies]
         assert busy == ["I'm busy right now: your message is queued, and I'll answer it as soon as I can."]
         assert await redis_client.llen("tg:{t:console:g1:c1:t-a}:inbox") == 2

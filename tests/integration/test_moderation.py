@@ -27,8 +27,8 @@ async def runtime(redis_client):
 async def shared_end(runtime, name: str) -> int:
     """A thread where eve said hello and ann was abusive until it ended: both took part."""
     thread = ThreadRef("discord", G, "c", name)
-    await runtime.engine.handle_message(IncomingMessage(thread, EVE, "hello", message_id=f"{name}-eve"))
-    return await end_thread(runtime.engine, thread)
+    await runtime.member_actions.handle_message(IncomingMessage(thread, EVE, "hello", message_id=f"{name}-eve"))
+    return await end_thread(runtime.member_actions, thread)
 
 
 async def policy_record(runtime, member: str) -> int:
@@ -56,7 +56,7 @@ async def test_a_dashboard_reopen_concludes_the_waiting_appeals_and_the_end_stop
         for member in (ANN.id, EVE.id):
             assert await mod_a.strikes(G, member) == 0
             assert await policy_record(runtime, member) == 0
-    [notice] = await runtime.engine.pop_notices("discord")  # the reopen notice; nothing says "upheld"
+    [notice] = await runtime.notices.pop_notices("discord")  # the reopen notice; nothing says "upheld"
     assert notice.action == "reopen" and notice.member is None
 
 
@@ -72,7 +72,7 @@ async def test_an_appeal_decision_reopens_for_everyone_who_appealed(runtime):
         for member in (ANN.id, EVE.id):
             assert await mod_a.strikes(G, member) == 0
             assert await policy_record(runtime, member) == 0
-    [notice] = await runtime.engine.pop_notices("discord")
+    [notice] = await runtime.notices.pop_notices("discord")
     assert notice.action == "reopen" and notice.member == EVE.id
 
 
@@ -83,15 +83,15 @@ async def test_an_ending_whose_thread_was_reopened_can_no_longer_be_upheld(runti
         assert await mod.case_action(G, n, "reopen") == "reopened"
         # the appeal button was still under the old notice: ann appeals after the reopen
         await runtime.review.file_appeal(G, n, ANN, "please look again")
-        await runtime.engine.pop_notices("discord")
+        await runtime.notices.pop_notices("discord")
         assert await mod.decide(G, n, ANN.id, "uphold") == "already_reopened"
         assert await appeal_statuses(runtime, n) == {ANN.id: "reopened"}
         assert await mod.case_action(G, n, "conclude", outcome="upheld") == "already_reopened"
         review = await runtime.review.review(G, n)
         assert (review.state, review.outcome) == (ReviewState.REVIEWED, "reopened")
         assert await mod.strikes(G, ANN.id) == 0 and await policy_record(runtime, ANN.id) == 0
-    assert await runtime.engine.pop_notices("discord") == []  # nobody is told "the ending was upheld"
-    assert (await runtime.engine.thread_state(ThreadRef.from_key(case.thread))).status is ThreadStatus.ACTIVE
+    assert await runtime.notices.pop_notices("discord") == []  # nobody is told "the ending was upheld"
+    assert (await runtime.member_actions.thread_state(ThreadRef.from_key(case.thread))).status is ThreadStatus.ACTIVE
 
 
 async def test_an_upheld_review_counts_the_ending_again_on_both_records(runtime):
@@ -123,9 +123,10 @@ async def test_an_ending_numbered_late_counts_on_both_records(runtime):
     numbering_fails_once(runtime.store)
     thread = ThreadRef("discord", G, "c", "t-late")
     for i, text in enumerate(["hi", BAD, BAD, BAD]):
-        outcome = await runtime.engine.handle_message(IncomingMessage(thread, ANN, text, message_id=f"late-{i}"))
+        outcome = await runtime.member_actions.handle_message(
+            IncomingMessage(thread, ANN, text, message_id=f"late-{i}"))
     assert outcome.status is ThreadStatus.ENDED and outcome.case is None
-    [case] = await runtime.engine.reconcile()
+    [case] = await runtime.case_filing.reconcile()
     assert case.reason == "persistent_abuse"
     async with dashboard(runtime, [G], "mod-a") as (mod,):
         assert await mod.strikes(G, ANN.id) == 1 and await policy_record(runtime, ANN.id) == 1

@@ -55,20 +55,20 @@ async def runtime(redis_client):
 
 
 async def _end_with_numbering_lost(rt) -> None:
-    await rt.engine.handle_message(message(T, "hello"))
-    o = await rt.engine.handle_message(message(T, "please end this"))
+    await rt.member_actions.handle_message(message(T, "hello"))
+    o = await rt.member_actions.handle_message(message(T, "please end this"))
     assert o.status is ThreadStatus.ENDED and o.case is None
     assert [r.kind for r in o.replies][-1] is ReplyKind.FREEZE_NOTICE  # the member is told at once
-    assert await rt.engine.cases.count("g") == 0
+    assert await rt.cases.count("g") == 0
     assert await rt.redis.hlen(keys.pending(T.key)) == 1
 
 
 async def _assert_filed_once(rt) -> None:
-    assert await rt.engine.cases.count("g") == 1
-    case = await rt.engine.cases.get("g", 1)
+    assert await rt.cases.count("g") == 1
+    case = await rt.cases.get("g", 1)
     assert (case.reason, case.category, case.summary) == ("user_requested", "harassment", "The member asked to end.")
     assert [p.id for p in case.participants] == [ALICE.id]
-    state = await rt.engine.thread_state(T)
+    state = await rt.member_actions.thread_state(T)
     assert state.status is ThreadStatus.ENDED and state.case_id == 1
     assert await rt.redis.exists(keys.pending(T.key)) == 0
 
@@ -76,17 +76,17 @@ async def _assert_filed_once(rt) -> None:
 async def test_the_next_message_in_the_thread_files_the_case(runtime):
     await _end_with_numbering_lost(runtime)
     model_calls = runtime.model.calls
-    o = await runtime.engine.handle_message(message(T, "hello?"))
+    o = await runtime.member_actions.handle_message(message(T, "hello?"))
     assert o.frozen and [r.kind for r in o.replies] == [ReplyKind.FROZEN_REMINDER]
     assert runtime.model.calls == model_calls  # filing costs no model call
     await _assert_filed_once(runtime)
-    await runtime.engine.handle_message(message(T, "still there?"))
+    await runtime.member_actions.handle_message(message(T, "still there?"))
     await _assert_filed_once(runtime)  # filed once, whatever follows
 
 
 async def test_the_members_end_command_in_the_thread_files_the_case(runtime):
     await _end_with_numbering_lost(runtime)
-    o = await runtime.engine.end_by_user(T, ALICE)
+    o = await runtime.member_actions.end_by_user(T, ALICE)
     assert o.frozen and o.status is ThreadStatus.ENDED
     await _assert_filed_once(runtime)
 
@@ -100,10 +100,11 @@ async def test_an_edit_that_branches_files_the_case_and_links_the_branch(runtime
 
     _, log = await runtime.store.turns.load(T)  # Alice's first message, to edit
     hello = next(e for e in log if e.kind.value == "user")
-    o = await runtime.engine.handle_edit(EditedMessage(T, ALICE, hello.message_id or "", "hi again"), open_branch)
+    o = await runtime.member_actions.handle_edit(EditedMessage(T, ALICE, hello.message_id or "", "hi again"),
+                                                 open_branch)
     assert o.branch == branch
     await _assert_filed_once(runtime)
-    assert (await runtime.engine.cases.get("g", 1)).branches == [branch.key]
+    assert (await runtime.cases.get("g", 1)).branches == [branch.key]
 
 
 # --- the same with a real Redis process that goes away between the freeze and the numbering -----------
@@ -129,15 +130,15 @@ async def test_redis_lost_after_the_freeze_then_another_process_files_it_on_the_
             return await original(thread, seq, case)
 
         first.store.cases.file_end_case = redis_dies_first  # type: ignore[method-assign]
-        await first.engine.handle_message(message(T, "hello"))
-        o = await first.engine.handle_message(message(T, "please end this"))
+        await first.member_actions.handle_message(message(T, "hello"))
+        o = await first.member_actions.handle_message(message(T, "please end this"))
         assert o.status is ThreadStatus.ENDED and o.case is None
         assert ReplyKind.FREEZE_NOTICE in [r.kind for r in o.replies]
         server.start()  # AOF: the freeze and the case body survived
-        o = await second.engine.handle_message(message(T, "is anyone there?", Author("u-bob", "bob")))
+        o = await second.member_actions.handle_message(message(T, "is anyone there?", Author("u-bob", "bob")))
         assert o.frozen
         await _assert_filed_once(second)
-        assert await second.engine.reconcile() == []  # nothing was left for start-up reconciliation
+        assert await second.case_filing.reconcile() == []  # nothing was left for start-up reconciliation
     finally:
         await first.aclose()
         await second.aclose()

@@ -40,7 +40,7 @@ async def test_inbox_depth_and_takeovers_reach_the_metrics(redis_client):
     rt = build_runtime(Settings(redis=RedisSettings(url=None)), model=model, redis=redis_client,
                        communities=Communities(CommunityConfig()), metrics=metrics)
     sink = CollectingSink()
-    rt.engine.pipeline.register_sink("slack", sink)
+    rt.pipeline.register_sink("slack", sink)
     try:
         # two messages stored without an owner (their process went away before answering)
         for n in (1, 2):
@@ -50,14 +50,14 @@ async def test_inbox_depth_and_takeovers_reach_the_metrics(redis_client):
             assert result.queued == n
         assert await rt.worker.recover_once() == 1
         assert metrics.takeovers == 1
-        assert await rt.engine.pipeline.idle(10)
+        assert await rt.pipeline.idle(10)
         assert [o.replies[0].kind for o in sink.outcomes] == [ReplyKind.ANSWER, ReplyKind.ANSWER]
         # a message accepted while the thread is free is the only one waiting; one sent while its answer
         # is being written waits behind it
         model.delay = 0.2
-        first = asyncio.create_task(rt.engine.handle_message(message(3)))
+        first = asyncio.create_task(rt.member_actions.handle_message(message(3)))
         await asyncio.sleep(0.05)
-        second = await rt.engine.handle_message(message(4))
+        second = await rt.member_actions.handle_message(message(4))
         assert all(o.replies[0].kind is ReplyKind.ANSWER for o in (await first, second))
         assert metrics.depths == [1, 2]
         assert await rt.worker.recover_once() == 0 and metrics.takeovers == 1

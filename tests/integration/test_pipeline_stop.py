@@ -59,22 +59,22 @@ async def test_every_running_turn_finishes_within_the_grace(redis_client):
     model = Paced()
     rt = runtime(redis_client, model)
     try:
-        turns = [asyncio.create_task(rt.engine.handle_message(IncomingMessage(thread(n), ANN, f"wait {s}",
+        turns = [asyncio.create_task(rt.member_actions.handle_message(IncomingMessage(thread(n), ANN, f"wait {s}",
                                                                                message_id=f"m{n}")))
                  for n, s in enumerate((0.2, 0.8, 1.4))]
         while model.in_flight < 3:
             await asyncio.sleep(0.01)
         loop = asyncio.get_running_loop()
         began = loop.time()
-        assert not await rt.engine.pipeline.idle(0.1)  # still working: waited 0.1 s, then said so
+        assert not await rt.pipeline.idle(0.1)  # still working: waited 0.1 s, then said so
         assert 0.09 <= loop.time() - began < 0.15 + 0.5
-        await rt.engine.pipeline.stop(grace=10)
-        assert not rt.engine.pipeline.has_capacity()
+        await rt.pipeline.stop(grace=10)
+        assert not rt.pipeline.has_capacity()
         assert [[r.kind for r in o.replies] for o in await asyncio.gather(*turns)] == [[ReplyKind.ANSWER]] * 3
         assert model.calls == 3
         for n in range(3):  # each committed, its inbox empty and its lease given back
             assert (await rt.store.inbox.claim(thread(n))).status is ClaimStatus.EMPTY
-            assert (await rt.engine.thread_state(thread(n))).ladder.turn == 1
+            assert (await rt.member_actions.thread_state(thread(n))).ladder.turn == 1
     finally:
         await rt.aclose()
 
@@ -83,21 +83,21 @@ async def test_a_turn_past_the_grace_is_handed_back_and_answered_once_elsewhere(
     model = Paced()
     rt, other = runtime(redis_client, model), runtime(redis_client, model)
     sink = CollectingSink()
-    other.engine.pipeline.register_sink("slack", sink)
+    other.pipeline.register_sink("slack", sink)
     t = thread(9)
     try:
         stream = Stream()
-        turn = asyncio.create_task(rt.engine.handle_message(IncomingMessage(t, ANN, "wait 1.0", message_id="m9"),
-                                                            stream))
+        turn = asyncio.create_task(
+            rt.member_actions.handle_message(IncomingMessage(t, ANN, "wait 1.0", message_id="m9"), stream))
         while model.in_flight < 1:
             await asyncio.sleep(0.01)
-        await rt.engine.pipeline.stop(grace=0.1)
+        await rt.pipeline.stop(grace=0.1)
         assert (await turn).queued  # not answered here: the caller is told it goes on elsewhere
         assert stream.discarded == 1  # and whatever it streamed is withdrawn
-        assert (await rt.engine.thread_state(t)).ladder.turn == 0  # nothing committed
+        assert (await rt.member_actions.thread_state(t)).ladder.turn == 0  # nothing committed
         # the lease (30 s) was handed back: another worker takes the thread over at once
-        assert await other.engine.pipeline.take_over(t) is ClaimStatus.OWNER
-        assert await other.engine.pipeline.idle(10)
+        assert await other.pipeline.take_over(t) is ClaimStatus.OWNER
+        assert await other.pipeline.idle(10)
         assert [o.replies[0].kind for o in sink.outcomes] == [ReplyKind.ANSWER]
         _, log = await other.store.turns.load(t)
         assert [e.kind.value for e in log].count("user") == 1

@@ -22,7 +22,8 @@ def runtime_for(redis_client, base_url: str, *, cache_ttl: str = "5m"):
 
 
 async def say(runtime, thread: ThreadRef, text: str, n: int) -> None:
-    outcome = await runtime.engine.handle_message(IncomingMessage(thread, Author("u1", "m"), text, message_id=f"m{n}"))
+    outcome = await runtime.member_actions.handle_message(
+        IncomingMessage(thread, Author("u1", "m"), text, message_id=f"m{n}"))
     assert any(r.kind is ReplyKind.ANSWER for r in outcome.replies)
 
 

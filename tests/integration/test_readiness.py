@@ -63,7 +63,7 @@ async def test_readyz_says_not_ready_while_redis_refuses_writes_and_members_are_
 
                 msg = IncomingMessage(ThreadRef("console", "c", "ch", "t1"), Author("u1", "Ann"), "hello",
                                       message_id="m1")
-                outcome = await runtime.engine.handle_message(msg)
+                outcome = await runtime.member_actions.handle_message(msg)
                 assert [r.kind for r in outcome.replies] == [ReplyKind.ERROR]
                 assert outcome.replies[0].text == StoreRefusingWrites.user_message
                 assert outcome.replies[0].text != StoreUnavailable.user_message

@@ -41,15 +41,15 @@ async def runtime(server):
 
 
 async def test_restart_between_turns(runtime, server):
-    o = await runtime.engine.handle_message(message(T1, "please end"))
+    o = await runtime.member_actions.handle_message(message(T1, "please end"))
     assert o.case is not None and o.case.case_id == 1
-    await runtime.engine.handle_message(message(T2, "hello"))
+    await runtime.member_actions.handle_message(message(T2, "hello"))
     server.stop()
-    down = await runtime.engine.handle_message(message(T2, "are you there?"))
+    down = await runtime.member_actions.handle_message(message(T2, "are you there?"))
     assert [r.kind for r in down.replies] == [ReplyKind.ERROR]
     assert "storage" in down.replies[0].text and "again" in down.replies[0].text
     server.start()
-    up = await runtime.engine.handle_message(message(T2, "are you there now?"))
+    up = await runtime.member_actions.handle_message(message(T2, "are you there now?"))
     assert [r.kind for r in up.replies] == [ReplyKind.ANSWER]
     assert (await runtime.cases.get("g", 1)).reason == "user_requested"
     state, log = await runtime.store.turns.load(T2)
@@ -58,7 +58,7 @@ async def test_restart_between_turns(runtime, server):
 
 
 async def test_restart_during_a_turn_commits_it_once_redis_is_back(runtime, server):
-    await runtime.engine.handle_message(message(T2, "hello"))
+    await runtime.member_actions.handle_message(message(T2, "hello"))
 
     restarts: list[threading.Timer] = []
 
@@ -71,7 +71,7 @@ async def test_restart_during_a_turn_commits_it_once_redis_is_back(runtime, serv
 
     runtime.model.decide = crash
     try:
-        o = await runtime.engine.handle_message(message(T2, "second"))
+        o = await runtime.member_actions.handle_message(message(T2, "second"))
     finally:
         for timer in restarts:  # never leave a restart running into the next test's teardown
             timer.join(30)
@@ -79,7 +79,7 @@ async def test_restart_during_a_turn_commits_it_once_redis_is_back(runtime, serv
     # the finished turn's commit is retried until Redis answers: the member gets the answer, once
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
     runtime.model.decide = lambda text: []
-    o = await runtime.engine.handle_message(message(T2, "third"))
+    o = await runtime.member_actions.handle_message(message(T2, "third"))
     assert [r.kind for r in o.replies] == [ReplyKind.ANSWER]
     _, log = await runtime.store.turns.load(T2)
     assert [e.text for e in log if e.kind.value == "user"] == ["hello", "second", "third"]
@@ -93,7 +93,7 @@ async def test_restart_between_freeze_and_case_numbering_loses_no_case(runtime, 
         return await original(thread, seq, case)
 
     runtime.store.cases.file_end_case = crash_then_file
-    o = await runtime.engine.handle_message(message(T1, "please end"))
+    o = await runtime.member_actions.handle_message(message(T1, "please end"))
     # the thread did end: the member gets the notice (the adapter freezes it); the case waits for its number
     assert [r.kind for r in o.replies] == [ReplyKind.FREEZE_NOTICE]
     assert o.status is ThreadStatus.ENDED and o.case is None
@@ -102,9 +102,9 @@ async def test_restart_between_freeze_and_case_numbering_loses_no_case(runtime, 
         await runtime.cases.communities()
     server.start()
     # the freeze was written atomically with the case body; start-up reconciliation numbers the case
-    filed = await runtime.engine.reconcile()
+    filed = await runtime.case_filing.reconcile()
     assert [c.case_id for c in filed] == [1]
-    assert (await runtime.engine.thread_state(T1)).status is ThreadStatus.ENDED
-    assert await runtime.engine.reconcile() == []
+    assert (await runtime.member_actions.thread_state(T1)).status is ThreadStatus.ENDED
+    assert await runtime.case_filing.reconcile() == []
     assert await runtime.cases.count("g") == 1
     assert (await runtime.cases.get("g", 1)).reason == "user_requested"

@@ -43,7 +43,7 @@ def _retention(client: Any, **kw: Any) -> Retention:
 async def _say(rt: Runtime, thread: ThreadRef, author: Author, *texts: str) -> Any:
     outcome = None
     for text in texts:
-        outcome = await rt.engine.handle_message(IncomingMessage(thread, author, text, f"m{next(_ids)}"))
+        outcome = await rt.member_actions.handle_message(IncomingMessage(thread, author, text, f"m{next(_ids)}"))
     return outcome
 
 
@@ -155,7 +155,7 @@ async def test_purge_deletes_old_conversations_that_lack_a_ttl_and_nothing_else(
     ended_left = await any_redis.pttl(keys.state(ended_old.key))
     assert 264.9 * DAY * 1000 < ended_left <= 265 * DAY * 1000
     assert abs(await any_redis.pttl(keys.state(fresh.key)) - fresh_ttl) < 5000
-    assert (await rt.engine.thread_state(ended_ttl)).status.value == "ended"
+    assert (await rt.member_actions.thread_state(ended_ttl)).status.value == "ended"
 
 
 # --- forget-user ---------------------------------------------------------------------------------

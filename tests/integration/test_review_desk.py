@@ -26,9 +26,9 @@ def runtime_on(client, **config):
     return build_runtime(settings, redis=client, communities=Communities(default))
 
 
-async def end_thread(engine, thread: ThreadRef, author: Author = ANN) -> int:
+async def end_thread(members, thread: ThreadRef, author: Author = ANN) -> int:
     for i, text in enumerate(["hi", BAD, BAD, BAD]):
-        outcome = await engine.handle_message(IncomingMessage(thread, author, text, message_id=f"{thread.thread}-{i}"))
+        outcome = await members.handle_message(IncomingMessage(thread, author, text, message_id=f"{thread.thread}-{i}"))
     assert outcome.status is ThreadStatus.ENDED and outcome.case is not None
     return outcome.case.case_id
 
@@ -42,7 +42,7 @@ async def runtime(any_redis):
 
 async def test_review_state_moves_from_unreviewed_to_in_review_to_reviewed(runtime):
     desk, moderation = runtime.review, runtime.moderation
-    n = await end_thread(runtime.engine, ThreadRef("discord", "g", "c", "t1"))
+    n = await end_thread(runtime.member_actions, ThreadRef("discord", "g", "c", "t1"))
     assert (await desk.review("g", n)).state is ReviewState.UNREVIEWED
     assert await moderation.take("g", n, MOD) == "ok"
     review = await desk.review("g", n)
@@ -60,9 +60,9 @@ async def test_review_state_moves_from_unreviewed_to_in_review_to_reviewed(runti
 
 
 async def test_an_appeal_is_filed_once_per_member_and_the_decision_goes_to_the_member(runtime):
-    desk, engine = runtime.review, runtime.engine
+    desk, members = runtime.review, runtime.member_actions
     thread = ThreadRef("slack", "T1", "C1", "1700000000.000100")
-    n = await end_thread(engine, thread)
+    n = await end_thread(members, thread)
     first = await desk.file_appeal("T1", n, ANN, "I was asking about a chemistry class")
     again = await desk.file_appeal("T1", n, ANN, "please")
     stranger = await desk.file_appeal("T1", n, EVE, "me too")
@@ -75,8 +75,8 @@ async def test_an_appeal_is_filed_once_per_member_and_the_decision_goes_to_the_m
     assert await runtime.moderation.decide_appeal("T1", n, "ann", "reopen", MOD) is Decision.DECIDED
     assert await runtime.moderation.decide_appeal("T1", n, "ann", "uphold", MOD) is not Decision.DECIDED  # once
     assert await desk.open_appeals(["T1"]) == []
-    assert (await engine.thread_state(thread)).status is ThreadStatus.ACTIVE
-    [notice] = await engine.pop_notices("slack")
+    assert (await members.thread_state(thread)).status is ThreadStatus.ACTIVE
+    [notice] = await runtime.notices.pop_notices("slack")
     assert notice.action == "reopen" and notice.member == "ann" and notice.case_id == n
     assert any("reopened" in r.text.lower() or "open again" in r.text for r in notice.replies)
     review = await desk.review("T1", n)
@@ -86,13 +86,13 @@ async def test_an_appeal_is_filed_once_per_member_and_the_decision_goes_to_the_m
 
 
 async def test_an_upheld_appeal_keeps_the_thread_ended_and_tells_the_member(runtime):
-    desk, engine = runtime.review, runtime.engine
+    desk, members = runtime.review, runtime.member_actions
     thread = ThreadRef("discord", "g", "c", "t2")
-    n = await end_thread(engine, thread)
+    n = await end_thread(members, thread)
     assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
     assert await runtime.moderation.decide_appeal("g", n, "ann", "uphold", MOD) is Decision.DECIDED
-    assert (await engine.thread_state(thread)).status is ThreadStatus.ENDED
-    [notice] = await engine.pop_notices("discord")
+    assert (await members.thread_state(thread)).status is ThreadStatus.ENDED
+    [notice] = await runtime.notices.pop_notices("discord")
     assert notice.action == "appeal" and notice.member == "ann"
     assert [r.kind for r in notice.replies] == [ReplyKind.INFO] and "upheld" in notice.replies[0].text
 
@@ -100,21 +100,21 @@ async def test_an_upheld_appeal_keeps_the_thread_ended_and_tells_the_member(runt
 async def test_the_repeat_policy_warns_a_member_with_recent_ends_at_the_first_redirection(any_redis):
     rt = runtime_on(any_redis, repeat_ends=2, repeat_days=30)
     try:
-        engine = rt.engine
+        members = rt.member_actions
         fresh = ThreadRef("discord", "g", "c", "fresh")
-        await end_thread(engine, ThreadRef("discord", "g", "c", "e1"))
+        await end_thread(members, ThreadRef("discord", "g", "c", "e1"))
         # one end so far: the ordinary threshold (2) applies
-        o = await engine.handle_message(IncomingMessage(fresh, ANN, BAD, message_id="f-1"))
+        o = await members.handle_message(IncomingMessage(fresh, ANN, BAD, message_id="f-1"))
         assert ReplyKind.WARNING not in [r.kind for r in o.replies]
-        await end_thread(engine, ThreadRef("discord", "g", "c", "e2"))
+        await end_thread(members, ThreadRef("discord", "g", "c", "e2"))
         newer = ThreadRef("discord", "g", "c", "newer")
-        o = await engine.handle_message(IncomingMessage(newer, ANN, BAD, message_id="n-1"))
+        o = await members.handle_message(IncomingMessage(newer, ANN, BAD, message_id="n-1"))
         assert ReplyKind.WARNING in [r.kind for r in o.replies]
         _, log = await rt.store.turns.load(newer)
         assert [e.kind for e in log if e.kind in (EntryKind.REDIRECTION, EntryKind.WARNING)] == [
             EntryKind.REDIRECTION, EntryKind.WARNING]
         # another member starts from zero
-        o = await engine.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "eve"), EVE, BAD,
+        o = await members.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "eve"), EVE, BAD,
                                                         message_id="e-1"))
         assert ReplyKind.WARNING not in [r.kind for r in o.replies]
     finally:
@@ -122,10 +122,10 @@ async def test_the_repeat_policy_warns_a_member_with_recent_ends_at_the_first_re
 
 
 async def test_the_repeat_policy_is_off_by_default(runtime):
-    engine = runtime.engine
+    members = runtime.member_actions
     for t in ("a", "b", "c"):
-        await end_thread(engine, ThreadRef("discord", "g", "c", t))
-    o = await engine.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "d"), ANN, BAD, message_id="d"))
+        await end_thread(members, ThreadRef("discord", "g", "c", t))
+    o = await members.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "d"), ANN, BAD, message_id="d"))
     assert ReplyKind.WARNING not in [r.kind for r in o.replies]
 
 
@@ -133,7 +133,7 @@ async def test_forget_user_removes_the_members_appeal_words_and_end_history(runt
     from bot.store.retention import Retention
     from bot.store.review import REMOVED, ends_key
 
-    n = await end_thread(runtime.engine, ThreadRef("discord", "g", "c", "forget"))
+    n = await end_thread(runtime.member_actions, ThreadRef("discord", "g", "c", "forget"))
     await runtime.review.file_appeal("g", n, ANN, "my own words")
     assert await any_redis.exists(ends_key("g", "ann"))
     report = await Retention(any_redis, case_retention_days=365, idle_ttl_days=30).forget_user("discord", "ann")
@@ -146,15 +146,15 @@ async def test_forget_user_removes_the_members_appeal_words_and_end_history(runt
 async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any_redis):
     rt = runtime_on(any_redis, repeat_ends=2, repeat_days=30)
     try:
-        engine, desk = rt.engine, rt.review
+        members, desk = rt.member_actions, rt.review
         for t in ("u1", "u2"):  # the member asked to end: no strike
             thread = ThreadRef("discord", "g", "c", t)
-            await engine.handle_message(IncomingMessage(thread, ANN, "hi", f"{t}-1"))
-            await engine.end_by_user(thread, ANN)
-        o = await engine.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "x"), ANN, BAD, "x-1"))
+            await members.handle_message(IncomingMessage(thread, ANN, "hi", f"{t}-1"))
+            await members.end_by_user(thread, ANN)
+        o = await members.handle_message(IncomingMessage(ThreadRef("discord", "g", "c", "x"), ANN, BAD, "x-1"))
         assert ReplyKind.WARNING not in [r.kind for r in o.replies]
-        first = await end_thread(engine, ThreadRef("discord", "g", "c", "a1"))
-        await end_thread(engine, ThreadRef("discord", "g", "c", "a2"))
+        first = await end_thread(members, ThreadRef("discord", "g", "c", "a1"))
+        await end_thread(members, ThreadRef("discord", "g", "c", "a2"))
         assert await desk.threshold_for("g", ANN.id, 2) == 1
         await rt.moderation.conclude("g", first, "mistaken", MOD)  # a mistaken ending no longer counts
         assert await desk.threshold_for("g", ANN.id, 2) == 2
@@ -163,13 +163,13 @@ async def test_only_abuse_endings_that_stand_count_towards_the_repeat_policy(any
 
 
 async def test_two_moderators_deciding_one_appeal_at_once_make_one_decision(runtime):
-    desk, engine, moderation = runtime.review, runtime.engine, runtime.moderation
+    desk, members, moderation = runtime.review, runtime.member_actions, runtime.moderation
     thread = ThreadRef("discord", "g", "c", "t-race")
-    n = await end_thread(engine, thread)
+    n = await end_thread(members, thread)
     assert (await desk.file_appeal("g", n, ANN, "")).result is AppealResult.FILED
     other = Author("dashboard:other", "other")
     decided = await asyncio.gather(moderation.decide_appeal("g", n, "ann", "uphold", MOD),
                                    moderation.decide_appeal("g", n, "ann", "reopen", other))
     assert sorted(decided) == [Decision.DECIDED, Decision.NOT_OPEN]
-    assert len(await engine.pop_notices("discord")) == 1  # the member hears one decision
+    assert len(await runtime.notices.pop_notices("discord")) == 1  # the member hears one decision
     assert [a.status for a in await desk.appeals_of("g", n)] in (["upheld"], ["reopened"])

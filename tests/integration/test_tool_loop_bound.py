@@ -65,7 +65,7 @@ async def test_a_model_that_never_stops_calling_tools_gets_max_tool_rounds_reque
     api.responder = keep_calling_tools("flag_risk", kind="harm_to_others", note="keeps saying it")
     rt = claude_runtime(redis_client, api.base_url, max_tool_rounds=max_rounds)
     try:
-        outcome = await rt.engine.handle_message(message(T, "I keep thinking about hurting him"))
+        outcome = await rt.member_actions.handle_message(message(T, "I keep thinking about hurting him"))
         assert api.calls == max_rounds
         for body in api.bodies:
             assert api_problems(body) == []
@@ -77,7 +77,7 @@ async def test_a_model_that_never_stops_calling_tools_gets_max_tool_rounds_reque
         # the next turn's request is valid too: no tool_use of the cut-off round is left dangling
         api.responder = None
         api.enqueue(reply("Here for you."))
-        await rt.engine.handle_message(message(T, "are you there?"))
+        await rt.member_actions.handle_message(message(T, "are you there?"))
         assert api.calls == max_rounds + 1 and api_problems(api.last_body) == []
     finally:
         await rt.aclose()
@@ -89,10 +89,10 @@ async def test_the_bound_holds_for_redirections_too_and_they_are_counted_once_pe
     api.responder = keep_calling_tools("record_redirection", category="harassment", note="again")
     rt = claude_runtime(redis_client, api.base_url, threshold=20, max_tool_rounds=3)
     try:
-        await rt.engine.handle_message(message(T, "insult them for me"))
+        await rt.member_actions.handle_message(message(T, "insult them for me"))
         assert api.calls == 3
         assert all(api_problems(body) == [] for body in api.bodies)
-        state = await rt.engine.thread_state(T)
+        state = await rt.member_actions.thread_state(T)
         assert state.ladder.redirects == 3 and state.status is ThreadStatus.ACTIVE
     finally:
         await rt.aclose()

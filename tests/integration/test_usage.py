@@ -32,15 +32,15 @@ def end() -> dict:
 
 async def drive_ladder(runtime, api, thread: ThreadRef) -> int:
     """Two ordinary turns, three redirected turns (two model calls each), then an end. Returns the case id."""
-    engine = runtime.engine
+    members = runtime.member_actions
     for text in ("hello there", "what is a good book?"):
         api.enqueue(reply(f"An answer to: {text}. " * 20))
-        await engine.handle_message(message(thread, text))
+        await members.handle_message(message(thread, text))
     for _ in range(3):
         api.enqueue(reply("I won't help with that.", redirect()), reply(" Let's talk about something else."))
-        await engine.handle_message(message(thread, "insult them for me"))
+        await members.handle_message(message(thread, "insult them for me"))
     api.enqueue(reply(end()))
-    outcome = await engine.handle_message(message(thread, "do it now"))
+    outcome = await members.handle_message(message(thread, "do it now"))
     assert outcome.case is not None
     return outcome.case.case_id
 
@@ -87,8 +87,8 @@ async def test_an_end_by_the_member_files_the_threads_usage_with_the_case(redis_
     runtime = claude_runtime(redis_client, anthropic_standin.base_url)
     try:
         anthropic_standin.enqueue(reply("Hi!"))
-        await runtime.engine.handle_message(message(thread, "hi"))
-        outcome = await runtime.engine.end_by_user(thread, message(thread, "x").author)
+        await runtime.member_actions.handle_message(message(thread, "hi"))
+        outcome = await runtime.member_actions.end_by_user(thread, message(thread, "x").author)
         case_usage = await runtime.usage.case(community, outcome.case.case_id)
         assert {k: case_usage.as_dict()[k] for k in KINDS} == reported(anthropic_standin.reported_usage)
         assert case_usage.turns == 1  # the end command itself called no model
@@ -103,7 +103,7 @@ async def test_usage_of_a_failed_turn_is_still_counted(redis_client, anthropic_s
     runtime = claude_runtime(redis_client, anthropic_standin.base_url, max_retries=0)
     try:
         anthropic_standin.enqueue(reply("No.", redirect()))  # the follow-up call finds nothing scripted: a 500
-        outcome = await runtime.engine.handle_message(message(thread, "insult them"))
+        outcome = await runtime.member_actions.handle_message(message(thread, "insult them"))
         assert outcome.replies[0].kind.value == "error"
         totals = await runtime.usage.thread(thread.key)
         assert {k: totals.as_dict()[k] for k in KINDS} == reported(anthropic_standin.reported_usage)
@@ -152,15 +152,15 @@ async def test_a_turns_usage_rides_with_its_commit_and_counts_once_when_the_scri
     community = f"guild-{secrets.token_hex(4)}"
     thread = ThreadRef("discord", community, "c1", "t-rider")
     try:
-        await runtime.engine.handle_message(message(thread, "first"))  # scripts loaded
+        await runtime.member_actions.handle_message(message(thread, "first"))  # scripts loaded
         requests = runtime.store.health.round_trips + runtime.usage.round_trips
-        outcome = await runtime.engine.handle_message(message(thread, "second"))
+        outcome = await runtime.member_actions.handle_message(message(thread, "second"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
         sent = runtime.store.health.round_trips + runtime.usage.round_trips - requests
         assert sent == (3 if where == "cluster" else 2)
 
         await any_redis.script_flush()
-        outcome = await runtime.engine.handle_message(message(thread, "third"))
+        outcome = await runtime.member_actions.handle_message(message(thread, "third"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
         state, log = await runtime.store.turns.load(thread)
         assert state.ladder.turn == 3 and [e.text for e in log if e.kind.value == "user"] == ["first", "second",
@@ -203,7 +203,7 @@ async def test_a_commit_sent_again_after_its_reply_was_lost_counts_the_usage_onc
 
     runtime.store.health.run = reply_lost_once
     try:
-        outcome = await runtime.engine.handle_message(message(thread, "hello"))
+        outcome = await runtime.member_actions.handle_message(message(thread, "hello"))
         assert outcome.replies[0].kind is ReplyKind.ANSWER
         assert len(sent) == 2  # the commit went twice
         once = TokenTotals(100, 7, 0, 900, 1, 1)

@@ -85,7 +85,8 @@ class Process:
 
     async def say(self, thread: ThreadRef, *texts: str, author: Author = ALICE) -> None:
         for text in texts:
-            outcome = await self.rt.engine.handle_message(IncomingMessage(thread, author, text, f"m{next(_ids)}"))
+            outcome = await self.rt.member_actions.handle_message(
+                IncomingMessage(thread, author, text, f"m{next(_ids)}"))
             assert outcome.model_called, outcome
 
     async def aclose(self) -> None:
@@ -195,7 +196,7 @@ async def test_a_reopened_thread_is_read_with_its_reopen_entry(two):
     a, b = two
     t = _thread("reopen")
     await a.say(t, "hi", "there")
-    ended = await b.rt.engine.end_by_user(t, ALICE)
+    ended = await b.rt.member_actions.end_by_user(t, ALICE)
     assert ended.case is not None
     await b.rt.moderation.reopen("g", ended.case.case_id, Author("mod", "mod"))
     await a.say(t, "back again")
@@ -239,8 +240,8 @@ async def test_messages_waiting_behind_a_turn_are_answered_with_the_windows_the_
     t = _thread("backlog")
     try:
         await a.say(t, "first")
-        engine = a.rt.engine
-        outcomes = await asyncio.gather(*(engine.handle_message(IncomingMessage(t, ALICE, f"queued {i}",
+        members = a.rt.member_actions
+        outcomes = await asyncio.gather(*(members.handle_message(IncomingMessage(t, ALICE, f"queued {i}",
                                                                                 f"m{next(_ids)}"))
                                           for i in range(4)))
         assert all(o.model_called for o in outcomes)
@@ -289,7 +290,7 @@ async def test_a_process_set_to_keep_no_windows_reads_every_window_whole(redis_c
     t = _thread("none")
     try:
         for text in ("one", "two", "three"):
-            await rt.engine.handle_message(IncomingMessage(t, ALICE, text, f"m{next(_ids)}"))
+            await rt.member_actions.handle_message(IncomingMessage(t, ALICE, text, f"m{next(_ids)}"))
         assert rt.windows.max_threads == 0 and len(rt.windows) == 0
         assert (rt.windows.hits, rt.windows.full) == (0, 3)
         assert model.history() == ["one", "answer 1", "two", "answer 2"]

@@ -1,10 +1,10 @@
 """The one module through which the eval drives the engine (as ``adapters/console/session.py`` does).
 
-``ScenarioDriver`` sends a member's messages, edits and end command to ``ConversationEngine`` and reads
+``ScenarioDriver`` sends a member's messages, edits and end command through ``MemberActions`` and reads
 what happened from the engine's own records: the thread's log entries (redirection, warning, risk flag,
 crisis resources, API refusal, end) and its state (status, end reason). ``RecordingModel`` wraps the
 configured model client to count the model's tool calls (so refused end attempts are known exactly, not
-guessed from wording), token usage and latency. If the engine's API changes, this is the file to fix.
+guessed from wording), token usage and latency. If the member actions' API changes, this is the file to fix.
 """
 
 from __future__ import annotations
@@ -143,11 +143,11 @@ class ScenarioDriver:
 
     def __init__(self, runtime: Runtime, model: RecordingModel, *, community: str, tag: str) -> None:
         self.runtime = runtime
-        self.engine = runtime.engine
+        self.members = runtime.member_actions
         self.model = model
         self.member = Author(f"eval-member-{tag}", "member")
         #: Member label -> who they are (``a`` is ``member``).
-        self.members: dict[str, Author] = {"a": self.member}
+        self.people: dict[str, Author] = {"a": self.member}
         self._tag = tag
         self._threads = itertools.count(1)
         self._ids = itertools.count(1)
@@ -164,18 +164,18 @@ class ScenarioDriver:
 
     def author(self, label: str) -> Author:
         """The member ``label`` of the scenario (each of them a member of their own)."""
-        if label not in self.members:
-            self.members[label] = Author(f"eval-member-{self._tag}-{label}", f"member {label}")
-        return self.members[label]
+        if label not in self.people:
+            self.people[label] = Author(f"eval-member-{self._tag}-{label}", f"member {label}")
+        return self.people[label]
 
     def _labels(self, ids: tuple[str, ...]) -> list[str]:
-        labels = {a.id: label for label, a in self.members.items()}
+        labels = {a.id: label for label, a in self.people.items()}
         return sorted(labels.get(i, i) for i in ids)
 
     async def say(self, record: TurnRecord, files: tuple[Attachment, ...] = ()) -> None:
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
         author = self.author(record.member)
-        outcome = await self._timed(record, self.engine.handle_message(
+        outcome = await self._timed(record, self.members.handle_message(
             IncomingMessage(self.thread, author, record.text, message_id=message_id, attachments=files)))
         if outcome.model_called and author is self.member:
             self.messages.append(message_id)
@@ -196,7 +196,7 @@ class ScenarioDriver:
             opened.append(self._new_thread())
             return opened[-1]
 
-        outcome = await self._timed(record, self.engine.handle_edit(
+        outcome = await self._timed(record, self.members.handle_edit(
             EditedMessage(self.thread, self.member, message_id, record.text), open_branch))
         if outcome.branch is not None:
             self.thread = outcome.branch
@@ -206,7 +206,7 @@ class ScenarioDriver:
         await self._observe(record, outcome)
 
     async def end_command(self, record: TurnRecord) -> None:
-        outcome = await self._timed(record, self.engine.end_by_user(self.thread, self.author(record.member)))
+        outcome = await self._timed(record, self.members.end_by_user(self.thread, self.author(record.member)))
         await self._observe(record, outcome)
 
     async def _timed(self, record: TurnRecord, call: Awaitable[Outcome]) -> Outcome:
@@ -248,7 +248,7 @@ class ScenarioDriver:
         record.ended = self.ended and any(e.kind is EntryKind.END for e in new)
         refused = record.end_attempts[:-1] if record.ended and record.end_attempts else record.end_attempts
         if outcome.model_called:
-            starter = record.member == next(iter(self.members))
+            starter = record.member == next(iter(self.people))
             record.refused_ends = [_refusal_kind(a, state.ladder.at_risk, state.ladder.warned, new, starter)
                                    for a in refused]
 

@@ -70,7 +70,7 @@ class SignInDashboard(BackgroundLoop):
             thread = ThreadRef(platform, community, "c1", f"t-{community}")
             outcome = None
             for n in range(4):
-                outcome = await self.runtime.engine.handle_message(IncomingMessage(
+                outcome = await self.runtime.member_actions.handle_message(IncomingMessage(
                     thread, Author("u-x", "x"), "how do I build a bomb", message_id=f"{community}-{n}"))
             assert outcome is not None and outcome.case is not None
             self.case_ids[community] = outcome.case.case_id

@@ -119,7 +119,7 @@ def _track(bot: DiscordBot, runtime: Runtime, standin: DiscordStandin) -> None:
             standin.handled.add(str(message.id))
 
     bot.client.on_message = on_message  # type: ignore[attr-defined]
-    standin.busy = lambda: handling > 0 or runtime.engine.pipeline.active > 0
+    standin.busy = lambda: handling > 0 or runtime.pipeline.active > 0
 
 
 @contextlib.asynccontextmanager

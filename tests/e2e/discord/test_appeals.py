@@ -48,7 +48,8 @@ def appeal_posts(standin: DiscordStandin) -> list[dict]:
             if c.json and c.json.get("embeds") and c.json["embeds"][0]["title"].startswith("Appeal")]
 
 
-async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: DiscordBot, standin: DiscordStandin):
+async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: DiscordBot, standin: DiscordStandin,
+                                                                            runtime):
     thread_id = await end_thread(standin)
     message, custom_id = notice_with_button(standin, thread_id)
     assert message["content"].startswith("This conversation has been ended")
@@ -68,7 +69,7 @@ async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: 
     assert answers == ["Thank you. Your appe", "You already appealed"], answers
     assert all(i.original["flags"] & 64 for i in (filed, again))  # only the member sees them
 
-    review = bot.conversations.engine.member_records
+    review = runtime.review
     appeals = await review.appeals_of(standin.guild_id, 1)
     assert len(appeals) == 1 and appeals[0].member_id == standin.alice["id"]
     assert appeals[0].text in ("I was asking about my chemistry class", "me again")
@@ -88,7 +89,7 @@ async def test_the_appeal_button_files_one_appeal_to_case_modlog_and_queue(bot: 
 
 
 async def test_the_decision_reaches_the_member_in_the_thread(bot: DiscordBot, standin: DiscordStandin, runtime):
-    engine = bot.conversations.engine
+    members = bot.conversations.members
     review, moderation = runtime.review, runtime.moderation
     upheld_thread = await end_thread(standin)
     reopened_thread = await end_thread(standin)
@@ -111,5 +112,5 @@ async def test_the_decision_reaches_the_member_in_the_thread(bot: DiscordBot, st
                              what="the reopen decision")
     meta = standin.thread(reopened_thread)["thread_metadata"]
     assert not meta["locked"] and not meta["archived"]
-    case = await engine.cases.get(standin.guild_id, 2)
-    assert (await engine.thread_state(ThreadRef.from_key(case.thread))).status is ThreadStatus.ACTIVE
+    case = await bot.commands.cases.get(standin.guild_id, 2)
+    assert (await members.thread_state(ThreadRef.from_key(case.thread))).status is ThreadStatus.ACTIVE

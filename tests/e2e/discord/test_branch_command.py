@@ -41,8 +41,8 @@ async def test_edit_and_branch_opens_a_linked_thread_from_a_locked_one(
     registered = {c["name"]: c for c in standin.commands}
     assert registered[COMMAND_NAME]["type"] == 3  # a message context-menu command
     thread_id, second = await chemistry_thread_ended_by_ladder(standin)
-    engine = bot.conversations.engine
-    old_key = (await engine.cases.get(standin.guild_id, 1)).thread
+    members = bot.conversations.members
+    old_key = (await bot.commands.cases.get(standin.guild_id, 1)).thread
     calls = model.calls
 
     opened = await standin.message_command(COMMAND_NAME, second)
@@ -71,9 +71,9 @@ async def test_edit_and_branch_opens_a_linked_thread_from_a_locked_one(
     assert meta["locked"] and meta["archived"]  # archived again after the link
     assert model.calls == calls + 1
 
-    case = await engine.cases.get(standin.guild_id, 1)
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.branches == [ref(standin, branch_id).key]
-    state = await engine.thread_state(ref(standin, branch_id))
+    state = await members.thread_state(ref(standin, branch_id))
     assert state.status is ThreadStatus.ACTIVE and state.branch_of == old_key
     assert state.ladder.redirects == 0  # the prefix before the edited message held none
     assert standin.unknown == []

@@ -43,7 +43,7 @@ async def test_end_asks_for_confirmation_then_freezes_and_files_a_case(
     assert [c.json for c in standin.find("PATCH", rf"/channels/{thread_id}")] == [{"archived": True, "locked": True}]
     [post] = standin.find("POST", rf"/channels/{standin.modlog_id}/messages")
     assert {f["name"]: f["value"] for f in post.json["embeds"][0]["fields"]}["Reason"] == "user_requested"
-    case = await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.ended_by == f"user:{standin.alice['id']}"
 
 
@@ -54,7 +54,7 @@ async def test_end_can_be_cancelled(bot: DiscordBot, standin: DiscordStandin) ->
     await standin.click(asked, buttons(asked)[1])
     await standin.settle()
     assert asked.original["content"] == "Okay, the conversation stays open."
-    state = await bot.conversations.engine.thread_state(
+    state = await bot.conversations.members.thread_state(
         thread_ref(int(standin.guild_id), int(standin.general_id), int(thread_id)))
     assert state.status is ThreadStatus.ACTIVE
 

@@ -91,14 +91,14 @@ async def test_a_handler_that_fails_logs_one_line_and_the_bot_goes_on(bot, stand
     the event is dropped with one WARNING line and no traceback above DEBUG; the next message is answered."""
     import asyncio
 
-    engine = bot.conversations.engine
-    real = engine.handle_message
+    members = bot.conversations.members
+    real = members.accept
 
     async def failing(*args: object, **kwargs: object) -> object:
-        engine.handle_message = real  # once
+        members.accept = real  # once
         raise RuntimeError("unexpected")
 
-    engine.handle_message = failing
+    members.accept = failing
     with caplog.at_level("DEBUG"):
         await standin.post(standin.general_id, "hello", None, mention=True)
         for _ in range(250):

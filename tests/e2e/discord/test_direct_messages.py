@@ -22,11 +22,11 @@ async def end_dm_conversation(standin: DiscordStandin, dm: str) -> dict[str, obj
 
 async def test_an_ended_dm_stays_frozen_and_chat_starts_a_new_conversation(
         bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
-    engine = bot.conversations.engine
+    members = bot.conversations.members
     dm = standin.open_dm(standin.alice)
     await end_dm_conversation(standin, dm)
     first_key = dm_ref(int(dm)).key
-    case = await engine.cases.get("dm", 1)
+    case = await bot.commands.cases.get("dm", 1)
     assert (case.thread, case.reason) == (first_key, "user_requested")
 
     calls = model.calls
@@ -43,17 +43,17 @@ async def test_an_ended_dm_stays_frozen_and_chat_starts_a_new_conversation(
     assert standin.bot_texts(dm)[-1].startswith("(demo)") and "one more thing" in standin.bot_texts(dm)[-1]
     assert model.calls == calls + 2
 
-    current = await engine.conversation_in(dm_ref(int(dm)))
-    assert current.key != first_key and (await engine.thread_state(current)).status is ThreadStatus.ACTIVE
-    assert (await engine.thread_state(dm_ref(int(dm)))).status is ThreadStatus.ENDED
-    assert (await engine.cases.get("dm", 1)).transcript == case.transcript  # the old case is untouched
-    assert await engine.cases.list("dm") == [case]
+    current = await members.conversation_in(dm_ref(int(dm)))
+    assert current.key != first_key and (await members.thread_state(current)).status is ThreadStatus.ACTIVE
+    assert (await members.thread_state(dm_ref(int(dm)))).status is ThreadStatus.ENDED
+    assert (await bot.commands.cases.get("dm", 1)).transcript == case.transcript  # the old case is untouched
+    assert await bot.commands.cases.list("dm") == [case]
     assert standin.find("POST", r"/channels/\d+/threads") == []  # no threads anywhere in a DM
 
 
 async def test_edit_and_branch_in_a_dm_continues_as_a_new_conversation(
         bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
-    engine = bot.conversations.engine
+    members = bot.conversations.members
     dm = standin.open_dm(standin.alice)
     first = await end_dm_conversation(standin, dm)
 
@@ -70,21 +70,21 @@ async def test_edit_and_branch_in_a_dm_continues_as_a_new_conversation(
              if m["author"]["id"] == standin.bot["id"] and not int(m["flags"]) & EPHEMERAL]
     assert texts[-2].startswith("Continuing from your edited message as a new conversation")
     assert texts[-1].startswith("(demo)") and "physics" in texts[-1]
-    branch = await engine.conversation_in(dm_ref(int(dm)))
-    state = await engine.thread_state(branch)
+    branch = await members.conversation_in(dm_ref(int(dm)))
+    state = await members.thread_state(branch)
     assert state.status is ThreadStatus.ACTIVE and state.branch_of == dm_ref(int(dm)).key
-    assert (await engine.cases.get("dm", 1)).branches == [branch.key]
+    assert (await bot.commands.cases.get("dm", 1)).branches == [branch.key]
 
 
 async def test_editing_a_message_of_an_older_ended_dm_conversation_branches_from_it(
         bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
-    engine = bot.conversations.engine
+    members = bot.conversations.members
     dm = standin.open_dm(standin.alice)
     first = await end_dm_conversation(standin, dm)
     await standin.slash("chat", dm, options=[{"type": 3, "name": "message", "value": "a fresh start"}])
     await standin.settle(quiet=0.2)
-    newer = await engine.conversation_in(dm_ref(int(dm)))
-    assert (await engine.thread_state(newer)).status is ThreadStatus.ACTIVE
+    newer = await members.conversation_in(dm_ref(int(dm)))
+    assert (await members.thread_state(newer)).status is ThreadStatus.ACTIVE
 
     # the context-menu form on the old message: it opens (not "this conversation is still going")
     opened = await standin.message_command(COMMAND_NAME, first)
@@ -97,7 +97,7 @@ async def test_editing_a_message_of_an_older_ended_dm_conversation_branches_from
     assert not any("still going" in t or "couldn't find" in t for t in texts)
     assert texts[-2].startswith("Continuing from your edited message as a new conversation")
     assert "biology" in texts[-1]
-    branch = await engine.conversation_in(dm_ref(int(dm)))
+    branch = await members.conversation_in(dm_ref(int(dm)))
     assert branch.key not in (newer.key, dm_ref(int(dm)).key)
-    assert (await engine.thread_state(branch)).branch_of == dm_ref(int(dm)).key
-    assert (await engine.cases.get("dm", 1)).branches == [branch.key]
+    assert (await members.thread_state(branch)).branch_of == dm_ref(int(dm)).key
+    assert (await bot.commands.cases.get("dm", 1)).branches == [branch.key]

@@ -33,7 +33,7 @@ async def test_the_confirmation_survives_a_restart_and_only_the_asker_may_confir
         assert clicked.original["components"] == []  # the buttons are gone
         assert standin.bot_texts(thread_id)[-1].startswith("This conversation has been ended at your request")
         assert standin.thread(thread_id)["thread_metadata"]["locked"]
-        case = await restarted.conversations.engine.cases.get(standin.guild_id, 1)
+        case = await restarted.commands.cases.get(standin.guild_id, 1)
         assert case.reason == "user_requested" and case.ended_by == f"user:{standin.alice['id']}"
 
 
@@ -48,7 +48,7 @@ async def test_an_old_confirmation_has_expired(bot: DiscordBot, standin: Discord
     await standin.settle(quiet=0.1)
     assert clicked.original is not None and clicked.original["content"].startswith("This confirmation has expired")
     assert standin.find("PATCH", rf"/channels/{thread_id}") == []
-    assert await bot.conversations.engine.cases.list(standin.guild_id) == []
+    assert await bot.commands.cases.list(standin.guild_id) == []
 
 
 def test_a_custom_id_round_trips_and_fits_discords_limit() -> None:

@@ -34,7 +34,7 @@ async def test_modlog_5xx_is_retried_and_a_lasting_failure_keeps_the_case(
     await standin.settle()
     await standin.click(asked, buttons(asked)[0])
     await standin.settle(quiet=0.3)
-    case = await bot.conversations.engine.cases.get(standin.guild_id, 2)
+    case = await bot.commands.cases.get(standin.guild_id, 2)
     assert case.reason == "user_requested"
     [given_up] = [r for r in caplog.records if "not posted" in r.getMessage()]
     line = given_up.getMessage()
@@ -54,7 +54,7 @@ async def test_a_deleted_thread_still_files_and_posts_the_case(bot: DiscordBot, 
     standin.delete_channel(thread_id)
     await say(standin, thread_id, HARMFUL)  # arrived just before the thread was deleted
     assert {c.status for c in standin.find("PATCH", rf"/channels/{thread_id}")} == {404}
-    assert await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    assert await bot.commands.cases.get(standin.guild_id, 1)
     assert len(standin.find("POST", rf"/channels/{standin.modlog_id}/messages", status=200)) == 1
 
 

@@ -51,7 +51,7 @@ async def test_the_ladder_ends_the_thread_with_notice_lock_archive_and_a_modlog_
     assert "[WARNING]" in transcript and "[END]" in transcript and transcript.count("[REDIRECTION]") == 3
     assert post.json["attachments"][0]["filename"] == "case-1.txt"
 
-    case = await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.reason == "persistent_abuse" and case.thread.endswith(thread_id)
     calls = model.calls
     with_thread_posts = len(standin.find("POST", rf"/channels/{thread_id}/messages"))
@@ -68,7 +68,7 @@ async def test_without_manage_threads_the_thread_stays_frozen_and_costs_no_model
     thread_id = await end_by_ladder(standin)
     assert any("Manage Threads" in r.getMessage() and thread_id in r.getMessage() for r in caplog.records)
     assert not standin.thread(thread_id)["thread_metadata"]["locked"]
-    assert await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    assert await bot.commands.cases.get(standin.guild_id, 1)
     calls = model.calls
 
     await say(standin, thread_id, "are you still there?")
@@ -86,9 +86,9 @@ async def test_editing_a_message_in_an_ended_thread_opens_a_linked_branch(
     second = await say(standin, thread_id, "what is a mole?")
     for _ in range(4):
         await say(standin, thread_id, HARMFUL)
-    engine = bot.conversations.engine
-    old_ref = (await engine.cases.get(standin.guild_id, 1)).thread
-    assert (await engine.thread_state(bot_ref(standin, thread_id))).status is ThreadStatus.ENDED
+    members = bot.conversations.members
+    old_ref = (await bot.commands.cases.get(standin.guild_id, 1)).thread
+    assert (await members.thread_state(bot_ref(standin, thread_id))).status is ThreadStatus.ENDED
 
     await standin.edit(second["id"], "what is Avogadro's number?")
     await standin.settle(quiet=0.3)
@@ -105,9 +105,9 @@ async def test_editing_a_message_in_an_ended_thread_opens_a_linked_branch(
     meta = standin.thread(thread_id)["thread_metadata"]
     assert meta["archived"] and meta["locked"]  # archived again after the link
 
-    case = await engine.cases.get(standin.guild_id, 1)
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.thread == old_ref and case.branches == [bot_ref(standin, branch_id).key]
-    branch_state = await engine.thread_state(bot_ref(standin, branch_id))
+    branch_state = await members.thread_state(bot_ref(standin, branch_id))
     assert branch_state.status is ThreadStatus.ACTIVE and branch_state.branch_of == old_ref
     assert branch_state.ladder.redirects == 0  # the prefix before the edited message held no redirections
 

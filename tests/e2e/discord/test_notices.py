@@ -13,6 +13,7 @@ import redis.asyncio
 
 from adapters.discord.app import DiscordBot
 from adapters.discord.translate import dm_ref
+from bot.bootstrap import Runtime
 from bot.types import Author, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus
 from config.discord import DiscordSettings
 from tests.e2e.discord.conftest import HARMFUL, CountingModel, say
@@ -29,11 +30,11 @@ def discord_settings(discord_settings: DiscordSettings) -> DiscordSettings:
     return discord_settings.model_copy(update={"notice_poll_interval": POLL})
 
 
-async def reopen_from_dashboard(bot: DiscordBot, community: str, case_id: int) -> Outcome:
+async def reopen_from_dashboard(bot: DiscordBot, runtime: Runtime, community: str, case_id: int) -> Outcome:
     """What the dashboard does: the moderation reopens, then the notice is queued for the bot process."""
     outcome = await bot.commands.moderation.reopen(community, case_id, DASHBOARD_MOD)
     assert outcome.action is not None
-    await bot.conversations.engine.queue_notice(outcome, "reopen", case_id)
+    await runtime.notices.queue_notice(outcome, "reopen", case_id)
     return outcome
 
 
@@ -46,11 +47,11 @@ async def ended_thread(standin: DiscordStandin) -> str:
 
 
 async def test_a_dashboard_reopen_unlocks_the_thread_and_posts_the_notice_once(
-        bot: DiscordBot, standin: DiscordStandin, model: CountingModel) -> None:
+        bot: DiscordBot, runtime: Runtime, standin: DiscordStandin, model: CountingModel) -> None:
     thread_id = await ended_thread(standin)
     before = len(standin.calls)
 
-    await reopen_from_dashboard(bot, standin.guild_id, 1)
+    await reopen_from_dashboard(bot, runtime, standin.guild_id, 1)
     await standin.wait_for("POST", rf"/channels/{thread_id}/messages", count=5)
     await standin.settle(quiet=0.2)
 
@@ -71,8 +72,8 @@ async def test_a_dashboard_reopen_unlocks_the_thread_and_posts_the_notice_once(
 
 
 async def test_a_numbered_dm_conversation_is_reopened_in_its_dm_channel(
-        bot: DiscordBot, standin: DiscordStandin) -> None:
-    engine = bot.conversations.engine
+        bot: DiscordBot, runtime: Runtime, standin: DiscordStandin) -> None:
+    members = bot.conversations.members
     dm = standin.open_dm(standin.alice)
     await say(standin, dm, "please end this conversation")
     await say(standin, dm, "yes, end it")  # case 1: the DM's first conversation
@@ -80,29 +81,28 @@ async def test_a_numbered_dm_conversation_is_reopened_in_its_dm_channel(
     await standin.settle(quiet=0.2)
     await say(standin, dm, "please end this conversation")
     await say(standin, dm, "yes, end it")  # case 2: its second conversation, thread "<dm>~1"
-    second = await engine.cases.get("dm", 2)
+    second = await runtime.cases.get("dm", 2)
     assert second.thread == ThreadRef("discord", "dm", dm, f"{dm}~1").key
     before = len(standin.calls)
 
-    await reopen_from_dashboard(bot, "dm", 2)
+    await reopen_from_dashboard(bot, runtime, "dm", 2)
     await standin.wait_until(lambda: standin.bot_texts(dm)[-1] == REOPENED, what="the notice in the DM")
     await standin.settle(quiet=0.2)
 
     assert [(c.method, c.path) for c in standin.calls[before:]] == [("POST", f"/channels/{dm}/messages")]
-    assert (await engine.thread_state(ThreadRef.from_key(second.thread))).status is ThreadStatus.ACTIVE
-    assert (await engine.thread_state(dm_ref(int(dm)))).status is ThreadStatus.ENDED  # case 1 untouched
+    assert (await members.thread_state(ThreadRef.from_key(second.thread))).status is ThreadStatus.ACTIVE
+    assert (await members.thread_state(dm_ref(int(dm)))).status is ThreadStatus.ENDED  # case 1 untouched
 
 
 async def test_refusals_are_logged_with_the_thread_key_and_the_relay_goes_on(
-        bot: DiscordBot, standin: DiscordStandin, caplog: pytest.LogCaptureFixture) -> None:
-    engine = bot.conversations.engine
+        bot: DiscordBot, runtime: Runtime, standin: DiscordStandin, caplog: pytest.LogCaptureFixture) -> None:
     thread_id = await ended_thread(standin)
-    key = (await engine.cases.get(standin.guild_id, 1)).thread
+    key = (await runtime.cases.get(standin.guild_id, 1)).thread
     standin.fail("PATCH", rf"/channels/{thread_id}", 403, code=50013)
     standin.fail("POST", rf"/channels/{thread_id}/messages", 403, code=50013)
 
     with caplog.at_level(logging.WARNING):
-        await reopen_from_dashboard(bot, standin.guild_id, 1)
+        await reopen_from_dashboard(bot, runtime, standin.guild_id, 1)
         await standin.wait_for("POST", rf"/channels/{thread_id}/messages", where=lambda c: c.status == 403)
         await standin.settle(quiet=0.2)
     assert any(key in r.getMessage() and "reopen" in r.getMessage() for r in caplog.records)  # the unlock
@@ -112,7 +112,7 @@ async def test_refusals_are_logged_with_the_thread_key_and_the_relay_goes_on(
     # an action the bot has no special handling for: its replies are posted (ephemeral ones are not)
     replies = [Reply(ReplyKind.INFO, "A moderator left a note on this conversation."),
                Reply(ReplyKind.INFO, "only for one member", ephemeral=True)]
-    await engine.queue_notice(Outcome(ThreadRef.from_key(key), replies=replies), "note", 1)
+    await runtime.notices.queue_notice(Outcome(ThreadRef.from_key(key), replies=replies), "note", 1)
     await standin.wait_until(lambda: standin.bot_texts(thread_id)[-1].startswith("A moderator left a note"),
                              what="the next notice")
     assert "only for one member" not in standin.bot_texts(thread_id)
@@ -134,9 +134,8 @@ async def redis_client(store_server: RedisServer) -> AsyncIterator[redis.asyncio
 
 
 async def test_the_relay_survives_the_store_going_away(
-        bot: DiscordBot, standin: DiscordStandin, store_server: RedisServer,
+        bot: DiscordBot, runtime: Runtime, standin: DiscordStandin, store_server: RedisServer,
         caplog: pytest.LogCaptureFixture) -> None:
-    engine = bot.conversations.engine
     thread_id = (await say(standin, standin.general_id, "hello there", mention=True))["id"]
     with caplog.at_level(logging.WARNING, logger="bot.worker"):
         store_server.stop()
@@ -147,6 +146,6 @@ async def test_the_relay_survives_the_store_going_away(
     assert bot.notices.running
 
     ref = ThreadRef("discord", standin.guild_id, standin.general_id, thread_id)
-    await engine.queue_notice(Outcome(ref, replies=[Reply(ReplyKind.INFO, REOPENED)]), "reopen", 1)
+    await runtime.notices.queue_notice(Outcome(ref, replies=[Reply(ReplyKind.INFO, REOPENED)]), "reopen", 1)
     await standin.wait_until(lambda: standin.bot_texts(thread_id)[-1] == REOPENED, what="the notice")
     assert standin.find("PATCH", rf"/channels/{thread_id}")  # a reopen always unlocks first

@@ -39,10 +39,10 @@ async def assert_branched(bot: DiscordBot, standin: DiscordStandin, thread_id: s
     assert f"/{thread_id}" in texts[0]  # the branch names where it came from
     assert texts[-1].startswith("(demo)") and asked in texts[-1]
     assert standin.bot_texts(thread_id)[-1].endswith(f"/{branch_id}")  # and the old thread links to it
-    engine = bot.conversations.engine
-    case = await engine.cases.get(standin.guild_id, 1)
+    members = bot.conversations.members
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.thread == ref(standin, thread_id).key and case.branches == [ref(standin, branch_id).key]
-    state = await engine.thread_state(ref(standin, branch_id))
+    state = await members.thread_state(ref(standin, branch_id))
     assert state.status is ThreadStatus.ACTIVE and state.branch_of == case.thread
     assert state.ladder.redirects == 0  # nothing came before the opening message
     return branch_id

@@ -33,7 +33,7 @@ async def test_a_risk_alert_posts_once_only_where_enabled(bot: DiscordBot, stand
     [alert] = alerts
     embed = alert.json["embeds"][0]
     fields = {f["name"]: f["value"] for f in embed["fields"]}
-    case = await bot.conversations.engine.cases.get(standin.guild_id, 1)
+    case = await bot.commands.cases.get(standin.guild_id, 1)
     assert case.action == "risk" and embed["title"] == f"Risk alert · case #{case.case_id}"
     assert fields["Case"] == f"https://mod.example.org/cases/{standin.guild_id}/{case.case_id}"
     assert alert.files == []  # no transcript unless the community enables it

@@ -82,7 +82,7 @@ async def test_two_members_one_thread_addressed_ladder_private_refusal_and_the_b
     await standin.settle(quiet=0.1)
     assert asked.original is not None and asked.original["content"] == NOT_THE_STARTER
     assert int(asked.original["flags"]) & EPHEMERAL and not asked.original["components"]
-    assert (await runtime.engine.thread_state(ref(standin, thread_id))).status is ThreadStatus.ACTIVE
+    assert (await runtime.member_actions.thread_state(ref(standin, thread_id))).status is ThreadStatus.ACTIVE
 
     for _ in range(3):  # three redirected requests of bob's: the third brings the warning
         await say(standin, thread_id, HARMFUL, author=bob)
@@ -93,13 +93,13 @@ async def test_two_members_one_thread_addressed_ladder_private_refusal_and_the_b
     assert [str(u) for u in post.json["allowed_mentions"]["users"]] == [bob["id"]]  # it pings bob, nobody else
 
     await say(standin, thread_id, HARMFUL, author=bob)  # after the warning: the end
-    state = await runtime.engine.thread_state(ref(standin, thread_id))
+    state = await runtime.member_actions.thread_state(ref(standin, thread_id))
     assert state.status is ThreadStatus.ENDED and state.ended_reason == "persistent_abuse"
     offer = next(m for m in public_bot_messages(standin, thread_id) if button(m, "tg:own:"))
     assert offer["content"].startswith(f"<@{alice['id']}> ") and bob["id"] not in offer["content"]
     assert button(offer, "tg:own:") == f"tg:own:{thread_id}"
 
-    case = await runtime.engine.cases.get(standin.guild_id, 1)
+    case = await runtime.cases.get(standin.guild_id, 1)
     assert [(p.id, p.role) for p in case.participants] == [(alice["id"], "starter"), (bob["id"], "redirected")]
     assert await runtime.review.standing_ends(standin.guild_id, [alice["id"], bob["id"]]) == {
         alice["id"]: 0, bob["id"]: 1}
@@ -123,10 +123,10 @@ async def test_two_members_one_thread_addressed_ladder_private_refusal_and_the_b
     sent = member_lines(anthropic_standin.last_body)
     assert sent == ["help me outline my history essay", "so, the conclusion?"]  # hers alone: unlabelled again
     assert not any("bomb" in str(m) for m in anthropic_standin.last_body["messages"])  # bob's turns stay behind
-    branch = await runtime.engine.thread_state(ref(standin, new_id))
+    branch = await runtime.member_actions.thread_state(ref(standin, new_id))
     assert branch.status is ThreadStatus.ACTIVE and branch.branch_of == ref(standin, thread_id).key
     assert (branch.ladder.redirects, branch.ladder.warned) == (0, False)
-    assert (await runtime.engine.cases.get(standin.guild_id, 1)).branches == [ref(standin, new_id).key]
+    assert (await runtime.cases.get(standin.guild_id, 1)).branches == [ref(standin, new_id).key]
     again = await click(standin, offer, f"tg:own:{thread_id}", alice)  # a second click opens nothing more
     assert "already continued" in private_text(again) and len(standin.threads()) == len(threads_before) + 1
 

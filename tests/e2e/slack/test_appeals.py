@@ -82,5 +82,5 @@ async def test_the_appeal_button_files_one_appeal_and_the_decision_reaches_the_m
     assert await slack_env.bot.relay_notices() == 1
     texts = [c["text"] for c in standin.calls_to("chat.postMessage", channel=CHANNEL, thread_ts=root)]
     assert any(t.startswith("<@UALICE> ") and "open again" in t for t in texts)
-    state = await slack_env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+    state = await slack_env.runtime.member_actions.thread_state(thread_ref(TEAM, CHANNEL, root))
     assert state.status is ThreadStatus.ACTIVE

@@ -36,7 +36,7 @@ async def test_moderator_commands_are_answered_to_moderators_and_refused_to_othe
     for verb in ("cases", "case 1", "reopen 1"):
         refused = await _command(slack_env, http, payloads, verb, "UALICE", rid=f"no-{verb}")
         assert refused["text"] == "Only this workspace's moderators can use that command."
-    state = await slack_env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+    state = await slack_env.runtime.member_actions.thread_state(thread_ref(TEAM, CHANNEL, root))
     assert state.status is ThreadStatus.ENDED
 
     listing = await _command(slack_env, http, payloads, "cases", MODERATOR, rid="list")
@@ -120,7 +120,7 @@ async def test_an_edit_in_an_ended_thread_branches_into_a_new_thread(slack_env, 
     assert slack_env.model.turns == turns + 1
 
     new_thread = thread_ref(TEAM, CHANNEL, new_root)
-    state = await slack_env.runtime.engine.thread_state(new_thread)
+    state = await slack_env.runtime.member_actions.thread_state(new_thread)
     assert state.branch_of == thread_ref(TEAM, CHANNEL, root).key
     assert state.ladder.redirects == 1  # the prefix before the edited message held one redirection
     assert (await slack_env.runtime.cases.get(TEAM, 1)).branches == [new_thread.key]

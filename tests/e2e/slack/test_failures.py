@@ -87,7 +87,8 @@ async def test_events_for_unknown_threads_change_nothing(slack_env, http, payloa
     assert slack_env.model.turns == 0
     assert not standin.calls_to("chat.postMessage")
     assert not standin.calls_to("chat.postEphemeral")
-    state = await slack_env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, stranger["event"]["thread_ts"]))
+    state = await slack_env.runtime.member_actions.thread_state(
+        thread_ref(TEAM, CHANNEL, stranger["event"]["thread_ts"]))
     assert state.ladder.turn == 0
 
 

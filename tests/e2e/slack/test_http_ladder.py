@@ -27,7 +27,7 @@ async def test_whole_ladder_freezes_the_thread_files_and_posts_the_case(slack_en
         "persistent_abuse", "weapons_of_mass_harm", 3, True)
     link = f"https://example.slack.com/archives/{CHANNEL}/p{root.replace('.', '')}"
     assert case.jump_url == link
-    state = await slack_env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+    state = await slack_env.runtime.member_actions.thread_state(thread_ref(TEAM, CHANNEL, root))
     assert state.status is ThreadStatus.ENDED
 
     [post] = standin.calls_to("chat.postMessage", channel=MODLOG)
@@ -108,7 +108,7 @@ async def test_bad_or_stale_signatures_get_401_and_change_nothing(slack_env, htt
     await slack_env.settle()
     assert slack_env.model.turns == 0
     assert not slack_env.standin.calls_to("chat.postMessage")
-    state = await slack_env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+    state = await slack_env.runtime.member_actions.thread_state(thread_ref(TEAM, CHANNEL, root))
     assert state.ladder.turn == 0
     # The same event, correctly signed, is then processed normally.
     assert (await http.event(event))[0] == 200

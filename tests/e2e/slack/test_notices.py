@@ -16,10 +16,10 @@ async def test_a_dashboard_reopen_is_posted_in_the_thread_once(make_env, payload
     await env.bot.start()
     async with serve(env) as http:
         root, _ = await drive_to_freeze(env, http.event, payloads)
-    engine = env.runtime.engine
+    members = env.runtime.member_actions
     # what the dashboard does: the moderation reopens, then queues the notice for the Slack process
     outcome = await env.runtime.moderation.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
-    await engine.queue_notice(outcome, "reopen", 1)
+    await env.runtime.notices.queue_notice(outcome, "reopen", 1)
     for _ in range(100):
         if thread_texts(env.standin, root)[-1] == REOPENED:
             break
@@ -29,7 +29,7 @@ async def test_a_dashboard_reopen_is_posted_in_the_thread_once(make_env, payload
     await asyncio.sleep(0.3)  # several more polls
     assert len(env.standin.calls_to("chat.postMessage")) == posts
     assert await env.bot.relay_notices() == 0
-    assert (await engine.thread_state(outcome.thread)).status is ThreadStatus.ACTIVE
+    assert (await members.thread_state(outcome.thread)).status is ThreadStatus.ACTIVE
 
 
 async def test_a_refused_post_is_logged_with_the_thread_key_and_the_relay_goes_on(make_env, payloads, caplog):
@@ -37,11 +37,10 @@ async def test_a_refused_post_is_logged_with_the_thread_key_and_the_relay_goes_o
     await env.bot.start()
     async with serve(env) as http:
         root, _ = await drive_to_freeze(env, http.event, payloads)
-    engine = env.runtime.engine
     outcome = await env.runtime.moderation.reopen(TEAM, 1, Author("dashboard:mod", "Mod"))
     env.standin.fail("chat.postMessage", status=200, error="not_in_channel")
     with caplog.at_level(logging.WARNING):
-        await engine.queue_notice(outcome, "reopen", 1)
+        await env.runtime.notices.queue_notice(outcome, "reopen", 1)
         await env.standin.wait_for(lambda: [c for c in env.standin.attempts("chat.postMessage") if c.status == 200
                                             and c.args.get("thread_ts") == root and c.args.get("text") == REOPENED])
         await asyncio.sleep(0.1)
@@ -50,7 +49,8 @@ async def test_a_refused_post_is_logged_with_the_thread_key_and_the_relay_goes_o
 
     note = Outcome(outcome.thread, replies=[Reply(ReplyKind.INFO, "A moderator left a note."),
                                             Reply(ReplyKind.INFO, "only for one member", ephemeral=True)])
-    await engine.queue_notice(note, "note", 1)  # an action without special handling: its replies are posted
+    # an action without special handling: its replies are posted
+    await env.runtime.notices.queue_notice(note, "note", 1)
     for _ in range(100):
         if thread_texts(env.standin, root)[-1] == "A moderator left a note.":
             break

@@ -83,7 +83,7 @@ def ephemerals(standin: SlackStandin, user: str) -> list[str]:
 
 async def test_two_members_one_thread_addressed_ladder_private_refusal_and_the_bystanders_branch(
         env: SlackEnv, http: HttpEndpoint, payloads: Payloads, anthropic_standin: AnthropicStandin) -> None:
-    standin, engine = env.standin, env.runtime.engine
+    standin, engine = env.standin, env.runtime.member_actions
     opening = payloads.mention("help me outline my history essay", user=ALICE)
     root = opening["event"]["ts"]
     thread = thread_ref(TEAM, CHANNEL, root)

@@ -53,7 +53,7 @@ async def test_socket_mode_carries_the_ladder_to_a_frozen_thread(make_env, paylo
         assert shown[3].startswith("⚠️ Warning")
         assert shown[4].startswith("This conversation has been ended because")
         assert (await env.runtime.cases.get(TEAM, 1)).reason == "persistent_abuse"
-        state = await env.runtime.engine.thread_state(thread_ref(TEAM, CHANNEL, root))
+        state = await env.runtime.member_actions.thread_state(thread_ref(TEAM, CHANNEL, root))
         assert state.status is ThreadStatus.ENDED
         turns = env.model.turns
         assert turns == 4
