@@ -179,7 +179,7 @@ class Commands:
         private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
         await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
         outcome.replies = [r for r in outcome.replies if r.text not in private]
-        await self.conversations.deliver(place, outcome, None)
+        await self.conversations.deliver(outcome)
 
     async def _asked_place(self, click: discord.Interaction, request: EndRequest) -> Place | None:
         """The conversation the button was made for (a DM may have moved on to a newer one since)."""
@@ -239,7 +239,7 @@ class Commands:
             return
         conv = self.conversations
         await conv.reopened(outcome.thread, outcome.replies)
-        await conv.modlog.post(outcome.action)
+        await conv.surface.log_case(outcome.action)
         await interaction.followup.send(f"Reopened case #{number}: {ref_url(outcome.thread)}", ephemeral=True)
 
     # --- errors --------------------------------------------------------------------------------

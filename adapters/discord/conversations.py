@@ -7,34 +7,24 @@ A member's message is accepted into its thread's inbox; its answer goes out thro
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import discord
 
+from adapters.delivery import Delivery
 from adapters.downloads import for_platform
 from bot.errors import ThreadguardError
 from bot.member_actions import MemberActions
 from bot.store.inbox_entry import ReplyTarget
-from bot.types import (
-    Attachment,
-    Case,
-    EditedMessage,
-    IncomingMessage,
-    Outcome,
-    Reply,
-    ReplyKind,
-    ThreadRef,
-    ThreadStatus,
-)
+from bot.types import Attachment, EditedMessage, IncomingMessage, Outcome, Reply, ThreadNotice, ThreadRef
 from config.communities import Communities
 from config.discord import DiscordSettings
 
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .openings import BareMentions, is_bare_mention, opening_ref
-from .replies import StreamingMessage, send_text
-from .shared import send_addressed
+from .surface import DiscordSurface, channel_for, safe_send
 from .translate import (
     DISCORD_FILE_HOSTS,
     DM_COMMUNITY,
@@ -77,10 +67,9 @@ class Conversations:
         self.typing_delay = typing_delay
         self.bare_mentions = BareMentions()
         self.downloads = for_platform(members.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
-        #: The appeal button under a freeze notice (set by the bot builder).
-        self.appeal_view: Callable[[Case], discord.ui.View] | None = None
-        #: The button under the line for bystanders of an ended shared thread (set by the bot builder).
-        self.own_view: Callable[[ThreadRef], discord.ui.View] | None = None
+        #: Where outcomes and notices are carried out (its ``appeal_view`` is set by the bot builder).
+        self.surface = DiscordSurface(client, locker, modlog)
+        self.delivery = Delivery(self.surface)
 
     # --- routing -------------------------------------------------------------------------------
 
@@ -188,7 +177,7 @@ class Conversations:
             place = await self.place_for(message)
         except ThreadguardError as exc:  # finding a DM's current conversation needs the store
             log.warning("channel %s: %s", message.channel.id, type(exc).__name__)
-            await self._safe_send(message.channel, exc.user_message)
+            await safe_send(message.channel, exc.user_message)
             return
         if place is None:
             return
@@ -208,7 +197,7 @@ class Conversations:
             log.info("thread %s: message %s from %s accepted", place.ref.key, incoming.message_id,
                      incoming.author.id)
         if ticket.outcome is not None:
-            await self.deliver(place, ticket.outcome, None)
+            await self.deliver(ticket.outcome)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         message = payload.message
@@ -228,7 +217,7 @@ class Conversations:
         files = await self.downloads.fetch_all([file_wanted(a) for a in message.attachments])
         outcome, branch = await self.branch(place, message.author, str(message.id), text, files=files)
         if branch is None:
-            await self.deliver(place, outcome, None)
+            await self.deliver(outcome)
 
     async def branch(self, place: Place, member: discord.abc.User, message_id: str, text: str, *,
                      event_id: str | None = None, files: tuple[Attachment, ...] = ()) -> tuple[Outcome, Place | None]:
@@ -247,7 +236,7 @@ class Conversations:
         if outcome.duplicate or outcome.branch is None or not opened:
             return outcome, None
         await self.link_branch(place, opened[0])
-        await self.deliver(opened[0], outcome, None)
+        await self.deliver(outcome)
         return outcome, opened[0]
 
     async def place_for_edit(self, message: discord.Message) -> Place | None:
@@ -268,8 +257,8 @@ class Conversations:
         if old.ref.community == DM_COMMUNITY:  # no threads: a new numbered conversation in the same DM
             fresh = await self.dm_place(old.channel, fresh=True)
             assert fresh is not None
-            await self._safe_send(old.channel, "Continuing from your edited message as a new conversation; "
-                                               "the earlier one stays closed.")
+            await safe_send(old.channel, "Continuing from your edited message as a new conversation; "
+                                         "the earlier one stays closed.")
             return fresh
         parent = self.client.get_partial_messageable(int(old.ref.channel), guild_id=int(old.ref.community))
         thread_data = await self.client.http.start_thread_without_message(
@@ -282,116 +271,35 @@ class Conversations:
             await self.client.http.add_user_to_thread(thread_id, member.id)
         except discord.HTTPException as exc:
             log.debug("could not add the member to branch thread %s (%s)", thread_id, exc.status)
-        await self._safe_send(branch, f"{member.mention} continues from an edited message in "
-                                      f"{ref_url(old.ref)}. This is a new conversation; the earlier one stays "
-                                      "closed.", ping=True)
+        await safe_send(branch, f"{member.mention} continues from an edited message in "
+                                f"{ref_url(old.ref)}. This is a new conversation; the earlier one stays "
+                                "closed.", ping=True)
         return Place(thread_ref(int(old.ref.community), int(old.ref.channel), thread_id), branch)
 
     async def link_branch(self, old: Place, new: Place) -> None:
         """Point the ended thread at its branch (posting reopens the archive, so archive again)."""
         if old.ref.community == DM_COMMUNITY:
             return
-        if await self._safe_send(old.channel, f"This conversation continues in a new thread: {ref_url(new.ref)}"):
+        if await safe_send(old.channel, f"This conversation continues in a new thread: {ref_url(new.ref)}"):
             await self.locker.rearchive(old.ref)
 
     # --- posting where a conversation lives ----------------------------------------------------
 
     def channel_for(self, ref: ThreadRef) -> discord.PartialMessageable:
-        """Where the bot posts in a conversation: its thread, or for a DM conversation the DM channel
-        itself (the engine numbers the conversations of a DM, so their thread part may read ``123~2``)."""
-        if ref.community == DM_COMMUNITY:
-            return self.client.get_partial_messageable(int(ref.channel))
-        return self.client.get_partial_messageable(int(ref.thread), guild_id=int(ref.community))
+        """Where the bot posts in a conversation (``surface.channel_for``)."""
+        return channel_for(self.client, ref)
 
-    async def post_replies(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
-        """Post each reply in the conversation, in order (addressed to ``member`` when given);
-        ``False`` if Discord refused any of them."""
-        channel = self.channel_for(ref)
-        posted = True
-        for reply in replies:
-            if not await self._safe_send(channel, reply.text, mention=member if member and member.isdigit() else None):
-                log.warning("thread %s: a %s reply was not posted", ref.key, reply.kind.value)
-                posted = False
-        return posted
+    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply]) -> None:
+        """The conversation was reopened (``/threadguard reopen``): unlock and unarchive its thread, then post
+        the notice, as a reopen the dashboard queued is carried out."""
+        await self.delivery.notice(ThreadNotice(ref, "reopen", list(replies), None))
 
-    async def reopened(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
-        """The engine reopened the conversation: unlock and unarchive its thread, then post the notice.
-        (``/threadguard reopen`` and dashboard reopens relayed by ``NoticeRelay`` both come here.)"""
-        await self.locker.unfreeze(ref)
-        return await self.post_replies(ref, replies, member=member)
-
-    async def tell_in_ended(self, ref: ThreadRef, replies: Iterable[Reply], *, member: str | None = None) -> bool:
-        """Post into a conversation that stays ended (an upheld appeal), then archive its thread again."""
-        posted = await self.post_replies(ref, replies, member=member)
-        if posted:
-            await self.locker.rearchive(ref)
-        return posted
-
-    # --- carrying out an outcome ---------------------------------------------------------------
-
-    async def deliver(self, place: Place, outcome: Outcome, stream: StreamingMessage | None) -> None:
-        """Post the replies in order, then lock and archive an ended thread, then file the mod-log."""
+    async def deliver(self, outcome: Outcome) -> None:
+        """Carry out an outcome awaited here (``adapters.delivery``): an edit's, the end command's, a refusal."""
         if outcome.duplicate:
-            log.info("thread %s: duplicate event ignored", place.ref.key)
+            log.info("thread %s: duplicate event ignored", outcome.thread.key)
             return
-        if outcome.queued or outcome.ignored:  # the thread's owner (maybe another process) answers it
-            return
-        replies = list(outcome.replies)
-        finish_after = False
-        if stream is not None and stream.started:
-            if outcome.streamed and outcome.has_safety_notice:
-                finish_after = True  # the notices are new posts right after the answer: never behind its last edit
-            elif outcome.streamed:
-                await self._guard(stream.finish(), place)
-            elif replies and replies[0].kind in (ReplyKind.ANSWER, ReplyKind.ERROR):
-                await self._guard(stream.replace(replies.pop(0).text), place)
-        for reply in replies:
-            if reply.kind is ReplyKind.ANSWER and outcome.streamed:
-                continue
-            view = None
-            if reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None and self.appeal_view is not None:
-                view = self.appeal_view(outcome.case)
-            elif reply.kind is ReplyKind.BRANCH_OFFER and self.own_view is not None:
-                view = self.own_view(place.ref)
-            if reply.to:  # a shared thread: the members it is for are mentioned
-                await send_addressed(place.channel, reply, view)
-            else:
-                await self._safe_send(place.channel, reply.text, view=view)
-        if finish_after and stream is not None:
-            await self._guard(stream.finish(), place)
-        if outcome.case is not None and outcome.status is ThreadStatus.ENDED:
-            await self.locker.freeze(place.ref)
-        if outcome.case is not None:
-            await self.modlog.post(outcome.case)
-        if outcome.alert is not None:
-            await self.modlog.post_alert(outcome.alert)
-        for line in outcome.spend_alerts:
-            await self.modlog.post_line(place.ref.community, line)
-
-    async def _guard(self, coro: object, place: Place) -> None:
-        try:
-            await coro  # type: ignore[misc]
-        except discord.HTTPException as exc:
-            log.warning("thread %s: could not update the streamed answer (HTTP %s, code %s)", place.ref.key,
-                        exc.status, exc.code)
-
-    async def _safe_send(self, channel: discord.abc.Messageable, text: str, *, ping: bool = False,
-                         view: discord.ui.View | None = None, mention: str | None = None) -> bool:
-        try:
-            if mention is not None:  # one member, pinged by name (an appeal decision)
-                await channel.send(f"<@{mention}> {text}"[:2000],
-                                   allowed_mentions=discord.AllowedMentions(users=[discord.Object(int(mention))]))
-            elif view is not None:
-                await channel.send(text[:2000], view=view, allowed_mentions=discord.AllowedMentions.none())
-            elif ping:
-                await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True))
-            else:
-                await send_text(channel, text)
-        except discord.HTTPException as exc:
-            log.warning("could not post in channel %s (HTTP %s, code %s)", getattr(channel, "id", "?"),
-                        exc.status, exc.code)
-            return False
-        return True
+        await self.delivery.outcome(outcome)
 
 
 def _file_ids(message: discord.Message) -> list[int]:

@@ -32,6 +32,7 @@ from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.delivery import Delivery
 from bot.bootstrap import Runtime, build_runtime
 from bot.metrics import Metrics
 from bot.store.budget import SharedBudget
@@ -42,7 +43,7 @@ from .appeal import ACTION as APPEAL_ACTION
 from .appeal import VIEW as APPEAL_VIEW
 from .appeal import Appeals
 from .commands import Commands, Moderators
-from .conversations import Conversations, Delivery, SlackSink
+from .conversations import Conversations, SlackSink, SlackSurface
 from .gate import RequestGate, unusable
 from .identity import IdentityCache
 from .modlog import ModLog
@@ -112,15 +113,17 @@ class SlackBot:
         poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
                         stream_client=web_client(slack, retry_rate_limits=False, tokens=tokens))
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
-        self.delivery = Delivery(poster, self.modlog, self.identity, later=self._later)
-        sink = SlackSink(self.delivery, slack)
+        self.surface = SlackSurface(poster, self.modlog, self.identity)
+        self.delivery = Delivery(self.surface, later=self._later)
+        sink = SlackSink(self.surface, self.delivery, slack)
         self.sink: SlackSink | WorkspaceSink = WorkspaceSink(sink) if self.workspaces else sink
         runtime.pipeline.register_sink("slack", self.sink)
         runtime.worker_polling_notices(slack.notice_poll_interval)
-        self.conversations = Conversations(runtime.member_actions, runtime.communities, slack, self.delivery,
-                                           self._later)
+        self.conversations = Conversations(runtime.member_actions, runtime.communities, slack, self.surface,
+                                           self.delivery, self._later)
         moderators = Moderators(self.client, runtime.communities, slack)
-        self.commands = Commands(runtime.member_actions, runtime.cases, runtime.moderation, moderators, self.delivery)
+        self.commands = Commands(runtime.member_actions, runtime.cases, runtime.moderation, moderators, self.surface,
+                                 self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
         self.own = OwnConversations(runtime.member_actions, poster, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
@@ -248,7 +251,7 @@ class SlackBot:
         await self.tasks.aclose(self.slack.shutdown_grace)
         if self.workspaces:
             await self.workspaces.aclose()
-        for client in (self.client, self.delivery.poster.stream_client):
+        for client in (self.client, self.surface.poster.stream_client):
             session = getattr(client, "session", None)
             if session is not None and not session.closed:
                 await session.close()

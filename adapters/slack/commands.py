@@ -13,6 +13,7 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.delivery import Delivery
 from bot.casefile import render_case_text
 from bot.caselog import CaseLog
 from bot.errors import NotAllowed, ThreadguardError
@@ -23,7 +24,7 @@ from config.communities import Communities
 from config.slack import SlackSettings
 
 from . import translate
-from .conversations import Delivery
+from .conversations import SlackSurface
 from .modlog import case_blocks, case_link
 from .replies import API_ERRORS, error_code
 
@@ -92,11 +93,12 @@ class _CheckFailed(ThreadguardError):
 
 class Commands:
     def __init__(self, members: MemberActions, cases: CaseLog, moderation: Moderation, moderators: Moderators,
-                 delivery: Delivery) -> None:
+                 surface: SlackSurface, delivery: Delivery) -> None:
         self._members = members
         self._cases = cases
         self._moderation = moderation
         self._moderators = moderators
+        self._surface = surface
         self._delivery = delivery
 
     async def command(self, body: dict[str, Any], respond: Respond) -> None:
@@ -146,7 +148,7 @@ class Commands:
         await self._end(team, where[0], where[1], Author(user, name), respond)
 
     async def _end(self, team: str, channel: str, thread_ts: str, author: Author, respond: Respond) -> None:
-        identity = await self._delivery.identity.get()
+        identity = await self._surface.identity.get()
         thread = translate.thread_ref(team, channel, thread_ts)
         outcome = await self._members.end_by_user(thread, author, jump_url=translate.thread_link(identity, thread),
                                                   moderator=await self._moderators.includes(team, author.id))
@@ -178,7 +180,7 @@ class Commands:
         if not cases:
             await _say(respond, "No cases." if page == 1 else f"No cases on page {page}.")
             return
-        identity = await self._delivery.identity.get()
+        identity = await self._surface.identity.get()
         lines = [f"*Cases, page {page}* (newest first)"]
         for c in cases:
             link = case_link(c, identity)
@@ -191,7 +193,7 @@ class Commands:
 
     async def _show(self, team: str, number: int, respond: Respond) -> None:
         case = await self._cases.get(team, number)
-        blocks = case_blocks(case, await self._delivery.identity.get())
+        blocks = case_blocks(case, await self._surface.identity.get())
         preview = _transcript_preview(case)
         if preview:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"```{preview}```"}})
@@ -206,9 +208,9 @@ class Commands:
         posted = True
         for reply in outcome.replies:
             if reply.kind is ReplyKind.INFO and not reply.ephemeral:
-                posted = await self._delivery.poster.post(thread.channel, thread.thread, reply.text,
+                posted = await self._surface.poster.post(thread.channel, thread.thread, reply.text,
                                                           where=thread.key) is not None and posted
-        await self._delivery.case(outcome.action)
+        await self._surface.log_case(outcome.action)
         note = "" if posted else " I couldn't post in the thread itself (it may have been deleted)."
         await _say(respond, f"Reopened the thread of case #{number} (filed as case #{outcome.action.case_id})."
                    + note)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from adapters.delivery import Delivery
 from adapters.downloads import for_platform
 from bot.errors import ThreadguardError
 from bot.member_actions import MemberActions
@@ -17,7 +18,7 @@ from bot.types import (
     EditedMessage,
     IncomingMessage,
     Outcome,
-    ReplyKind,
+    Reply,
     TextSink,
     ThreadNotice,
     ThreadRef,
@@ -50,102 +51,72 @@ class SlackUnavailable(ThreadguardError):
     user_message = "I couldn't reach Slack to open the new thread. Please edit your message again in a minute."
 
 
-class Delivery:
-    """Carries out an engine outcome: replies in order (ephemeral ones to the member), then the mod-log.
+class SlackSurface:
+    """``Surface`` (``adapters.delivery``) for Slack: posts in the thread, ephemeral messages for the member
+    alone, the appeal button under a freeze notice, and the mod-log. A Slack thread cannot be locked: an
+    ended one stays open, and the bot answers later posts with an ephemeral notice."""
 
-    A streamed answer's last ``chat.update`` waits on the workspace's update budget; nothing waits on it:
-    once the answer's message is posted, the notices that follow it go out, and the thread goes on to its
-    next message (``later`` runs the update's wait, so shutting down and tests still wait for it).
-    """
+    private_replies = True
 
-    def __init__(self, poster: Poster, modlog: ModLog, identity: IdentityCache, *, later: Spawn | None = None) -> None:
+    def __init__(self, poster: Poster, modlog: ModLog, identity: IdentityCache) -> None:
         self.poster = poster
         self.modlog = modlog
         self.identity = identity
-        self._later = later
 
-    async def outcome(self, outcome: Outcome, user: str, stream: StreamingReply | None = None) -> None:
-        if outcome.duplicate or outcome.queued or outcome.ignored:
-            return
-        thread = outcome.thread
-        where = thread.key
-        finishing = stream if stream is not None and outcome.streamed else None
-        if finishing is not None:
-            await finishing.finish_behind()  # the answer's message is there; its last update follows
-            answer_shown = True
-        else:
-            answer_shown = await self._settle_stream(outcome, stream)
-        for reply in outcome.replies:
-            if reply.kind is ReplyKind.ANSWER and answer_shown:
-                continue
-            if reply.ephemeral:
-                await self.poster.ephemeral(thread.channel, user, thread.thread, reply.text, where=where)
-            elif reply.to:  # a shared thread: the members it is for are mentioned
-                await post_addressed(self.poster, thread, reply)
-            elif reply.kind is ReplyKind.FREEZE_NOTICE and outcome.case is not None:
-                await self.poster.post(thread.channel, thread.thread, reply.text, where=where,
-                                       blocks=notice_blocks(reply.text, outcome.case))
-            else:
-                await self.poster.post(thread.channel, thread.thread, reply.text, where=where)
-        if finishing is not None:
-            if self._later is not None:
-                self._later(finishing.finish, f"finish {where}")
-            else:
-                await finishing.finish()
-        for case in (outcome.case, outcome.action):
-            if case is not None:
-                await self.case(case)
-        if outcome.alert is not None:
-            await self.modlog.post_alert(outcome.alert, await self.identity.get())
-        for line in outcome.spend_alerts:
-            await self.modlog.post_line(thread.community, line)
+    async def post(self, thread: ThreadRef, reply: Reply, *, appeal: Case | None = None) -> bool:
+        if reply.to:  # a shared thread: the members it is for are mentioned
+            return await post_addressed(self.poster, thread, reply)
+        blocks = notice_blocks(reply.text, appeal) if appeal is not None else None
+        return await self.poster.post(thread.channel, thread.thread, reply.text, where=thread.key,
+                                      blocks=blocks) is not None
 
-    async def case(self, case: Case) -> None:
+    async def post_privately(self, thread: ThreadRef, member: str, reply: Reply) -> None:
+        await self.poster.ephemeral(thread.channel, member, thread.thread, reply.text, where=thread.key)
+
+    async def post_to_member(self, thread: ThreadRef, member: str, reply: Reply) -> bool:
+        return await self.poster.post(thread.channel, thread.thread, f"<@{escape(member)}> {escape(reply.text)}",
+                                      where=thread.key, raw=True) is not None
+
+    async def close(self, thread: ThreadRef) -> None:
+        return None
+
+    async def reopen(self, thread: ThreadRef) -> None:
+        return None
+
+    async def close_again(self, thread: ThreadRef) -> None:
+        return None
+
+    async def log_case(self, case: Case) -> None:
         await self.modlog.post(case, await self.identity.get())
 
-    @staticmethod
-    async def _settle_stream(outcome: Outcome, stream: StreamingReply | None) -> bool:
-        """Finish the streamed answer, or put the engine's final answer in its place. Returns whether
-        the ANSWER reply is already on screen."""
-        if stream is None or not stream.started:
-            return False
-        answer = next((r for r in outcome.replies if r.kind is ReplyKind.ANSWER), None)
-        if answer is None:
-            await stream.discard()
-            return False
-        await stream.replace(answer.text)
-        return True
+    async def log_alert(self, case: Case) -> None:
+        await self.modlog.post_alert(case, await self.identity.get())
+
+    async def log_line(self, community: str, text: str) -> None:
+        await self.modlog.post_line(community, text)
 
 
 class SlackSink:
     """The turn pipeline's delivery sink for Slack: any Slack process answers any thread from its inbox entry."""
 
-    def __init__(self, delivery: Delivery, slack: SlackSettings) -> None:
+    def __init__(self, surface: SlackSurface, delivery: Delivery, slack: SlackSettings) -> None:
+        self._surface = surface
         self._delivery = delivery
         self._slack = slack
 
     def stream(self, entry: InboxEntry) -> TextSink | None:
         thread = entry.thread
-        return StreamingReply(self._delivery.poster, thread.channel, thread.thread, where=thread.key,
+        return StreamingReply(self._surface.poster, thread.channel, thread.thread, where=thread.key,
                               interval=self._slack.stream_edit_interval)
 
     async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
         await self._delivery.outcome(outcome, entry.target.user, stream if isinstance(stream, StreamingReply) else None)
 
     async def notice(self, notice: ThreadNotice) -> None:
-        thread = notice.thread
-        for reply in notice.replies:
-            if reply.ephemeral:  # nobody to show an ephemeral notice to
-                continue
-            if notice.member:  # an appeal decision: addressed to the member who appealed
-                await self._delivery.poster.post(thread.channel, thread.thread,
-                                                 f"<@{escape(notice.member)}> {escape(reply.text)}",
-                                                 where=thread.key, raw=True)
-            else:
-                await self._delivery.poster.post(thread.channel, thread.thread, reply.text, where=thread.key)
+        await self._delivery.notice(notice)
 
     async def case(self, case: Case) -> None:
-        await self._delivery.case(case)
+        await self._surface.log_case(case)
 
 
 class Conversations:
@@ -157,10 +128,11 @@ class Conversations:
     """
 
     def __init__(self, members: MemberActions, communities: Communities, slack: SlackSettings,
-                 delivery: Delivery, spawn: Spawn) -> None:
+                 surface: SlackSurface, delivery: Delivery, spawn: Spawn) -> None:
         self._members = members
         self._communities = communities
         self._slack = slack
+        self._surface = surface
         self._delivery = delivery
         self._spawn = spawn
         self._downloads = for_platform(members.file_limits, translate.SLACK_FILE_HOSTS, slack.api_base_url)
@@ -168,7 +140,7 @@ class Conversations:
     # --- routing (awaited before Slack gets its acknowledgement) ------------------------------
 
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
-        identity = await self._delivery.identity.get()
+        identity = await self._surface.identity.get()
         channel = str(event.get("channel") or "")
         if translate.is_direct(channel) or translate.from_bot(event, identity):
             return  # direct messages arrive as message events
@@ -183,7 +155,7 @@ class Conversations:
         if subtype == "message_changed":
             self._spawn(lambda: self.on_edit(body, event, token=token), f"edit {body.get('event_id')}")
             return
-        identity = await self._delivery.identity.get()
+        identity = await self._surface.identity.get()
         if subtype not in _SPOKEN or translate.from_bot(event, identity) or "ts" not in event:
             return
         channel = str(event.get("channel") or "")
@@ -202,7 +174,7 @@ class Conversations:
                            UnknownThread.PARK if _young(event) else UnknownThread.IGNORE)
 
     async def on_edit(self, body: dict[str, Any], event: dict[str, Any], *, token: str | None = None) -> None:
-        identity = await self._delivery.identity.get()
+        identity = await self._surface.identity.get()
         edit = translate.edited(body, event, identity)
         if edit is None:
             return
@@ -241,7 +213,7 @@ class Conversations:
 
     async def _edit(self, edit: EditedMessage, identity: Identity) -> None:
         old = edit.thread
-        stream = StreamingReply(self._delivery.poster, old.channel, old.thread, where=old.key,
+        stream = StreamingReply(self._surface.poster, old.channel, old.thread, where=old.key,
                                 interval=self._slack.stream_edit_interval)
 
         async def open_branch(first_text: str) -> ThreadRef:
@@ -262,7 +234,7 @@ class Conversations:
         old_link = translate.thread_link(identity, old)
         source = f"<{old_link}|an ended conversation>" if old_link else "an ended conversation"
         quoted = "\n".join(f">{line}" for line in translate.escape(first_text[:500]).splitlines() or [""])
-        root = await self._delivery.poster.post(
+        root = await self._surface.poster.post(
             old.channel, None, f"\u21aa\ufe0f <@{edit.author.id}> continued {source} from an edited message:\n"
             f"{quoted}", where=old.key, raw=True)
         if root is None:
@@ -270,13 +242,13 @@ class Conversations:
         new = translate.thread_ref(old.community, old.channel, root)
         new_link = translate.thread_link(identity, new)
         note = f"<{new_link}|in a new thread>" if new_link else "in a new thread"
-        await self._delivery.poster.post(old.channel, old.thread, f"\u21aa\ufe0f This conversation continues {note}.",
+        await self._surface.poster.post(old.channel, old.thread, f"\u21aa\ufe0f This conversation continues {note}.",
                                          where=old.key, raw=True)
         return new
 
     async def _failed(self, thread: ThreadRef, user: str, exc: ThreadguardError) -> None:
         log.warning("thread %s: %s", thread.key, type(exc).__name__)
-        await self._delivery.poster.ephemeral(thread.channel, user, thread.thread, exc.user_message, where=thread.key)
+        await self._surface.poster.ephemeral(thread.channel, user, thread.thread, exc.user_message, where=thread.key)
 
     # --- helpers ------------------------------------------------------------------------------
 

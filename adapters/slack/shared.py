@@ -57,10 +57,12 @@ def offer_blocks(reply: Reply, thread: ThreadRef) -> list[dict[str, Any]]:
     ]
 
 
-async def post_addressed(poster: Poster, thread: ThreadRef, reply: Reply) -> None:
-    """Post a reply addressed to members in its thread (the bystanders' line with its button)."""
+async def post_addressed(poster: Poster, thread: ThreadRef, reply: Reply) -> bool:
+    """Post a reply addressed to members in its thread (the bystanders' line with its button); ``False`` when
+    Slack refused it."""
     blocks = offer_blocks(reply, thread) if reply.kind is ReplyKind.BRANCH_OFFER else None
-    await poster.post(thread.channel, thread.thread, addressed_text(reply), where=thread.key, blocks=blocks, raw=True)
+    return await poster.post(thread.channel, thread.thread, addressed_text(reply), where=thread.key, blocks=blocks,
+                             raw=True) is not None
 
 
 class OwnConversations:

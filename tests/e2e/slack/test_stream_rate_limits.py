@@ -98,7 +98,7 @@ async def test_a_server_error_on_chat_update_is_retried_by_the_client(make_env, 
 async def test_the_workspace_budget_paces_concurrent_replies(make_env, payloads):
     """Three replies at once in one workspace share a budget of 60 updates a minute (one a second)."""
     env, _ = await _env(make_env, pace=0.05)
-    env.bot.delivery.poster.budget = SharedBudget(env.runtime.redis, "chat.update", per_minute=60, burst=1)
+    env.bot.surface.poster.budget = SharedBudget(env.runtime.redis, "chat.update", per_minute=60, burst=1)
     standin = env.standin
     async with serve(env) as http:
         sent = [payloads.mention(f"story {i}") for i in range(3)]
