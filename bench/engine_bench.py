@@ -1,13 +1,18 @@
 """Engine benchmark on a real redis-server (or Redis Cluster) with an instant stand-in model.
 
-Prints turns per second, engine overhead per turn (p50, p99), Redis round trips per ordinary turn and per
-message to a frozen thread, model calls for frozen threads, Redis memory per thread, and the ratio of the
-p50 turn overhead to a Redis PING round trip measured in the same run. Then one long thread (1,500 turns
-of 3,000-character messages and answers): engine time and Redis bytes read per turn at turn 10 and at
-turn 1,500, whose ratio must stay under 2 (the turn reads the history window, never the whole log).
+Prints turns per second, engine overhead per turn (p50, p99), Redis round trips per ordinary turn
+(sequential: requests sent together, to other slots of a cluster, count once) and requests, round trips
+per message to a frozen thread, model calls for frozen threads, Redis memory per thread, and the ratio of
+the p50 turn overhead to a Redis PING round trip measured in the same run. Then one long thread (1,500
+turns of 3,000-character messages and answers): engine time and Redis bytes read per turn at turn 10 and
+at turn 1,500, whose ratio must stay under 2 (the turn reads the history window, never the whole log).
+Last, limits off and on interleaved in one run (``--pairs``): a turn in a community without limits, then
+one in a community with every limit set and none reached, each ``--pairs`` times, a PING before each pair;
+p50 and p99 overhead of each, their ratio, and round trips per turn; every turn must be answered.
 
     python bench/engine_bench.py [--threads 200] [--turns 10] [--concurrency 32] [--long-turns 1500]
     python bench/engine_bench.py --cluster        # a private 3-node Redis Cluster
+    python bench/engine_bench.py --only-pairs --pairs 3000   # only limits off against on
 
 The Redis client is built by the composition root from settings, exactly as the product builds it.
 Uses REDIS_URL (and REDIS_CLUSTER) when set (never flushes it: it uses a key prefix of its own run),
@@ -38,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pydantic import SecretStr
 
 from bot.bootstrap import build_runtime
-from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock
+from bot.model import ModelRequest, ModelResponse, TextBlock, ToolUseBlock, Usage
 from bot.policy import ToolCall
 from bot.types import Author, IncomingMessage, Outcome, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig, CommunityLimits
@@ -154,17 +159,19 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     # 1. sequential turns: per-turn overhead and round trips
     overheads: list[float] = []
     trips: list[int] = []
+    requests: list[int] = []
     seq = 0
     for t in range(threads):
         thread = ThreadRef("console", run, "bench", f"t{t}")
         for _ in range(turns):
             seq += 1
             msg = IncomingMessage(thread, author, f"question number {seq} about something", message_id=f"m{seq}")
-            before = store.health.round_trips
+            before, sent = store.health.sequential, store.health.round_trips
             start = time.perf_counter()
             outcome = await members.handle_message(msg)
             overheads.append(time.perf_counter() - start)
-            trips.append(store.health.round_trips - before)
+            trips.append(store.health.sequential - before)
+            requests.append(store.health.round_trips - sent)
             assert _answered(outcome), outcome
     mem_after = await _info_sum(client, "memory", "used_memory")
 
@@ -197,10 +204,10 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     await members.handle_message(IncomingMessage(frozen, author, "end", message_id="f-end"))
     calls_before, frozen_trips = model.calls, []
     for i in range(500):
-        before = store.health.round_trips
+        before = store.health.sequential
         outcome = await members.handle_message(IncomingMessage(frozen, author, "hello?", message_id=f"f{i}"))
         assert outcome.frozen
-        frozen_trips.append(store.health.round_trips - before)
+        frozen_trips.append(store.health.sequential - before)
     frozen_model_calls = model.calls - calls_before
 
     # 5. one long thread: the turn reads the history window, never the whole log
@@ -216,7 +223,9 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     print(f"  turns per second, {concurrency:>3} concurrent:         {n_tp / tp_elapsed:10.0f}")
     print(f"  engine overhead per turn p50:            {p50 * 1e3:10.3f} ms")
     print(f"  engine overhead per turn p99:            {p99 * 1e3:10.3f} ms")
-    print(f"  Redis round trips per ordinary turn:     {statistics.mean(trips):10.2f} (max {max(trips)})")
+    print(f"  Redis round trips per ordinary turn:     {statistics.mean(trips):10.2f} (max {max(trips)}; "
+          f"requests sent together count once)")
+    print(f"  Redis requests per ordinary turn:        {statistics.mean(requests):10.2f} (max {max(requests)})")
     print(f"  Redis round trips per frozen message:    {statistics.mean(frozen_trips):10.2f} "
           f"(max {max(frozen_trips)})")
     print(f"  model calls for 500 frozen messages:     {frozen_model_calls:10d}")
@@ -225,6 +234,68 @@ async def bench(url: str, cluster: bool, threads: int, turns: int, concurrency: 
     print(f"  p50 turn overhead / p50 PING:            {p50 / ping50:10.1f} x")
     report_long(long_times, long_bytes)
     await rt.aclose()
+
+
+class BilledModel(InstantModel):
+    """Answers at once and reports token usage as the real API does, so each commit counts it (and, with
+    limits, the member's tokens and the community's spend)."""
+
+    async def respond(self, request: ModelRequest, sink: object = None) -> ModelResponse:
+        answer = await super().respond(request, sink)
+        return ModelResponse(answer.blocks, answer.stop_reason,
+                             Usage(input_tokens=120, output_tokens=8, cache_read_input_tokens=900, calls=1))
+
+
+async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
+    """Turn overhead with limits off and on, interleaved in one run, so both see the same machine: one
+    runtime, two communities (one without limits, one with every limit set and none reached, so each of its
+    turns checks and counts them all), a new thread every 10 turns in each; a PING, then one turn in each
+    community (which goes first alternates), ``pairs`` times, after a warm-up. Every turn must be answered."""
+    model = BilledModel()
+    settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
+    run = f"c{int(time.time())}"
+    communities = Communities(CommunityConfig(), {f"{run}-on": CommunityConfig(limits=LIMITS)})
+    rt = build_runtime(settings, model=model, communities=communities)
+    members, health = rt.member_actions, rt.store.health
+    await _wait_ready(rt.redis)
+    author = Author("u1", "bench")
+    times: dict[bool, list[float]] = {False: [], True: []}
+    trips: dict[bool, list[int]] = {False: [], True: []}
+    pings: list[float] = []
+    answered = 0
+
+    async def turn(limits: bool, n: int, keep: bool) -> None:
+        nonlocal answered
+        thread = ThreadRef("console", f"{run}-{'on' if limits else 'off'}", "bench", f"t{n // 20}")
+        before = health.sequential
+        start = time.perf_counter()
+        outcome = await members.handle_message(IncomingMessage(thread, author, f"question {n}", message_id=f"q{n}"))
+        took = time.perf_counter() - start
+        answered += _answered(outcome)
+        if keep:
+            times[limits].append(took)
+            trips[limits].append(health.sequential - before)
+
+    for n in range(40):  # connections opened, scripts loaded: not measured
+        await turn(n % 2 == 0, n, False)
+    for n in range(pairs):
+        start = time.perf_counter()
+        await rt.redis.ping()
+        pings.append(time.perf_counter() - start)
+        first = n % 2 == 0
+        await turn(first, 100 + 2 * n, True)
+        await turn(not first, 101 + 2 * n, True)
+    await rt.aclose()
+    assert answered == 40 + 2 * pairs, f"{answered} of {40 + 2 * pairs} turns answered"
+    ping50 = pct(pings, 0.5)
+    print(f"  limits off and on, interleaved ({pairs} turns each, usage reported, every turn answered):")
+    for limits in (False, True):
+        p50, p99 = pct(times[limits], 0.5), pct(times[limits], 0.99)
+        print(f"    limits {'on ' if limits else 'off'}: overhead per turn p50 {p50 * 1e3:.3f} ms, "
+              f"p99 {p99 * 1e3:.3f} ms, {p50 / ping50:.1f}x a PING ({ping50 * 1e3:.3f} ms); round trips per turn "
+              f"{statistics.mean(trips[limits]):.2f}")
+    ratio = pct(times[True], 0.5) / pct(times[False], 0.5)
+    print(f"    p50 on / off: {ratio:.3f}")
 
 
 async def long_thread(members: Any, client: Any, thread: ThreadRef, author: Author,
@@ -286,6 +357,9 @@ def main() -> None:
     parser.add_argument("--long-turns", type=int, default=1500)
     parser.add_argument("--cluster", action="store_true", help="start a private 3-node Redis Cluster")
     parser.add_argument("--limits", action="store_true", help="every limit set (none reached)")
+    parser.add_argument("--pairs", type=int, default=2000,
+                        help="turns with limits off and on, interleaved (0: skip that comparison)")
+    parser.add_argument("--only-pairs", action="store_true", help="only the limits off / on comparison")
     args = parser.parse_args()
     url = os.environ.get("REDIS_URL")
     cluster = os.environ.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
@@ -303,7 +377,10 @@ def main() -> None:
             proc.wait(timeout=10)
             shutil.rmtree(workdir, ignore_errors=True)
     try:
-        asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns, args.limits))
+        if not args.only_pairs:
+            asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns, args.limits))
+        if args.pairs:
+            asyncio.run(limits_on_off(url, cluster, args.pairs))
     finally:
         if stop is not None:
             stop()

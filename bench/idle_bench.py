@@ -79,8 +79,8 @@ class Probe:
         self.answered = 0
         self.turns = 0
         self.spans: list[tuple[float, float]] = []
-        # every request of the store is timed (a limit check before the accepting script is a step of its
-        # own), and the usage ledger's
+        # every request of the store is timed (a limit check sent again with a busy thread's message is a
+        # step of its own), and the usage ledger's
         connection: Any = runtime.store.health
         connection.trip = self._timed_trip(connection.trip)
         for name in ("record_turn", "record_case"):

@@ -66,11 +66,12 @@ def validated(values: dict[str, Any]) -> CommunityConfig:
 
 
 def flat(config: CommunityConfig) -> dict[str, Any]:
-    """One entry per setting a person changes (``texts.warning``, ``channels.<id>``), JSON values."""
+    """One entry per setting a person changes (``texts.warning``, ``channels.<id>``, ``limits.burst``), JSON
+    values."""
     data = config.model_dump(mode="json")
     out: dict[str, Any] = {}
     for name, value in data.items():
-        if name in ("texts", "channels"):
+        if name in ("texts", "channels", "limits"):
             for sub, inner in value.items():
                 out[f"{name}.{sub}"] = inner
         else:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from config.errors import ConfigurationError, ThreadguardError
 
-__all__ = ["CaseNotFound", "ConfigurationError", "LeaseLost", "ModelError", "ModelOverloaded",
-           "ModelRateLimited", "ModelRequestRejected", "NotAllowed", "StoreUnavailable",
-           "ThreadBusy", "ThreadguardError"]
+__all__ = ["CaseNotFound", "ConfigurationError", "LeaseLost", "LimitDeferred", "ModelBackingOff", "ModelError",
+           "ModelOverloaded", "ModelRateLimited", "ModelRequestRejected", "NotAllowed", "StoreUnavailable",
+           "ThreadBusy", "ThreadguardError", "TurnDeferred"]
 
 
 class StoreUnavailable(ThreadguardError):
@@ -69,15 +69,32 @@ class ModelRateLimited(ModelError):
         self.retry_after = retry_after
 
 
-class ModelBackingOff(ThreadguardError):
+class TurnDeferred(ThreadguardError):
+    """The turn is not taken now: its message stays at the head of the inbox, the lease went back and the
+    thread is due at ``until_ms`` (epoch ms), when it is taken up again."""
+
+    def __init__(self, until_ms: int, why: str = "deferred") -> None:
+        super().__init__(f"turn {why} until {until_ms}")
+        self.until_ms = until_ms
+        #: The waiting member is to be told now that the message is queued.
+        self.tell = False
+
+
+class ModelBackingOff(TurnDeferred):
     """The model API asked every worker to wait (a shared back-off): the turn is not taken now; its
-    message stays in the inbox and is answered once the wait is over."""
+    message stays in the inbox and is answered once the wait is over (``tell``: once per back-off and
+    thread)."""
 
     def __init__(self, until_ms: int) -> None:
-        super().__init__(f"model API back-off until {until_ms}")
-        self.until_ms = until_ms
-        #: The waiting member is to be told that the message is queued (once per back-off and thread).
-        self.tell = False
+        super().__init__(until_ms, "model API back-off")
+
+
+class LimitDeferred(TurnDeferred):
+    """A message a limit kept is still over it when taken up again: it waits for the limit's next reset
+    (its member was told when it was kept)."""
+
+    def __init__(self, until_ms: int) -> None:
+        super().__init__(until_ms, "waits for a limit")
 
 
 class ModelOverloaded(ModelError):

@@ -29,74 +29,126 @@ class LimitKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class LimitHit:
-    """A message refused by a limit: which one, until when (epoch ms), and whether this thread's member
-    is told now (once per limit window per thread)."""
+    """A message over a limit: which one, until when (epoch ms on the limits' clock), whether this thread's
+    member is told now (once per limit window per thread), and whether the message is kept to be answered
+    when the limit resets (the community's ``over_limit``) instead of refused."""
 
     kind: LimitKind
     until_ms: int
     notify: bool
     now_ms: int
+    kept: bool = False
 
 
 def _prices(prices: Prices) -> str:
     return f"{prices.input!r} {prices.output!r} {prices.cache_write!r} {prices.cache_read!r}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LimitCheck:
     """One message's limits, as the accepting script checks them (``spec``)."""
 
     community: str
     member: str
-    now_ms: int
+    #: The UTC day the member's tokens and the community's spend are counted in.
     day: str
-    day_end_ms: int
-    per_minute: int
-    bucket: int
-    tokens_per_day: int
-    #: The daily ceiling in millionths of a US dollar (prices are per million tokens).
-    ceiling_micro: int
-    prices: Prices
+    #: "<member> <now ms> <per minute> <bucket> <tokens per day> <ceiling> <day end ms> <4 prices>", the
+    #: ceiling in millionths of a US dollar (prices are per million tokens).
+    text: str
+    #: '' when a message over a limit is refused; when it is kept to be answered at the reset, how far the
+    #: limits' clock is ahead of the system clock (ms), so the thread is due when the reset comes.
+    hold: str = ""
 
     def spec(self) -> str:
-        return (f"{self.member} {self.now_ms} {self.per_minute} {self.bucket} {self.tokens_per_day} "
-                f"{self.ceiling_micro} {self.day_end_ms} {_prices(self.prices)}")
+        return self.text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpendCount:
     """What the commit adds besides the thread's usage: the member's tokens of the day and the spend
     alerts (``spec``); ``day`` is the UTC day the community's sums go to."""
 
-    member: str
     day: str
-    ceiling_micro: int
-    prices: Prices
+    #: "<member> <ceiling> <4 prices>".
+    text: str
 
     def spec(self) -> str:
-        return f"{self.member} {self.ceiling_micro} {_prices(self.prices)}"
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """A community's limits as the scripts read them, and who is exempt: built once per settings object."""
+
+    #: "<per minute> <bucket> <tokens per day> <ceiling>", the ceiling in millionths of a US dollar.
+    rates: str
+    #: "<ceiling> <4 prices>".
+    spend: str
+    users: frozenset[str]
+    roles: frozenset[str]
+    #: A message over a limit is kept and answered when it resets.
+    keep: bool
 
 
 class Limiter:
-    """Builds each message's checks and the words members and moderators see."""
+    """Builds each message's checks and the words members and moderators see.
+
+    A check is built for every message of a community with limits: what stays the same between messages
+    (a community's limits as script arguments and who is exempt, the UTC day and its end) is kept, not
+    worked out again."""
 
     def __init__(self, clock: Clock | None = None, prices: Prices | None = None) -> None:
         self.clock = clock or SystemClock()
         self.prices = prices or Prices()
+        self._prices_text = _prices(self.prices)
+        #: id of a community's settings -> (those settings, their terms or ``None``: no limits); the settings
+        #: are kept so the id stays theirs.
+        self._terms: dict[int, tuple[CommunityConfig, _Terms | None]] = {}
+        #: The UTC day of the last check: its start and end (epoch s), its name, its end in ms.
+        self._day: tuple[float, float, str, int] = (0.0, 0.0, "", 0)
 
     def check(self, author: Author, config: CommunityConfig, community: str) -> LimitCheck | None:
         """The limits that apply to this member's next message (``None``: none, or the member is exempt)."""
-        limits = config.limits
-        if not limits.any or exempt(author, config):
+        terms = self._terms_of(config)
+        if terms is None or author.id in terms.users or not terms.roles.isdisjoint(author.roles):
             return None
         now = self.clock.now()
-        return LimitCheck(community, _member(author.id), int(now * 1000), day_of(now), int(day_end(now) * 1000),
-                          limits.messages_per_minute, limits.bucket, limits.tokens_per_day,
-                          ceiling_micro(limits.daily_spend_usd), self.prices)
+        day, day_end_ms = self._today(now)
+        member, now_ms = _member(author.id), int(now * 1000)
+        return LimitCheck(community, member, day,
+                          f"{member} {now_ms} {terms.rates} {day_end_ms} {self._prices_text}",
+                          f"{now_ms - int(time.time() * 1000)}" if terms.keep else "")
 
-    def spend(self, member_id: str | None, config: CommunityConfig) -> SpendCount:
-        return SpendCount(_member(member_id or "-"), day_of(self.clock.now()),
-                          ceiling_micro(config.limits.daily_spend_usd), self.prices)
+    def spend(self, member_id: str | None, config: CommunityConfig) -> SpendCount | None:
+        """What a turn counts for the limits besides its usage (``None``: the community has none)."""
+        terms = self._terms_of(config)
+        if terms is None:
+            return None
+        day, _ = self._today(self.clock.now())
+        return SpendCount(day, f"{_member(member_id or '-')} {terms.spend}")
+
+    def _today(self, now: float) -> tuple[str, int]:
+        start, end, day, end_ms = self._day
+        if not start <= now < end:
+            end = day_end(now)
+            day, end_ms = day_of(now), int(end * 1000)
+            self._day = (end - DAY_S, end, day, end_ms)
+        return day, end_ms
+
+    def _terms_of(self, config: CommunityConfig) -> _Terms | None:
+        found = self._terms.get(id(config))
+        if found is not None and found[0] is config:
+            return found[1]
+        limits, terms = config.limits, None
+        if limits.any:
+            ceiling = ceiling_micro(limits.daily_spend_usd)
+            terms = _Terms(f"{limits.messages_per_minute} {limits.bucket} {limits.tokens_per_day} {ceiling}",
+                           f"{ceiling} {self._prices_text}", *exempt_ids(config),
+                           limits.over_limit == "answer_at_reset")
+        if len(self._terms) >= 1024:  # settings reloaded many times: start afresh
+            self._terms.clear()
+        self._terms[id(config)] = (config, terms)
+        return terms
 
     def notice(self, hit: LimitHit, config: CommunityConfig) -> str:
         return limit_notice(hit, config.crisis_resources)
@@ -141,13 +193,19 @@ def limit_rows(config: CommunityConfig, today: TokenTotals, members: dict[str, i
 
 
 def exempt(author: Author, config: CommunityConfig) -> bool:
+    users, roles = exempt_ids(config)
+    return author.id in users or not roles.isdisjoint(author.roles)
+
+
+def exempt_ids(config: CommunityConfig) -> tuple[frozenset[str], frozenset[str]]:
+    """The user ids and role ids whose members the community's limits never apply to."""
     limits = config.limits
-    if author.id in limits.exempt_users or any(role in limits.exempt_roles for role in author.roles):
-        return True
-    if not limits.exempt_moderators:
-        return False
-    return author.id in config.moderators or (config.moderator_role is not None
-                                              and config.moderator_role in author.roles)
+    users, roles = set(limits.exempt_users), set(limits.exempt_roles)
+    if limits.exempt_moderators:
+        users.update(config.moderators)
+        if config.moderator_role is not None:
+            roles.add(config.moderator_role)
+    return frozenset(users), frozenset(roles)
 
 
 def ceiling_micro(usd: float) -> int:
@@ -184,12 +242,14 @@ _WHAT = {
 
 
 def limit_notice(hit: LimitHit, crisis_resources: str) -> str:
-    """The one line a limited member sees: which limit, when they can go on, that the message was not
-    answered; a pointer to the community's crisis resources when it has them."""
+    """The one line a limited member sees: which limit, when they can go on, and that the message was not
+    answered (send it again then) or is kept (answered then); a pointer to the community's crisis resources
+    when it has them."""
     at = time.strftime("%H:%M", time.gmtime(hit.until_ms / 1000))
     wait = wait_words((hit.until_ms - hit.now_ms) / 1000)
-    text = (f"{_WHAT[hit.kind]}; you can continue after {at} UTC, in {wait}. "
-            "I didn't answer your message: please send it again then.")
+    then = ("Your message is kept: I'll answer it after that, no need to send it again." if hit.kept
+            else "I didn't answer your message: please send it again then.")
+    text = f"{_WHAT[hit.kind]}; you can continue after {at} UTC, in {wait}. {then}"
     pointer = " ".join(crisis_resources.split())
     if pointer:
         text += f"\nIf you need support right now: {pointer}"

@@ -130,10 +130,12 @@ class MemberActions:
             delay = min(delay * 2, 0.5)
 
     def _limited(self, ticket: Ticket, config: CommunityConfig) -> Ticket:
-        """A message a limit refused: the member is told which and when they can go on, once per window."""
+        """A message over a limit, refused or kept: the member is told which limit and when they can go on
+        (and whether the message will be answered then), once per window."""
         hit = ticket.limit
         if hit is not None and ticket.outcome is not None:
-            log.info("thread %s: message refused by the %s limit", ticket.thread.key, hit.kind)
+            log.info("thread %s: message %s by the %s limit", ticket.thread.key, "kept" if hit.kept else "refused",
+                     hit.kind)
             if hit.notify:
                 ticket.outcome.replies.append(Reply(ReplyKind.INFO, self.limiter.notice(hit, config), ephemeral=True))
         return ticket

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bot import notices
-from bot.errors import LeaseLost, ModelBackingOff, StoreUnavailable
+from bot.errors import LeaseLost, StoreUnavailable, TurnDeferred
 from bot.limits import LimitCheck, LimitHit
 from bot.metrics import Metrics
 from bot.store import ClaimStatus, CommitStatus, IngestResult, IngestStatus, TurnInbox, TurnLog, TurnStart
@@ -155,7 +155,8 @@ class Ticket:
         self.pending_cases = pending_cases
         #: The message is in the thread's inbox and will be answered (here or by another process).
         self.accepted = accepted
-        #: Refused by a member's or the community's limit (not stored).
+        #: Over a member's or the community's limit: refused (not stored), or kept to be answered when it
+        #: resets (``LimitHit.kept``).
         self.limit: LimitHit | None = None
 
     async def result(self) -> Outcome:
@@ -252,8 +253,7 @@ class TurnPipeline:
         if waiter is not None and not local and not waiter.future.done():
             self._forget_waiter(key, waiter)
             waiter = None
-        if status is IngestStatus.OWNER:
-            assert result.start is not None
+        if result.start is not None:  # this process owns the thread (a refused message: for what waits behind it)
             self._start_drain(thread, result.start, asked)
         if waiter is not None:
             waiter.drain = self._drains.get(thread.key)
@@ -274,8 +274,9 @@ class TurnPipeline:
             return Ticket(thread, Outcome(thread, ignored=True))
         if status is IngestStatus.PARKED:  # answered once the thread's opening mention arrives
             return Ticket(thread, Outcome(thread, queued=True), accepted=True)
-        if status is IngestStatus.LIMITED:  # not stored: the engine words the notice
-            ticket = Ticket(thread, Outcome(thread))
+        if status in (IngestStatus.LIMITED, IngestStatus.HELD):  # the member use case words the notice
+            # held: kept, and answered through the platform's sink when the limit resets
+            ticket = Ticket(thread, Outcome(thread), accepted=status is IngestStatus.HELD)
             ticket.limit = result.limit
             return ticket
         if status is IngestStatus.FROZEN:
@@ -377,7 +378,7 @@ class TurnPipeline:
             await self._abandoned(entry, waiter, stream)
             await self._hand_back(thread, start.token)
             raise
-        except ModelBackingOff as exc:  # the lease is back, the entry waits at the head of the inbox
+        except TurnDeferred as exc:  # the lease is back, the entry waits at the head of the inbox
             await self._abandoned(entry, waiter, stream)
             if exc.tell and platform_sink is not None:
                 busy = Outcome(thread, replies=[Reply(ReplyKind.INFO, notices.model_busy(), ephemeral=True)])

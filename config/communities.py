@@ -9,6 +9,7 @@ from __future__ import annotations
 import string
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -94,6 +95,9 @@ class CommunityLimits(BaseModel):
     #: Discord role ids and platform user ids that are exempt.
     exempt_roles: tuple[str, ...] = ()
     exempt_users: tuple[str, ...] = ()
+    #: What happens to a message over a limit: ``tell`` (it is not answered; the member is told to send it
+    #: again then) or ``answer_at_reset`` (it is kept and answered when the limit resets, in order).
+    over_limit: Literal["tell", "answer_at_reset"] = "tell"
 
     @property
     def member_limited(self) -> bool:

@@ -15,7 +15,7 @@ from multidict import MultiDictProxy
 
 from adapters.dashboard.context import current_moderator, dashboard, page
 from bot.community_settings import THRESHOLD_BOUNDS, CommunitySettings, SettingsRejected, flat
-from config.communities import TEXT_PLACEHOLDERS, CommunityConfig
+from config.communities import TEXT_PLACEHOLDERS, CommunityConfig, CommunityLimits
 
 TEXT_FIELDS = tuple(TEXT_PLACEHOLDERS)
 FLASH = {"saved": "Saved: every bot process applies it within seconds.", "unchanged": "Nothing changed.",
@@ -45,6 +45,30 @@ def _number(form: MultiDictProxy[Any], name: str, current: int) -> int | str:
     return int(value) if value.strip().lstrip("-").isdigit() else value  # a non-number is refused by validation
 
 
+def _amount(form: MultiDictProxy[Any], name: str, current: float) -> float | str:
+    value = form.get(name)
+    if not isinstance(value, str) or not value.strip():
+        return current
+    try:
+        return float(value)
+    except ValueError:
+        return value  # refused by validation
+
+
+def limits_from(form: MultiDictProxy[Any], current: CommunityLimits) -> dict[str, Any]:
+    """The community's limits from the form's limits fieldset (an empty number keeps its value)."""
+    return {
+        "messages_per_minute": _number(form, "limits.messages_per_minute", current.messages_per_minute),
+        "burst": _number(form, "limits.burst", current.burst),
+        "tokens_per_day": _number(form, "limits.tokens_per_day", current.tokens_per_day),
+        "daily_spend_usd": _amount(form, "limits.daily_spend_usd", current.daily_spend_usd),
+        "exempt_moderators": form.get("limits.exempt_moderators") == "on",
+        "exempt_roles": _ids(str(form.get("limits.exempt_roles", ""))),
+        "exempt_users": _ids(str(form.get("limits.exempt_users", ""))),
+        "over_limit": str(form.get("limits.over_limit", current.over_limit)),
+    }
+
+
 def values_from(form: MultiDictProxy[Any], current: CommunityConfig) -> dict[str, Any]:
     """The whole community's settings: the form's fields over the current ones."""
     values = current.model_dump(mode="json")
@@ -60,6 +84,8 @@ def values_from(form: MultiDictProxy[Any], current: CommunityConfig) -> dict[str
     values["risk_alerts"] = form.get("risk_alerts") == "on"
     values["risk_alert_transcript"] = form.get("risk_alert_transcript") == "on"
     values["texts"] = {name: _text(form, f"texts.{name}") for name in TEXT_FIELDS}
+    if form.get("limits") == "1":  # the page's limits fieldset; a form without it keeps the limits
+        values["limits"] = limits_from(form, current.limits)
     return values
 
 

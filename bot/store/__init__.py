@@ -38,6 +38,9 @@ class IngestStatus(enum.StrEnum):
     TOO_LONG = "too_long"
     #: A member's or the community's limit: the message is not stored (the member is told once per window).
     LIMITED = "limited"
+    #: A limit the community answers at its reset: the message is kept, and answered then (the member is
+    #: told once per window).
+    HELD = "held"
 
 
 class ClaimStatus(enum.StrEnum):
@@ -70,8 +73,10 @@ class IngestResult:
     queued: int = 0
     #: Frozen thread: ends whose case a failure left unnumbered (the next event files them).
     pending_cases: int = 0
-    #: Limited: which limit and until when.
+    #: Limited or held: which limit and until when.
     limit: LimitHit | None = None
+    #: Held in a free thread: when the thread wakes (system clock, epoch ms; its recovery is due then).
+    due_ms: int | None = None
 
 
 @dataclass
@@ -150,7 +155,9 @@ class TurnInbox(Protocol):
 
     async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]: ...
 
-    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None: ...
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int, *, later: bool = True) -> None: ...
+
+    async def charge_limits(self, check: LimitCheck) -> LimitHit | None: ...
 
     async def forget_due(self, thread: ThreadRef, score: int) -> None: ...
 

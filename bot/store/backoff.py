@@ -28,13 +28,17 @@ return tostring(held)
 """
 
 
-# A turn that waits out the back-off: the owner's lease handed back, the thread due when the wait ends
-# (``due`` only on one server: on Cluster it is in another slot), and whether its member is told now (once
-# per back-off and thread, across workers: ``busy`` lives as long as the wait).
+# A turn that waits (the back-off, or a limit a kept message is still over): the owner's lease handed back,
+# the thread due when the wait ends, its state's ``wake`` (``due`` only on one server: on Cluster it is in
+# another slot), and whether its member is told now (once per back-off and thread, across workers: ``busy``
+# lives as long as the wait).
 WAIT_OUT = """
 local state, lease, busy, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, until_ms, now, tell_after, thread_key = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
-if redis.call('HGET', state, 'fence') == token and redis.call('GET', lease) == token then redis.call('DEL', lease) end
+if redis.call('HGET', state, 'fence') == token then
+  redis.call('HSET', state, 'wake', ARGV[2])
+  if redis.call('GET', lease) == token then redis.call('DEL', lease) end
+end
 if due then redis.call('ZADD', due, until_ms, thread_key) end
 if tell_after == '' or until_ms - now <= tonumber(tell_after) then return 0 end
 if redis.call('SET', busy, '1', 'NX', 'PX', string.format('%d', until_ms - now)) then return 1 end

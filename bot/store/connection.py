@@ -121,6 +121,7 @@ class _Trip:
 
     async def __aenter__(self) -> None:
         self.connection.round_trips += 1
+        self.connection.sequential += 1
         await self.connection._in_flight.acquire()
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
@@ -145,6 +146,9 @@ class RedisConnection:
         self.metrics = metrics
         #: Requests sent to Redis (a script call or a pipeline counts once): for benchmarks.
         self.round_trips = 0
+        #: Round trips one after another: requests sent at the same time (to other slots of a Redis Cluster)
+        #: count once here, each in ``round_trips``.
+        self.sequential = 0
         self._in_flight = asyncio.Semaphore(max_in_flight)
 
     def trip(self, what: str) -> _Trip:

@@ -1,7 +1,8 @@
 """The inbox record: one accepted message waiting in a thread's inbox, as the store keeps it.
 
 Stored as ``<entry id>\\t<JSON>`` in ``tg:{t:T}:inbox`` (and ``:parked``); the accepting script appends
-``InboxEntry.stored()``, the turn owner and retention read it back with ``InboxEntry.parse``.
+``InboxEntry.stored()``, the turn owner and retention read it back with ``InboxEntry.parse``. A message a
+limit keeps to be answered when it resets is stored marked, ``<entry id>\\t!<JSON>`` (``held``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class InboxEntry:
     message: IncomingMessage
     target: ReplyTarget
     at: float = field(default_factory=time.time)
+    #: Kept by a limit to be answered when it resets: its limits are checked again before its turn.
+    held: bool = False
 
     @property
     def thread(self) -> ThreadRef:
@@ -61,7 +64,7 @@ class InboxEntry:
 
     def stored(self) -> str:
         """The stored form ``parse`` reads (what the ingest script appends: id, a tab, the JSON)."""
-        return f"{self.id}\t{self.to_json()}"
+        return f"{self.id}\t{'!' if self.held else ''}{self.to_json()}"
 
     @classmethod
     def parse(cls, thread: ThreadRef, raw: str) -> InboxEntry:
@@ -69,13 +72,14 @@ class InboxEntry:
         entry_id, sep, body = raw.partition("\t")
         if not sep:
             raise ValueError("an inbox entry without an id")
+        held = body.startswith("!")
         try:
-            d = orjson.loads(body)
+            d = orjson.loads(body[1:] if held else body)
             files = tuple(AttachmentRef.from_dict(f) for f in d.get("f") or ())
             message = IncomingMessage(thread, Author(str(d["a"]), str(d.get("n") or d["a"])), str(d["x"]),
                                       message_id=str(d["m"]), event_id=d.get("e"), jump_url=d.get("j"), files=files)
             target = ReplyTarget(str(d.get("u") or d["a"]), d.get("i"), dict(d.get("t") or {}))
         except (AttributeError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
             raise ValueError("a malformed inbox entry") from exc
-        return cls(entry_id, message, target, float(d.get("at") or 0.0))
+        return cls(entry_id, message, target, float(d.get("at") or 0.0), held)
 

@@ -9,10 +9,13 @@ Per thread (``T`` = ``ThreadRef.key``):
                                  platform, community, channel, created_at, updated_at, jump_url,
                                  known (a bot thread), fence (last lease token handed out),
                                  win (log index where the model's history window starts),
-                                 log_gen (moves on when log entries are rewritten in place)
+                                 log_gen (moves on when log entries are rewritten in place),
+                                 wake (epoch ms: when a thread whose head waits, for a limit or the
+                                 model API's back-off, is taken up again)
     tg:{t:T}:log          list   Entry JSON, oldest first (transcript and ladder timeline)
     tg:{t:T}:lock         string the lease: fencing token of the thread's owner (PX TTL, seconds)
-    tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>``
+    tg:{t:T}:inbox        list   accepted messages not yet answered, ``<entry id>\t<InboxEntry JSON>`` (a
+                                 message a limit kept: ``<entry id>\t!<InboxEntry JSON>``)
     tg:{t:T}:parked       list   Slack replies that overtook their thread's opening mention (short TTL)
     tg:{t:T}:seen:<id>    string platform event already handled (EX TTL)
     tg:{t:T}:remind       string a frozen-thread reminder was posted (EX cooldown)
@@ -31,7 +34,7 @@ Per community (``C``):
     tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
-    tg:{c:C}:rate:<member>            hash  the member's message bucket: ``left`` (messages), ``at`` (ms)
+    tg:{c:C}:bucket:<member>          string the member's message bucket: "<messages left> <at ms>"
     tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
     tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
     tg:{c:C}:case:<n>     ... its ``summary`` field: the case JSON without its transcript (list pages)
@@ -137,8 +140,8 @@ def limited(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:limited"
 
 
-def member_rate(community: str, member: str) -> str:
-    return f"{community_tag(community)}:rate:{member}"
+def member_bucket(community: str, member: str) -> str:
+    return f"{community_tag(community)}:bucket:{member}"
 
 
 def member_tokens(community: str, day: str) -> str:

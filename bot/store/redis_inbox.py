@@ -1,26 +1,30 @@
 """``TurnInbox`` on Redis: a member's message accepted by one script (dedupe, frozen check, append to the
 thread's inbox, and the lease when the thread is free); leases renewed and handed back; the due sets the
-recovery loop reads. On Redis Cluster the thread is also registered in its due set (another slot) by a
-request sent at the same time as the accepting script.
+recovery loop reads. On Redis Cluster the thread is also registered in its due set (another slot), and a
+community's limits are checked in its slot, by requests sent at the same time as the accepting script.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
 from bot.errors import StoreUnavailable
-from bot.limits import LimitCheck
+from bot.limits import LimitCheck, LimitHit
 from bot.store import ClaimResult, ClaimStatus, IngestResult, IngestStatus, TurnStart, keys
 from bot.store.connection import RedisConnection
 from bot.store.inbox_entry import InboxEntry, UnknownThread
 from bot.store.scripts import inbox as scripts
 from bot.store.scripts import state_from_hash
-from bot.store.scripts.limits import LIMIT_CHECK, limit_keys
-from bot.store.window import WindowCache
+from bot.store.scripts import turns as scripts_turns
+from bot.store.scripts.limits import LIMIT_CHECK, limit_hit, limit_keys
+from bot.store.window import HeldWindow, WindowCache
 from bot.types import ThreadRef
 from config.settings import StoreSettings
+
+log = logging.getLogger(__name__)
 
 #: How long a Slack reply waits for the opening mention it may have overtaken.
 PARK_TTL_MS = 120_000
@@ -41,6 +45,7 @@ class RedisTurnInbox:
         self._limits: dict[tuple[int, int], str] = {}
         self._ingest = connection.script(scripts.INGEST)
         self._limit_check = connection.script(LIMIT_CHECK)
+        self._refuse = connection.script(scripts_turns.REFUSE_HEAD)
         self._claim = connection.script(scripts.CLAIM)
         self._lease_for_end = connection.script(scripts.LEASE_FOR_END)
         self._renew = connection.script(scripts.RENEW)
@@ -50,7 +55,7 @@ class RedisTurnInbox:
                      take_lease: bool, max_inbox: int, max_turns: int,
                      limits: LimitCheck | None = None) -> IngestResult:
         """Accept a member's message into the thread's inbox (see ``scripts.inbox.INGEST``), checking and
-        counting the member's ``limits`` in the same step (on Cluster: by a request before it)."""
+        counting the member's ``limits`` in the same step (on Cluster: by a request sent alongside it)."""
         thread = entry.thread
         k = thread.key
         # A message this process will answer now is due for recovery only once its lease could run out.
@@ -58,29 +63,87 @@ class RedisTurnInbox:
         held = self._windows.held(k) if take_lease else None
         call = scripts.Ingest(k, entry.id, entry.stored(), self._ingest_limits(max_inbox, max_turns),
                               reminder_cooldown, unknown, take_lease, due_at, held, limits)
-        redis = self._redis
-        if redis.cluster and limits is not None:  # the member's counters live in the community's slot
-            async with redis.trip("limit_check"):
-                call.verdict = str(await redis.run(self._limit_check, limit_keys(limits), [limits.spec()]) or "")
-        one_server = not redis.cluster
-        async with redis.trip("ingest"):
-            if redis.cluster:  # one round trip: two requests to two slots, in parallel
-                outcomes: tuple[Any, Any] = await asyncio.gather(
-                    redis.run(self._ingest, call.keys(one_server=False), call.to_args(one_server=False)),
-                    redis.client.zadd(keys.due(k), {k: due_at}), return_exceptions=True)
-                res, indexed = outcomes
-                if isinstance(res, BaseException):
-                    raise res
-                if isinstance(indexed, BaseException):  # its slot is failing over: registered later
-                    self._unindexed[k] = due_at
-            else:
-                res = await redis.run(self._ingest, call.keys(one_server=one_server), call.to_args(one_server=True))
+        if self._redis.cluster:
+            return await self._ingest_on_cluster(call, entry, limits)
+        async with self._redis.trip("ingest"):
+            res = await self._redis.run(self._ingest, call.keys(one_server=True), call.to_args(one_server=True))
+        return self._result(scripts.IngestReply.from_reply(res), thread, held)
+
+    async def _ingest_on_cluster(self, call: scripts.Ingest, entry: InboxEntry,
+                                 limits: LimitCheck | None) -> IngestResult:
+        """The accepting script and the thread's due-set registration (another slot) at the same time; with
+        limits, their check in the community's slot too, its verdict applied by the owner the script made
+        of this process, or handed to the script sent again when it could not take the message without it."""
+        if limits is None:
+            res, _ = await self._send_ingest(call)
+            return self._result(scripts.IngestReply.from_reply(res), entry.thread, call.held)
+        call.verdict = "?"
+        res, verdict = await self._send_ingest(call, limits)
+        if res[0] == scripts.ASK:
+            if isinstance(verdict, BaseException):
+                raise StoreUnavailable(f"redis limit_check failed: {type(verdict).__name__}") from verdict
+            call.verdict = str(verdict or "")
+            res, _ = await self._send_ingest(call)
+            result = self._result(scripts.IngestReply.from_reply(res), entry.thread, call.held)
+            if result.status is IngestStatus.HELD and result.due_ms is not None:
+                # kept in a free thread: due when it wakes (the requests alongside registered it sooner or later)
+                await self.reschedule_due(entry.thread, min(result.due_ms, call.due_at), later=False)
+            return result
         reply = scripts.IngestReply.from_reply(res)
+        if reply.status is IngestStatus.OWNER and reply.start is not None and not reply.start.at_risk:
+            if isinstance(verdict, BaseException):  # its slot is failing over: the message goes on unlimited
+                log.warning("thread %s: limits not checked (%s)", entry.thread.key, type(verdict).__name__)
+            elif verdict:
+                kind, until, now = str(verdict).split()
+                return await self._refuse_head(entry, reply.token, limit_hit(kind, until, now, 0), call.held,
+                                               keep=bool(limits.hold))
+        return self._result(reply, entry.thread, call.held)
+
+    async def _send_ingest(self, call: scripts.Ingest, limits: LimitCheck | None = None) -> tuple[Any, Any]:
+        """One round trip on Cluster: the accepting script, the due-set registration and (``limits``) their
+        check, each to its slot, at once. Returns the script's reply and the check's verdict (or its failure;
+        ``None`` without ``limits``)."""
+        redis, k = self._redis, call.thread_key
+        async with redis.trip("ingest"):
+            sends = [redis.run(self._ingest, call.keys(one_server=False), call.to_args(one_server=False)),
+                     redis.client.zadd(keys.due(k), {k: call.due_at})]
+            if limits is not None:
+                redis.round_trips += 1  # a request of its own, sent with the others
+                sends.append(redis.run(self._limit_check, limit_keys(limits), [limits.spec()]))
+            outcomes = await asyncio.gather(*sends, return_exceptions=True)
+            res, indexed = outcomes[0], outcomes[1]
+            if isinstance(res, BaseException):
+                raise res
+        if isinstance(indexed, BaseException):  # its slot is failing over: registered later
+            self._unindexed[k] = call.due_at
+        return res, (outcomes[2] if limits is not None else None)
+
+    async def _refuse_head(self, entry: InboxEntry, token: str, hit: LimitHit, held: HeldWindow | None, *,
+                           keep: bool) -> IngestResult:
+        """Cluster: the message this process now owns is over a limit (the verdict came with the accepting
+        script's reply). Before any model call it is removed, the owner going on with what waits behind it or
+        handing the lease back; or (``keep``) it stays at the head, marked, the lease goes back and the
+        thread is due when the limit resets. The member is told once per window."""
+        thread = entry.thread
+        wake = now_ms() + max(0, hit.until_ms - hit.now_ms) if keep else None
+        call = scripts_turns.RefuseHead(thread.key, token, entry.id, hit, self._settings.idle_ttl_ms, self.lease_ms,
+                                        held, wake)
+        async with self._redis.trip("refuse_head"):
+            reply = scripts_turns.RefuseReply.from_reply(
+                await self._redis.run(self._refuse, call.keys(), call.to_args()))
+        told = LimitHit(hit.kind, hit.until_ms, reply.notify, hit.now_ms, kept=keep)
+        if wake is not None:
+            await self.reschedule_due(thread, wake, later=False)
+            return IngestResult(IngestStatus.HELD, limit=told, due_ms=wake)
+        start = reply.next.turn_start(thread, token, self._windows, held) if reply.next else None
+        return IngestResult(IngestStatus.LIMITED, start=start, limit=told)
+
+    def _result(self, reply: scripts.IngestReply, thread: ThreadRef, held: HeldWindow | None) -> IngestResult:
         if reply.status is IngestStatus.OWNER:
             assert reply.start is not None
             return IngestResult(reply.status, start=reply.start.turn_start(thread, reply.token, self._windows, held))
         return IngestResult(reply.status, remind=reply.remind, queued=reply.queued,
-                            pending_cases=reply.pending_cases, limit=reply.limit)
+                            pending_cases=reply.pending_cases, limit=reply.limit, due_ms=reply.due_ms)
 
     def _ingest_limits(self, max_inbox: int, max_turns: int) -> str:
         """The accepting script's settings, in one argument: lease, dedupe (s), inbox and thread length
@@ -158,10 +221,23 @@ class RedisTurnInbox:
                 return
             del self._unindexed[k]
 
-    async def reschedule_due(self, thread: ThreadRef, at_ms: int) -> None:
-        """Look at this inbox again at ``at_ms`` (never earlier than already planned)."""
+    async def reschedule_due(self, thread: ThreadRef, at_ms: int, *, later: bool = True) -> None:
+        """Look at this inbox again at ``at_ms`` (``later``: never earlier than already planned)."""
         async with self._redis.trip("reschedule_due"):
-            await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+            if later:
+                await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
+            else:
+                await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms})
+
+    async def charge_limits(self, check: LimitCheck) -> LimitHit | None:
+        """Check a member's limits and count the message when it is within them (a message a limit kept,
+        taken up again); the limit it is still over, or ``None``."""
+        async with self._redis.trip("charge_limits"):
+            verdict = await self._redis.run(self._limit_check, limit_keys(check), [check.spec()])
+        if not verdict:
+            return None
+        kind, until, now = str(verdict).split()
+        return limit_hit(kind, until, now, 0)
 
     async def forget_due(self, thread: ThreadRef, score: int) -> None:
         """The inbox was found empty: unregister it, unless a message arrived since (a newer score)."""

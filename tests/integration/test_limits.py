@@ -16,7 +16,7 @@ from bot.model import TextBlock, Usage
 from bot.types import Author, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import RedisSettings, Settings
-from tests.integration.engine_helpers import message
+from tests.integration.engine_helpers import CollectingSink, message
 from tests.integration.scripted_model import ScriptedModel
 from tests.support.processes import clean_env, run_cli
 
@@ -123,7 +123,7 @@ async def test_no_limits_configured_counts_nothing_extra(redis_client, limits):
     runtime, _ = runtime_with(redis_client, Clock(), **limits)
     await runtime.member_actions.handle_message(message(ThreadRef("slack", "T2", "C1", "1.0"), "hi"))
     names = await redis_client.keys("*")
-    assert not [k for k in names if ":rate:" in k or k.endswith(":members") or ":limited" in k]
+    assert not [k for k in names if ":bucket:" in k or k.endswith(":members") or ":limited" in k]
 
 
 async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client, redis_server, tmp_path):
@@ -146,3 +146,319 @@ async def test_threadguard_usage_shows_each_limit_beside_todays_use(redis_client
     assert "tokens per member per day 50000 used: most used: 4000 (u-alice); 2 member(s) today" in lines
     assert "messages per member per minute 6 (burst 6) used: checked per message" in lines
     assert "exempt moderators used: threads flagged at risk are never limited" in lines
+
+
+def turn_costs(runtime: Any) -> tuple[int, int]:
+    """(requests, sequential round trips) the runtime's store sent so far."""
+    return runtime.store.health.round_trips, runtime.store.health.sequential
+
+
+async def test_limits_cost_an_ordinary_turn_no_round_trip_of_its_own(any_redis, request):
+    """Limits set (none reached) against none: the same sequential round trips per ordinary turn on every
+    store; on Cluster the check goes to the community's slot alongside the accepting script."""
+    where = request.node.callspec.params["any_redis"]
+    costs = {}
+    for limits in ({}, {"messages_per_minute": 10_000, "tokens_per_day": 10**9, "daily_spend_usd": 10**6}):
+        runtime, _ = runtime_with(any_redis, Clock(), **limits)
+        thread = ThreadRef("slack", f"T-trips-{len(costs)}", "C1", "1.0")
+        await runtime.member_actions.handle_message(message(thread, "first"))  # scripts loaded
+        before = turn_costs(runtime)
+        for i in range(3):
+            assert (await runtime.member_actions.handle_message(message(thread, f"again {i}"))).model_called
+        after = turn_costs(runtime)
+        costs[bool(limits)] = ((after[0] - before[0]) / 3, (after[1] - before[1]) / 3)
+    assert costs[True][1] == costs[False][1] == 2
+    # requests: the accepting script, the commit, and on Cluster the day's sums (and the check) alongside
+    assert costs[False][0] == (3 if where == "cluster" else 2)
+    assert costs[True][0] == (4 if where == "cluster" else 2)
+
+
+class GatedModel(ScriptedModel):
+    """Holds every call until ``gate`` is set: a thread stays busy while more messages arrive."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        import asyncio
+
+        self.gate = asyncio.Event()
+        self.texts: list[str] = []
+
+    async def respond(self, request: Any, sink: Any = None) -> Any:
+        self.texts.append(getattr(request.messages[-1].blocks[0], "text", "(tool results)"))
+        await self.gate.wait()
+        return await super().respond(request, sink)
+
+
+def gated_runtime(client: Any, **limits: Any) -> tuple[Any, GatedModel]:
+    model = GatedModel(lambda text: [TextBlock(f"Answer to: {text}")], usage=PER_CALL)
+    config = CommunityConfig(crisis_resources=CRISIS, moderators=("u-mod",), limits=CommunityLimits(**limits))
+    runtime = build_runtime(Settings(redis=RedisSettings(url=None)), redis=client, model=model,
+                            communities=Communities(config), clock=Clock())
+    return runtime, model
+
+
+async def test_messages_to_a_busy_thread_are_checked_before_they_are_queued(any_redis):
+    runtime, model = gated_runtime(any_redis, messages_per_minute=6, burst=2)
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-busy", "C1", "1.0")
+    first = await members.accept(message(thread, "one"))
+    second = await members.accept(message(thread, "two"))  # the thread is busy: queued, the bucket's last
+    third = await members.accept(message(thread, "three"))  # over: refused before it is queued
+    assert first.accepted and second.accepted and not third.accepted
+    assert third.outcome is not None and len(limit_lines(third.outcome)) == 1
+    model.gate.set()
+    assert [r.text for r in (await first.result()).replies] == ["Answer to: one"]
+    assert [r.text for r in (await second.result()).replies] == ["Answer to: two"]
+    assert await runtime.pipeline.idle(5)
+    assert model.texts == ["one", "two"]
+    assert await any_redis.llen("tg:{t:slack:T-busy:C1:1.0}:inbox") == 0
+    await runtime.aclose()
+
+
+async def test_a_message_refused_after_its_owner_took_it_lets_what_waits_behind_be_answered(cluster_client):
+    """Cluster: a message that found its thread free is taken before its limits' verdict comes back; over a
+    limit, it is removed before any model call, and a message queued behind it meanwhile is answered."""
+    runtime, model = gated_runtime(cluster_client, messages_per_minute=6, burst=1)
+    model.gate.set()
+    members, sink = runtime.member_actions, CollectingSink()
+    runtime.pipeline.register_sink("slack", sink)
+    thread = ThreadRef("slack", "T-behind", "C1", "1.0")
+    assert (await members.handle_message(message(thread, "one"))).model_called  # the bucket's only message
+    inbox = runtime.store.inbox
+    refuse = inbox._refuse_head
+    queued = []
+
+    async def moderator_first(*args: Any, **kwargs: Any) -> Any:  # a moderator writes while it is taken
+        queued.append(await members.accept(message(thread, "mod here", MOD), wait=False))
+        return await refuse(*args, **kwargs)
+
+    inbox._refuse_head = moderator_first
+    refused = await members.handle_message(message(thread, "two"))
+    assert not refused.model_called and len(limit_lines(refused)) == 1
+    assert queued[0].accepted
+    assert await runtime.pipeline.idle(5)
+    assert model.texts == ["one", "mod here"]
+    assert [r.text for o in sink.outcomes for r in o.replies] == ["Answer to: mod here"]
+    _, log = await runtime.store.turns.load(thread)
+    assert [e.text for e in log if e.kind.value == "user"] == ["one", "mod here"]
+    await runtime.aclose()
+
+
+class FollowingClock:
+    """The system clock moved by ``offset`` seconds: a kept message waits for a real reset, a short one."""
+
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+class StoppableClock(FollowingClock):
+    """Follows the wall clock, but can be stopped: while it is stopped the buckets do not refill, so what a
+    burst is allowed does not depend on how fast a loaded machine sends it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopped: float | None = None
+
+    def now(self) -> float:
+        return self.stopped if self.stopped is not None else super().now()
+
+    def stop(self) -> None:
+        self.stopped = self.now()
+
+    def go_on(self) -> None:
+        assert self.stopped is not None
+        self.offset, self.stopped = self.stopped - time.time(), None
+
+
+class TimedSink(CollectingSink):
+    """Keeps every outcome delivered through it, and when (``time.monotonic()``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: list[float] = []
+
+    async def deliver(self, entry: Any, outcome: Any, stream: Any) -> None:
+        self.at.append(time.monotonic())
+        await super().deliver(entry, outcome, stream)
+
+
+def kept_runtime(client: Any, clock: Any, **limits: Any) -> tuple[Any, ScriptedModel, TimedSink]:
+    runtime, model = runtime_with(client, clock, over_limit="answer_at_reset", **limits)
+    sink = TimedSink()
+    runtime.pipeline.register_sink("slack", sink)
+    return runtime, model, sink
+
+
+async def answered_later(runtime: Any, sink: Any, count: int, within: float = 10.0) -> list[str]:
+    """The recovery loop's passes (every worker runs them) until ``count`` answers went out by the sink."""
+    import asyncio
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await runtime.worker.recover_once()
+        await runtime.pipeline.idle(5)
+        texts = [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER]
+        if len(texts) >= count:
+            return texts
+        await asyncio.sleep(0.05)
+    return [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER]
+
+
+async def test_messages_over_the_rate_are_kept_and_answered_in_order_as_it_refills(any_redis):
+    clock = StoppableClock()
+    runtime, model, sink = kept_runtime(any_redis, clock, messages_per_minute=300, burst=2)  # 1 / 0.2 s
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-keep", "C1", "1.0")
+    clock.stop()  # the six arrive at one instant, however long the machine takes to send them
+    outcomes = [await members.handle_message(message(thread, f"m{i}")) for i in range(6)]
+    started = time.monotonic()
+    clock.go_on()
+    assert [o.model_called for o in outcomes] == [True, True, False, False, False, False]
+    lines = [limit_lines(o) for o in outcomes[2:]]
+    assert len(lines[0]) == 1 and lines[1:] == [[], [], []]  # one line for the window
+    assert lines[0][0].startswith("You're sending messages faster than this community allows; you can continue "
+                                  "after ")
+    assert "Your message is kept: I'll answer it after that, no need to send it again." in lines[0][0]
+    assert lines[0][0].endswith(f"If you need support right now: {CRISIS}")
+    # as the bucket refills, one every 0.2 s, well before a lease (6 s) would have run out: six messages
+    # from a bucket of two take at least 0.8 s
+    assert await answered_later(runtime, sink, 4, within=5) == [f"Answer to: m{i}" for i in range(2, 6)]
+    assert sink.at[-1] - started > 0.75
+    assert model.calls == 6  # each answered once
+    _, log = await runtime.store.turns.load(thread)
+    assert [e.text for e in log if e.kind.value == "user"] == [f"m{i}" for i in range(6)]
+    assert await any_redis.llen("tg:{t:slack:T-keep:C1:1.0}:inbox") == 0
+    await runtime.aclose()
+
+
+async def test_a_ceiling_reached_just_before_midnight_keeps_messages_for_the_next_day_but_not_at_risk_ones(any_redis):
+    now = time.time()
+    clock = FollowingClock(day_end(now) - 4.0 - now)  # 23:59:56 UTC
+    runtime, model, sink = kept_runtime(any_redis, clock, daily_spend_usd=0.03)  # US$0.018 a call
+    members = runtime.member_actions
+    a, risk = ThreadRef("slack", "T-night", "C1", "1.0"), ThreadRef("slack", "T-night", "C1", "3.0")
+    flagged = await members.handle_message(message(risk, "I want to hurt myself", BOB))  # two calls: over it
+    assert flagged.model_called and len(flagged.spend_alerts) == 2
+    kept = [await members.handle_message(message(a, f"later {i}")) for i in range(2)]
+    assert [o.model_called for o in kept] == [False, False]
+    line = limit_lines(kept[0])[0]
+    assert line.startswith("You've reached today's limit for this community; you can continue after 00:00 UTC, in ")
+    assert "Your message is kept" in line and limit_lines(kept[1]) == []
+    # a thread flagged at risk is never held
+    assert (await members.handle_message(message(risk, "still here", BOB))).model_called
+    assert await runtime.worker.recover_once() == 0 and clock.now() < day_end(now)  # not before midnight
+    assert sink.outcomes == []
+    calls = model.calls
+    assert await answered_later(runtime, sink, 2) == ["Answer to: later 0", "Answer to: later 1"]
+    assert model.calls == calls + 2 and clock.now() >= day_end(now)
+    await runtime.aclose()
+
+
+async def test_a_kept_message_waits_again_when_its_limit_is_still_reached(any_redis):
+    """Taken up again by another process's recovery (the first one stopped), a kept message still over its
+    limit goes back to wait, without a second line to the member, and is answered at the next reset."""
+    clock = FollowingClock()
+    runtime, _, _ = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)  # 1 / s
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-again", "C1", "1.0")
+    assert (await members.handle_message(message(thread, "first"))).model_called
+    kept = await members.handle_message(message(thread, "second"))
+    assert not kept.model_called and len(limit_lines(kept)) == 1
+    await runtime.aclose()
+    other, model2, sink2 = kept_runtime(any_redis, clock, messages_per_minute=60, burst=1)
+    try:
+        inbox = other.store.inbox
+        charge = inbox.charge_limits
+        spent = []
+
+        async def someone_spends_the_refill_first(check: Any) -> Any:  # the member's bucket is empty again
+            if not spent:
+                spent.append(await charge(check))
+            return await charge(check)
+
+        inbox.charge_limits = someone_spends_the_refill_first
+        assert await answered_later(other, sink2, 1) == ["Answer to: second"]
+        assert len(spent) == 1 and spent[0] is None  # the first look found the refill and spent it
+        assert model2.calls == 1
+        assert [limit_lines(o) for o in sink2.outcomes] == [[]]  # no second line
+    finally:
+        await other.aclose()
+
+
+async def test_a_kept_message_behind_a_turn_that_flags_the_thread_at_risk_is_answered_at_once(any_redis):
+    model = GatedModel(lambda text: [TextBlock("I'm here with you."), model.tool("flag_risk", kind="self_harm",
+                                                                               note="said so")]
+                       if "hurt myself" in text else [TextBlock(f"Answer to: {text}")], usage=PER_CALL)
+    config = CommunityConfig(crisis_resources=CRISIS, limits=CommunityLimits(
+        messages_per_minute=1, over_limit="answer_at_reset"))
+    runtime = build_runtime(Settings(redis=RedisSettings(url=None)), redis=any_redis, model=model,
+                            communities=Communities(config), clock=FollowingClock())
+    sink = TimedSink()
+    runtime.pipeline.register_sink("slack", sink)
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-risk-kept", "C1", "1.0")
+    first = await members.accept(message(thread, "I want to hurt myself"))  # the minute's message
+    kept = await members.accept(message(thread, "are you there?"))  # kept for a minute, behind it
+    assert kept.accepted and kept.outcome is not None and len(limit_lines(kept.outcome)) == 1
+    model.gate.set()
+    assert (await first.result()).model_called
+    assert await runtime.pipeline.idle(5)
+    assert [r.text for o in sink.outcomes for r in o.replies if r.kind is ReplyKind.ANSWER] == [
+        "Answer to: are you there?"]  # the thread is at risk now: not held
+    await runtime.aclose()
+
+
+async def test_an_admin_sets_the_limits_and_what_happens_over_them_on_the_settings_page(redis_client):
+    import re
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from adapters.dashboard.app import build_app
+    from adapters.dashboard.auth import Accounts
+    from config.dashboard import DashboardSettings
+    from tests.integration.dashboard_client import PASSWORD, SECRET
+
+    csrf = re.compile(r'name="csrf" value="([0-9a-f]+)"')
+    runtime, _ = runtime_with(redis_client, Clock(), messages_per_minute=6)
+    community = "G-web-limits"
+    await Accounts(runtime.redis, SECRET.encode()).add("operator", PASSWORD, [], admin=True)
+    server = TestServer(build_app(runtime, DashboardSettings(session_secret=SECRET, cookie_secure=False)))
+    client = TestClient(server)
+    await client.start_server()
+    try:
+        token = csrf.search(await (await client.get("/login")).text())
+        assert token is not None
+        await client.post("/login", data={"csrf": token[1], "name": "operator", "password": PASSWORD})
+        page = await (await client.get(f"/settings/{community}")).text()
+        assert 'name="limits.messages_per_minute" type="number" min="0" max="10000" value="6"' in page
+        assert '<option value="tell" selected>' in page
+        token = csrf.search(page)
+        assert token is not None
+        form = {"csrf": token[1], "version": "0", "threshold": "3", "crisis_resources": CRISIS, "limits": "1",
+                "limits.messages_per_minute": "10", "limits.burst": "", "limits.tokens_per_day": "50000",
+                "limits.daily_spend_usd": "2.5", "limits.exempt_moderators": "on", "limits.exempt_users": "U1, U2",
+                "limits.over_limit": "answer_at_reset"}
+        saved = await client.post(f"/settings/{community}", data=form, allow_redirects=False)
+        assert saved.status == 303, await saved.text()
+        limits = runtime.communities.get(community).limits
+        assert limits == CommunityLimits(messages_per_minute=10, tokens_per_day=50_000, daily_spend_usd=2.5,
+                                         exempt_users=("U1", "U2"), over_limit="answer_at_reset")
+        history = await runtime.community_settings.history(community)
+        assert history[0]["changes"]["limits.over_limit"] == ["tell", "answer_at_reset"]
+        # a form without the limits fieldset keeps them; a bad choice is refused, nothing saved
+        page = await (await client.get(f"/settings/{community}")).text()
+        assert '<option value="answer_at_reset" selected>' in page
+        token = csrf.search(page)
+        assert token is not None
+        kept = await client.post(f"/settings/{community}", allow_redirects=False, data={
+            "csrf": token[1], "version": "1", "threshold": "4", "crisis_resources": CRISIS})
+        assert kept.status == 303 and runtime.communities.get(community).limits == limits
+        refused = await client.post(f"/settings/{community}", data={
+            **form, "csrf": token[1], "version": "2", "limits.over_limit": "drop"})
+        assert refused.status == 400 and runtime.communities.get(community).limits == limits
+    finally:
+        await client.close()
+        await runtime.aclose()

@@ -87,6 +87,43 @@ def test_the_core_imports_no_adapter():
     assert _offenders(_core_files(), ("adapters",)) == {}
 
 
+# --- the engine and the pipeline are peers: the turn never reaches back into what feeds it -----------------
+
+
+def _path_of(module: str) -> Path | None:
+    base = ROOT.joinpath(*module.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _loaded_with(module: str) -> set[str]:
+    """Every module of ours that importing ``module`` loads: its imports, theirs, and so on (with the
+    packages they live in)."""
+    loaded: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        path = _path_of(name)
+        if path is None or name in loaded:
+            continue
+        loaded.add(name)
+        todo.extend(_modules(path))
+        todo.extend(".".join(name.split(".")[:n]) for n in range(1, name.count(".") + 1))
+    return loaded
+
+
+#: What feeds a turn: the pipeline (ingest, leases, drains), the members' use cases and the worker's loops.
+_ABOVE_THE_TURN = ("bot.pipeline", "bot.member_actions", "bot.worker", "bot.bootstrap")
+
+
+def test_the_engine_and_the_modules_it_is_split_into_do_not_import_the_pipeline():
+    loaded = _loaded_with("bot.engine")
+    assert {"bot.turn_model", "bot.turn_commit", "bot.case_filing"} <= loaded  # the engine's parts are followed
+    assert sorted(m for m in loaded if m in _ABOVE_THE_TURN) == []
+
+
 def test_the_floor_checker_sees_full_and_relative_imports():
     # guard against a checker that silently finds nothing
     assert "bot.store.inbox_entry" in _modules(ROOT / "bot" / "pipeline.py")

@@ -37,3 +37,13 @@ def test_empty_fields_are_left_out_and_read_back_as_their_defaults() -> None:
 def test_a_malformed_entry_is_a_value_error(raw: str) -> None:
     with pytest.raises(ValueError):
         InboxEntry.parse(T, raw)
+
+
+def test_a_message_a_limit_kept_is_stored_marked_and_reads_back_marked() -> None:
+    entry = InboxEntry("e6", IncomingMessage(T, Author("u1", "Ann"), "!hello", message_id="m6"), ReplyTarget("u1"))
+    assert not InboxEntry.parse(T, entry.stored()).held
+    entry.held = True
+    stored = entry.stored()
+    assert stored.startswith('e6\t!{"a":"u1"')
+    back = InboxEntry.parse(T, stored)
+    assert back.held and back.id == "e6" and back.message == entry.message

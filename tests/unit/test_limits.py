@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.limits import LimitHit, LimitKind, exempt, limit_notice, wait_words
+from bot.limits import Limiter, LimitHit, LimitKind, exempt, limit_notice, wait_words
 from bot.types import Author
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.errors import ConfigurationError
@@ -51,3 +51,35 @@ def test_a_communitys_limits_table_overrides_the_default_key_by_key():
 def test_a_bad_limit_stops_the_start_up(bad):
     with pytest.raises(ConfigurationError):
         Communities.from_mapping({"community": {"G1": {"limits": bad}}})
+
+
+class SetClock:
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def now(self) -> float:
+        return self.at
+
+
+def test_a_check_follows_the_utc_day_and_each_change_of_the_communitys_settings():
+    noon = 1_800_000_000 // 86_400 * 86_400 + 12 * 3600
+    clock = SetClock(noon)
+    limiter = Limiter(clock)
+    alice = Author("u1", "a")
+    config = CommunityConfig(limits=ON)
+    first = limiter.check(alice, config, "G1")
+    assert first is not None
+    assert first.spec() == f"u1 {noon * 1000} 6 6 0 0 {(noon + 12 * 3600) * 1000} 3.0 15.0 3.75 0.3"
+    clock.at = noon + 12 * 3600  # 00:00 UTC: the next day
+    later = limiter.check(alice, config, "G1")
+    assert later is not None and later.day != first.day
+    assert later.spec().split()[6] == str((noon + 36 * 3600) * 1000)
+    spend = limiter.spend("u1", config)
+    assert spend is not None and spend.day == later.day
+    # settings saved on the dashboard are a new object: its limits and exemptions apply at once
+    changed = CommunityConfig(limits=CommunityLimits(messages_per_minute=2, burst=5, daily_spend_usd=1.5),
+                              moderators=("u1",))
+    assert limiter.check(alice, changed, "G1") is None  # now a moderator, exempt
+    bob = limiter.check(Author("u2", "b"), changed, "G1")
+    assert bob is not None and bob.spec().split()[2:6] == ["2", "5", "0", "1500000"]
+    assert limiter.spend("u2", CommunityConfig()) is None  # no limits: nothing counted

@@ -113,6 +113,10 @@ class StartReply:
     base: int
     length: int
 
+    @property
+    def at_risk(self) -> bool:
+        return self.state.get("at_risk") == "1"
+
     @classmethod
     def from_reply(cls, reply: list[Any]) -> StartReply:
         fields, tail, head, win, last, base, length = reply

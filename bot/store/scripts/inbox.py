@@ -10,7 +10,7 @@ from bot.limits import LimitCheck, LimitHit
 from bot.store import ClaimStatus, IngestStatus, keys
 from bot.store.inbox_entry import UnknownThread
 from bot.store.scripts import ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
-from bot.store.scripts.limits import LIMITS, limit_hit, limit_keys
+from bot.store.scripts.limits import HELD_FORM, LIMITS, TELL_ONCE, limit_hit, limit_keys
 from bot.store.window import HeldWindow
 from bot.types import Entry
 
@@ -18,12 +18,12 @@ from bot.types import Entry
 # thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
 # thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
 # slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
-INGEST = START + GRANT + LIMITS + """
+INGEST = START + GRANT + LIMITS + TELL_ONCE + HELD_FORM + """
 local state, log, lease, seen, remind, inbox, pending, parked, limited, due, rate, day, members =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12],
   KEYS[13]
-local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held, limit_spec, verdict =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held, limit_spec, verdict, hold =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local lease_ttl, dedupe, max_inbox, max_turns, idle, park =
   string.match(limits, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
 if not redis.call('SET', seen, '1', 'NX', 'EX', dedupe) then return {'duplicate'} end
@@ -47,27 +47,32 @@ if unknown ~= '' and queued == 0 and turn == 0 and known ~= '1' and (st[field_at
 end
 -- the member's limits (never in a thread flagged at risk): checked here on one server, by ``LIMIT_CHECK`` on
 -- Cluster (its verdict); the member is told once per limit window in this thread
+local kept = false
 if (limit_spec ~= '' or verdict ~= '') and st[field_at.at_risk] ~= '1' then
   local hit = false
-  if verdict ~= '' then
+  if verdict == '?' then
+    -- Cluster: the verdict comes by ``LIMIT_CHECK``, sent alongside. A message that finds the thread free and
+    -- its inbox empty is taken without it (its owner, the caller, applies the verdict before any model
+    -- call: ``REFUSE_HEAD``); any other is left untouched, and the caller sends it again with the verdict.
+    if take_lease ~= '1' or queued > 0 or turn >= tonumber(max_turns) or redis.call('EXISTS', lease) == 1 then
+      redis.call('DEL', seen)
+      return {'ask'}
+    end
+  elseif verdict ~= '' then
     local kind, until_ms, now = string.match(verdict, '^(%a+) (%d+) (%d+)$')
     hit = {kind, until_ms, now}
   elseif rate then
     hit = check_limits(rate, day, members, limit_spec)
   end
-  if hit then
-    local told = tonumber(redis.call('HGET', limited, hit[1]) or '0')
-    local notify = 0
-    if told <= tonumber(hit[3]) then
-      notify = 1
-      redis.call('HSET', limited, hit[1], hit[2])
-      redis.call('PEXPIRE', limited, idle)
-    end
-    return {'limited', hit[1], hit[2], hit[3], notify}
+  if hit and hold == '' then
+    return {'limited', hit[1], hit[2], hit[3], tell_once(limited, hit[1], hit[2], hit[3], idle)}
   end
+  kept = hit
 end
 if turn + queued >= tonumber(max_turns) then return {'too_long'} end
 if queued >= tonumber(max_inbox) then return {'full', queued} end
+-- a message over a limit the community answers when it resets: kept, marked for its owner to check again
+if kept then entry = held_form(entry) end
 redis.call('RPUSH', inbox, entry)
 if unknown == '' then
   local waiting = redis.call('LPOP', parked)
@@ -79,6 +84,22 @@ end
 redis.call('PEXPIRE', inbox, idle)
 if known ~= '1' then redis.call('HSET', state, 'known', '1') end
 if turn == 0 and redis.call('PTTL', state) < 0 then redis.call('PEXPIRE', state, idle) end
+if kept then
+  -- alone in a free thread: the thread wakes when the limit resets (``hold``: how far the limits' clock is
+  -- ahead, ms), its state's ``wake``; behind others in a free thread: when it was to (the head's ``wake``)
+  local free, wake = redis.call('EXISTS', lease) == 0, false
+  if free and queued == 0 then
+    wake = string.format('%d', tonumber(kept[2]) - tonumber(hold))
+    redis.call('HSET', state, 'wake', wake)
+    if due then redis.call('ZADD', due, wake, thread_key) end
+  elseif free then
+    wake = redis.call('HGET', state, 'wake') or false
+    if due then redis.call('ZADD', due, 'NX', due_at, thread_key) end
+  elseif due then
+    redis.call('ZADD', due, due_at, thread_key)
+  end
+  return {'held', kept[1], kept[2], kept[3], tell_once(limited, kept[1], kept[2], kept[3], idle), wake}
+end
 if due then redis.call('ZADD', due, due_at, thread_key) end
 if take_lease == '1' and redis.call('EXISTS', lease) == 0 then
   -- the state read above is still the state (nothing here changed its fields); a message that found the
@@ -87,6 +108,10 @@ if take_lease == '1' and redis.call('EXISTS', lease) == 0 then
 end
 return {'queued', queued + 1}
 """
+
+
+#: ``INGEST``'s reply on Cluster when it cannot take the message before the limits' verdict is known.
+ASK = "ask"
 
 
 @dataclass(slots=True)
@@ -108,7 +133,7 @@ class Ingest:
     held: HeldWindow | None
     #: The member's limits (``None``: none apply).
     check: LimitCheck | None = None
-    #: Redis Cluster: ``LIMIT_CHECK``'s verdict ('' none: allowed, or checked here).
+    #: Redis Cluster: ``LIMIT_CHECK``'s verdict ('' none: allowed, or checked here; '?': sent alongside).
     verdict: str = ""
 
     def keys(self, *, one_server: bool) -> list[str]:
@@ -123,7 +148,8 @@ class Ingest:
     def to_args(self, *, one_server: bool) -> list[Any]:
         spec = self.check.spec() if self.check and one_server else ""
         return [self.entry, self.limits, self.reminder_cooldown, self.unknown.value, flag(self.take_lease),
-                self.thread_key, self.due_at, *held_args(self.held), spec, self.verdict]
+                self.thread_key, self.due_at, *held_args(self.held), spec, self.verdict,
+                self.check.hold if self.check else ""]
 
 
 @dataclass(slots=True)
@@ -136,8 +162,11 @@ class IngestReply:
     pending_cases: int = 0
     #: Queued or full: the inbox length.
     queued: int = 0
-    #: Limited: which limit, until when, whether the member is told now.
+    #: Limited or held: which limit, until when, whether the member is told now.
     limit: LimitHit | None = None
+    #: Held in a free thread: when the thread wakes (alone: this message's reset; behind others: the head's;
+    #: system clock, epoch ms).
+    due_ms: int | None = None
 
     @classmethod
     def from_reply(cls, reply: list[Any]) -> IngestReply:
@@ -150,6 +179,10 @@ class IngestReply:
             return cls(status, queued=int(reply[1]))
         if status is IngestStatus.LIMITED:
             return cls(status, limit=limit_hit(*reply[1:5]))
+        if status is IngestStatus.HELD:
+            hit = limit_hit(*reply[1:5])
+            return cls(status, limit=LimitHit(hit.kind, hit.until_ms, hit.notify, hit.now_ms, kept=True),
+                       due_ms=int(reply[5]) if reply[5] else None)
         return cls(status)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.limits import SpendCount
+from bot.limits import LimitHit, SpendCount
 from bot.store import CommitStatus, TurnCommit, keys
 from bot.store.scripts import GRANT, START, StartReply, flag, held_args, lua_list
-from bot.store.scripts.limits import SPEND, alert_levels, spend_keys
+from bot.store.scripts.limits import HELD_FORM, SPEND, TELL_ONCE, alert_levels, spend_keys
 from bot.store.usage import thread_usage
 from bot.store.window import HeldWindow
 from bot.types import ThreadRef
@@ -60,21 +60,23 @@ end
 USAGE = """
 local usage_fields = {""" + lua_list(USAGE_FIELDS) + """}
 -- ``counts``: the increments of ``usage_fields``, then 1 when the community may not be in the set of
--- communities with usage yet (0 when this process registered it), space-separated; '' for none
-local function add_usage(usage, communities, day, counts, ttl, day_ttl, community)
+-- communities with usage yet (0 when this process registered it), space-separated; '' for none. Returns
+-- the thread's new sums, the increments, and the day's new sums of the fields it added to (``priced``: the
+-- four priced fields always, for the day's spend).
+local function add_usage(usage, communities, day, counts, ttl, day_ttl, community, priced)
   if counts == '' then return false end
-  local values, totals = {}, {}
+  local values, totals, sums = {}, {}, {}
   for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
   for i, name in ipairs(usage_fields) do totals[i] = redis.call('HINCRBY', usage, name, values[i]) end
   redis.call('PEXPIRE', usage, ttl)
   if day then
     for i, name in ipairs(usage_fields) do
-      if values[i] ~= '0' then redis.call('HINCRBY', day, name, values[i]) end
+      if values[i] ~= '0' or (priced and i <= 4) then sums[i] = redis.call('HINCRBY', day, name, values[i]) end
     end
     redis.call('PEXPIRE', day, day_ttl)
     if values[#usage_fields + 1] == '1' then redis.call('SADD', communities, community) end
   end
-  return totals
+  return totals, values, sums
 end
 """
 
@@ -97,12 +99,9 @@ local fence, status, created_at, stored_jump_url, turn, redirects =
   unpack(redis.call('HMGET', state, 'fence', 'status', 'created_at', 'jump_url', 'turn', 'redirects'))
 local passed = false
 local function add(counts)
-  local totals = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community)
-  if day and members and counts ~= '' then
-    local values = {}
-    for v in string.gmatch(counts, '%d+') do values[#values + 1] = v end
-    passed = add_spend(day, members, alerts, values, day_ttl, spend)
-  end
+  local spending = day and members and spend ~= ''
+  local totals, values, sums = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community, spending)
+  if spending and totals then passed = add_spend(day, members, alerts, values, day_ttl, spend, sums) end
   return totals
 end
 local function reply(r, totals)
@@ -279,6 +278,65 @@ class DropReply:
         status = CommitStatus(result)
         return cls(status, status is CommitStatus.OK and bool(int(reminded)),
                    StartReply.from_reply(start) if start else None)
+
+
+# Redis Cluster: the owner of a message accepted before its limits' verdict came (``INGEST`` with '?') applies
+# a refusal: the member is told once per window in the thread, and the message is removed (it gets no turn;
+# its dedupe mark stays, as for a message refused at once), the owner going on with the inbox or handing the
+# lease back; or (``wake``: when the limit resets, system clock ms) the message stays at the head, marked, the
+# lease goes back and the thread wakes then (the caller makes it due then). Returns ``{result, 1 when the
+# member is told now, the next turn's start or false}``. Encoded by ``RefuseHead``, decoded by ``RefuseReply``.
+REFUSE_HEAD = START + NEXT + TELL_ONCE + HELD_FORM + """
+local state, log, lease, inbox, limited = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local token, entry_id, kind, until_ms, now, idle, lease_ttl, have, held, wake = unpack(ARGV, 1, 10)
+if not owns(redis.call('HGET', state, 'fence'), inbox, token, entry_id) then return {'lost_lock', 0, false} end
+local told = tell_once(limited, kind, until_ms, now, idle)
+if wake ~= '' then
+  redis.call('LSET', inbox, 0, held_form(redis.call('LINDEX', inbox, 0)))
+  redis.call('HSET', state, 'wake', wake)
+  redis.call('DEL', lease)
+  return {'ok', told, false}
+end
+redis.call('LPOP', inbox)
+return next_or_release(state, log, lease, inbox, token, lease_ttl, '1', 'ok', told, have, held)
+"""
+
+
+@dataclass(slots=True)
+class RefuseHead:
+    """``REFUSE_HEAD``'s keys and arguments."""
+
+    thread_key: str
+    token: str
+    entry_id: str
+    hit: LimitHit
+    idle_ms: int
+    lease_ms: int
+    held: HeldWindow | None
+    #: Keep the message, to be answered when the limit resets at ``wake`` (epoch ms; ``None``: refuse it).
+    wake: int | None = None
+
+    def keys(self) -> list[str]:
+        k = self.thread_key
+        return [keys.state(k), keys.log(k), keys.lock(k), keys.inbox(k), keys.limited(k)]
+
+    def to_args(self) -> list[Any]:
+        hit = self.hit
+        return [self.token, self.entry_id, hit.kind.value, hit.until_ms, hit.now_ms, self.idle_ms, self.lease_ms,
+                *held_args(self.held), "" if self.wake is None else self.wake]
+
+
+@dataclass(slots=True)
+class RefuseReply:
+    status: CommitStatus
+    #: The member is told now (once per limit window in the thread).
+    notify: bool
+    next: StartReply | None
+
+    @classmethod
+    def from_reply(cls, reply: list[Any]) -> RefuseReply:
+        result, told, start = reply
+        return cls(CommitStatus(result), bool(int(told)), StartReply.from_reply(start) if start else None)
 
 
 # After the posts of a turn committed with ``hold``: go on with the next inbox entry, or hand the lease back.

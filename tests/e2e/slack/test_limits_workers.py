@@ -144,3 +144,57 @@ async def test_a_ceiling_reached_mid_day_stops_all_but_threads_at_risk_until_the
     assert len(modlog_lines(standin)) == 2  # once each
     no_tracebacks(a, b)
 
+
+
+@pytest.mark.parametrize("redis_target", [pytest.param("server", id="server"),
+                                          pytest.param("cluster", id="cluster", marks=pytest.mark.cluster)],
+                         indirect=True)
+async def test_messages_kept_for_the_next_day_are_answered_after_midnight_by_a_survivor_of_a_sigkill(
+        workers, standin, anthropic_standin, session, tmp_path):
+    """``over_limit = "answer_at_reset"``: the ceiling is reached (at noon on the workers' limit clock);
+    half a minute before midnight later messages are kept in Redis, the worker that took them is killed
+    with SIGKILL, and the other answers each once, in order, when the next UTC day begins."""
+    asked: list[tuple[float, str]] = []
+
+    answer_all(anthropic_standin)
+    answering = anthropic_standin.responder
+
+    def respond(body: dict[str, Any]) -> Reply:
+        asked.append((time.time(), newest_user_text(body)))
+        return answering(body)
+
+    anthropic_standin.responder = respond
+    clock = tmp_path / "clock-offset"
+    path = communities_file(tmp_path, 'daily_spend_usd = 0.05\nover_limit = "answer_at_reset"')  # 0.018 a call
+    now = time.time()
+    noon = (now // 86_400) * 86_400 + 12 * 3600
+    clock.write_text(str(noon - now))  # noon UTC on the limit clock
+    a, b = await workers(2, THREADGUARD_COMMUNITIES_FILE=str(path), THREADGUARD_CLOCK_OFFSET_FILE=str(clock))
+    payloads = Payloads()
+    first = payloads.mention("one")
+    root = first["event"]["ts"]
+    assert await post_event(session, a.url, first) == 200
+    await until(lambda: answers(standin, root)["one"], 20, "the first answer")
+    bob = payloads.mention("I want to hurt myself", user="UBOB")  # two calls: 0.054, the ceiling is passed
+    assert await post_event(session, b.url, bob) == 200
+    await until(lambda: len(modlog_lines(standin)) >= 2, 20, "the spend alerts")
+    now = time.time()
+    clock.write_text(str(noon + 12 * 3600 - 30 - now))  # 23:59:30 the same day: midnight 30 s from now
+    real_midnight = now + 30
+    await asyncio.sleep(0.3)
+    kept = [f"later {i}" for i in range(3)]
+    for text in kept:
+        assert await post_event(session, a.url, payloads.message(text, root)) == 200
+    await until(lambda: ephemerals(standin, "UALICE"), 20, "alice's line")
+    a.kill()  # the worker that took the kept messages; they wait in Redis
+    assert time.time() < real_midnight, "the test machine was too slow to keep the messages before midnight"
+    await until(lambda: all(answers(standin, root)[t] for t in kept), 60, "the kept messages' answers")
+    await asyncio.sleep(1.0)
+    assert [t for _, t in asked if t in ("one", *kept)] == ["one", *kept]  # each once, in order
+    assert all(at >= real_midnight - 0.5 for at, t in asked if t in kept)  # not before the next day
+    assert all(answers(standin, root)[t] == 1 for t in kept)
+    lines = ephemerals(standin, "UALICE")
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("You've reached today's limit for this community; you can continue after 00:00 UTC, ")
+    assert "Your message is kept: I'll answer it after that" in lines[0]
+    no_tracebacks(b)
