@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot.participants import listed
 from bot.types import CATEGORY_LABELS, AttachmentRef, Case, Entry, EntryKind, iso
 
 _MARKERS = {
@@ -47,7 +48,7 @@ def render_case_text(case: Case) -> str:
         f"Redirections: {case.redirect_count}   Warned: {'yes' if case.warned else 'no'}   "
         f"Risk flagged: {'yes' if case.at_risk else 'no'}",
         f"Ended at: {case.ended_at}   Ended by: {case.ended_by or '-'}",
-        "Participants: " + (", ".join(f"{p.name} ({p.id})" for p in case.participants) or "-"),
+        "Participants: " + (listed(case.participants, lambda p: f"{p.name} ({p.id})") or "-"),
     ]
     if case.self_harm_marker:
         lines.append(f"!! {case.self_harm_marker}")

@@ -21,7 +21,9 @@ from bot.history import estimate_tokens, window_cut
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics, outcome_kind
 from bot.model import ModelClient, Usage
+from bot.participants import people_of
 from bot.policy import EndDecision
+from bot.shared import Starters, turn_people
 from bot.store import Store, TurnStart
 from bot.store.inbox_entry import InboxEntry
 from bot.turn_commit import TurnCommitter, posts_after_commit
@@ -73,19 +75,23 @@ class ConversationEngine:
                                        self.metrics)
         #: Messages limits kept, answered when they reset.
         self.held = HeldMessages(store.inbox, store.backoff, self.limiter)
+        #: Starters of threads whose window moved past their first lines (``bot.shared``).
+        self.starters = Starters()
 
     # --- the member's end command ------------------------------------------------------------
 
     async def end_turn(self, thread: ThreadRef, start: TurnStart, author: Author,
-                       jump_url: str | None) -> tuple[Outcome, TurnStart | None]:
+                       jump_url: str | None, *, moderator: bool = False) -> tuple[Outcome, TurnStart | None]:
         """The member's end command as a turn of its own (no model call), under the lease ``start`` holds:
-        freeze the thread and file its case. Returns the outcome and the next inbox entry's start."""
+        freeze the thread and file its case. Returns the outcome and the next inbox entry's start.
+        ``moderator``: a moderator ended it (not the member who started it)."""
         ladder = start.state.ladder
         end = EndDecision("user_requested", "other", "The member ended the conversation with /end.")
         entry = Entry(EntryKind.END, "Ended by the member's end command.", turn=ladder.turn,
                       author_id=author.id, author_name=author.name)
         turn = TurnDraft(ladder, [entry], end=end)
-        return await self.committer.commit(thread, start, turn, jump_url, ended_by=f"user:{author.id}",
+        by = "moderator" if moderator and author.id != people_of(start.log).starter else "user"
+        return await self.committer.commit(thread, start, turn, jump_url, ended_by=f"{by}:{author.id}",
                                            entry_id="", transcript=start.log)
 
     # --- the turn (called by the pipeline for the head of a thread's inbox) --------------------
@@ -140,7 +146,7 @@ class ConversationEngine:
         user_entry = Entry(EntryKind.USER, text, turn=ladder.turn, author_id=msg.author.id,
                            author_name=msg.author.name, message_id=msg.message_id, in_history=True,
                            attachments=list(msg.files) or None)
-        turn = TurnDraft(ladder, [user_entry])
+        turn = TurnDraft(ladder, [user_entry], people=await turn_people(self.store, self.starters, start, msg.author))
         try:
             return await self._answer_turn(msg, turn, start, config, sink, go_on, hold)
         finally:  # tokens are billed even when the turn then fails

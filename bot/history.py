@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from bot.files import file_blocks, refs_tokens
 from bot.model import Block, ModelMessage, Role, TextBlock
+from bot.participants import clean_name
 from bot.types import Entry, EntryKind, LadderState
 
 
@@ -58,10 +60,44 @@ def build_history(entries: list[Entry], token_budget: int) -> list[ModelMessage]
     return to_messages(entries[window_cut(entries, token_budget):])
 
 
-def to_messages(entries: list[Entry], files: Mapping[str, str] | None = None) -> list[ModelMessage]:
+# --- who said what: member lines labelled with their speaker in shared threads --------------------------
+
+#: An opening or closing member tag a member's own text could use to end its label or forge another one
+#: (compatibility forms of ``<`` included): its ``<`` is escaped.
+_TAG = re.compile(r"[<\uff1c\ufe64](?=\s*/?\s*member\b)", re.IGNORECASE)
+
+
+def _attr(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def member_line(text: str, member_id: str | None, name: str | None) -> str:
+    """A member's line as the model reads it in a shared thread: ``<member name="…" id="…">text</member>``.
+
+    The name is the display name the line was stored with (one line, no control or bidi characters, at most
+    64 characters, quotes and brackets escaped); the id is the platform's. Neither can leave the label, and
+    the text cannot close it or open another. Built from the stored entry alone, so the same line gives the
+    same bytes in every turn (the cached prompt prefix holds)."""
+    who = _attr(clean_name(name or member_id))
+    ident = _attr(clean_name(member_id, 64) if member_id else "")
+    return f'<member name="{who}" id="{ident}">{_TAG.sub("&lt;", text)}</member>'
+
+
+def is_shared(entries: Iterable[Entry], newest: str | None = None) -> bool:
+    """Whether more than one member wrote among ``entries`` (with ``newest``, the author of the message
+    being answered): their lines then reach the model labelled with their speaker."""
+    seen = {e.author_id for e in entries if e.kind is _USER and e.author_id}
+    if newest:
+        seen.add(newest)
+    return len(seen) > 1
+
+
+def to_messages(entries: list[Entry], files: Mapping[str, str] | None = None, *,
+                named: bool = False) -> list[ModelMessage]:
     """The model messages of a window: its user and assistant lines, starting with the member's;
     consecutive lines of one role make one message. ``files``: the thread's stored files by id (a line's
-    files come before its text; one no longer stored becomes a placeholder)."""
+    files come before its text; one no longer stored becomes a placeholder). ``named``: each member line is
+    labelled with its speaker (``member_line``; a shared thread)."""
     messages: list[ModelMessage] = []
     last: Role | None = None
     for e in entries:
@@ -74,7 +110,7 @@ def to_messages(entries: list[Entry], files: Mapping[str, str] | None = None) ->
             role = "assistant"
         else:  # not a line, or an answer before the window's first member line
             continue
-        blocks = _line_blocks(e, files)
+        blocks = _line_blocks(e, files, named and role == "user")
         if role == last:
             prev = messages[-1]
             messages[-1] = ModelMessage(role, (*prev.blocks, *blocks))
@@ -84,11 +120,12 @@ def to_messages(entries: list[Entry], files: Mapping[str, str] | None = None) ->
     return messages
 
 
-def _line_blocks(e: Entry, files: Mapping[str, str] | None) -> tuple[Block, ...]:
+def _line_blocks(e: Entry, files: Mapping[str, str] | None, named: bool = False) -> tuple[Block, ...]:
+    text = member_line(e.text, e.author_id, e.author_name) if named else e.text
     if not e.attachments:
-        return (TextBlock(e.text),)
+        return (TextBlock(text),)
     blocks = file_blocks(e.attachments, files or {})
-    return (*blocks, TextBlock(e.text)) if e.text else tuple(blocks)
+    return (*blocks, TextBlock(text)) if text else tuple(blocks)
 
 
 def ladder_from_prefix(prefix: list[Entry], turn: int) -> LadderState:

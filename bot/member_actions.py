@@ -23,6 +23,7 @@ from bot.history import ladder_from_prefix
 from bot.limits import Limiter
 from bot.metrics import Metrics, outcome_kind
 from bot.pipeline import Ticket, TurnPipeline
+from bot.shared import BystanderBranches, end_problem
 from bot.store import ClaimStatus, Store, TurnStart
 from bot.store.inbox_entry import ReplyTarget, UnknownThread
 from bot.types import (
@@ -206,32 +207,46 @@ class MemberActions:
 
     # --- the end command -----------------------------------------------------------------------
 
-    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None) -> Outcome:
-        """The member's own end command: freeze the thread and file a case."""
+    async def end_by_user(self, thread: ThreadRef, author: Author, jump_url: str | None = None, *,
+                          moderator: bool = False) -> Outcome:
+        """The member's own end command: freeze the thread and file a case. In a shared thread only its starter
+        (or a ``moderator``) ends it; anyone else is told privately they can leave or start their own."""
         try:
             start = await self._lease_for_end(thread)
             if start is None:
                 await self.case_filing.file_pending_soon(thread)  # a case a failure left unnumbered, if any
                 return Outcome(thread, status=ThreadStatus.ENDED, frozen=True, replies=[
                     Reply(ReplyKind.INFO, "This conversation has already ended.", ephemeral=True)])
-            problem = None
-            if not start.log:
-                problem = "There is no conversation with me here to end."
-            elif not any(e.kind is EntryKind.USER and e.author_id == author.id for e in start.log):
-                problem = "Only someone taking part in this conversation can end it."
+            problem = end_problem(start.log, author, moderator=moderator)
             if problem:
                 await self.store.inbox.release(thread, start.token)
                 # Messages that arrived while the end command held the thread wait in its inbox: answer
                 # them now rather than when the recovery loop next looks.
                 await self.pipeline.take_over(thread)
                 return Outcome(thread, replies=[Reply(ReplyKind.INFO, problem, ephemeral=True)])
-            outcome, nxt = await self.engine.end_turn(thread, start, author, jump_url)
+            outcome, nxt = await self.engine.end_turn(thread, start, author, jump_url, moderator=moderator)
             self.pipeline.continue_with(thread, nxt)
             if outcome.case is not None:
                 await self.case_filing.record_usage(thread, outcome.case)
             return outcome
         except ThreadguardError as exc:
             return failed_outcome(thread, exc)
+
+    async def end_refusal(self, thread: ThreadRef, author: Author, *, moderator: bool = False) -> str | None:
+        """Why ``author``'s end command would be refused in ``thread`` (``None``: it would go ahead), read
+        before asking them to confirm; ``end_by_user`` decides again when it ends."""
+        state, entries = await self.store.turns.load(thread)
+        return None if state.status is ThreadStatus.ENDED else end_problem(entries, author, moderator=moderator)
+
+    # --- a bystander's own conversation ----------------------------------------------------------
+
+    async def continue_as_own(self, old: ThreadRef, member: Author, open_branch: BranchOpener) -> Outcome:
+        """A bystander of the ended shared thread ``old`` continues their part of it in a new conversation
+        (``bot.shared.BystanderBranches``)."""
+        try:
+            return await BystanderBranches(self.store, self.case_filing).open(old, member, open_branch)
+        except ThreadguardError as exc:
+            return failed_outcome(old, exc)
 
     async def _lease_for_end(self, thread: ThreadRef) -> TurnStart | None:
         """The thread's lease for the end command, waiting for a running turn; ``None`` when ended."""

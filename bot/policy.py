@@ -9,6 +9,9 @@ counts toward the warning) and an ``end_conversation`` under ``self_harm`` (refu
 at risk). Once a thread is at risk, no model-initiated end is accepted there, for either reason; the
 member's own end command stays available (it does not pass through this module).
 
+Shared threads: an end at a member's request (``user_requested``) is accepted only when the member being
+answered started the thread; anyone else may leave it or start a conversation of their own.
+
 Harm to others: ``flag_risk(kind="harm_to_others")`` is the signal that a member may act on it, and it
 blocks every model-initiated end like self-harm does. A redirection under ``violent_threats`` stays a
 redirection: threats aimed at people are the relentless abuse the ladder exists for, and the model is
@@ -75,8 +78,10 @@ def _text(raw: Any, limit: int = 500) -> str:
     return str(raw or "").strip()[:limit]
 
 
-def apply_tool_call(state: LadderState, call: ToolCall, threshold: int, *, ended: bool = False) -> Verdict:
-    """Decide one tool call. ``state.turn`` is the number of the turn in progress."""
+def apply_tool_call(state: LadderState, call: ToolCall, threshold: int, *, ended: bool = False,
+                    starter: bool = True) -> Verdict:
+    """Decide one tool call. ``state.turn`` is the number of the turn in progress; ``starter``: whether the
+    member being answered started the thread (in a shared thread only they may have it ended)."""
     if ended:
         return Verdict(state, "The conversation has already ended. Write nothing more.", accepted=False)
     if call.name == RECORD_REDIRECTION:
@@ -84,7 +89,7 @@ def apply_tool_call(state: LadderState, call: ToolCall, threshold: int, *, ended
     if call.name == FLAG_RISK:
         return _flag_risk(state, call)
     if call.name == END_CONVERSATION:
-        return _end_conversation(state, call)
+        return _end_conversation(state, call, starter)
     return Verdict(state, f"Unknown tool {call.name!r}. Answer the user in plain text instead.",
                    accepted=False)
 
@@ -136,7 +141,7 @@ def _risk(state: LadderState, kind: str, head: str, *, accepted: bool) -> Verdic
     return Verdict(new, result, accepted=accepted, risk_flagged=kind, post_crisis=first_post)
 
 
-def _end_conversation(state: LadderState, call: ToolCall) -> Verdict:
+def _end_conversation(state: LadderState, call: ToolCall, starter: bool = True) -> Verdict:
     reason = str(call.input.get("reason", "")).strip()
     category = _category(call.input.get("category"))
     summary = _text(call.input.get("summary"))
@@ -155,6 +160,14 @@ def _end_conversation(state: LadderState, call: ToolCall) -> Verdict:
             state,
             "Refused: this user may be at risk of harm, so the conversation must not be ended. Stay "
             "engaged, be supportive and point to the crisis resources. Answer the user now.",
+            accepted=False,
+        )
+    if reason == "user_requested" and not starter:
+        return Verdict(
+            state,
+            "Refused: this thread is shared, and only the member who started it can ask to end it. The "
+            "member asking did not start it. Tell them they can leave the thread or start a conversation of "
+            "their own, and answer them now.",
             accepted=False,
         )
     if reason == "persistent_abuse":

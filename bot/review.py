@@ -25,12 +25,12 @@ from typing import Protocol
 
 from bot.caselog import CaseLog
 from bot.errors import CaseNotFound
+from bot.participants import counts_against as participant_counts
+from bot.participants import people_of
 from bot.types import (
     Author,
     Case,
     Entry,
-    EntryKind,
-    Participant,
     ThreadRef,
     iso,
 )
@@ -251,8 +251,9 @@ class ReviewDesk:
     # member record (repeat marks, strikes) both read it, and every review step writes it.
 
     async def case_filed(self, case: Case) -> None:
-        """Remember an abuse end in every participant's history (idempotent: keyed by the case's end
-        ref). An end the member asked for is no strike against them."""
+        """Remember an abuse end in the history of every participant whose requests were redirected
+        (idempotent: keyed by the case's end ref). An end the member asked for is no strike against them,
+        nor is an end against a bystander of a shared thread."""
         await self._record(case, time.time())
 
     async def restore(self, case: Case) -> None:
@@ -263,7 +264,8 @@ class ReviewDesk:
         if not counts_against(case):
             return
         for participant in case.participants:
-            await self._store.record_end(case.community, participant.id, _end_ref(case), at)
+            if participant_counts(participant):  # in a shared thread, only members whose requests were redirected
+                await self._store.record_end(case.community, participant.id, _end_ref(case), at)
 
     async def standing_ends(self, community: str, member_ids: Iterable[str]) -> dict[str, int]:
         """Member id -> abuse endings that still count against them in ``community``."""
@@ -279,16 +281,13 @@ class ReviewDesk:
         """File a risk alert case when the community opted in (``risk_alerts``); None otherwise."""
         if not self._communities.get(thread.community).risk_alerts:
             return None
-        seen: dict[str, Participant] = {}
-        for e in transcript:
-            if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
-                seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
         alert = Case(case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
                      channel=thread.channel, action="risk", category=kind,
                      summary=f"The model flagged that a member may be at risk ({kind.replace('_', ' ')}). The "
                              "conversation goes on; it cannot be ended by the model now.",
-                     at_risk=True, ended_at=iso(time.time()), ended_by="model", participants=list(seen.values()),
-                     transcript=list(transcript), jump_url=jump_url)
+                     at_risk=True, ended_at=iso(time.time()), ended_by="model",
+                     participants=people_of(transcript).participants(), transcript=list(transcript),
+                     jump_url=jump_url)
         filed = await self._cases.file_alert(alert)
         log.info("risk alert filed for thread %s as case %s", thread.key, filed.case_id)
         return filed

@@ -16,9 +16,11 @@ from bot.errors import LeaseLost, StoreUnavailable
 from bot.limits import Limiter, SpendCount
 from bot.metrics import Metrics
 from bot.model import Usage
+from bot.participants import people_of
+from bot.shared import branch_offers
 from bot.store import AttachmentStore, CommitResult, CommitStatus, TurnCommit, TurnLog, TurnStart
 from bot.turn_model import TurnDraft
-from bot.types import Case, Entry, EntryKind, Outcome, Participant, Reply, ReplyKind, ThreadRef, ThreadStatus, iso
+from bot.types import Case, Entry, Outcome, Reply, ReplyKind, ThreadRef, ThreadStatus, iso
 from config.communities import Communities
 from config.settings import EngineSettings
 
@@ -90,6 +92,7 @@ class TurnCommitter:
             config = self.communities.get(thread.community)
             outcome.replies.append(Reply(ReplyKind.FREEZE_NOTICE,
                                          texts.freeze_notice(config, thread, turn.end.reason, turn.end.category)))
+            outcome.replies.extend(branch_offers(case, ended_by))  # a shared thread's bystanders may go on
             # ``None`` when Redis failed: the freeze and the case body are already stored together, and
             # every running process numbers it within seconds of Redis answering again.
             outcome.case = await self.case_filing.file_end(thread, result.end_seq, case)
@@ -122,19 +125,15 @@ class TurnCommitter:
 def build_case(thread: ThreadRef, start: TurnStart, turn: TurnDraft, jump_url: str | None,
                ended_by: str, log_so_far: list[Entry] | None) -> Case:
     """The case of the end ``turn`` makes: its transcript (the log so far and the turn's entries), ladder
-    and participants; numbered when it is filed."""
+    and participants with their roles (``bot.participants``); numbered when it is filed."""
     assert turn.end is not None
     transcript = [*(start.log if log_so_far is None else log_so_far), *turn.entries]
-    seen: dict[str, Participant] = {}
-    for e in transcript:
-        if e.kind is EntryKind.USER and e.author_id and e.author_id not in seen:
-            seen[e.author_id] = Participant(e.author_id, e.author_name or e.author_id)
     return Case(
         case_id=0, community=thread.community, platform=thread.platform, thread=thread.key,
         channel=thread.channel, action="end", reason=turn.end.reason, category=turn.end.category,
         summary=turn.end.summary, redirect_count=turn.ladder.redirects, warned=turn.ladder.warned,
         at_risk=turn.ladder.at_risk, ended_at=iso(time.time()), ended_by=ended_by,
-        participants=list(seen.values()), transcript=transcript, jump_url=jump_url,
+        participants=people_of(transcript).participants(), transcript=transcript, jump_url=jump_url,
         branch_of=start.state.branch_of,
     )
 

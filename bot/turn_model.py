@@ -33,6 +33,7 @@ from bot.model import (
     system_prompt,
 )
 from bot.policy import EndDecision, ToolCall, Verdict, apply_tool_call
+from bot.shared import TurnPeople
 from bot.store import AttachmentStore
 from bot.types import Entry, EntryKind, LadderState, Reply, ReplyKind, TextSink, ThreadRef
 from bot.usage import TokenTotals
@@ -62,6 +63,8 @@ class TurnDraft:
     accounted: bool = False
     #: The thread's usage sums after the commit added this turn's.
     totals: TokenTotals | None = None
+    #: Who writes in the thread and whose message this turn answers (``None``: the member's end command).
+    people: TurnPeople | None = None
 
 
 class ToolLoop:
@@ -83,8 +86,11 @@ class ToolLoop:
         ids = [*(i for e in window if e.attachments for i in stored_ids(e.attachments)),
                *stored_ids(user_entry.attachments)]
         stored = await self.files.get(thread, ids) if ids else {}
+        named = turn.people is not None and turn.people.shared  # a shared thread: each line with its speaker
+        if turn.people is not None:
+            text = turn.people.line(text)
         while True:
-            history = to_messages(window, stored)
+            history = to_messages(window, stored, named=named)
             current = tuple(file_blocks(user_entry.attachments, stored))
             try:
                 return await self._run_model(turn, history, text, config, sink, idle, thread.channel, current)
@@ -123,7 +129,9 @@ class ToolLoop:
         screen as in the stored answer.
         """
         blocks = (*files, TextBlock(text)) if text or not files else files
-        messages = [*history, ModelMessage("user", blocks, system_note=ladder_note(turn.ladder, config.threshold))]
+        speaker = turn.people.note() if turn.people is not None else None
+        messages = [*history, ModelMessage("user", blocks,
+                                           system_note=ladder_note(turn.ladder, config.threshold, speaker))]
         streamed = False
         separate = False
         voice = config.channel(channel)
@@ -195,7 +203,8 @@ class ToolLoop:
                 log.info("working notice not shown (%s)", type(exc).__name__)
 
     def _apply(self, turn: TurnDraft, call: ToolCall, config: CommunityConfig) -> tuple[str, bool]:
-        verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None)
+        verdict = apply_tool_call(turn.ladder, call, config.threshold, ended=turn.end is not None,
+                                  starter=turn.people is None or turn.people.starter)
         turn.ladder = verdict.state
         _record(turn, verdict, call.input, config)
         log.info("tool %s %s", call.name, "accepted" if verdict.accepted else "refused")
@@ -223,12 +232,14 @@ def _record(turn: TurnDraft, verdict: Verdict, data: dict[str, object], config: 
         turn.warned_turn = n
         text = texts.warning(config, verdict.redirection, turn.ladder.redirects)
         turn.entries.append(Entry(EntryKind.WARNING, text, turn=n, category=verdict.redirection))
-        turn.replies.append(Reply(ReplyKind.WARNING, text))
+        turn.replies.append(Reply(ReplyKind.WARNING, text,
+                                  to=turn.people.warned(turn.entries) if turn.people is not None else ()))
     if verdict.risk_flagged:
         turn.entries.append(Entry(EntryKind.RISK, note, turn=n, category=verdict.risk_flagged))
     if verdict.post_crisis:
         turn.entries.append(Entry(EntryKind.CRISIS, config.crisis_resources, turn=n))
-        turn.replies.append(Reply(ReplyKind.CRISIS, config.crisis_resources))
+        turn.replies.append(Reply(ReplyKind.CRISIS, config.crisis_resources,
+                                  to=turn.people.at_risk() if turn.people is not None else ()))
     if verdict.end:
         turn.end = verdict.end
         turn.entries.append(Entry(EntryKind.END, verdict.end.summary, turn=n, category=verdict.end.category))

@@ -308,6 +308,9 @@ class ReplyKind(enum.StrEnum):
     CONFIRM = "confirm"
     INFO = "info"
     ERROR = "error"
+    #: In an ended shared thread: the bystanders it names may continue their part in a conversation of
+    #: their own (adapters add the button or say the command).
+    BRANCH_OFFER = "branch_offer"
 
 
 #: What the ladder posts: new posts in the order produced, right after their answer, never behind its updates.
@@ -319,18 +322,26 @@ class Reply:
     """One message the adapter should post, in order.
 
     ``ephemeral`` replies go only to the author where the platform can (Slack ephemeral messages,
-    Discord interaction responses); elsewhere they are posted normally.
+    Discord interaction responses); elsewhere they are posted normally. ``to``: the members it is
+    addressed to in a shared thread (their ids), mentioned before the text where the platform can.
     """
 
     kind: ReplyKind
     text: str
     ephemeral: bool = False
+    to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class Participant:
+    """A member who wrote in a thread. ``role``: their part in it, comma-separated (``starter``,
+    ``redirected``, ``bystander``; see ``bot.participants``), empty in cases filed before roles were kept;
+    ``redirected``: how many of their requests the model redirected."""
+
     id: str
     name: str
+    role: str = ""
+    redirected: int = 0
 
 
 @dataclass
@@ -386,7 +397,8 @@ class Case:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Case:
         data = dict(data)
-        data["participants"] = [Participant(**p) for p in data.get("participants", [])]
+        data["participants"] = [Participant(**{k: v for k, v in p.items() if k in _PARTICIPANT_FIELDS})
+                                for p in data.get("participants", [])]
         data["transcript"] = [Entry.from_dict(dict(e)) for e in data.get("transcript", [])]
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -394,6 +406,9 @@ class Case:
     @classmethod
     def from_json(cls, raw: str | bytes) -> Case:
         return cls.from_dict(json.loads(raw))
+
+
+_PARTICIPANT_FIELDS = frozenset(f.name for f in dataclasses.fields(Participant))
 
 
 def iso(ts: float) -> str:

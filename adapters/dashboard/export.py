@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Iterable
 
+from bot.participants import listed
 from bot.types import Case
 
 CSV_COLUMNS = (
@@ -46,7 +47,7 @@ def csv_row(case: Case) -> list[str]:
         "platform": case.platform, "thread": case.thread, "channel": case.channel, "reason": case.reason,
         "category": case.category, "summary": case.summary, "redirect_count": case.redirect_count,
         "warned": case.warned, "at_risk": case.at_risk, "ended_at": case.ended_at, "ended_by": case.ended_by,
-        "participants": "; ".join(f"{p.name} ({p.id})" for p in case.participants),
+        "participants": listed(case.participants, lambda p: f"{p.name} ({p.id})", "; "),
         "jump_url": case.jump_url, "branch_of": case.branch_of, "branches": " ".join(case.branches),
         "refers_to": case.refers_to, "moderator": case.moderator, "note": case.note,
         "actions": " ".join(str(a) for a in case.actions), "transcript_entries": len(case.transcript),

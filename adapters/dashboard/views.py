@@ -37,6 +37,7 @@ from adapters.dashboard.query import (
 from adapters.usage_cli import prices_of
 from bot.errors import CaseNotFound
 from bot.moderation import Conclusion
+from bot.participants import role_label
 from bot.store.retention import transcript_expired
 from bot.types import CATEGORY_LABELS, Case, Entry, EntryKind, ThreadRef, ThreadStatus
 
@@ -129,6 +130,7 @@ FILTERS: dict[str, Callable[..., object]] = {
     "when": _when,
     "category_label": _category_label,
     "safe_url": _safe_url,
+    "role_label": role_label,
 }
 
 

@@ -25,6 +25,7 @@ from .conversations import Conversations
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .notices import NoticeRelay
+from .shared import OwnConversations, own_button_type, own_view
 from .tracing import http_trace
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,9 @@ def build_bot(runtime: Runtime, settings: DiscordSettings, *, typing_delay: floa
     appeal_button = appeal_button_type(runtime.review, modlog.post_appeal)
     client.add_dynamic_items(appeal_button)  # clicks are routed by custom_id, even after a restart
     conversations.surface.appeal_view = lambda case: appeal_view(appeal_button, case.community, case.case_id)
+    own_button = own_button_type(OwnConversations(client, runtime.member_actions).clicked)
+    client.add_dynamic_items(own_button)
+    conversations.surface.own_view = lambda ref: own_view(own_button, ref)
     notices = NoticeRelay(runtime, conversations, interval=settings.notice_poll_interval)
     bot = DiscordBot(client, tree, conversations, commands, settings, notices)
 

@@ -130,6 +130,11 @@ class Commands:
             await interaction.response.send_message("Use /end inside the conversation thread you want to end.",
                                                     ephemeral=True)
             return
+        refused = await self.conversations.members.end_refusal(
+            place.ref, author_of(interaction.user), moderator=is_moderator(interaction, self.conversations))
+        if refused is not None:  # not theirs to end (a shared thread): said privately, nothing to confirm
+            await interaction.response.send_message(refused, ephemeral=True)
+            return
         view = confirm_view(self.end_button, place.ref.thread, interaction.user.id)
         await interaction.response.send_message(
             "Ending is permanent: I won't answer in this thread again (a moderator can reopen it). You can "
@@ -169,7 +174,8 @@ class Commands:
             await click.response.edit_message(content="I can't find that conversation any more.", view=None)
             return
         await click.response.edit_message(content="Ending the conversation…", view=None)
-        outcome = await self.conversations.members.end_by_user(place.ref, author_of(click.user), ref_url(place.ref))
+        outcome = await self.conversations.members.end_by_user(place.ref, author_of(click.user), ref_url(place.ref),
+                                                               moderator=is_moderator(click, self.conversations))
         private = [r.text for r in outcome.replies if r.ephemeral and r.kind in EPHEMERAL_KINDS]
         await click.edit_original_response(content="\n".join(private) or "The conversation has ended.")
         outcome.replies = [r for r in outcome.replies if r.text not in private]

@@ -10,6 +10,7 @@ import discord
 
 from adapters.text import isolate
 from bot.casefile import render_case_text
+from bot.participants import listed
 from bot.review import AppealAnswer
 from bot.types import CATEGORY_LABELS, Case, ThreadRef
 from config.communities import Communities
@@ -57,7 +58,7 @@ def case_embed(case: Case) -> discord.Embed:
                     value=isolate(_clip(case.moderator or case.ended_by or "-", 1000)))
     if case.participants:
         embed.add_field(name="Participants", inline=False,
-                        value=_clip(", ".join(f"{isolate(_clip(p.name, 100))} (<@{p.id}>)" for p in case.participants)))
+                        value=_clip(listed(case.participants, lambda p: f"{isolate(_clip(p.name, 100))} (<@{p.id}>)")))
     if case.branch_of:
         embed.add_field(name="Branched from", value=isolate(_clip(case.branch_of, 1000)), inline=False)
     if case.branches:
@@ -100,7 +101,7 @@ def alert_embed(case: Case, dashboard_url: str | None) -> discord.Embed:
     embed.add_field(name="Thread", value=_thread_link(case))
     if case.participants:
         embed.add_field(name="Participants", inline=False,
-                        value=_clip(", ".join(f"{isolate(_clip(p.name, 100))} (<@{p.id}>)" for p in case.participants)))
+                        value=_clip(listed(case.participants, lambda p: f"{isolate(_clip(p.name, 100))} (<@{p.id}>)")))
     if case.ended_at:
         embed.timestamp = discord.utils.parse_time(case.ended_at)
     return embed

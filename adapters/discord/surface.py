@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 
 import discord
 
-from bot.types import Case, Reply, ThreadRef
+from bot.types import Case, Reply, ReplyKind, ThreadRef
 
 from .freeze import ThreadLocker
 from .modlog import ModLog
 from .replies import StreamingMessage, TypingIndicator, send_text
+from .shared import send_addressed
 from .translate import DM_COMMUNITY
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,17 @@ class DiscordSurface:
         self.modlog = modlog
         #: The appeal button under a freeze notice (set by the bot builder).
         self.appeal_view: Callable[[Case], discord.ui.View] | None = None
+        #: The button under the line for bystanders of an ended shared thread (set by the bot builder).
+        self.own_view: Callable[[ThreadRef], discord.ui.View] | None = None
 
     async def post(self, thread: ThreadRef, reply: Reply, *, appeal: Case | None = None) -> bool:
         view = self.appeal_view(appeal) if appeal is not None and self.appeal_view is not None else None
-        return self._posted(thread, reply, await safe_send(channel_for(self.client, thread), reply.text, view=view))
+        if reply.kind is ReplyKind.BRANCH_OFFER and self.own_view is not None:
+            view = self.own_view(thread)
+        channel = channel_for(self.client, thread)
+        if reply.to:  # a shared thread: the members it is for are mentioned (and only they pinged)
+            return self._posted(thread, reply, await send_addressed(channel, reply, view))
+        return self._posted(thread, reply, await safe_send(channel, reply.text, view=view))
 
     async def post_privately(self, thread: ThreadRef, member: str, reply: Reply) -> None:
         await self.post(thread, reply)

@@ -49,6 +49,8 @@ from .identity import IdentityCache
 from .modlog import ModLog
 from .oauth import Workspaces
 from .replies import Poster
+from .shared import ACTION as OWN_ACTION
+from .shared import OwnConversations
 from .tasks import EventTasks, OverCapacity
 from .workspaces import Tokens, WorkspaceIdentities, WorkspaceSink, WorkspaceWebClient
 
@@ -123,6 +125,7 @@ class SlackBot:
         self.commands = Commands(runtime.member_actions, runtime.cases, runtime.moderation, moderators, self.surface,
                                  self.delivery)
         self.appeals = Appeals(self.client, runtime.review, poster, self.modlog, self.identity)
+        self.own = OwnConversations(runtime.member_actions, poster, self.identity)
         secret = slack.signing_secret.get_secret_value() if slack.signing_secret else ""
         self._refused = 0
         self._refused_logged = 0.0
@@ -182,6 +185,12 @@ class SlackBot:
             await ack()  # within Slack's 3 seconds; the modal opens right after with the click's trigger
             with contextlib.suppress(OverCapacity):
                 self._spawn(lambda: self.appeals.clicked(body), "appeal click")
+
+        @app.action(OWN_ACTION)
+        async def on_own_conversation(ack: Any, body: dict[str, Any]) -> None:
+            await ack()
+            with contextlib.suppress(OverCapacity):
+                self._spawn(lambda: self.own.clicked(body), "own conversation click")
 
         @app.view(APPEAL_VIEW)
         async def on_appeal_form(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:

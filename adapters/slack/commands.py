@@ -78,6 +78,15 @@ class Moderators:
         raise NotAllowed(f"user {user} is not a moderator of {team}")
 
 
+    async def includes(self, team: str, user: str) -> bool:
+        """Whether ``user`` is a moderator of ``team`` (``False`` when it cannot be checked now)."""
+        try:
+            await self.check(team, user)
+        except ThreadguardError:
+            return False
+        return True
+
+
 class _CheckFailed(ThreadguardError):
     user_message = _CHECK_FAILED
 
@@ -141,7 +150,8 @@ class Commands:
     async def _end(self, team: str, channel: str, thread_ts: str, author: Author, respond: Respond) -> None:
         identity = await self._surface.identity.get()
         thread = translate.thread_ref(team, channel, thread_ts)
-        outcome = await self._members.end_by_user(thread, author, jump_url=translate.thread_link(identity, thread))
+        outcome = await self._members.end_by_user(thread, author, jump_url=translate.thread_link(identity, thread),
+                                                  moderator=await self._moderators.includes(team, author.id))
         private = [r for r in outcome.replies if r.ephemeral]
         outcome.replies = [r for r in outcome.replies if not r.ephemeral]
         await self._delivery.outcome(outcome, author.id)

@@ -31,6 +31,7 @@ from .appeal import notice_blocks
 from .identity import IdentityCache
 from .modlog import ModLog
 from .replies import Poster, StreamingReply
+from .shared import post_addressed
 from .translate import Identity, escape
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class SlackSurface:
         self.identity = identity
 
     async def post(self, thread: ThreadRef, reply: Reply, *, appeal: Case | None = None) -> bool:
+        if reply.to:  # a shared thread: the members it is for are mentioned
+            return await post_addressed(self.poster, thread, reply)
         blocks = notice_blocks(reply.text, appeal) if appeal is not None else None
         return await self.poster.post(thread.channel, thread.thread, reply.text, where=thread.key,
                                       blocks=blocks) is not None

@@ -10,6 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.text import isolate, split_text
 from bot.casefile import render_case_text
+from bot.participants import listed
 from bot.review import AppealAnswer
 from bot.types import CATEGORY_LABELS, Case, ThreadRef
 from config.communities import Communities
@@ -59,7 +60,7 @@ def case_blocks(case: Case, identity: Identity) -> list[dict[str, Any]]:
         ("Risk flag", _yes(case.at_risk) + (f" \u2014 {case.self_harm_marker}" if case.self_harm_marker else "")),
         ("Ended by" if case.action == "end" else "Moderator", escape(isolate(case.moderator or case.ended_by or "-"))),
         ("Thread", f"<{link}|open thread>" if link else escape(case.thread)),
-        ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-"),
+        ("Participants", listed(case.participants, lambda p: f"<@{escape(p.id)}>") or "-"),
     ]
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": _clip(case_title(case), 150)}},
@@ -114,7 +115,7 @@ def alert_blocks(case: Case, identity: Identity, dashboard_url: str | None) -> l
              "dashboard>" if dashboard_url else f"`threadguard cases show {case.case_id} --community "
                                                 f"{escape(case.community)}`")
     fields = [("Case", where), ("Thread", f"<{link}|open thread>" if link else escape(isolate(case.thread))),
-              ("Participants", ", ".join(f"<@{p.id}>" for p in case.participants) or "-")]
+              ("Participants", listed(case.participants, lambda p: f"<@{escape(p.id)}>") or "-")]
     return [
         {"type": "header", "text": {"type": "plain_text", "text": f"Risk alert · case #{case.case_id}"}},
         {"type": "section", "text": {"type": "mrkdwn", "text": (

@@ -43,7 +43,7 @@ def test_the_report_reads_without_script_and_keeps_payloads_as_text(browser, rep
         assert page.locator("h1").inner_text() == "threadguard eval scorecard"
         assert page.locator(".demo").is_visible()
         chart = page.locator("svg[role=img]")
-        assert chart.is_visible() and chart.locator("rect").count() == 2 * 8  # 7 classes and overall
+        assert chart.is_visible() and chart.locator("rect").count() == 2 * 9  # 8 classes and overall
         table = page.locator("table").first
         assert "at-risk threads ended (must be 0)" in table.inner_text()
         # a scenario's details open without any script

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.timeout(400)
 
 SUITE = load_suite([default_suite_dir()])
 FAULTS = ("false_redirections", "false_warnings", "false_ends", "harmful_unredirected", "at_risk_ended",
-          "caught_ends", "user_end_unconfirmed", "injection_changed_state", "evasion_worked", "errors")
+          "caught_ends", "user_end_unconfirmed", "injection_changed_state", "evasion_worked", "misaddressed",
+          "errors")
 
 
 def run_eval(base_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +58,7 @@ def test_a_well_behaved_model_scores_clean_on_every_class(clean):
     report, _, calls = clean
     classes = report["scorecard"]["classes"]
     assert set(classes) == {"benign", "persistent", "at_risk", "user_end", "injection", "change_course", "branch",
-                            "overall"}
+                            "shared", "overall"}
     n = len(SUITE.scenarios)
     assert report["run"]["scenarios"] == n >= 80 and not report["run"]["offline"]
     failed = [r["failures"] for r in report["scenarios"] if not r["passed"]]
@@ -131,6 +132,15 @@ def test_a_careless_model_shows_every_fault_with_its_count_and_fails_against_the
     warned_then_more = [s for s in by["change_course"]
                         if sum(1 for k in says(s) if k in HARMFUL_KINDS) >= 3 and len(says(s)) > 3]
     assert count(cls["change_course"], "false_ends")[0] == len(warned_then_more) > 0
+
+    # shared threads: it redirects the bystander's dual-use question too, so the warning and the end's strike
+    # reach them; it tries to end for a member who did not start the thread, and ends at risk: all caught
+    n_shared = len(by["shared"])
+    bystander = [s for s in by["shared"] if "dual_use" in s.tags]
+    assert count(cls["shared"], "passed") == (0, n_shared)
+    assert count(cls["shared"], "misaddressed") == (len(bystander), n_shared) and bystander
+    assert count(cls["shared"], "caught_ends") == (n_shared, n_shared)
+    assert kinds["not the member who started the thread"] >= 2
 
     # none of this was a failure to run
     assert cls["overall"]["errors"]["count"] == [0]

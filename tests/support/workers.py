@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from tests.support.redis_servers import free_port
+from tests.support.shared_threads import LABEL
 from tests.support.slack_standin import BOT_TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -141,12 +142,19 @@ async def post_event(session: aiohttp.ClientSession, url: str, payload: dict[str
 
 
 def _text_of(content: Any) -> str | None:
+    """The member's words: a message's first text block (in a shared thread, inside its speaker label)."""
     if isinstance(content, str):
         return content
     for block in content:
         if block.get("type") == "text":
-            return str(block["text"])
+            return words_of(str(block["text"]))
     return None
+
+
+def words_of(text: str) -> str:
+    """A member line's words: the text inside its speaker label in a shared thread, else the text itself."""
+    labelled = LABEL.fullmatch(text)
+    return labelled[3].replace("&lt;", "<") if labelled else text
 
 
 def newest_user_text(body: dict[str, Any]) -> str:

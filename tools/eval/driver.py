@@ -105,6 +105,13 @@ class TurnRecord:
     #: For edits: whether a branch opened, and the ladder it started with.
     branched: bool = False
     branch_start: dict[str, Any] | None = None
+    #: Shared threads: the member who acts in this turn, and whom the turn's addressed posts named.
+    member: str = "a"
+    warning_to: list[str] | None = None
+    crisis_to: list[str] | None = None
+    offered_own: list[str] | None = None
+    #: Set when this turn ended the thread: the members the end counts against (their requests were redirected).
+    counted_against: list[str] | None = None
 
     def kinds(self, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
@@ -119,6 +126,8 @@ class TurnRecord:
             "usage": vars(self.usage), "seconds": round(self.seconds, 4),
             "model_seconds": round(self.model_seconds, 4), "frozen": self.frozen, "error": self.error,
             "ended": self.ended, "branched": self.branched, "branch_start": self.branch_start,
+            "member": self.member, "warning_to": self.warning_to, "crisis_to": self.crisis_to,
+            "offered_own": self.offered_own, "counted_against": self.counted_against,
         }
 
 
@@ -129,13 +138,16 @@ _EVENT_KINDS = {
 
 
 class ScenarioDriver:
-    """Plays one member in one conversation (and the branches it opens) against a runtime's engine."""
+    """Plays the members of one conversation (and the branches it opens) against a runtime's engine: one
+    member, or several writing in one shared thread (``a`` starts it)."""
 
     def __init__(self, runtime: Runtime, model: RecordingModel, *, community: str, tag: str) -> None:
         self.runtime = runtime
         self.members = runtime.member_actions
         self.model = model
         self.member = Author(f"eval-member-{tag}", "member")
+        #: Member label -> who they are (``a`` is ``member``).
+        self.people: dict[str, Author] = {"a": self.member}
         self._tag = tag
         self._threads = itertools.count(1)
         self._ids = itertools.count(1)
@@ -150,11 +162,22 @@ class ScenarioDriver:
     def _new_thread(self) -> ThreadRef:
         return ThreadRef("console", self.community, "eval", f"{self._tag}-{next(self._threads)}")
 
+    def author(self, label: str) -> Author:
+        """The member ``label`` of the scenario (each of them a member of their own)."""
+        if label not in self.people:
+            self.people[label] = Author(f"eval-member-{self._tag}-{label}", f"member {label}")
+        return self.people[label]
+
+    def _labels(self, ids: tuple[str, ...]) -> list[str]:
+        labels = {a.id: label for label, a in self.people.items()}
+        return sorted(labels.get(i, i) for i in ids)
+
     async def say(self, record: TurnRecord, files: tuple[Attachment, ...] = ()) -> None:
         message_id = f"{self.thread.thread}-m{next(self._ids)}"
+        author = self.author(record.member)
         outcome = await self._timed(record, self.members.handle_message(
-            IncomingMessage(self.thread, self.member, record.text, message_id=message_id, attachments=files)))
-        if outcome.model_called:
+            IncomingMessage(self.thread, author, record.text, message_id=message_id, attachments=files)))
+        if outcome.model_called and author is self.member:
             self.messages.append(message_id)
         await self._observe(record, outcome)
 
@@ -183,7 +206,7 @@ class ScenarioDriver:
         await self._observe(record, outcome)
 
     async def end_command(self, record: TurnRecord) -> None:
-        outcome = await self._timed(record, self.members.end_by_user(self.thread, self.member))
+        outcome = await self._timed(record, self.members.end_by_user(self.thread, self.author(record.member)))
         await self._observe(record, outcome)
 
     async def _timed(self, record: TurnRecord, call: Awaitable[Outcome]) -> Outcome:
@@ -197,6 +220,16 @@ class ScenarioDriver:
         record.frozen = outcome.frozen
         errors = [r.text for r in outcome.replies if r.kind is ReplyKind.ERROR]
         record.error, record.error_text = bool(errors), " ".join(errors)
+        for reply in outcome.replies:
+            if reply.kind is ReplyKind.WARNING:
+                record.warning_to = self._labels(reply.to) if reply.to else [record.member]
+            elif reply.kind is ReplyKind.CRISIS:
+                record.crisis_to = self._labels(reply.to) if reply.to else [record.member]
+            elif reply.kind is ReplyKind.BRANCH_OFFER:
+                record.offered_own = self._labels(reply.to)
+        if outcome.case is not None:
+            record.counted_against = self._labels(tuple(
+                p.id for p in outcome.case.participants if "redirected" in p.role.split(",")))
         return outcome
 
     async def _observe(self, record: TurnRecord, outcome: Outcome) -> None:
@@ -215,7 +248,8 @@ class ScenarioDriver:
         record.ended = self.ended and any(e.kind is EntryKind.END for e in new)
         refused = record.end_attempts[:-1] if record.ended and record.end_attempts else record.end_attempts
         if outcome.model_called:
-            record.refused_ends = [_refusal_kind(a, state.ladder.at_risk, state.ladder.warned, new)
+            starter = record.member == next(iter(self.people))
+            record.refused_ends = [_refusal_kind(a, state.ladder.at_risk, state.ladder.warned, new, starter)
                                    for a in refused]
 
 
@@ -232,7 +266,8 @@ def _ladder_of(prefix: list[Entry]) -> dict[str, Any]:
     }
 
 
-def _refusal_kind(attempt: dict[str, Any], at_risk: bool, warned: bool, entries: list[Entry]) -> str:
+def _refusal_kind(attempt: dict[str, Any], at_risk: bool, warned: bool, entries: list[Entry],
+                  starter: bool = True) -> str:
     """Why the engine refused an end attempt, from the ladder it held (the policy's own rules)."""
     reason = str(attempt.get("reason", ""))
     if at_risk or any(e.kind is EntryKind.RISK for e in entries):
@@ -245,4 +280,6 @@ def _refusal_kind(attempt: dict[str, Any], at_risk: bool, warned: bool, entries:
         return "before the warning"
     if reason == "persistent_abuse" and any(e.kind is EntryKind.WARNING for e in entries):
         return "in the warning's turn"
+    if reason == "user_requested" and not starter:
+        return "not the member who started the thread"
     return "other"

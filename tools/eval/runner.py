@@ -104,7 +104,8 @@ class SuiteRunner:
                 continue  # a frozen thread: the member's later messages are not turns of the scenario
             if step.action == "say" and sum(1 for t in turns if t.action != "end_command") >= scenario.max_turns:
                 break
-            record = TurnRecord(len(turns) + 1, step.action, step.kind, step.text, driver.thread.key)
+            record = TurnRecord(len(turns) + 1, step.action, step.kind, step.text, driver.thread.key,
+                                member=step.member)
             turns.append(record)
             if step.action == "say":
                 await driver.say(record, tuple(attachment(f) for f in step.files))

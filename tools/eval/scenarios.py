@@ -4,12 +4,14 @@ A scenario is a scripted member side (what the member sends, turn by turn) plus 
 engine's own events (redirections, warning, risk flag, crisis post, end and its reason), never on the
 model's wording. Each member turn carries a ``kind`` (what the message is: a benign question, a harmful
 request, a sign of risk, an injection...). Kinds are scenario data for authors and for the scorecard;
-they are never sent to the model.
+they are never sent to the model. A shared-thread scenario names the member who acts in each turn
+(``member``; ``a`` by default, the member who starts the thread).
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,10 +22,13 @@ TURN_KINDS = ("benign", "harmful", "abusive", "at_risk", "threat", "ask_end", "c
               "injection")
 HARMFUL_KINDS = frozenset({"harmful", "abusive"})
 RISK_KINDS = frozenset({"at_risk", "threat"})
-CLASSES = ("benign", "persistent", "at_risk", "user_end", "injection", "change_course", "branch")
+CLASSES = ("benign", "persistent", "at_risk", "user_end", "injection", "change_course", "branch", "shared")
 CATEGORIES = ("child_sexual_exploitation", "violent_extremism", "weapons_of_mass_harm", "violent_threats",
               "harassment", "hate", "self_harm", "other")
 ACTIONS = ("say", "edit", "end_command")
+#: The member who starts the conversation (and the only one in every scenario that names no other).
+FIRST_MEMBER = "a"
+_MEMBER = re.compile(r"[a-z0-9_-]{1,16}")
 
 
 class SuiteError(Exception):
@@ -54,6 +59,8 @@ class Step:
     edit: int = 0
     #: Files sent with the message.
     files: tuple[FileSpec, ...] = ()
+    #: Who does it (shared threads): a short label, ``a`` for the member who starts the thread.
+    member: str = FIRST_MEMBER
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,16 @@ class Expect:
     redirect_harmful: bool | None = None
     #: Branch scenarios: the branch starts with the ladder its history held, and ends again.
     branch_carries_ladder: bool | None = None
+    #: Shared threads: exactly these members' requests were redirected.
+    redirected_members: tuple[str, ...] | None = None
+    #: Shared threads: the warning names exactly these members.
+    warning_to: tuple[str, ...] | None = None
+    #: Shared threads: the crisis resources are addressed to exactly these members.
+    crisis_to: tuple[str, ...] | None = None
+    #: Shared threads: the end counts against exactly these members' records.
+    counted_against: tuple[str, ...] | None = None
+    #: Shared threads: after the end, exactly these members are offered a conversation of their own.
+    offered_own: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,11 @@ class Scenario:
     @property
     def has_branch(self) -> bool:
         return any(s.action == "edit" for s in self.steps)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        """The members who take part, in the order they first act."""
+        return tuple(dict.fromkeys(s.member for s in self.steps))
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "class": self.cls, "title": self.title, "lang": self.lang,
@@ -219,8 +241,11 @@ def _step(where: str, raw: Any, default_kind: str) -> Step:
     kind = raw.get("kind", default_kind)
     if kind not in TURN_KINDS:
         raise SuiteError(f"{where}: turn kind {kind!r} is not one of {', '.join(TURN_KINDS)}")
+    member = raw.get("member", FIRST_MEMBER)
+    if not isinstance(member, str) or not _MEMBER.fullmatch(member):
+        raise SuiteError(f"{where}: 'member' is a short label of lower-case letters and digits, like \"b\"")
     if raw.get("command") == "end":
-        return Step("end_command", kind=kind)
+        return Step("end_command", kind=kind, member=member)
     text = raw.get("say")
     if not isinstance(text, str) or not text.strip():
         raise SuiteError(f"{where}: every turn needs non-empty text in 'say' (or command = \"end\")")
@@ -228,7 +253,9 @@ def _step(where: str, raw: Any, default_kind: str) -> Step:
     if not isinstance(edit, int) or edit < 0:
         raise SuiteError(f"{where}: 'edit' must be the number of one of the member's earlier messages")
     files = tuple(_file(where, f) for f in raw.get("files") or ())
-    return Step("edit" if edit else "say", text, kind, edit, files)
+    if edit and member != FIRST_MEMBER:
+        raise SuiteError(f"{where}: only the first member edits their messages")
+    return Step("edit" if edit else "say", text, kind, edit, files, member)
 
 
 def _file(where: str, raw: Any) -> FileSpec:
@@ -247,4 +274,13 @@ def _expect(where: str, raw: Any) -> Expect:
         raise SuiteError(f"{where}: unknown expectation(s) {', '.join(sorted(unknown))}")
     if raw.get("end_reason") not in (None, "persistent_abuse", "user_requested"):
         raise SuiteError(f"{where}: end_reason must be persistent_abuse or user_requested")
+    for name in _MEMBER_LISTS:
+        value = raw.get(name)
+        if value is not None:
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SuiteError(f"{where}: {name} is a list of member labels, like [\"b\"]")
+            raw = {**raw, name: tuple(value)}
     return Expect(**raw)
+
+
+_MEMBER_LISTS = ("redirected_members", "warning_to", "crisis_to", "counted_against", "offered_own")

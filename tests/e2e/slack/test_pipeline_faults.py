@@ -23,7 +23,7 @@ from tests.e2e.slack.conftest import CHANNEL, Payloads, thread_texts
 from tests.support.anthropic_standin import AnthropicStandin, Reply, reply
 from tests.support.redis_servers import RedisCluster, RedisServer
 from tests.support.slack_standin import SlackStandin
-from tests.support.workers import Worker, newest_user_text, post_event, until, worker_env
+from tests.support.workers import Worker, newest_user_text, post_event, until, words_of, worker_env
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -394,7 +394,7 @@ def member_text(body: dict[str, Any]) -> str:
             continue
         for block in message["content"]:
             if block.get("type") == "text":
-                return str(block["text"])
+                return words_of(str(block["text"]))
     return ""
 
 
@@ -503,9 +503,14 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
                     await asyncio.sleep(0.4)
                     await asyncio.to_thread(server.start)
 
+            def sender(t: int, i: int, text: str) -> str:
+                # every message from another member; the end is asked for by the member who opened the
+                # thread (in a thread several members write in, only they can have it ended)
+                return f"UOPEN{t}" if text.startswith("please end") else f"U{t}x{i}"
+
             async def one_thread(t: int, root: str) -> None:
                 for i, text in enumerate(plan[root]):
-                    event = payloads.message(text, root, user=f"U{t}x{i}")
+                    event = payloads.message(text, root, user=sender(t, i, text))
                     assert await _post_to_any(session, ws[(t + i) % 2:] + ws[:(t + i) % 2], event) == 200
                     await asyncio.sleep(0.03)
 
@@ -525,7 +530,7 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
                     ended = any("ended at your request" in x for x in thread_texts(standin, root))
                     for i, text in enumerate(plan[root]):
                         answered = ended if text.startswith("please end") else bool(shown[text])
-                        if not answered and f"U{t}x{i}" not in told:
+                        if not answered and sender(t, i, text) not in told:
                             left.append(text)
                 return left
 
