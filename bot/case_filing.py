@@ -62,6 +62,15 @@ class CaseFiling:
         await self.filed(filed)
         return filed
 
+    async def link_branch(self, old: ThreadRef, case_id: int | None, new_thread: ThreadRef) -> None:
+        """Link ``new_thread`` (a branch or a bystander's own conversation) to the case of the end of ``old``;
+        an end whose case still waits for its number (``case_id`` None) is numbered now."""
+        if case_id is None:
+            filed = await self.file_pending(old)
+            case_id = filed[-1].case_id if filed else None
+        if case_id is not None:
+            await self.cases.link_branch(old.community, case_id, new_thread.key)
+
     async def file_pending_soon(self, thread: ThreadRef) -> None:
         """Number the case of an end a failure left pending, when a later event in its thread shows it;
         bounded, so a reminder never waits long on case numbering (the worker loop files it otherwise)."""

@@ -190,12 +190,7 @@ class MemberActions:
                          turn=ladder.turn, author_id=edit.author.id, author_name=edit.author.name)
             await self.store.turns.seed_branch(new_thread, [*prefix, link],
                                                ThreadState(new_thread, ladder=ladder, branch_of=old.key))
-            case_id = state.case_id
-            if case_id is None:  # the end's case is still waiting for its number: this event files it
-                filed = await self.case_filing.file_pending(old)
-                case_id = filed[-1].case_id if filed else None
-            if case_id is not None:
-                await self.store.cases.link_branch(old.community, case_id, new_thread.key)
+            await self.case_filing.link_branch(old, state.case_id, new_thread)
         except ThreadguardError as exc:
             return failed_outcome(old, exc)
         log.info("thread %s branched into %s", old.key, new_thread.key)

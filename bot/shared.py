@@ -191,7 +191,7 @@ class BystanderBranches:
                      turn=ladder.turn, author_id=member.id, author_name=member.name)
         await self._store.turns.seed_branch(new_thread, [*history, link],
                                             ThreadState(new_thread, ladder=ladder, branch_of=old.key))
-        await self._link(old, state, new_thread)
+        await self._case_filing.link_branch(old, state.case_id, new_thread)
         log.info("thread %s continued by a bystander in %s", old.key, new_thread.key)
         return Outcome(new_thread, branch=new_thread)
 
@@ -205,10 +205,3 @@ class BystanderBranches:
             return NOT_A_BYSTANDER
         return None
 
-    async def _link(self, old: ThreadRef, state: ThreadState, new_thread: ThreadRef) -> None:
-        case_id = state.case_id
-        if case_id is None:  # the end's case is still waiting for its number: this event files it
-            filed = await self._case_filing.file_pending(old)
-            case_id = filed[-1].case_id if filed else None
-        if case_id is not None:
-            await self._store.cases.link_branch(old.community, case_id, new_thread.key)
