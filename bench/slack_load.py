@@ -16,7 +16,6 @@ import contextlib
 import json
 import math
 import re
-import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -270,42 +269,50 @@ class Load:
 
 
 async def run(spec: Spec) -> Result:
-    """One run: start everything, send, wait, check, count."""
+    """One run: start everything, measure, stop."""
+    async with Load(spec) as load:
+        return await measure(load)
+
+
+async def measure(load: Load) -> Result:
+    """Idle, send every first message, wait for every answer, check them, count."""
+    spec = load.spec
     result = Result(spec)
-    async with Load(spec) as load, load.admin() as admin, \
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
-                                  connector=aiohttp.TCPConnector(limit=0)) as session:
+    async with load.admin() as admin, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30),
+                                                            connector=aiohttp.TCPConnector(limit=0)) as session:
         result.idle_before, _ = await load.idle_rate(admin)
         before, window = await commandstats(admin), time.monotonic()
         sent, acks, statuses = await load.send(session)
         bad = [s for s in statuses if s != 200]
         if bad:
             result.problems.append(f"{len(bad)} events not acknowledged with 200 ({Counter(bad)})")
-        result.ack_p99 = statistics.quantiles(acks, n=100, method="inclusive")[98] if len(acks) > 1 else acks[0]
+        result.ack_p99 = sorted(acks)[max(0, math.ceil(0.99 * len(acks)) - 1)]
         result.acks_late = sum(1 for a in acks if a > 3.0)
         seen = await load.until_answered(sent + spec.timeout)
         stopped = await load.until_quiet()
         await asyncio.sleep(max(0.0, stopped + 1.0 - time.monotonic()))  # a second after traffic stopped
         spent, window = _delta(await commandstats(admin), before), time.monotonic() - window
         result.idle_after, idle = await load.idle_rate(admin)
-        result.idle_after_by_command = {k: v / spec.idle_seconds for k, v in idle.most_common()}
-        result.logs = [str(w.logfile) for w in load.workers]
-        result.problems += load.check()
-        result.problems += [f"{name}: a traceback in its log" for name in load.worker_tracebacks()]
-        if seen:
-            result.elapsed = max(seen.values()) - sent
-        last_tokens: dict[str, float] = {}
-        for token in load.anthropic.last_tokens:
-            last_tokens.setdefault(token.text, token.at)
-        for n, at in seen.items():
-            token_at = last_tokens.get(answer_for(n, spec.answer_chars))
-            if token_at is not None:
-                result.latencies.append(max(0.0, at - token_at))
-        result.refused = Counter(c.method for c in load.slack.calls if c.status == 429)
-        result.slack_calls = Counter(c.method for c in load.slack.calls if c.status == 200)
-        result.model_calls = load.anthropic.calls
-        turns = max(1, spec.threads)
-        result.commands_per_turn = max(0.0, sum(spent.values()) - result.idle_before * window) / turns
-        result.commands_by_name = {k: v / turns for k, v in spent.most_common(8)}
-        result.scripts_per_turn = sum(spent[c] for c in SCRIPT_COMMANDS) / turns
+    result.idle_after_by_command = {k: v / spec.idle_seconds for k, v in idle.most_common()}
+    result.logs = [str(w.logfile) for w in load.workers]
+    result.problems += load.check()
+    result.problems += [f"{name}: a traceback in its log" for name in load.worker_tracebacks()]
+    if seen:
+        result.elapsed = max(seen.values()) - sent
+    last_tokens: dict[str, float] = {}
+    for token in load.anthropic.last_tokens:
+        last_tokens.setdefault(token.text, token.at)
+    for n, at in seen.items():
+        token_at = last_tokens.get(answer_for(n, spec.answer_chars))
+        if token_at is None:
+            result.problems.append(f"thread {n}: shown, but the model never answered it")
+        else:
+            result.latencies.append(at - token_at)
+    result.refused = Counter(c.method for c in load.slack.calls if c.status == 429)
+    result.slack_calls = Counter(c.method for c in load.slack.calls if c.status == 200)
+    result.model_calls = load.anthropic.calls
+    turns = max(1, spec.threads)
+    result.commands_per_turn = max(0.0, sum(spent.values()) - result.idle_before * window) / turns
+    result.commands_by_name = {k: v / turns for k, v in spent.most_common(8)}
+    result.scripts_per_turn = sum(spent[c] for c in SCRIPT_COMMANDS) / turns
     return result

@@ -491,9 +491,9 @@ class AnthropicStandin:
         self.reported_usage.append(final)
         return final
 
-    def _answered(self, script: Reply) -> None:
+    def _answered(self, script: Reply, at: float | None = None) -> None:
         said = "".join(str(b.get("text", "")) for b in script.blocks if b["type"] == "text")
-        self.last_tokens.append(LastToken(time.monotonic(), said))
+        self.last_tokens.append(LastToken(time.monotonic() if at is None else at, said))
 
     def _message(self, body: dict[str, Any], script: Reply, usage: dict[str, int]) -> dict[str, Any]:
         return {
@@ -530,6 +530,7 @@ class AnthropicStandin:
     async def _write_stream(self, response: web.StreamResponse, body: dict[str, Any], script: Reply,
                             usage: dict[str, int]) -> None:
         await self._start_events(response, body, usage)
+        last_token = time.monotonic()
         for index, block in enumerate(script.blocks):
             if block["type"] == "tool_use":
                 start = {**block, "input": {}}
@@ -543,10 +544,11 @@ class AnthropicStandin:
             for delta in deltas:
                 if script.chunk_delay:
                     await asyncio.sleep(script.chunk_delay)
+                last_token = time.monotonic()
                 await response.write(_sse("content_block_delta", {
                     "type": "content_block_delta", "index": index, "delta": delta}))
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
-        self._answered(script)
+        self._answered(script, last_token)
         final = self._final_usage(script, usage)
         await response.write(_sse("message_delta", {
             "type": "message_delta",
