@@ -75,6 +75,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
     refused: Counter[str] = field(default_factory=Counter)
+    refused_by: Counter[str] = field(default_factory=Counter)
     slack_calls: Counter[str] = field(default_factory=Counter)
     model_calls: int = 0
     #: Redis commands per turn during the traffic, less what the workers sent idle over as long.
@@ -309,6 +310,7 @@ async def measure(load: Load) -> Result:
         else:
             result.latencies.append(at - token_at)
     result.refused = Counter(c.method for c in load.slack.calls if c.status == 429)
+    result.refused_by = Counter(load.limits.refused_by)
     result.slack_calls = Counter(c.method for c in load.slack.calls if c.status == 200)
     result.model_calls = load.anthropic.calls
     turns = max(1, spec.threads)

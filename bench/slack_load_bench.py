@@ -88,7 +88,8 @@ def table(results: list[Result]) -> None:
     print()
     for r in results:
         s = r.spec
-        print(f"{s.threads} threads x {s.workers} worker(s): 429s: {_counts(r.refused)}; Slack calls answered: "
+        limits = f" (limits reached: {_counts(r.refused_by)})" if r.refused_by else ""
+        print(f"{s.threads} threads x {s.workers} worker(s): 429s: {_counts(r.refused)}{limits}; Slack calls answered: "
               f"{_counts(r.slack_calls)}; event acks p99 {r.ack_p99 * 1000:.0f} ms ({r.acks_late} over 3 s); "
               f"Redis commands per turn, most sent: {_rounded(r.commands_by_name)}; "
               f"Redis commands/s after the traffic: {_rounded(r.idle_after_by_command)}")

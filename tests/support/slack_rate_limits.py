@@ -91,28 +91,34 @@ class SlackRateLimits:
     post_per_channel: Tier = POST_PER_CHANNEL
     post_per_workspace: Tier = POST_PER_WORKSPACE
     clock: Callable[[], float] = time.monotonic
-    #: Calls refused, by method.
+    #: Calls refused, by method, and by the limit that refused them (its tier's name).
     refused: Counter[str] = field(default_factory=Counter)
+    refused_by: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
 
     def wait(self, method: str, team: str, args: dict[str, Any]) -> float:
         """Seconds the call must wait (0: it goes now, and takes its tokens)."""
+        return self._take(method, team, args)[0]
+
+    def _take(self, method: str, team: str, args: dict[str, Any]) -> tuple[float, str]:
+        """(seconds to wait, the limit that makes it wait); takes the tokens when the call may go now."""
         buckets = self._buckets_for(method, team, args)
         now = self.clock()
-        wait = max((b.wait(now) for b in buckets), default=0.0)
+        wait, limit = max(((b.wait(now), b.tier.name) for b in buckets), default=(0.0, ""))
         if wait <= 0:
             for bucket in buckets:
                 bucket.tokens -= 1.0
-        return wait
+        return wait, limit
 
     def refusal(self, method: str, team: str, args: dict[str, Any]) -> web.Response | None:
         """Slack's answer past the limit (429, Retry-After, ``ratelimited``), or None when the call may go."""
-        wait = self.wait(method, team, args)
+        wait, limit = self._take(method, team, args)
         if wait <= 0:
             return None
         self.refused[method] += 1
+        self.refused_by[limit] += 1
         return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
                                  headers={"Retry-After": str(max(1, math.ceil(wait)))})
 

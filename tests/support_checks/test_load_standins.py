@@ -111,6 +111,7 @@ async def test_posts_past_one_channels_burst_are_refused_and_other_channels_go(l
     refused = await _refused(client.chat_postMessage(channel="CC", text="e"))  # the workspace's 4th
     assert refused.response["error"] == "ratelimited"
     assert sorted(limited.bot_messages.values()) == ["a", "b", "d"]
+    assert limited.rate_limits is not None and limited.rate_limits.refused_by == {"per channel": 1, "ws": 1}
 
 
 async def test_without_rate_limits_nothing_is_refused() -> None:
