@@ -24,7 +24,7 @@ async def test_a_small_load_is_answered_once_and_complete_and_measured() -> None
         assert result.slack_calls["chat.postMessage"] >= 6
         assert result.scripts_per_turn > 0 and result.commands_by_name
         assert result.idle_before >= 0 and result.idle_after >= 0
-        assert sum(result.refused.values()) >= 0 and result.ack_p99 > 0
+        assert result.ack_p99 > 0 and result.commands_per_turn >= 0
 
         timeline = load.timeline
         [cut] = timeline.holding(marker(0))
