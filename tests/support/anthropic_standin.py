@@ -8,7 +8,9 @@
 
 Serves ``POST /v1/messages`` (JSON or, with ``"stream": true``, SSE events exactly as the SDK parses
 them: text in several ``text_delta`` chunks, tool input in several ``input_json_delta`` chunks) and
-``POST /v1/messages/count_tokens``. Every request is recorded in ``requests`` as (body, headers).
+``POST /v1/messages/count_tokens``. Every request is recorded in ``requests`` as (body, headers), and
+every successful answer in ``last_tokens`` with the moment its last token went out. A reply streams
+``chunk_chars`` characters a delta, ``chunk_delay`` seconds apart (``reply(..., chunk_chars=, chunk_delay=)``).
 
 The stand-in checks what the real API would reject with a 400 (missing fields, empty text blocks, a
 ``tool_use`` not answered by a ``tool_result`` in the next user message, more than 4 ``cache_control``
@@ -30,6 +32,7 @@ import io
 import json
 import math
 import secrets
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -73,6 +76,7 @@ class Reply:
     usage: dict[str, int] = field(default_factory=dict)
     chunk_delay: float = 0.0  # seconds between streamed deltas
     delay: float = 0.0  # seconds before the response starts
+    chunk_chars: int = 10  # characters of text per streamed delta
 
     @property
     def effective_stop_reason(self) -> str:
@@ -106,10 +110,11 @@ Responder = Callable[[dict[str, Any]], "Script | Awaitable[Script]"]
 
 
 def reply(*blocks: dict[str, Any] | str, stop_reason: str | None = None, usage: dict[str, int] | None = None,
-          chunk_delay: float = 0.0, delay: float = 0.0) -> Reply:
-    """A reply of blocks (a plain string is a text block)."""
+          chunk_delay: float = 0.0, delay: float = 0.0, chunk_chars: int = 10) -> Reply:
+    """A reply of blocks (a plain string is a text block); streamed ``chunk_chars`` characters a delta,
+    ``chunk_delay`` seconds apart, after ``delay`` seconds."""
     return Reply([text(b) if isinstance(b, str) else b for b in blocks], stop_reason, dict(usage or {}),
-                 chunk_delay, delay)
+                 chunk_delay, delay, chunk_chars)
 
 
 def http_error(status: int, body_type: str | None = None, retry_after_ms: int | None = None, *,
@@ -137,6 +142,13 @@ def _as_script(value: Script | str | dict[str, Any] | list[dict[str, Any]]) -> S
 class RecordedRequest(NamedTuple):
     body: dict[str, Any]
     headers: dict[str, str]
+
+
+class LastToken(NamedTuple):
+    """A successful answer's text, and when its last token was sent (``time.monotonic()``)."""
+
+    at: float
+    text: str
 
 
 def rough_tokens(value: Any) -> int:
@@ -318,6 +330,8 @@ class AnthropicStandin:
         self.oversized_requests = 0
         #: The final ``usage`` of every successful answer, as sent (the numbers a client should bill).
         self.reported_usage: list[dict[str, int]] = []
+        #: Every successful answer's text and the moment its last token went out, in that order.
+        self.last_tokens: list[LastToken] = []
         self._queue: deque[Script] = deque()
         self._previous_prefix: str | None = None
         self._runner: web.AppRunner | None = None
@@ -415,6 +429,7 @@ class AnthropicStandin:
             if isinstance(script, StreamError):
                 return self._error(HttpError(ERROR_STATUS.get(script.type, 500), script.type, script.message))
             await asyncio.sleep(script.delay)
+            self._answered(script)
             return web.json_response(self._message(body, script, usage), headers=self._headers())
         return await self._stream(request, body, script, usage)
 
@@ -476,6 +491,10 @@ class AnthropicStandin:
         self.reported_usage.append(final)
         return final
 
+    def _answered(self, script: Reply, at: float | None = None) -> None:
+        said = "".join(str(b.get("text", "")) for b in script.blocks if b["type"] == "text")
+        self.last_tokens.append(LastToken(time.monotonic() if at is None else at, said))
+
     def _message(self, body: dict[str, Any], script: Reply, usage: dict[str, int]) -> dict[str, Any]:
         return {
             "id": _new_id("msg"), "type": "message", "role": "assistant", "model": body.get("model"),
@@ -511,21 +530,25 @@ class AnthropicStandin:
     async def _write_stream(self, response: web.StreamResponse, body: dict[str, Any], script: Reply,
                             usage: dict[str, int]) -> None:
         await self._start_events(response, body, usage)
+        last_token = time.monotonic()
         for index, block in enumerate(script.blocks):
             if block["type"] == "tool_use":
                 start = {**block, "input": {}}
                 deltas = [{"type": "input_json_delta", "partial_json": p} for p in split_json(block["input"])]
             else:
                 start = {**block, "text": ""}
-                deltas = [{"type": "text_delta", "text": p} for p in split_text(block.get("text", ""))]
+                deltas = [{"type": "text_delta", "text": p}
+                          for p in split_text(block.get("text", ""), script.chunk_chars)]
             await response.write(_sse("content_block_start", {
                 "type": "content_block_start", "index": index, "content_block": start}))
             for delta in deltas:
                 if script.chunk_delay:
                     await asyncio.sleep(script.chunk_delay)
+                last_token = time.monotonic()
                 await response.write(_sse("content_block_delta", {
                     "type": "content_block_delta", "index": index, "delta": delta}))
             await response.write(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+        self._answered(script, last_token)
         final = self._final_usage(script, usage)
         await response.write(_sse("message_delta", {
             "type": "message_delta",

@@ -24,6 +24,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.support.slack_rate_limits import SlackRateLimits
+
 BOT_TOKEN = "xoxb-standin-token"
 APP_TOKEN = "xapp-standin-token"
 CLIENT_ID = "1000.2000"
@@ -104,6 +106,8 @@ class SlackStandin:
     refreshes: dict[str, int] = field(default_factory=dict)
     #: Sign in with Slack, when a test installs it (``tests.support.slack_oidc.install``).
     oidc: Any = None
+    #: Slack's documented rate limits, enforced when set (429 past a tier; ``tests.support.slack_rate_limits``).
+    rate_limits: SlackRateLimits | None = None
 
     def __post_init__(self) -> None:
         self._failures: dict[str, list[_Failure]] = {}
@@ -341,6 +345,9 @@ class SlackStandin:
         if self._foreign_channel(team, args):
             call.error = "channel_not_found"
             return _error(call.error)
+        if self.rate_limits is not None and (limited := self.rate_limits.refusal(method, team, args)) is not None:
+            call.status, call.error = limited.status, "ratelimited"
+            return limited
         if method in self.missing_scope:
             return _error("missing_scope")
         if str(args.get("channel") or args.get("channel_id") or "") in self.deleted_channels:
