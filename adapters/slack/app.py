@@ -45,7 +45,7 @@ from .appeal import Appeals
 from .commands import Commands, Moderators
 from .conversations import Conversations, SlackSink, SlackSurface
 from .gate import RequestGate, unusable
-from .identity import IdentityCache
+from .identity import IdentityCache, SingleWorkspaceAuthorize
 from .modlog import ModLog
 from .oauth import Workspaces
 from .replies import Poster
@@ -130,9 +130,14 @@ class SlackBot:
         self._refused = 0
         self._refused_logged = 0.0
         self.gate = RequestGate(secret) if secret else None
+        bolt_log = logging.getLogger("threadguard.slack.bolt")
+        if self.workspaces:
+            options = self.workspaces.app_options()
+        else:
+            bolt_log.addFilter(SingleWorkspaceAuthorize.quiet)
+            options = {"authorize": SingleWorkspaceAuthorize(self.identity, self.client.token or "")}
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True,
-                            name="threadguard", logger=logging.getLogger("threadguard.slack.bolt"),
-                            **(self.workspaces.app_options() if self.workspaces else {}))
+                            name="threadguard", logger=bolt_log, **options)
         if self.workspaces and identities:
             self.workspaces.attach(self.app, identities)
         self._register()

@@ -9,6 +9,7 @@ import asyncio
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.identity import IdentityCache
+from tests.e2e.slack.conftest import serve, thread_texts
 from tests.support.slack_standin import BOT_TOKEN, SlackStandin
 
 
@@ -28,3 +29,19 @@ async def test_a_failed_call_is_shared_by_its_waiters_and_tried_again_next_time(
     assert {i.user_id for i in failed} == {""} and len(standin.attempts("auth.test")) == 1
     assert (await cache.get()).user_id == standin.bot_user_id
     assert len(standin.attempts("auth.test")) == 2
+
+
+async def test_a_burst_of_events_through_bolt_makes_one_auth_test(make_env, payloads) -> None:
+    """Bolt's authorize step asks ``IdentityCache``: thirty mentions in before ``auth.test`` answers make one
+    call, and every mention is answered."""
+    env = await make_env()
+    standin = env.standin
+    standin.delay_for = lambda method, args: 0.5 if method == "auth.test" else 0.0
+    async with serve(env) as http:
+        mentions = [payloads.mention(f"hello {i}") for i in range(30)]
+        statuses = await asyncio.gather(*(http.event(m) for m in mentions))
+        assert {status for status, _ in statuses} == {200}
+        await env.settle()
+    assert len(standin.attempts("auth.test")) == 1
+    for mention in mentions:
+        assert thread_texts(standin, mention["event"]["ts"]), mention["event"]["text"]
