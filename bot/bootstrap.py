@@ -135,7 +135,9 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     """Build the engine, the pipeline and their collaborators. ``redis``, ``model`` and the limits'
     ``clock`` may be injected (tests)."""
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
-    client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
+    pool = settings.redis
+    client = redis if redis is not None else connect(url, cluster=pool.cluster, max_connections=pool.max_connections,
+                                                     pool_timeout=pool.pool_timeout)
     metrics = metrics or Metrics()
     windows = WindowCache(settings.store.window_cache_threads, settings.store.window_cache_bytes)
     store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)
