@@ -16,10 +16,11 @@ Targets: after an idle spell the same round trips per turn as busy; p50 turn ove
 Each run twice: limits off, and limits on (every limit set, none reached: each turn checks and counts them).
 
 Idle workers: 1, then 2 real ``threadguard slack --http`` processes with the default settings (Slack and the
-Messages API are local stand-ins) answer one thread each; ``--settle`` seconds after that answer the
-Redis commands every server ran (INFO commandstats, less the bench's own INFO) are counted for
-``--window`` seconds, per second and per worker. Then each worker must answer another thread, or the run
-is reported invalid. Target: well under 1 command a second per idle worker.
+Messages API are local stand-ins) run ``--startup`` seconds, then answer one thread each; ``--settle``
+seconds after the last answer is committed, the Redis commands every server ran (INFO commandstats, less
+the bench's own INFO) are counted for ``--window`` seconds, per second and per worker. Then each worker
+must answer another thread, or the run is reported invalid. Target: well under 1 command a second per idle
+worker.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import redis.asyncio
 
 from bot.bootstrap import Runtime, build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
+from bot.store import keys
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
@@ -205,10 +207,12 @@ TEST_SHORTENED = ("THREADGUARD_LOCK_TTL_SECONDS", "THREADGUARD_RECOVERY_INTERVAL
 
 
 class Conversations:
-    """Opening mentions posted to the workers, and whether the Slack stand-in shows each answered."""
+    """Opening mentions posted to the workers, and whether each was answered: the Slack stand-in shows the
+    answer and its turn is committed (the thread's inbox empty, its lease handed back)."""
 
-    def __init__(self, slack: SlackStandin) -> None:
+    def __init__(self, slack: SlackStandin, admin: redis.asyncio.Redis) -> None:
         self.slack = slack
+        self.admin = admin
         self.n = 0
 
     async def answered(self, http: aiohttp.ClientSession, worker: Worker, within: float = 30.0) -> bool:
@@ -221,10 +225,12 @@ class Conversations:
                    "authorizations": [{"team_id": self.slack.team_id, "user_id": "UBOT", "is_bot": True}]}
         if await post_event(http, worker.url, payload) != 200:
             return False
+        key = f"slack:{self.slack.team_id}:CGENERAL:{ts}"
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if any(c.method == "chat.postMessage" and c.args.get("thread_ts") == ts
-                   and "An answer" in str(c.args.get("text", "")) for c in self.slack.calls):
+                   and "An answer" in str(c.args.get("text", "")) for c in self.slack.calls) \
+                    and not await self.admin.exists(keys.inbox(key), keys.lock(key)):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -237,11 +243,14 @@ async def idle_workers(label: str, url: str, cluster: bool, admin_urls: list[str
         env.pop(name)
     workers = [Worker(f"idle{i}", env).start() for i in range(count)]
     admins = [redis.asyncio.Redis.from_url(u, decode_responses=True) for u in admin_urls]
-    talk = Conversations(slack)
+    data = (redis.asyncio.RedisCluster.from_url(url, decode_responses=True) if cluster
+            else redis.asyncio.Redis.from_url(url, decode_responses=True))
+    talk = Conversations(slack, data)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
             for worker in workers:
                 await worker.ready()
+            await asyncio.sleep(args.startup)  # the passes every loop makes as it starts are over
             served = [await talk.answered(http, w) for w in workers]
             await asyncio.sleep(args.settle)
             before = await commandstats(admins)
@@ -254,6 +263,7 @@ async def idle_workers(label: str, url: str, cluster: bool, admin_urls: list[str
             worker.close()
         for admin in admins:
             await admin.aclose()
+        await data.aclose()
     ran = {c: after.get(c, 0) - before.get(c, 0) for c in after if c != "info"}
     ran = {c: n for c, n in sorted(ran.items(), key=lambda kv: -kv[1]) if n}
     total = sum(ran.values())
@@ -327,6 +337,7 @@ if __name__ == "__main__":
     parser.add_argument("--no-cluster", dest="cluster", action="store_false")
     parser.add_argument("--window", type=float, default=30.0, help="seconds the idle workers are counted")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds after the last answer before counting")
+    parser.add_argument("--startup", type=float, default=10.0, help="seconds the workers run before the traffic")
     parser.add_argument("--workers", default="1,2", help="idle worker processes per run, comma separated")
     parser.add_argument("--only-workers", action="store_true", help="only the idle worker processes")
     parser.add_argument("--no-workers", dest="idle_workers", action="store_false", help="no idle worker processes")

@@ -90,7 +90,7 @@ class Runtime:
             if every < section.notice_interval:
                 section = section.model_copy(update={"notice_interval": every})
             self._worker = Worker(self.pipeline, self.backoff, self.case_filing, self.notices, section,
-                                  settings_sync=self.community_settings.refresh)
+                                  settings_sync=self.community_settings.refresh, wakeups=self.store.wakeups)
         return self._worker
 
     async def aclose(self) -> None:
