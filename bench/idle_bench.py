@@ -18,9 +18,9 @@ Each run twice: limits off, and limits on (every limit set, none reached: each t
 Idle workers: 1, then 2 real ``threadguard slack --http`` processes with the default settings (Slack and the
 Messages API are local stand-ins) run ``--startup`` seconds, then answer one thread each; ``--settle``
 seconds after the last answer is committed, the Redis commands every server ran (INFO commandstats, less
-the bench's own INFO) are counted for ``--window`` seconds, per second and per worker. Then each worker
-must answer another thread, or the run is reported invalid. Target: well under 1 command a second per idle
-worker.
+the bench's own INFO) are counted for ``--window`` seconds, per second and per worker, and again for the
+``--then`` seconds after. Then each worker must answer another thread, or the run is reported invalid.
+Target: well under 1 command a second per idle worker.
 """
 
 from __future__ import annotations
@@ -256,6 +256,9 @@ async def idle_workers(label: str, url: str, cluster: bool, admin_urls: list[str
             before = await commandstats(admins)
             await asyncio.sleep(args.window)
             after = await commandstats(admins)
+            if args.then:
+                await asyncio.sleep(args.then)
+            then = await commandstats(admins)
             served += [await talk.answered(http, w) for w in workers]
         alive = all(w.alive for w in workers)
     finally:
@@ -273,6 +276,10 @@ async def idle_workers(label: str, url: str, cluster: bool, admin_urls: list[str
           f"{per_second / count:.2f} per worker over {args.window:.0f} s, from {args.settle:g} s after their last "
           f"answer  (target well under 1 per worker: {'met' if per_second / count < 1 else 'NOT met'})")
     print(f"    by command over the window: {', '.join(f'{c} {n}' for c, n in ran.items()) or 'none'}")
+    if args.then:
+        later = sum(then.get(c, 0) - after.get(c, 0) for c in then if c != "info")
+        print(f"    the {args.then:.0f} s after that: {later / args.then:.3f} commands/s in all, "
+              f"{later / args.then / count:.3f} per worker")
     if not valid:
         print(f"    the run is not valid: {'a worker died' if not alive else 'a thread was not answered'}")
     return valid and per_second / count < 1
@@ -338,6 +345,7 @@ if __name__ == "__main__":
     parser.add_argument("--window", type=float, default=30.0, help="seconds the idle workers are counted")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds after the last answer before counting")
     parser.add_argument("--startup", type=float, default=10.0, help="seconds the workers run before the traffic")
+    parser.add_argument("--then", type=float, default=30.0, help="seconds counted after the window (0: none)")
     parser.add_argument("--workers", default="1,2", help="idle worker processes per run, comma separated")
     parser.add_argument("--only-workers", action="store_true", help="only the idle worker processes")
     parser.add_argument("--no-workers", dest="idle_workers", action="store_false", help="no idle worker processes")

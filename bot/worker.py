@@ -113,6 +113,9 @@ class Worker:
         #: When to look at each due set (platform, shard number): event-loop time, from the last reads of
         #: them and the wake-ups heard since.
         self._due: dict[tuple[str, int], float] = {}
+        #: When a due word about each due set was last heard (event-loop time): a read that began before it
+        #: may not show what it said.
+        self._told_at: dict[tuple[str, int], float] = {}
         #: The next recovery pass reads every due set (the first one; after the channel was not heard).
         self._look_everywhere = True
         s = settings
@@ -204,6 +207,7 @@ class Worker:
     def _heard(self, word: WakeUp) -> None:
         platforms = self.pipeline.platforms
         if word.kind == "due" and word.platform in platforms:
+            self._told_at[word.platform, word.shard] = asyncio.get_running_loop().time()
             self._recovery.at(self._due_at(word.platform, word.shard, word.at_ms))
         elif word.kind == "notice" and word.platform in platforms:
             self._notices.soon()
@@ -247,7 +251,8 @@ class Worker:
                 continue
             due = await store.due_threads(platform, int(time.time() * 1000), self.settings.recovery_batch, shards)
             for shard in range(keys.DUE_SHARDS) if shards is None else shards:
-                self._due.pop((platform, shard), None)
+                if self._told_at.get((platform, shard), float("-inf")) < now:  # no word came during the read
+                    self._due.pop((platform, shard), None)
             for shard, later_ms in due.later.items():
                 self._due_at(platform, shard, later_ms)
             taken += await self._take_due(due)
