@@ -83,8 +83,9 @@ class Runtime:
         return self.worker_polling_notices(self.settings.worker.notice_interval)
 
     def worker_polling_notices(self, every: float) -> Worker:
-        """The worker, built on first use, looking at queued notices at least every ``every`` seconds (a
-        platform's own poll interval; the shorter of it and the worker's setting wins)."""
+        """The worker, built on first use, relaying queued notices as soon as it hears of them, and every
+        ``every`` seconds while it cannot (a platform's own poll interval; the shorter of it and the worker's
+        setting wins)."""
         if self._worker is None:
             section = self.settings.worker
             if every < section.notice_interval:
