@@ -1,8 +1,10 @@
 """Redis round trips of a turn on a busy connection and after the connection sat idle, and the engine's
 overhead per turn against a PING, with the Redis client built exactly as the product builds it
-(bot/bootstrap.py from settings), on one redis-server and on a 3-node Redis Cluster.
+(bot/bootstrap.py from settings), on one redis-server and on a 3-node Redis Cluster; then what idle worker
+processes cost Redis.
 
     python bench/idle_bench.py [--idle 20] [--turns 300] [--threads 30] [--no-cluster]
+                               [--window 30] [--settle 1] [--workers 1,2] [--only-workers | --no-workers]
 
 Requests are what the engine sent (its store's and its usage ledger's request counters) plus the
 commands the servers saw that no turn asked for (PING, HELLO, CLIENT, CLUSTER, …), from INFO
@@ -12,12 +14,20 @@ The model is an instant stand-in that reports token usage like the real one, so 
 ordinary turn also records its usage. Every turn must be answered, or the run is reported invalid.
 Targets: after an idle spell the same round trips per turn as busy; p50 turn overhead under 5x a PING.
 Each run twice: limits off, and limits on (every limit set, none reached: each turn checks and counts them).
+
+Idle workers: 1, then 2 real ``threadguard slack --http`` processes with the default settings (Slack and the
+Messages API are local stand-ins) run ``--startup`` seconds, then answer one thread each; ``--settle``
+seconds after the last answer is committed, the Redis commands every server ran (INFO commandstats, less
+the bench's own INFO) are counted for ``--window`` seconds, per second and per worker, and again for the
+``--then`` seconds after. Then each worker must answer another thread, or the run is reported invalid.
+Target: well under 1 command a second per idle worker.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import statistics
 import sys
 import time
@@ -26,14 +36,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import aiohttp
 import redis.asyncio
 
 from bot.bootstrap import Runtime, build_runtime
 from bot.model import ModelRequest, ModelResponse, TextBlock, Usage
+from bot.store import keys
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import AnthropicSettings, EngineSettings, RedisSettings, Settings
+from tests.support.anthropic_standin import AnthropicStandin, reply
 from tests.support.redis_servers import RedisCluster, RedisServer
+from tests.support.slack_standin import SlackStandin
+from tests.support.workers import Worker, post_event, worker_env
 
 #: Commands a turn never sends itself: connection upkeep and cluster topology.
 UPKEEP = ("ping", "hello", "client", "select", "auth", "cluster", "command", "readonly")
@@ -186,21 +201,138 @@ async def run(label: str, url: str, cluster: bool, admin_urls: list[str], args: 
     return idle_trips <= busy_trips and idle[3] <= busy_steps and ratio < 5
 
 
+#: What ``tests.support.workers.worker_env`` shortens for the fault tests: the bench runs the defaults.
+TEST_SHORTENED = ("THREADGUARD_LOCK_TTL_SECONDS", "THREADGUARD_RECOVERY_INTERVAL", "THREADGUARD_MAINTENANCE_INTERVAL",
+                  "THREADGUARD_NOTICE_INTERVAL")
+
+
+class Conversations:
+    """Opening mentions posted to the workers, and whether each was answered: the Slack stand-in shows the
+    answer and its turn is committed (the thread's inbox empty, its lease handed back)."""
+
+    def __init__(self, slack: SlackStandin, admin: redis.asyncio.Redis) -> None:
+        self.slack = slack
+        self.admin = admin
+        self.n = 0
+
+    async def answered(self, http: aiohttp.ClientSession, worker: Worker, within: float = 30.0) -> bool:
+        self.n += 1
+        ts = f"{1_900_000_000 + self.n}.000100"
+        event = {"type": "app_mention", "user": "UALICE", "text": f"<@UBOT> question {self.n}", "ts": ts,
+                 "channel": "CGENERAL", "event_ts": ts, "team": self.slack.team_id}
+        payload = {"token": "legacy", "team_id": self.slack.team_id, "api_app_id": "A0APP", "type": "event_callback",
+                   "event_id": f"EvIdle{self.n:06d}", "event_time": int(time.time()), "event": event,
+                   "authorizations": [{"team_id": self.slack.team_id, "user_id": "UBOT", "is_bot": True}]}
+        if await post_event(http, worker.url, payload) != 200:
+            return False
+        key = f"slack:{self.slack.team_id}:CGENERAL:{ts}"
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if any(c.method == "chat.postMessage" and c.args.get("thread_ts") == ts
+                   and "An answer" in str(c.args.get("text", "")) for c in self.slack.calls) \
+                    and not await self.admin.exists(keys.inbox(key), keys.lock(key)):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+async def idle_workers(label: str, url: str, cluster: bool, admin_urls: list[str], count: int, args: Any,
+                       slack: SlackStandin, model: AnthropicStandin) -> bool:
+    env = worker_env(url, slack.base_url, model.base_url, cluster=cluster)
+    for name in TEST_SHORTENED:
+        env.pop(name)
+    workers = [Worker(f"idle{i}", env).start() for i in range(count)]
+    admins = [redis.asyncio.Redis.from_url(u, decode_responses=True) for u in admin_urls]
+    data = (redis.asyncio.RedisCluster.from_url(url, decode_responses=True) if cluster
+            else redis.asyncio.Redis.from_url(url, decode_responses=True))
+    talk = Conversations(slack, data)
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            for worker in workers:
+                await worker.ready()
+            await asyncio.sleep(args.startup)  # the passes every loop makes as it starts are over
+            served = [await talk.answered(http, w) for w in workers]
+            await asyncio.sleep(args.settle)
+            before = await commandstats(admins)
+            await asyncio.sleep(args.window)
+            after = await commandstats(admins)
+            if args.then:
+                await asyncio.sleep(args.then)
+            then = await commandstats(admins)
+            served += [await talk.answered(http, w) for w in workers]
+        alive = all(w.alive for w in workers)
+    finally:
+        for worker in workers:
+            worker.close()
+        for admin in admins:
+            await admin.aclose()
+        await data.aclose()
+    ran = {c: after.get(c, 0) - before.get(c, 0) for c in after if c != "info"}
+    ran = {c: n for c, n in sorted(ran.items(), key=lambda kv: -kv[1]) if n}
+    total = sum(ran.values())
+    per_second = total / args.window
+    valid = alive and all(served)
+    print(f"  {label}, {count} idle worker(s): {per_second:.2f} Redis commands/s in all, "
+          f"{per_second / count:.2f} per worker over {args.window:.0f} s, from {args.settle:g} s after their last "
+          f"answer  (target well under 1 per worker: {'met' if per_second / count < 1 else 'NOT met'})")
+    print(f"    by command over the window: {', '.join(f'{c} {n}' for c, n in ran.items()) or 'none'}")
+    if args.then:
+        later = sum(then.get(c, 0) - after.get(c, 0) for c in then if c != "info")
+        print(f"    the {args.then:.0f} s after that: {later / args.then:.3f} commands/s in all, "
+              f"{later / args.then / count:.3f} per worker")
+    if not valid:
+        print(f"    the run is not valid: {'a worker died' if not alive else 'a thread was not answered'}")
+    return valid and per_second / count < 1
+
+
+async def idle_worker_runs(args: Any) -> bool:
+    ok = True
+    # a worker stopped at the end of a run may leave the stand-in an answer it can no longer write
+    logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)
+    slack, model = SlackStandin(), AnthropicStandin()
+    model.responder = lambda body: reply("An answer.")
+    await slack.start()
+    await model.start()
+    counts = [int(n) for n in args.workers.split(",")]
+    print("Idle worker processes (threadguard slack --http, default settings): Redis commands over "
+          f"{args.window:.0f} s")
+    try:
+        for count in counts:
+            with RedisServer() as server:
+                ok &= await idle_workers("one server", server.url, False, [server.url], count, args, slack, model)
+        if args.cluster:
+            for count in counts:
+                cluster = RedisCluster()
+                try:
+                    cluster.start()
+                    ok &= await idle_workers("3-node cluster", cluster.url, True, [s.url for s in cluster.servers],
+                                             count, args, slack, model)
+                finally:
+                    cluster.stop()
+    finally:
+        await model.stop()
+        await slack.stop()
+    return ok
+
+
 async def main(args: Any) -> int:
     ok = True
-    print("Redis round trips and overhead per turn, client built by bot/bootstrap.py")
-    with RedisServer() as server:
-        for limits in (False, True):
-            ok &= await run("one server", server.url, False, [server.url], args, limits=limits)
-    if args.cluster:
-        cluster = RedisCluster()
-        try:
-            cluster.start()
-            urls = [s.url for s in cluster.servers]
+    if not args.only_workers:
+        print("Redis round trips and overhead per turn, client built by bot/bootstrap.py")
+        with RedisServer() as server:
             for limits in (False, True):
-                ok &= await run("3-node cluster", cluster.url, True, urls, args, limits=limits)
-        finally:
-            cluster.stop()
+                ok &= await run("one server", server.url, False, [server.url], args, limits=limits)
+        if args.cluster:
+            cluster = RedisCluster()
+            try:
+                cluster.start()
+                urls = [s.url for s in cluster.servers]
+                for limits in (False, True):
+                    ok &= await run("3-node cluster", cluster.url, True, urls, args, limits=limits)
+            finally:
+                cluster.stop()
+    if args.idle_workers:
+        ok &= await idle_worker_runs(args)
     return 0 if ok else 1
 
 
@@ -210,4 +342,11 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=300)
     parser.add_argument("--threads", type=int, default=30)
     parser.add_argument("--no-cluster", dest="cluster", action="store_false")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds the idle workers are counted")
+    parser.add_argument("--settle", type=float, default=1.0, help="seconds after the last answer before counting")
+    parser.add_argument("--startup", type=float, default=10.0, help="seconds the workers run before the traffic")
+    parser.add_argument("--then", type=float, default=30.0, help="seconds counted after the window (0: none)")
+    parser.add_argument("--workers", default="1,2", help="idle worker processes per run, comma separated")
+    parser.add_argument("--only-workers", action="store_true", help="only the idle worker processes")
+    parser.add_argument("--no-workers", dest="idle_workers", action="store_false", help="no idle worker processes")
     raise SystemExit(asyncio.run(main(parser.parse_args())))

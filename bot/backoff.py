@@ -2,9 +2,10 @@
 
 When a call still gets 429 after the client's own retries, the worker shares the wait the API asked for
 (``retry-after``, or its ``anthropic-ratelimit-*-reset`` headers) through Redis (``BackoffShare``); every
-worker's recovery loop reads it each pass. While it holds, no turn calls the model: the message stays at
-the head of its thread's inbox, the lease is handed back and the thread is due again when the wait ends,
-so a burst waits in the inboxes instead of failing, in order, and is answered once.
+worker hears it at once on the wake-up channel, and its recovery loop reads it each pass. While it holds,
+no turn calls the model: the message stays at the head of its thread's inbox, the lease is handed back and
+the thread is due again when the wait ends, so a burst waits in the inboxes instead of failing, in order,
+and is answered once.
 """
 
 from __future__ import annotations
@@ -61,3 +62,7 @@ class ModelBackoff:
     async def refresh(self) -> None:
         """Read the shared back-off (the recovery loop, every pass)."""
         self.until_ms = max(self.until_ms, await self._share.read())
+
+    def heard(self, until_ms: int) -> None:
+        """Another worker shared a back-off (the wake-up channel said so): keep to it from now on."""
+        self.until_ms = max(self.until_ms, until_ms)

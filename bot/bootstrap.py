@@ -83,14 +83,15 @@ class Runtime:
         return self.worker_polling_notices(self.settings.worker.notice_interval)
 
     def worker_polling_notices(self, every: float) -> Worker:
-        """The worker, built on first use, looking at queued notices at least every ``every`` seconds (a
-        platform's own poll interval; the shorter of it and the worker's setting wins)."""
+        """The worker, built on first use, relaying queued notices as soon as it hears of them, and every
+        ``every`` seconds while it cannot (a platform's own poll interval; the shorter of it and the worker's
+        setting wins)."""
         if self._worker is None:
             section = self.settings.worker
             if every < section.notice_interval:
                 section = section.model_copy(update={"notice_interval": every})
             self._worker = Worker(self.pipeline, self.backoff, self.case_filing, self.notices, section,
-                                  settings_sync=self.community_settings.refresh)
+                                  settings_sync=self.community_settings.refresh, wakeups=self.store.wakeups)
         return self._worker
 
     async def aclose(self) -> None:
@@ -135,7 +136,9 @@ def build_runtime(settings: Settings, *, model: ModelClient | None = None, redis
     """Build the engine, the pipeline and their collaborators. ``redis``, ``model`` and the limits'
     ``clock`` may be injected (tests)."""
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
-    client = redis if redis is not None else connect(url, cluster=settings.redis.cluster)
+    pool = settings.redis
+    client = redis if redis is not None else connect(url, cluster=pool.cluster, max_connections=pool.max_connections,
+                                                     pool_timeout=pool.pool_timeout)
     metrics = metrics or Metrics()
     windows = WindowCache(settings.store.window_cache_threads, settings.store.window_cache_bytes)
     store = build_store(client, settings.store, metrics=metrics, windows=windows, attachments=settings.attachments)

@@ -44,6 +44,8 @@ class CaseFiling:
         self.member_records = member_records
         self.usage = usage
         self.pending_wait = pending_wait
+        #: Threads the last ``reconcile`` found with cases waiting for their numbers (numbered since or not).
+        self.waiting = 0
 
     async def file_end(self, thread: ThreadRef, end_seq: int, case: Case) -> Case | None:
         """Number the case of the end just committed (``None``: Redis failed; the case body is stored with the
@@ -88,7 +90,9 @@ class CaseFiling:
         seconds); returns those numbered now. Idempotent: every process runs it in a loop (``bot.worker``)
         from the pending-case index; ``scan`` (start-up) looks through the whole keyspace instead."""
         filed: list[Case] = []
-        for thread in await self.cases.threads_with_pending_cases(scan=scan):
+        threads = await self.cases.threads_with_pending_cases(scan=scan)
+        self.waiting = len(threads)
+        for thread in threads:
             filed.extend(await self.cases.file_pending_cases(thread, min_age))
         if filed:
             log.warning("filed %d case(s) left pending by an earlier failure", len(filed))

@@ -85,7 +85,8 @@ class DiscordSettings(BaseSettings):
     #: prompt still works across a bot restart within that time).
     confirm_timeout: float = Field(default=120.0, gt=0)
     #: Seconds between two looks at the notices other processes queued for Discord threads (a reopen on
-    #: the moderators' dashboard: the bot unlocks the thread and posts the notice).
+    #: the moderators' dashboard: the bot unlocks the thread and posts the notice) while the worker cannot
+    #: hear the wake-up channel (it relays them as soon as it hears of them otherwise).
     notice_poll_interval: float = Field(default=2.0, gt=0)
 
     @field_validator("allowed_guilds", "allowed_channels", mode="before")

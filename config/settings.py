@@ -42,6 +42,11 @@ class RedisSettings(BaseSettings):
 
     url: SecretStr | None = None
     cluster: bool = False
+    #: Connections this process opens to Redis (on Cluster: requests in flight at once, which open at most
+    #: as many to each node). Past them a request waits for a free one (``pool_timeout``) instead of failing.
+    max_connections: int = Field(default=100, ge=4)
+    #: Seconds a request waits for a free connection before it fails as an unreachable store.
+    pool_timeout: float = Field(default=5.0, gt=0)
 
 
 class EngineSettings(BaseSettings):
@@ -92,18 +97,23 @@ class WorkerSettings(BaseSettings):
 
     model_config = _section("THREADGUARD_")
 
-    #: Seconds between two looks for threads whose owner died (and for due inboxes).
+    # The loops sleep until a wake-up (``bot.worker``): these intervals pace them while they have work, and
+    # are how often they look while the wake-ups cannot be heard (Redis unreachable).
+    #: Seconds between two looks for due threads (threads whose owner died, inboxes left waiting), at least.
     recovery_interval: float = Field(default=1.0, gt=0)
-    #: Seconds between two runs of the background duties (cases left pending, queued notices).
+    #: Seconds between two looks for cases left pending while some are.
     maintenance_interval: float = Field(default=5.0, gt=0)
-    #: Seconds between two looks at the notices other processes queued (a dashboard reopen); a platform's
-    #: own poll interval, when shorter, wins (``bot.bootstrap``).
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen) while the
+    #: wake-ups cannot be heard; a platform's own poll interval, when shorter, wins (``bot.bootstrap``).
     notice_interval: float = Field(default=2.0, gt=0)
     #: On SIGTERM: seconds to let running turns finish before their leases are handed back.
     shutdown_grace: float = Field(default=20.0, ge=0)
-    #: Seconds between two looks at the communities' settings revision (one GET): a setting saved on the
-    #: dashboard reaches every worker within this time, without a restart and without a read per turn.
+    #: Seconds between two looks at the communities' settings revision (one GET) while the wake-ups cannot
+    #: be heard: a setting saved on the dashboard reaches every worker at once, and within this time then.
     settings_interval: float = Field(default=2.0, gt=0, le=5)
+    #: Seconds between two looks of every loop even when nothing woke it (a safety net: a wake-up lost
+    #: outside a dropped connection, or a process of an older version that sends none).
+    sweep_interval: float = Field(default=300.0, gt=0)
     #: Due threads looked at per shard and pass of the recovery loop.
     recovery_batch: int = Field(default=50, ge=1)
 

@@ -60,7 +60,8 @@ class SlackSettings(BaseSettings):
     max_pending_events: int = Field(default=512, ge=1)
     #: Seconds to let work in progress finish when the bot shuts down.
     shutdown_grace: float = Field(default=30.0, ge=0.0)
-    #: Seconds between two looks at the notices other processes queued (a dashboard reopen).
+    #: Seconds between two looks at the notices other processes queued (a dashboard reopen) while the worker
+    #: cannot hear the wake-up channel (it relays them as soon as it hears of them otherwise).
     notice_poll_interval: float = Field(default=2.0, gt=0.0)
     #: Web API retries on 429 (obeying Retry-After), on 500/503, and on connection errors.
     rate_limit_retries: int = Field(default=3, ge=0, le=10)

@@ -8,7 +8,7 @@ all three.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -153,13 +153,24 @@ class TurnInbox(Protocol):
 
     async def release(self, thread: ThreadRef, token: str) -> None: ...
 
-    async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]: ...
+    async def due_threads(self, platform: str, now_ms: int, limit: int,
+                          shards: Iterable[int] | None = None) -> DueThreads: ...
 
     async def reschedule_due(self, thread: ThreadRef, at_ms: int, *, later: bool = True) -> None: ...
 
     async def charge_limits(self, check: LimitCheck) -> LimitHit | None: ...
 
     async def forget_due(self, thread: ThreadRef, score: int) -> None: ...
+
+
+class DueThreads(list[tuple[str, int]]):
+    """Threads whose inbox is due for a look (thread key, due time in epoch ms), and ``later``: when to look
+    at each due set read again (its shard number: epoch ms), the time asked for when it held due threads
+    (they may still be there) or could not be read; a set that holds nothing is not named."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.later: dict[int, int] = {}
 
 
 class TurnLog(Protocol):
@@ -301,6 +312,27 @@ class BackoffShare(Protocol):
 
 
 @dataclass(frozen=True)
+class WakeUp:
+    """A word on the wake-up channel: ``due`` (a thread of ``platform`` is due at ``at_ms``, sooner than any
+    other of its due set, number ``shard``), ``notice`` (queued for ``platform``), ``settings`` (saved),
+    ``pending`` (an end's case waits for its number), ``backoff`` (the model API's, until ``at_ms``)."""
+
+    kind: str
+    platform: str = ""
+    at_ms: int = 0
+    shard: int = 0
+
+
+class WakeUps(Protocol):
+    """What the background loops of a process wait on instead of asking Redis every second."""
+
+    async def listen(self, heard: Callable[[WakeUp], None], connected: Callable[[bool], None]) -> None:
+        """Until cancelled: every word published to ``heard``; ``connected(True)`` each time the process
+        listens (again), ``connected(False)`` when it stopped hearing (words said meanwhile are lost)."""
+        ...
+
+
+@dataclass(frozen=True)
 class Store:
     """The store's parts, built together over one connection by the composition root."""
 
@@ -314,3 +346,4 @@ class Store:
     health: StoreHealth
     backoff: BackoffShare
     files: AttachmentStore
+    wakeups: WakeUps

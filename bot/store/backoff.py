@@ -1,5 +1,6 @@
 """The model API's back-off in Redis, shared by every worker: one key holding when it ends (epoch ms),
-expiring then. Written when a worker gets a 429, read by every worker's recovery loop (never by a turn).
+expiring then. Written when a worker gets a 429 (and told to every worker on the wake-up channel), read by
+every worker's recovery loop (never by a turn).
 
     tg:backoff:model   string  epoch ms the back-off lasts until (PX: the same moment)
     tg:{t:T}:busy      string  the thread's member was told their message waits (PX: the wait)
@@ -12,6 +13,8 @@ import time
 
 from bot.store import keys
 from bot.store.connection import RedisConnection
+from bot.store.scripts import DUE
+from bot.store.scripts.inbox import ADD_DUE, AddDue
 from bot.types import ThreadRef
 
 KEY = f"{keys.PREFIX}:backoff:model"
@@ -22,6 +25,7 @@ local held = tonumber(redis.call('GET', KEYS[1]) or '0')
 local wanted, now = tonumber(ARGV[1]), tonumber(ARGV[2])
 if wanted > held and wanted > now then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', string.format('%d', wanted - now))
+  redis.call('PUBLISH', '""" + keys.WAKE + """', 'backoff ' .. ARGV[1])
   return ARGV[1]
 end
 return tostring(held)
@@ -32,14 +36,14 @@ return tostring(held)
 # the thread due when the wait ends, its state's ``wake`` (``due`` only on one server: on Cluster it is in
 # another slot), and whether its member is told now (once per back-off and thread, across workers: ``busy``
 # lives as long as the wait).
-WAIT_OUT = """
+WAIT_OUT = DUE + """
 local state, lease, busy, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local token, until_ms, now, tell_after, thread_key = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 if redis.call('HGET', state, 'fence') == token then
   redis.call('HSET', state, 'wake', ARGV[2])
   if token == redis.call('GET', lease) then redis.call('DEL', lease) end
 end
-if due then redis.call('ZADD', due, until_ms, thread_key) end
+if due then due_add(due, until_ms, thread_key) end
 if tell_after == '' or until_ms - now <= tonumber(tell_after) then return 0 end
 if redis.call('SET', busy, '1', 'NX', 'PX', string.format('%d', until_ms - now)) then return 1 end
 return 0
@@ -51,6 +55,7 @@ class RedisBackoff:
         self._redis = connection
         self._share = connection.script(SHARE)
         self._wait_out = connection.script(WAIT_OUT)
+        self._add_due = connection.script(ADD_DUE)
 
     async def wait_out(self, thread: ThreadRef, token: str, until_ms: int, tell_after_ms: int | None) -> bool:
         """Hand the thread's lease back until ``until_ms``; True when its member is to be told now that the
@@ -61,8 +66,9 @@ class RedisBackoff:
         redis = self._redis
         async with redis.trip("wait_out"):
             if redis.cluster:  # the due set is in another slot: sent at the same time
+                due = AddDue(k, until_ms)
                 told, _ = await asyncio.gather(redis.run(self._wait_out, thread_keys, args),
-                                               redis.client.zadd(keys.due(k), {k: until_ms}))
+                                               redis.run(self._add_due, due.keys(), due.to_args()))
             else:
                 told = await redis.run(self._wait_out, [*thread_keys, keys.due(k)], args)
         return bool(told)

@@ -1,7 +1,8 @@
 """A rate budget shared by every process through Redis: Slack's ``chat.update`` calls per workspace.
 
 A generic cell rate: each call takes a slot ``interval`` after the previous one, with a burst allowance;
-a 429 from the platform pauses every process of the workspace until its Retry-After has passed.
+a 429 from the platform pauses every process of the workspace until its Retry-After has passed. While
+Redis fails (unreachable, or no connection free in time), each process keeps the same pace on its own.
 
     tg:{w:<workspace>}:<method>   hash  tat (ms: when the next slot is free), paused (ms: until when)
 """
@@ -56,22 +57,43 @@ class SharedBudget:
         self.burst_ms = max(0, burst - 1) * self.interval_ms
         self._spend = client.register_script(SPEND_SLOT)
         self._pause = client.register_script(PAUSE)
+        #: Without Redis: this process's own next free slot and pause per workspace (ms), the same cell rate.
+        self._local_tat: dict[str, int] = {}
+        self._local_paused: dict[str, int] = {}
 
     async def wait_seconds(self, workspace: str) -> float:
         """0 when a call may go now (its slot is spent); otherwise seconds to wait before asking again.
-        Without Redis the budget lets the call go: the platform's own 429 still paces it."""
+        Without Redis the budget paces this process's calls at the same rate (so a store failure never lets
+        every streaming reply update at once); the platform's own 429 still pauses them."""
+        now = int(time.time() * 1000)
         try:
             ms = int(await self._spend(keys=[budget_key(workspace, self.method)],
-                                       args=[int(time.time() * 1000), self.interval_ms, self.burst_ms]))
+                                       args=[now, self.interval_ms, self.burst_ms]))
         except STORE_FAILURES as exc:
-            log.debug("%s budget unavailable (%s)", self.method, type(exc).__name__)
-            return 0.0
+            log.debug("%s budget unavailable (%s): paced in this process", self.method, type(exc).__name__)
+            return self._local_wait(workspace, int(time.time() * 1000)) / 1000
+        if ms == 0:  # this process's own pace goes on from the slots it spent, should Redis fail next
+            self._local_tat[workspace] = max(self._local_tat.get(workspace, 0), now) + self.interval_ms
         return ms / 1000
 
+    def _local_wait(self, workspace: str, now: int) -> int:
+        """``SPEND_SLOT`` kept in this process: ms to wait, 0 when a slot was spent."""
+        paused = self._local_paused.get(workspace, 0)
+        if paused > now:
+            return paused - now
+        tat = max(self._local_tat.get(workspace, 0), now)
+        wait = tat - self.burst_ms - now
+        if wait > 0:
+            return wait
+        self._local_tat[workspace] = tat + self.interval_ms
+        return 0
+
     async def pause(self, workspace: str, seconds: float) -> None:
-        """The platform said 429: nobody in the workspace calls ``method`` for ``seconds``."""
+        """The platform said 429: nobody in the workspace calls ``method`` for ``seconds`` (this process
+        keeps to it even when Redis cannot tell the others)."""
+        until = int((time.time() + seconds) * 1000)
+        self._local_paused[workspace] = max(self._local_paused.get(workspace, 0), until)
         try:
-            await self._pause(keys=[budget_key(workspace, self.method)],
-                              args=[int((time.time() + seconds) * 1000)])
+            await self._pause(keys=[budget_key(workspace, self.method)], args=[until])
         except STORE_FAILURES as exc:
             log.debug("%s budget unavailable (%s)", self.method, type(exc).__name__)

@@ -6,8 +6,9 @@ checks it. One key family per community (``C``), in one slot, so a save is one s
     tg:{cfg:C}:current     hash    version (n), settings (JSON of the whole community's settings)
     tg:{cfg:C}:versions    list    version records (JSON: version, who, at, changes, settings), oldest first
     tg:cfg:communities     set     communities with saved settings
-    tg:cfg:revision        string  moves on with every save anywhere: workers poll it (one GET) and reload
-                                   only when it moved, so an ordinary turn never reads settings from Redis
+    tg:cfg:revision        string  moves on with every save anywhere: workers read it (one GET) when a save
+                                   tells them (``settings`` on ``keys.WAKE``) and reload only when it moved,
+                                   so an ordinary turn never reads settings from Redis
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ class RedisCommunitySettings:
             if number:
                 await self.client.sadd(COMMUNITIES_KEY, community)
                 await self.client.incr(REVISION_KEY)
+                await self.client.publish(keys.WAKE, "settings")  # every worker looks at the revision now
         return number
 
     async def history(self, community: str) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The one Redis connection every part of the store shares (``bot.store.redis_store`` builds the parts).
 
-``connect`` builds the client (a server, a Redis Cluster, or the in-process Redis); ``RedisConnection``
-sends requests on it: each counted, waiting for a place when too many are in flight, and a failure of the
-store raised as ``StoreUnavailable``. It is also the store's health role (``ping``, ``writable``, ``aclose``).
+``connect`` builds the client (a server, a Redis Cluster, or the in-process Redis) with a bounded pool
+of connections that a request waits on (up to a timeout) when every one is busy; ``RedisConnection`` sends
+requests on it: each counted, and a failure of the store raised as ``StoreUnavailable``. It is also the
+store's health role (``ping``, ``writable``, ``aclose``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,14 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import MaxConnectionsError, NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.errors import StoreRefusingWrites, StoreUnavailable
@@ -29,9 +30,10 @@ from bot.store.errors import STORE_FAILURES, WRITE_REFUSALS
 
 log = logging.getLogger(__name__)
 
-#: Requests this store has in flight at once: below the client's pool of 100 connections (per node on
-#: Cluster), which raises instead of waiting when it runs out.
-MAX_IN_FLIGHT = 80
+#: Connections a process opens to Redis unless told (``REDIS_MAX_CONNECTIONS``), and how long a request waits
+#: for one when all are busy (``REDIS_POOL_TIMEOUT``).
+MAX_CONNECTIONS = 100
+POOL_TIMEOUT = 5.0
 
 
 try:  # hiredis's C command packer, which redis-py's synchronous client uses and its asyncio client does not
@@ -69,8 +71,62 @@ class _Connection(aioredis.Connection):
         writer.writelines([command] if isinstance(command, bytes) else command)
 
 
-def connect(url: str | None, *, cluster: bool = False) -> Any:
-    """A Redis client for ``url``; without a URL, the in-process Redis that speaks the same protocol."""
+class _Gate:
+    """Requests in flight at once on a Redis Cluster client, which has no blocking pool: its nodes raise
+    ``MaxConnectionsError`` when they run out. Each request holds at most one connection per node, so
+    ``size`` requests never need more than ``size`` connections to any node; past them a request waits for
+    a place, for ``timeout`` seconds at most."""
+
+    __slots__ = ("_places", "timeout")
+
+    def __init__(self, size: int, timeout: float) -> None:
+        self._places = asyncio.Semaphore(size)
+        self.timeout = timeout
+
+    async def __aenter__(self) -> None:
+        if not self._places.locked():
+            await self._places.acquire()  # a free place: taken without waiting
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._places.acquire()
+        except TimeoutError:
+            raise MaxConnectionsError(f"no Redis connection free within {self.timeout:g} s") from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._places.release()
+
+
+class _GatedPipeline(ClusterPipeline):
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> list[Any]:
+        async with self._client._gate:  # type: ignore[attr-defined]
+            return await super().execute(raise_on_error, allow_redirections)
+
+
+class _GatedCluster(RedisCluster):
+    """redis-py's cluster client whose commands and pipelines wait at a ``_Gate`` for a place."""
+
+    _gate: _Gate
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._gate:
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> ClusterPipeline:
+        if shard_hint:
+            return super().pipeline(transaction, shard_hint)  # refused by redis-py, as it says
+        return _GatedPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py builds its own
+
+
+#: Connections a cluster node may open beyond the gate's places: the wake-up subscription, a topology refresh.
+_NODE_SPARE = 2
+
+
+def connect(url: str | None, *, cluster: bool = False, max_connections: int = MAX_CONNECTIONS,
+            pool_timeout: float = POOL_TIMEOUT) -> Any:
+    """A Redis client for ``url``; without a URL, the in-process Redis that speaks the same protocol. At most
+    ``max_connections`` requests use connections at once; more wait up to ``pool_timeout`` seconds for one,
+    then fail (``redis.exceptions.ConnectionError``, which the store reports as unreachable)."""
     if url is None:
         return _in_process_redis()
     # No health-check PING before a command on a connection that sat idle (it would add a round trip to
@@ -78,8 +134,10 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
     # retried. A script call that fails on a dead connection was never run, so retrying it is safe.
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2)
     if cluster:
-        client = RedisCluster.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
-                                       socket_connect_timeout=2)
+        client = cast(_GatedCluster, _GatedCluster.from_url(
+            url, decode_responses=True, retry=retry, socket_timeout=5, socket_connect_timeout=2,
+            max_connections=max_connections + _NODE_SPARE))
+        client._gate = _Gate(max_connections, pool_timeout)
         # The cluster client takes no connection class of its own: its nodes are built from one shared
         # kwargs dict (the start-up nodes already exist, with no connection open yet).
         shared = getattr(client, "connection_kwargs", None)
@@ -89,10 +147,13 @@ def connect(url: str | None, *, cluster: bool = False) -> Any:
                 if getattr(node, "connection_class", None) is aioredis.Connection:
                     node.connection_class = _Connection
         return client
-    return aioredis.Redis.from_url(url, decode_responses=True, retry=retry, socket_timeout=5,
-                                   socket_connect_timeout=2, health_check_interval=0,
-                                   retry_on_error=[RedisConnectionError, RedisTimeoutError],
-                                   connection_class=_Connection)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=pool_timeout, decode_responses=True, retry=retry,
+        socket_timeout=5, socket_connect_timeout=2, health_check_interval=0,
+        retry_on_error=[RedisConnectionError, RedisTimeoutError], connection_class=_Connection)
+    server = aioredis.Redis(connection_pool=pool)
+    server.auto_close_connection_pool = True  # closing the client closes its pool, as with ``from_url``
+    return server
 
 
 def _in_process_redis() -> Any:
@@ -110,8 +171,8 @@ def _in_process_redis() -> Any:
 
 
 class _Trip:
-    """One request: counted, waiting for a place when too many are in flight (a burst waits for a connection
-    instead of failing for want of one), and a failure of the store raised as ``StoreUnavailable``."""
+    """One request: counted, and a failure of the store raised as ``StoreUnavailable`` (a burst waits for a
+    connection in the client's pool instead of failing for want of one: ``connect``)."""
 
     __slots__ = ("connection", "what")
 
@@ -122,10 +183,8 @@ class _Trip:
     async def __aenter__(self) -> None:
         self.connection.round_trips += 1
         self.connection.sequential += 1
-        await self.connection._in_flight.acquire()
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self.connection._in_flight.release()
         if isinstance(exc, STORE_FAILURES):
             log.warning("redis %s failed: %s", self.what, type(exc).__name__)
             self.connection.metrics.store_error(self.what)
@@ -137,7 +196,7 @@ class _Trip:
 class RedisConnection:
     """``client`` (any redis-py asyncio client, or fakeredis) as the store's parts use it."""
 
-    def __init__(self, client: Any, *, metrics: Metrics, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+    def __init__(self, client: Any, *, metrics: Metrics) -> None:
         self.client = client
         #: On Redis Cluster the due sets, the pending-case index and the community's usage live in other
         #: slots than the thread, so they cannot be written by the thread's scripts.
@@ -149,7 +208,6 @@ class RedisConnection:
         #: Round trips one after another: requests sent at the same time (to other slots of a Redis Cluster)
         #: count once here, each in ``round_trips``.
         self.sequential = 0
-        self._in_flight = asyncio.Semaphore(max_in_flight)
 
     def trip(self, what: str) -> _Trip:
         """``async with connection.trip("what"):`` around one request."""

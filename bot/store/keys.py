@@ -56,6 +56,10 @@ Threads whose ends wait for case numbers (``i`` = ``crc32(T) % DUE_SHARDS``), re
 Global:
     tg:communities        set    every community that has cases
     tg:outbox:<platform>  list   ThreadNotice JSON for that platform's bot process, oldest first
+    tg:wake               pub/sub channel: what the background loops of every process wait for
+                                 (``bot.store.wakeups``): ``due <platform> <ms>`` (a due set's first
+                                 score moved earlier), ``notice <platform>``, ``settings``, ``pending``
+                                 (an end's case waits for its number), ``backoff <ms>``, ``echo``
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ DUE_SHARDS = 16
 COMMUNITIES = f"{PREFIX}:communities"
 #: What the readiness check writes (and lets expire at once) to learn whether Redis takes writes.
 WRITE_PROBE = f"{PREFIX}:write-probe"
+#: The channel every process's background loops wait on (a channel, not a key: no slot on Redis Cluster,
+#: where a message published on any node reaches the subscribers of every node).
+WAKE = f"{PREFIX}:wake"
 
 
 def outbox(platform: str) -> str:

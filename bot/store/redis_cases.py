@@ -53,7 +53,8 @@ class PendingIndex:
             return  # a stale member is dropped when the loop finds nothing pending there
 
     async def threads(self) -> list[ThreadRef]:
-        """Every thread in the index (those whose registration failed registered again first)."""
+        """Every thread in the index, and those whose registration failed (registered again first; those that
+        still fail are named all the same: their cases wait too)."""
         for k in list(self._unindexed):
             await self.add(k)
         redis = self._redis
@@ -68,7 +69,8 @@ class PendingIndex:
                 for shard in shards:
                     pipe.smembers(shard)
                 found = await pipe.execute()
-        keys_found = sorted({str(m) for members in found if not isinstance(members, BaseException) for m in members})
+        keys_found = sorted({str(m) for members in found if not isinstance(members, BaseException) for m in members}
+                            | self._unindexed)
         refs = []
         for key in keys_found:
             try:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from bot.errors import StoreUnavailable
 from bot.limits import LimitCheck, LimitHit
-from bot.store import ClaimResult, ClaimStatus, IngestResult, IngestStatus, TurnStart, keys
+from bot.store import ClaimResult, ClaimStatus, DueThreads, IngestResult, IngestStatus, TurnStart, keys
 from bot.store.connection import RedisConnection
 from bot.store.inbox_entry import InboxEntry, UnknownThread
 from bot.store.scripts import inbox as scripts
@@ -50,6 +51,7 @@ class RedisTurnInbox:
         self._lease_for_end = connection.script(scripts.LEASE_FOR_END)
         self._renew = connection.script(scripts.RENEW)
         self._forget_due = connection.script(scripts.FORGET_DUE)
+        self._add_due = connection.script(scripts.ADD_DUE)
 
     async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
                      take_lease: bool, max_inbox: int, max_turns: int,
@@ -105,8 +107,9 @@ class RedisTurnInbox:
         ``None`` without ``limits``)."""
         redis, k = self._redis, call.thread_key
         async with redis.trip("ingest"):
+            due = scripts.AddDue(k, call.due_at)
             sends = [redis.run(self._ingest, call.keys(one_server=False), call.to_args(one_server=False)),
-                     redis.client.zadd(keys.due(k), {k: call.due_at})]
+                     redis.run(self._add_due, due.keys(), due.to_args())]
             if limits is not None:
                 redis.round_trips += 1  # a request of its own, sent with the others
                 sends.append(redis.run(self._limit_check, limit_keys(limits), [limits.spec()]))
@@ -186,37 +189,52 @@ class RedisTurnInbox:
         """Hand the lease back (shutdown); the thread is due at once for another worker."""
         k = thread.key
         call = scripts.Renew(k, token, None)
+        due = scripts.AddDue(k, now_ms())
         async with self._redis.trip("release"):
             await self._renew(keys=call.keys(), args=call.to_args())
-            await self._redis.client.zadd(keys.due(k), {k: now_ms()})
+            await self._redis.run(self._add_due, due.keys(), due.to_args())
 
-    async def due_threads(self, platform: str, now_ms: int, limit: int) -> list[tuple[str, int]]:
-        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every shard
-        (on Cluster, the shards of a failing node are skipped this time)."""
+    async def due_threads(self, platform: str, now_ms: int, limit: int,
+                          shards: Iterable[int] | None = None) -> DueThreads:
+        """Threads of ``platform`` whose inbox is due for a look, with their scores, from every due set (or
+        those numbered ``shards``; up to ``limit`` a set), and when to look at each again (on Cluster, the
+        sets of a failing node are skipped this time)."""
         await self._index_late()
-        shards = [keys.due_shard(platform, shard) for shard in range(keys.DUE_SHARDS)]
+        numbers = list(range(keys.DUE_SHARDS) if shards is None else shards)
+        names = [keys.due_shard(platform, shard) for shard in numbers]
         redis = self._redis
-        async with redis.trip("due_threads"):
+        async with redis.trip("due_threads"):  # each set's first ``limit``: the due ones, then the next
             if redis.cluster:
-                found = await asyncio.gather(*(redis.client.zrangebyscore(
-                    shard, "-inf", now_ms, start=0, num=limit, withscores=True) for shard in shards),
-                    return_exceptions=True)
-                if all(isinstance(rows, BaseException) for rows in found):
+                found = await asyncio.gather(*(redis.client.zrange(name, 0, limit - 1, withscores=True)
+                                               for name in names), return_exceptions=True)
+                if found and all(isinstance(rows, BaseException) for rows in found):
                     raise next(rows for rows in found if isinstance(rows, BaseException))
             else:
                 pipe = redis.client.pipeline(transaction=False)
-                for shard in shards:
-                    pipe.zrangebyscore(shard, "-inf", now_ms, start=0, num=limit, withscores=True)
+                for name in names:
+                    pipe.zrange(name, 0, limit - 1, withscores=True)
                 found = await pipe.execute()
-        return [(str(member), int(score)) for rows in found if not isinstance(rows, BaseException)
-                for member, score in rows]
+        due = DueThreads()
+        for shard, rows in zip(numbers, found, strict=True):
+            if isinstance(rows, BaseException):
+                due.later[shard] = now_ms
+                continue
+            scored = [(str(member), int(score)) for member, score in rows]
+            now = [row for row in scored if row[1] <= now_ms]
+            due.extend(now)
+            if now:  # they may still be there after this pass (answered here, held by a live owner)
+                due.later[shard] = now_ms
+            elif scored:
+                due.later[shard] = scored[0][1]
+        return due
 
     async def _index_late(self) -> None:
         """Register threads whose due-set write failed at ingest (a failover); best effort."""
         for k, due_at in list(self._unindexed.items()):
             try:
+                due = scripts.AddDue(k, due_at)
                 async with self._redis.trip("index_late"):
-                    await self._redis.client.zadd(keys.due(k), {k: due_at})
+                    await self._redis.run(self._add_due, due.keys(), due.to_args())
             except StoreUnavailable:
                 return
             del self._unindexed[k]
@@ -224,10 +242,11 @@ class RedisTurnInbox:
     async def reschedule_due(self, thread: ThreadRef, at_ms: int, *, later: bool = True) -> None:
         """Look at this inbox again at ``at_ms`` (``later``: never earlier than already planned)."""
         async with self._redis.trip("reschedule_due"):
-            if later:
+            if later:  # never sooner: the processes waiting for the set's first due time need no word
                 await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
             else:
-                await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms})
+                due = scripts.AddDue(thread.key, at_ms)
+                await self._redis.run(self._add_due, due.keys(), due.to_args())
 
     async def charge_limits(self, check: LimitCheck) -> LimitHit | None:
         """Check a member's limits and count the message when it is within them (a message a limit kept,

@@ -5,7 +5,8 @@ Every transition is one Lua script on the keys of one hash tag (``bot.store.scri
 is accepted by one script and its turn written by one more: an ordinary turn costs two round trips, a
 message to a frozen thread one. The parts: the inbox and its leases (``redis_inbox``), the turn log
 (``redis_turns``), cases (``redis_cases``), and below, event dedupe, the numbering of conversations in a
-place without threads, and the notice outbox.
+place without threads, and the notice outbox; and the wake-up channel the background loops wait on
+(``wakeups``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bot.store.redis_cases import PendingIndex, RedisCases
 from bot.store.redis_files import RedisFiles
 from bot.store.redis_inbox import RedisTurnInbox
 from bot.store.redis_turns import RedisTurnLog
+from bot.store.wakeups import RedisWakeUps
 from bot.store.window import WindowCache
 from bot.types import ThreadRef
 from config.settings import AttachmentSettings, StoreSettings
@@ -56,16 +58,24 @@ class RedisConversationNumbers:
         return int(number)
 
 
+# A notice queued for a platform's processes (the newest ``keep``), which are told at once on the wake-up
+# channel. KEYS: the outbox; ARGV: the notice, keep, the platform.
+PUSH_NOTICE = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+redis.call('PUBLISH', '""" + keys.WAKE + """', 'notice ' .. ARGV[3])
+return 1
+"""
+
+
 class RedisNoticeOutbox:
     def __init__(self, connection: RedisConnection) -> None:
         self._redis = connection
+        self._push = connection.script(PUSH_NOTICE)
 
     async def push_notice(self, platform: str, payload: str, keep: int = 10_000) -> None:
         async with self._redis.trip("push_notice"):
-            pipe = self._redis.client.pipeline(transaction=False)
-            pipe.rpush(keys.outbox(platform), payload)
-            pipe.ltrim(keys.outbox(platform), -keep, -1)
-            await pipe.execute()
+            await self._redis.run(self._push, [keys.outbox(platform)], [payload, keep, platform])
 
     async def pop_notices(self, platform: str, limit: int) -> list[str]:
         """Up to ``limit`` notices, oldest first; each is handed out once."""
@@ -94,4 +104,5 @@ def build_store(client: Any, settings: StoreSettings, *, metrics: Metrics | None
         health=connection,
         backoff=RedisBackoff(connection),
         files=RedisFiles(connection, settings, attachments or AttachmentSettings()),
+        wakeups=RedisWakeUps(client),
     )

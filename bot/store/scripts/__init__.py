@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.store import TurnStart
+from bot.store import TurnStart, keys
 from bot.store.window import HeldWindow, WindowCache
 from bot.types import LadderState, ThreadRef, ThreadState, ThreadStatus
 
@@ -89,6 +89,23 @@ local function remind_due(remind, cooldown)
   if tonumber(cooldown) <= 0 then return 1 end
   if redis.call('SET', remind, '1', 'NX', 'EX', cooldown) then return 1 end
   return 0
+end
+"""
+
+
+# A thread due in its due set at ``at`` (epoch ms; ``nx``: unless it is there already). When that makes it the
+# set's first, earlier than the first was, every process's recovery loop is told when to look at that set
+# (``due <platform> <shard> <ms>`` on the wake-up channel): it sleeps until the first due time it knows of,
+# so any other write to a due set (a later time, a removal) needs no word.
+DUE = """
+local function due_add(due, at, thread_key, nx)
+  at = tonumber(at)
+  local first = redis.call('ZRANGE', due, 0, 0, 'WITHSCORES')
+  if nx then redis.call('ZADD', due, 'NX', at, thread_key) else redis.call('ZADD', due, at, thread_key) end
+  if first[2] and tonumber(first[2]) <= at then return end
+  if nx and tonumber(redis.call('ZSCORE', due, thread_key)) ~= at then return end
+  local platform, shard = string.match(due, '{due:([^}]*):(%d+)}')
+  redis.call('PUBLISH', '""" + keys.WAKE + """', 'due ' .. platform .. ' ' .. shard .. ' ' .. string.format('%d', at))
 end
 """
 

@@ -9,7 +9,7 @@ from typing import Any
 from bot.limits import LimitCheck, LimitHit
 from bot.store import ClaimStatus, IngestStatus, keys
 from bot.store.inbox_entry import UnknownThread
-from bot.store.scripts import ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
+from bot.store.scripts import DUE, ENTRIES, GRANT, START, STATE_FIELDS, StartReply, flag, held_args, lua_list
 from bot.store.scripts.limits import HELD_FORM, LIMITS, TELL_ONCE, limit_hit, limit_keys
 from bot.store.window import HeldWindow
 from bot.types import Entry
@@ -18,7 +18,7 @@ from bot.types import Entry
 # thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
 # thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
 # slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
-INGEST = START + GRANT + LIMITS + TELL_ONCE + HELD_FORM + """
+INGEST = START + GRANT + LIMITS + TELL_ONCE + HELD_FORM + DUE + """
 local state, log, lease, seen, remind, inbox, pending, parked, limited, due, rate, day, members =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12],
   KEYS[13]
@@ -91,16 +91,16 @@ if kept then
   if free and queued == 0 then
     wake = string.format('%d', tonumber(kept[2]) - tonumber(hold))
     redis.call('HSET', state, 'wake', wake)
-    if due then redis.call('ZADD', due, wake, thread_key) end
+    if due then due_add(due, wake, thread_key) end
   elseif free then
     wake = redis.call('HGET', state, 'wake') or false
-    if due then redis.call('ZADD', due, 'NX', due_at, thread_key) end
+    if due then due_add(due, due_at, thread_key, true) end
   elseif due then
-    redis.call('ZADD', due, due_at, thread_key)
+    due_add(due, due_at, thread_key)
   end
   return {'held', kept[1], kept[2], kept[3], tell_once(limited, kept[1], kept[2], kept[3], idle), wake}
 end
-if due then redis.call('ZADD', due, due_at, thread_key) end
+if due then due_add(due, due_at, thread_key) end
 if take_lease == '1' and redis.call('EXISTS', lease) == 0 then
   -- the state read above is still the state (nothing here changed its fields); a message that found the
   -- inbox empty is its head
@@ -304,6 +304,29 @@ class Renew:
 
     def to_args(self) -> list[Any]:
         return [self.token, "" if self.lease_ms is None else self.lease_ms]
+
+
+# A thread due at ``at`` (``nx`` '1': unless it is due already), written on its own: on Redis Cluster, where
+# the due set is in another slot than the thread's scripts, and for a lease handed back.
+ADD_DUE = DUE + """
+due_add(KEYS[1], ARGV[2], ARGV[1], ARGV[3] == '1')
+return 1
+"""
+
+
+@dataclass(slots=True)
+class AddDue:
+    """``ADD_DUE``'s keys and arguments."""
+
+    thread_key: str
+    at_ms: int
+    nx: bool = False
+
+    def keys(self) -> list[str]:
+        return [keys.due(self.thread_key)]
+
+    def to_args(self) -> list[Any]:
+        return [self.thread_key, self.at_ms, flag(self.nx)]
 
 
 # Unregister an inbox found empty, unless a message arrived since (its score moved on).

@@ -86,7 +86,8 @@ end
 # (on Cluster they are in other slots); ``day`` only when the turn has usage. The log entries follow the
 # named arguments (from ``FIRST_ENTRY`` on). Returns ``{result, end seq, the next turn's start or false, the
 # thread's usage sums or false}``. A refused commit still counts its tokens (they were billed); a commit sent
-# again after a lost reply does not count them twice. Encoded by ``Commit``, decoded by ``CommitReply``.
+# again after a lost reply does not count them twice. An end is told on the wake-up channel (``pending``).
+# Encoded by ``Commit``, decoded by ``CommitReply``.
 COMMIT_TURN = START + NEXT + USAGE + SPEND + """
 local state, log, lease, pending, inbox, usage, pending_index, communities, day, members, alerts =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
@@ -147,6 +148,8 @@ if end_case ~= '' then
   redis.call('HDEL', state, 'case_id')
   redis.call('HSET', pending, seq, end_case)
   if pending_index then redis.call('SADD', pending_index, thread_key) end
+  -- every process's loop that files pending cases looks when this one is old enough to be left to it
+  redis.call('PUBLISH', '""" + keys.WAKE + """', 'pending')
 end
 if entry_id ~= '' then set('last_commit', last) set('last_result', result) set('last_extra', seq) end
 redis.call('HSET', state, unpack(fields))
