@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -158,7 +158,7 @@ class RedisConnection:
     def script(self, lua: str) -> Any:
         return self.client.register_script(lua)
 
-    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """A registered script by its SHA (loaded first on a server that lacks it)."""
         try:
             return await self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
