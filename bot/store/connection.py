@@ -54,7 +54,7 @@ class _Connection(aioredis.Connection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if _hiredis_pack is None or not args or type(args[0]) is not str \
-                or not all(type(a) in _PLAIN_ARGS for a in args):
+                or not _PLAIN_ARGS.issuperset(map(type, args)):
             return super().pack_command(*args)
         return [_hiredis_pack((*args[0].encode().split(), *args[1:]))]
 

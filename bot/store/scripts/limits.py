@@ -7,18 +7,24 @@ Every key here but the thread's ``limited`` hash lives in the community's slot (
 member's counters too, so one request checks or counts them all.
 
 What a check reads is in one hash per community and UTC day, the members' day (``keys.members_day``): the
-community's spend as of the day's last commit (``$ spent``), each member's tokens (``<member>``) and each
-member's message bucket (``<member> r``). So the check is one HMGET and, for a message the rate lets
-through, one HSET; the commit adds the member's tokens with one HINCRBY and writes the spend it already
-works out from the day's sums for the alerts.
+community's spend (``$ spent``), each member's tokens (``<member>``) and each member's message bucket
+(``<member> r``). So the check is one HMGET and, for a message the rate lets through, one HSET; the commit
+adds the member's tokens with one HINCRBY.
+
+``$ spent`` is the day's spend as the community's last commit worked it out from its day sums (for the
+alerts), or its first check of the day when no commit has yet. Tokens billed without a commit (a turn whose
+model call failed goes to the sums alone) count from the community's next commit on, as do turns committed
+by a worker still on the release before during a rolling deploy.
 
 Data from the layout before (each member's bucket a key of its own, ``bucket:<member>``; the spend read
 from the community's day sums at every check) is taken as it is: the members' tokens were already in the
 members' day under the same field, so a deploy in the middle of a day keeps every member's tokens; a day
-without ``$ spent`` yet (none of its turns committed since the deploy, or the day just began, or the
-ceiling was just set) has its spend worked out from the community's day sums as before, until a commit
-writes it; the old buckets are not read: a member's message bucket starts full once after the deploy (at
-most one burst more, within a minute). Old bucket keys expire by themselves within minutes.
+without ``$ spent`` has it worked out from the community's day sums by its first check, as a new day does;
+the old buckets are not read: a member's message bucket starts full once after the deploy (at most one
+burst more), and the old bucket keys expire by themselves once they would have been full again. The
+members' day is kept two days now (``MEMBERS_DAY_TTL_MS``; before, as long as the day sums); one the
+release before created keeps its lifetime. A worker still on the release before reads the new fields as
+members with odd counts in ``threadguard usage``, nothing worse: every value is a whole number.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ end
 # full again (µs), it lets a message through while that moment is at most ``ahead`` (``burst - 1``
 # intervals) past now, and the message moves it one interval on (a bucket of ``burst`` messages refilled
 # one per interval). A member's first message of the day finds the bucket in yesterday's members' day. The
-# day's spend is the commit's figure (``$ spent``), or, before the day's first commit, the day's sums.
+# day's spend is ``$ spent`` (see above), worked out from the day's sums when the day has none yet.
 # Returns false, or ``{kind, until ms, now ms}``.
 LIMITS = SPENT_MICRO + """
 local function day_end(now)
@@ -68,8 +74,14 @@ local function check_limits(members, yesterday, day, at)
     ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4])
   local bucket = member .. ' r'
   local m = redis.call('HMGET', members, '""" + SPENT + """', member, bucket)
-  if ceiling > 0 and (tonumber(m[1]) or spent_micro(day, ARGV[at + 6])) >= ceiling then
-    return {'spend', day_end(now), now}
+  if ceiling > 0 then
+    local spent = tonumber(m[1])
+    if not spent then  -- no commit yet today (or since the ceiling was set, or the deploy): from the sums
+      spent = math.floor(spent_micro(day, ARGV[at + 6]))
+      redis.call('HSET', members, '""" + SPENT + """', string.format('%d', spent))
+      redis.call('PEXPIRE', members, """ + str(MEMBERS_DAY_TTL_MS) + """)
+    end
+    if spent >= ceiling then return {'spend', day_end(now), now} end
   end
   if per_day > 0 and tonumber(m[2] or '0') >= per_day then return {'tokens', day_end(now), now} end
   if interval > 0 then
@@ -105,8 +117,8 @@ local function add_spend(day, members, alerts, values, day_ttl, at, sums)
   else
     cost = spent_micro(day, ARGV[at + 2])
   end
-  -- rounded down: at or over the (whole) ceiling exactly when the spend is
-  if redis.call('HSET', members, '""" + SPENT + """', math.floor(cost)) == 1 then
+  -- the spend the check reads (rounded down: at or over the whole ceiling exactly when the spend is)
+  if redis.call('HSET', members, '""" + SPENT + """', string.format('%d', math.floor(cost))) == 1 then
     redis.call('PEXPIRE', members, """ + str(MEMBERS_DAY_TTL_MS) + """)
   end
   if cost * 100 < ceiling * 80 then return false end
