@@ -179,6 +179,33 @@ async def test_a_ceiling_changed_during_the_day_applies_to_the_next_message(any_
     assert not (await raised.member_actions.handle_message(message(thread, "and another"))).model_called
 
 
+async def test_a_limit_reached_exactly_stops_the_next_message(any_redis):
+    clock = Clock()
+    runtime, _ = runtime_with(any_redis, clock, tokens_per_day=4000)  # two turns of 2,000 tokens
+    thread = ThreadRef("slack", "T-exact", "C1", "1.0")
+    done = [(await runtime.member_actions.handle_message(message(thread, f"q{i}"))).model_called for i in range(3)]
+    assert done == [True, True, False]
+    runtime, _ = runtime_with(any_redis, clock, daily_spend_usd=0.036)  # two turns of US$0.018
+    thread = ThreadRef("slack", "T-exact-spend", "C1", "1.0")
+    outcomes = [await runtime.member_actions.handle_message(message(thread, f"q{i}", BOB)) for i in range(3)]
+    assert [o.model_called for o in outcomes] == [True, True, False]
+    assert [len(o.spend_alerts) for o in outcomes] == [0, 2, 0]  # 50%, then 80% and 100% at once
+
+
+@pytest.mark.parametrize(("limits", "field"), [({"messages_per_minute": 6}, "u-alice r"),  # the bucket
+                                                ({"daily_spend_usd": 10.0}, "$ spent")])  # the day's spend
+async def test_what_a_check_writes_expires_before_any_turn_is_committed(any_redis, limits, field):
+    runtime, model = gated_runtime(any_redis, **limits)
+    community = f"T-expiring-{field[-1]}"
+    first = await runtime.member_actions.accept(message(ThreadRef("slack", community, "C1", "1.0"), "one"))
+    members_day = f"tg:{{c:{community}}}:usage:{day_of(Clock().at)}:members"
+    assert list(await any_redis.hgetall(members_day)) == [field]  # checked, counted, its turn not done yet
+    assert 0 < await any_redis.pttl(members_day) <= 2 * 86_400_000
+    model.gate.set()
+    assert (await first.result()).model_called
+    await runtime.aclose()
+
+
 @pytest.mark.parametrize("limits", [{}, {"messages_per_minute": 0}])
 async def test_no_limits_configured_counts_nothing_extra(redis_client, limits):
     runtime, _ = runtime_with(redis_client, Clock(), **limits)
