@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import shutil
 import socket
@@ -246,56 +247,133 @@ class BilledModel(InstantModel):
                              Usage(input_tokens=120, output_tokens=8, cache_read_input_tokens=900, calls=1))
 
 
-async def limits_on_off(url: str, cluster: bool, pairs: int) -> None:
-    """Turn overhead with limits off and on, interleaved in one run, so both see the same machine: one
-    runtime, two communities (one without limits, one with every limit set and none reached, so each of its
+#: The three communities of the interleaved comparison: two without limits (A, and A' to see what "equal" is
+#: on this machine) and one with every limit set (B).
+ARMS = (("A", "offA"), ("A'", "offB"), ("B", "on"))
+#: Every order of the three, used in turn, so each community is first, second and third after the PING alike.
+ORDERS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (2, 1, 0), (1, 0, 2))
+
+
+async def limits_on_off(url: str, cluster: bool, pairs: int, slowlog: bool = False) -> tuple[float, float]:
+    """Turn overhead with limits off and on, interleaved in one run, so all see the same machine: one runtime,
+    three communities (A and A' without limits, B with every limit set and none reached, so each of its
     turns checks and counts them all), a new thread every 10 turns in each; a PING, then one turn in each
-    community (which goes first alternates), ``pairs`` times, after a warm-up. Every turn must be answered."""
+    community (the order goes through all six in turn), ``pairs`` times, after a warm-up. Every turn must be
+    answered. A' against A (A/A) is the noise floor: what "equal" looks like on this machine in this run; B
+    against A (A/B) is what the limits cost. ``slowlog``: the time each script spent inside Redis (SLOWLOG,
+    every command logged), by script and community. Returns the p50 ratios (A/A, A/B)."""
     model = BilledModel()
     settings = Settings(redis=RedisSettings(url=SecretStr(url), cluster=cluster))
-    run = f"c{int(time.time())}"
-    communities = Communities(CommunityConfig(), {f"{run}-on": CommunityConfig(limits=LIMITS)})
+    run = f"c{int(time.time() * 1000) % 10**9}"
+    names = [f"{run}-{suffix}" for _, suffix in ARMS]
+    communities = Communities(CommunityConfig(), {names[2]: CommunityConfig(limits=LIMITS)})
     rt = build_runtime(settings, model=model, communities=communities)
     members, health = rt.member_actions, rt.store.health
     await _wait_ready(rt.redis)
     author = Author("u1", "bench")
-    times: dict[bool, list[float]] = {False: [], True: []}
-    trips: dict[bool, list[int]] = {False: [], True: []}
+    times: list[list[float]] = [[], [], []]
+    trips: list[list[int]] = [[], [], []]
     pings: list[float] = []
+    counts = [0, 0, 0]
     answered = 0
 
-    async def turn(limits: bool, n: int, keep: bool) -> None:
+    async def turn(arm: int, keep: bool) -> None:
         nonlocal answered
-        thread = ThreadRef("console", f"{run}-{'on' if limits else 'off'}", "bench", f"t{n // 20}")
+        n = counts[arm]
+        counts[arm] += 1
+        thread = ThreadRef("console", names[arm], "bench", f"t{n // 10}")
         before = health.sequential
         start = time.perf_counter()
         outcome = await members.handle_message(IncomingMessage(thread, author, f"question {n}", message_id=f"q{n}"))
         took = time.perf_counter() - start
         answered += _answered(outcome)
         if keep:
-            times[limits].append(took)
-            trips[limits].append(health.sequential - before)
+            times[arm].append(took)
+            trips[arm].append(health.sequential - before)
 
-    for n in range(40):  # connections opened, scripts loaded: not measured
-        await turn(n % 2 == 0, n, False)
+    for n in range(60):  # connections opened, scripts loaded: not measured
+        await turn(n % 3, False)
+    if slowlog:
+        await _slowlog_start(rt.redis, 3 * pairs * 60 + 10_000)  # the commands the scripts call are logged too
     for n in range(pairs):
         start = time.perf_counter()
         await rt.redis.ping()
         pings.append(time.perf_counter() - start)
-        first = n % 2 == 0
-        await turn(first, 100 + 2 * n, True)
-        await turn(not first, 101 + 2 * n, True)
+        for arm in ORDERS[n % len(ORDERS)]:
+            await turn(arm, True)
+    inside = await _slowlog_read(rt.redis, names) if slowlog else {}
     await rt.aclose()
-    assert answered == 40 + 2 * pairs, f"{answered} of {40 + 2 * pairs} turns answered"
+    assert answered == 60 + 3 * pairs, f"{answered} of {60 + 3 * pairs} turns answered"
     ping50 = pct(pings, 0.5)
-    print(f"  limits off and on, interleaved ({pairs} turns each, usage reported, every turn answered):")
-    for limits in (False, True):
-        p50, p99 = pct(times[limits], 0.5), pct(times[limits], 0.99)
-        print(f"    limits {'on ' if limits else 'off'}: overhead per turn p50 {p50 * 1e3:.3f} ms, "
+    print(f"  limits off and on, interleaved ({pairs} turns each, usage reported, every turn answered; "
+          f"load {_load()}):")
+    for arm, (label, _) in enumerate(ARMS):
+        p50, p99 = pct(times[arm], 0.5), pct(times[arm], 0.99)
+        print(f"    {label:2} limits {'on ' if arm == 2 else 'off'}: overhead per turn p50 {p50 * 1e3:.3f} ms, "
               f"p99 {p99 * 1e3:.3f} ms, {p50 / ping50:.1f}x a PING ({ping50 * 1e3:.3f} ms); round trips per turn "
-              f"{statistics.mean(trips[limits]):.2f}")
-    ratio = pct(times[True], 0.5) / pct(times[False], 0.5)
-    print(f"    p50 on / off: {ratio:.3f}")
+              f"{statistics.mean(trips[arm]):.2f}")
+    base = pct(times[0], 0.5)
+    same, cost = pct(times[1], 0.5) / base, pct(times[2], 0.5) / base
+    print(f"    p50 A'/A (off / off, the noise floor): {same:.3f}   p50 B/A (on / off): {cost:.3f}")
+    for script, by_arm in sorted(inside.items()):
+        cells = "  ".join(f"{label} {statistics.median(by_arm[arm]):5.1f} us (n={len(by_arm[arm])})"
+                          for arm, (label, _) in enumerate(ARMS) if by_arm.get(arm))
+        print(f"    inside Redis, median per call, {script:12} {cells}")
+    return same, cost
+
+
+def _load() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+async def _nodes(client: Any) -> list[Any]:
+    """One client per primary (one server: the client itself)."""
+    if isinstance(client, RedisCluster):
+        return [client.get_redis_connection(node) for node in client.get_primaries()]
+    return [client]
+
+
+async def _slowlog_start(client: Any, length: int) -> None:
+    """Every command logged from now on, with its time inside Redis (a script's time includes logging each
+    command it calls: what logging costs is in every figure, more in a script that calls more)."""
+    for node in await _nodes(client):
+        await node.config_set("slowlog-log-slower-than", 0)
+        await node.config_set("slowlog-max-len", length)
+        await node.slowlog_reset()
+
+
+async def _slowlog_read(client: Any, names: list[str]) -> dict[str, dict[int, list[int]]]:
+    """The logged scripts' times (µs), by script and by community (the index in ``names``); logging off."""
+    from bot.store import usage as usage_scripts
+    from bot.store.scripts import inbox as inbox_scripts
+    from bot.store.scripts import limits as limit_scripts
+    from bot.store.scripts import turns as turn_scripts
+
+    known = {hashlib.sha1(lua.encode()).hexdigest(): name for name, lua in (
+        ("INGEST", inbox_scripts.INGEST), ("COMMIT_TURN", turn_scripts.COMMIT_TURN),
+        ("LIMIT_CHECK", limit_scripts.LIMIT_CHECK), ("DAY_SPEND", limit_scripts.DAY_SPEND),
+        ("ADD", usage_scripts.ADD))}
+    found: dict[str, dict[int, list[int]]] = {}
+    for node in await _nodes(client):
+        entries = await node.slowlog_get(10**6)
+        await node.config_set("slowlog-log-slower-than", 10_000)
+        await node.slowlog_reset()
+        for entry in entries:
+            command = entry["command"]
+            text = command.decode(errors="replace") if isinstance(command, bytes) else str(command)
+            words = text.split(" ", 2)
+            if len(words) < 3 or words[0].upper() != "EVALSHA":
+                continue
+            script = known.get(words[1])
+            if script is None:  # a lease renewed or the like: not a turn's
+                continue
+            arm = next((i for i, name in enumerate(names) if f"{name}:" in text or f"{name}}}" in text), None)
+            if arm is not None:
+                found.setdefault(script, {}).setdefault(arm, []).append(int(entry["duration"]))
+    return found
 
 
 async def long_thread(members: Any, client: Any, thread: ThreadRef, author: Author,
@@ -360,6 +438,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2000,
                         help="turns with limits off and on, interleaved (0: skip that comparison)")
     parser.add_argument("--only-pairs", action="store_true", help="only the limits off / on comparison")
+    parser.add_argument("--repeat", type=int, default=1, help="run the limits off / on comparison this many times")
+    parser.add_argument("--slowlog", action="store_true",
+                        help="also the scripts' time inside Redis (SLOWLOG; logging every command slows Redis)")
     args = parser.parse_args()
     url = os.environ.get("REDIS_URL")
     cluster = os.environ.get("REDIS_CLUSTER", "").lower() in ("1", "true", "yes")
@@ -380,7 +461,12 @@ def main() -> None:
         if not args.only_pairs:
             asyncio.run(bench(url, cluster, args.threads, args.turns, args.concurrency, args.long_turns, args.limits))
         if args.pairs:
-            asyncio.run(limits_on_off(url, cluster, args.pairs))
+            ratios = [asyncio.run(limits_on_off(url, cluster, args.pairs, args.slowlog)) for _ in range(args.repeat)]
+            if args.repeat > 1:
+                same, cost = [r[0] for r in ratios], [r[1] for r in ratios]
+                print(f"  over {args.repeat} runs: p50 A'/A {min(same):.3f}-{max(same):.3f} (median "
+                      f"{statistics.median(same):.3f}), p50 B/A {min(cost):.3f}-{max(cost):.3f} (median "
+                      f"{statistics.median(cost):.3f})")
     finally:
         if stop is not None:
             stop()

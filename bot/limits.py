@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.clock import Clock, SystemClock
 from bot.types import Author
@@ -44,58 +44,57 @@ def _prices(prices: Prices) -> str:
     return f"{prices.input!r} {prices.output!r} {prices.cache_write!r} {prices.cache_read!r}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LimitCheck:
-    """One message's limits, as the accepting script checks them (``spec``)."""
+    """One message's limits, as the accepting script checks them (``args``). Built for every message of a
+    community with limits, so a plain class (a frozen one costs three times as much to build)."""
 
     community: str
     member: str
     #: The UTC day the member's tokens and the community's spend are counted in.
     day: str
-    #: "<member> <now ms> <per minute> <bucket> <tokens per day> <ceiling> <day end ms> <4 prices>", the
-    #: ceiling in millionths of a US dollar (prices are per million tokens).
-    text: str
+    #: The script's arguments: the member, now (ms on the limits' clock), the ceiling (millionths of a US
+    #: dollar), tokens per day, the message rate as one message per so many microseconds and how far ahead
+    #: of now the bucket may run (``burst - 1`` such intervals), and the 4 prices (per million tokens).
+    args: tuple[str, ...]
     #: '' when a message over a limit is refused; when it is kept to be answered at the reset, how far the
     #: limits' clock is ahead of the system clock (ms), so the thread is due when the reset comes.
     hold: str = ""
 
-    def spec(self) -> str:
-        return self.text
 
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpendCount:
-    """What the commit adds besides the thread's usage: the member's tokens of the day and the spend
-    alerts (``spec``); ``day`` is the UTC day the community's sums go to."""
+    """What the commit adds besides the thread's usage: the member's tokens of the day and the community's
+    spend with its alerts (``args``); ``day`` is the UTC day the community's sums go to."""
 
     day: str
-    #: "<member> <ceiling> <4 prices>".
-    text: str
-
-    def spec(self) -> str:
-        return self.text
+    #: The member, the ceiling (millionths of a US dollar), the 4 prices.
+    args: tuple[str, str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Terms:
     """A community's limits as the scripts read them, and who is exempt: built once per settings object."""
 
-    #: "<per minute> <bucket> <tokens per day> <ceiling>", the ceiling in millionths of a US dollar.
-    rates: str
-    #: "<ceiling> <4 prices>".
-    spend: str
+    #: The check's arguments after the member and now (``LimitCheck.args``).
+    check: tuple[str, ...]
+    #: The count's arguments after the member (``SpendCount.args``).
+    spend: tuple[str, str]
     users: frozenset[str]
     roles: frozenset[str]
     #: A message over a limit is kept and answered when it resets.
     keep: bool
+    #: Each member's count of the day ``counted`` (the same for all their turns that day).
+    counts: dict[str, SpendCount] = field(default_factory=dict)
+    counted: str = ""
 
 
 class Limiter:
     """Builds each message's checks and the words members and moderators see.
 
     A check is built for every message of a community with limits: what stays the same between messages
-    (a community's limits as script arguments and who is exempt, the UTC day and its end) is kept, not
-    worked out again."""
+    (a community's limits as script arguments and who is exempt, the UTC day) is kept, not worked out
+    again."""
 
     def __init__(self, clock: Clock | None = None, prices: Prices | None = None) -> None:
         self.clock = clock or SystemClock()
@@ -104,8 +103,8 @@ class Limiter:
         #: id of a community's settings -> (those settings, their terms or ``None``: no limits); the settings
         #: are kept so the id stays theirs.
         self._terms: dict[int, tuple[CommunityConfig, _Terms | None]] = {}
-        #: The UTC day of the last check: its start and end (epoch s), its name, its end in ms.
-        self._day: tuple[float, float, str, int] = (0.0, 0.0, "", 0)
+        #: The UTC day of the last check: its start and end (epoch s) and its name.
+        self._day: tuple[float, float, str] = (0.0, 0.0, "")
 
     def check(self, author: Author, config: CommunityConfig, community: str) -> LimitCheck | None:
         """The limits that apply to this member's next message (``None``: none, or the member is exempt)."""
@@ -113,10 +112,11 @@ class Limiter:
         if terms is None or author.id in terms.users or not terms.roles.isdisjoint(author.roles):
             return None
         now = self.clock.now()
-        day, day_end_ms = self._today(now)
+        start, end, day = self._day
+        if not start <= now < end:
+            day = self._today(now)
         member, now_ms = _member(author.id), int(now * 1000)
-        return LimitCheck(community, member, day,
-                          f"{member} {now_ms} {terms.rates} {day_end_ms} {self._prices_text}",
+        return LimitCheck(community, member, day, (member, str(now_ms)) + terms.check,  # noqa: RUF005 - faster
                           f"{now_ms - int(time.time() * 1000)}" if terms.keep else "")
 
     def spend(self, member_id: str | None, config: CommunityConfig) -> SpendCount | None:
@@ -124,16 +124,24 @@ class Limiter:
         terms = self._terms_of(config)
         if terms is None:
             return None
-        day, _ = self._today(self.clock.now())
-        return SpendCount(day, f"{_member(member_id or '-')} {terms.spend}")
-
-    def _today(self, now: float) -> tuple[str, int]:
-        start, end, day, end_ms = self._day
+        now = self.clock.now()
+        start, end, day = self._day
         if not start <= now < end:
-            end = day_end(now)
-            day, end_ms = day_of(now), int(end * 1000)
-            self._day = (end - DAY_S, end, day, end_ms)
-        return day, end_ms
+            day = self._today(now)
+        if terms.counted != day or len(terms.counts) >= 4096:
+            terms.counts.clear()
+            terms.counted = day
+        key = member_id or "-"
+        count = terms.counts.get(key)
+        if count is None:
+            count = terms.counts[key] = SpendCount(day, (_member(key), *terms.spend))
+        return count
+
+    def _today(self, now: float) -> str:
+        end = day_end(now)
+        day = day_of(now)
+        self._day = (end - DAY_S, end, day)
+        return day
 
     def _terms_of(self, config: CommunityConfig) -> _Terms | None:
         found = self._terms.get(id(config))
@@ -141,10 +149,11 @@ class Limiter:
             return found[1]
         limits, terms = config.limits, None
         if limits.any:
-            ceiling = ceiling_micro(limits.daily_spend_usd)
-            terms = _Terms(f"{limits.messages_per_minute} {limits.bucket} {limits.tokens_per_day} {ceiling}",
-                           f"{ceiling} {self._prices_text}", *exempt_ids(config),
-                           limits.over_limit == "answer_at_reset")
+            ceiling = str(ceiling_micro(limits.daily_spend_usd))
+            interval = round(60_000_000 / limits.messages_per_minute) if limits.messages_per_minute else 0
+            terms = _Terms((ceiling, str(limits.tokens_per_day), str(interval), str(interval * (limits.bucket - 1)),
+                            self._prices_text),
+                           (ceiling, self._prices_text), *exempt_ids(config), limits.over_limit == "answer_at_reset")
         if len(self._terms) >= 1024:  # settings reloaded many times: start afresh
             self._terms.clear()
         self._terms[id(config)] = (config, terms)

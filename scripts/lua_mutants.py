@@ -41,12 +41,18 @@ TESTS = (
 )
 
 
+#: What the limit mutants run instead: the limits through the engine on all three stores.
+LIMIT_TESTS = ("tests/integration/test_limits.py",)
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
     kind: str
     old: str
     new: str
+    #: The test files that must kill it (default ``TESTS``).
+    tests: tuple[str, ...] = TESTS
 
 
 M = Mutant
@@ -131,6 +137,46 @@ MUTANTS = (
       "if st[field_at.status] == 'frozen' then"),
     M("parked-never-released", "ownership", "if unknown == '' then\n  local waiting",
       "if false then\n  local waiting"),
+    # --- spend and rate limits (``bot/store/scripts/limits.py`` and where the scripts apply them) -------
+    M("limit-not-checked", "limit", "hit = check_limits(members, yesterday, day, LIMIT_ARGS)", "hit = false",
+      LIMIT_TESTS),
+    M("limit-at-risk-limited", "limit", "if (members or verdict ~= '') and st[field_at.at_risk] ~= '1' then",
+      "if (members or verdict ~= '') then", LIMIT_TESTS),
+    M("limit-verdict-lost", "limit", "if hit then return hit[1] .. ' ' .. hit[2] .. ' ' .. hit[3] end", "",
+      LIMIT_TESTS),
+    M("limit-spend-off-by-one", "limit", "if spent >= ceiling then return {'spend'",
+      "if spent > ceiling then return {'spend'", LIMIT_TESTS),
+    M("limit-spend-not-from-sums", "limit", "spent = math.floor(spent_micro(day, ARGV[at + 6]))", "spent = 0",
+      LIMIT_TESTS),
+    M("limit-spend-not-written", "limit",
+      "redis.call('HSET', members, '\"\"\" + SPENT + \"\"\"', string.format('%d', math.floor(cost)))",
+      "redis.call('HGET', members, '\"\"\" + SPENT + \"\"\"')", LIMIT_TESTS),
+    M("limit-tokens-off-by-one", "limit", "tonumber(m[2] or '0') >= per_day", "tonumber(m[2] or '0') > per_day",
+      LIMIT_TESTS),
+    M("limit-tokens-not-counted", "limit", "redis.call('HINCRBY', members, member, tokens) == tokens",
+      "redis.call('HGET', members, member) == tokens", LIMIT_TESTS),
+    M("limit-rate-off-by-one", "limit", "if full - now_us > ahead then", "if full - now_us >= ahead then",
+      LIMIT_TESTS),
+    M("limit-bucket-not-taken", "limit", "redis.call('HSET', members, bucket, string.format('%d', full + interval))",
+      "", LIMIT_TESTS),
+    M("limit-bucket-from-now", "limit", "if full < now_us then full = now_us end", "full = now_us", LIMIT_TESTS),
+    M("limit-bucket-new-each-day", "limit", "tonumber(m[3] or redis.call('HGET', yesterday, bucket) or '0')",
+      "tonumber(m[3] or '0')", LIMIT_TESTS),
+    M("limit-resets-at-day-start", "limit", "(math.floor(tonumber(now) / 86400000) + 1) * 86400000",
+      "math.floor(tonumber(now) / 86400000) * 86400000", LIMIT_TESTS),
+    M("limit-members-day-no-expiry", "expiry",
+      "redis.call('HSET', members, bucket, string.format('%d', full + interval))\n"
+      "    if not m[3] then redis.call('PEXPIRE', members, ", "redis.call('HSET', members, bucket, "
+      "string.format('%d', full + interval))\n    if false then redis.call('PEXPIRE', members, ", LIMIT_TESTS),
+    M("limit-spent-no-expiry", "expiry",
+      "string.format('%d', spent))\n      redis.call('PEXPIRE', members, ", "string.format('%d', spent))\n"
+      "      math.max(0, ", LIMIT_TESTS),
+    M("limit-told-every-time", "limit",
+      "if tonumber(redis.call('HGET', limited, kind) or '0') > tonumber(now) then return 0 end", "", LIMIT_TESTS),
+    M("limit-alert-every-commit", "limit", "redis.call('HSETNX', alerts, tostring(level), '1') == 1",
+      "redis.call('HSET', alerts, tostring(level), '1') >= 0", LIMIT_TESTS),
+    M("limit-cluster-spend-unpriced", "limit", "if (priced and i <= 4) or values[i] ~= '0' then",
+      "if values[i] ~= '0' then", LIMIT_TESTS),
 )
 
 IGNORE = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".mypy_cache", ".ruff_cache", ".pytest_cache",
@@ -175,7 +221,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tg-lua-mutants-") as scratch:
         tree = Path(scratch) / "tree"
         shutil.copytree(args.source, tree, ignore=IGNORE)
-        tests = [t for t in TESTS if (tree / t).exists()]
+        wanted = sorted({t for m in chosen for t in m.tests})
+        tests = [t for t in wanted if (tree / t).exists()]
         code, seconds = run_tests(tree, tests, args.timeout)
         if code != 0:
             print(f"the unmutated tree fails its tests (exit {code}); nothing to measure", file=sys.stderr)
@@ -190,7 +237,7 @@ def main() -> int:
                 original = path.read_text()
                 path.write_text(original.replace(m.old, m.new, 1))
                 try:
-                    code, seconds = run_tests(tree, tests, args.timeout)
+                    code, seconds = run_tests(tree, [t for t in m.tests if (tree / t).exists()], args.timeout)
                 finally:
                     path.write_text(original)
                 status = {0: "survived", 1: "killed", -1: "timeout"}.get(code, f"error (exit {code})")

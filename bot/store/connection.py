@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -56,7 +56,7 @@ class _Connection(aioredis.Connection):
 
     def pack_command(self, *args: Any) -> list[bytes]:
         if _hiredis_pack is None or not args or type(args[0]) is not str \
-                or not all(type(a) in _PLAIN_ARGS for a in args):
+                or not _PLAIN_ARGS.issuperset(map(type, args)):
             return super().pack_command(*args)
         return [_hiredis_pack((*args[0].encode().split(), *args[1:]))]
 
@@ -216,7 +216,7 @@ class RedisConnection:
     def script(self, lua: str) -> Any:
         return self.client.register_script(lua)
 
-    async def run(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def run(self, script: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """A registered script by its SHA (loaded first on a server that lacks it)."""
         try:
             return await self.client.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)

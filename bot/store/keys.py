@@ -34,8 +34,10 @@ Per community (``C``):
     tg:{c:C}:case:<n>:actions list  numbers of later action cases (reopen, note, mistaken) on it
     tg:{c:C}:index        zset   case number scored by creation time (epoch seconds)
     tg:{c:C}:refs         hash   case_ref -> case number (idempotent filing)
-    tg:{c:C}:bucket:<member>          string the member's message bucket: "<messages left> <at ms>"
-    tg:{c:C}:usage:<day>:members      hash  member -> tokens used that UTC day
+    tg:{c:C}:usage:<day>:members      hash  the members' day, what a limit check reads (2 days' TTL):
+                                 ``<member>`` -> tokens used that UTC day; ``<member> r`` -> the member's
+                                 message bucket (µs when it is full again); ``$ spent`` -> the
+                                 community's spend that day as of its last commit (millionths of US$)
     tg:{c:C}:usage:<day>:alerts       hash  spend alerts posted that day (80, 100)
     tg:{c:C}:case:<n>     ... its ``summary`` field: the case JSON without its transcript (list pages)
     tg:{c:C}:ix:<a>       zset   numbers of the cases of action ``a`` (end, note, ...) scored by end time
@@ -147,16 +149,14 @@ def limited(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:limited"
 
 
-def member_bucket(community: str, member: str) -> str:
-    return f"{community_tag(community)}:bucket:{member}"
-
-
-def member_tokens(community: str, day: str) -> str:
+def members_day(community: str, day: str) -> str:
+    """What the community's limits count that UTC day (``bot.store.scripts.limits``)."""
     return f"{community_tag(community)}:usage:{day}:members"
 
 
 def spend_alerts(community: str, day: str) -> str:
     return f"{community_tag(community)}:usage:{day}:alerts"
+
 
 def files(thread_key: str) -> str:
     return f"{thread_tag(thread_key)}:files"

@@ -112,7 +112,7 @@ class RedisTurnInbox:
                      redis.run(self._add_due, due.keys(), due.to_args())]
             if limits is not None:
                 redis.round_trips += 1  # a request of its own, sent with the others
-                sends.append(redis.run(self._limit_check, limit_keys(limits), [limits.spec()]))
+                sends.append(redis.run(self._limit_check, limit_keys(limits), limits.args))
             outcomes = await asyncio.gather(*sends, return_exceptions=True)
             res, indexed = outcomes[0], outcomes[1]
             if isinstance(res, BaseException):
@@ -252,7 +252,7 @@ class RedisTurnInbox:
         """Check a member's limits and count the message when it is within them (a message a limit kept,
         taken up again); the limit it is still over, or ``None``."""
         async with self._redis.trip("charge_limits"):
-            verdict = await self._redis.run(self._limit_check, limit_keys(check), [check.spec()])
+            verdict = await self._redis.run(self._limit_check, limit_keys(check), check.args)
         if not verdict:
             return None
         kind, until, now = str(verdict).split()

@@ -136,12 +136,14 @@ class UsageLedger:
         return list(await pipe.execute())
 
     async def members_day(self, community: str, day: str) -> dict[str, int]:
-        """Tokens each member used that UTC day (counted where the community has limits)."""
+        """Tokens each member used that UTC day (counted where the community has limits). The members' day
+        also holds their message buckets and the day's spend, under names with a space, which no member id
+        has (``bot.limits``)."""
         try:
-            found = await self.client.hgetall(keys.member_tokens(community, day))
+            found = await self.client.hgetall(keys.members_day(community, day))
         except STORE_FAILURES as exc:
             raise StoreUnavailable(f"redis usage members failed: {type(exc).__name__}") from exc
-        return {str(k): int(v) for k, v in found.items()}
+        return {str(k): int(v) for k, v in found.items() if " " not in str(k)}
 
     async def thread(self, thread_key: str) -> TokenTotals:
         self.round_trips += 1

@@ -14,6 +14,7 @@ from bot.bootstrap import build_runtime
 from bot.limits import day_end
 from bot.model import TextBlock, Usage
 from bot.types import Author, ReplyKind, ThreadRef
+from bot.usage import day_of
 from config.communities import Communities, CommunityConfig, CommunityLimits
 from config.settings import RedisSettings, Settings
 from tests.integration.engine_helpers import CollectingSink, message
@@ -117,6 +118,92 @@ async def test_the_daily_ceiling_stops_everyone_but_threads_at_risk_and_alerts_o
     clock.at = day_end(clock.at) + 5
     next_day = await members.handle_message(message(b, "good morning", BOB))
     assert next_day.model_called and model.calls == calls + 1
+
+
+async def test_a_deploy_in_the_middle_of_a_day_keeps_each_members_tokens_and_the_days_spend(any_redis):
+    """What the release before left in Redis: the members' tokens in the members' day (the same field, its
+    own lifetime), the spend only in the community's day sums, each bucket in a key of its own (not read:
+    the bucket starts full once)."""
+    clock = Clock()
+    day = day_of(clock.at)
+    old_members = f"tg:{{c:G-old}}:usage:{day}:members"
+    await any_redis.hset(old_members, mapping={"u-alice": 3000})
+    await any_redis.pexpire(old_members, 400 * 86_400_000)
+    await any_redis.set("tg:{c:G-old}:bucket:u-bob", f"0 {int(clock.at * 1000)}", px=70_000)  # Bob's is empty
+    await any_redis.hset(f"tg:{{c:G-spent}}:usage:{day}", mapping={"input": 2000, "output": 2000, "calls": 2,
+                                                                  "turns": 2})  # US$0.036
+    runtime, model = runtime_with(any_redis, clock, tokens_per_day=3000, daily_spend_usd=0.03,
+                                  messages_per_minute=6, burst=1)
+    members = runtime.member_actions
+    old = ThreadRef("discord", "G-old", "c1", "t1")
+    alice = await members.handle_message(message(old, "more"))
+    assert not alice.model_called
+    assert limit_lines(alice)[0].startswith("You've reached your daily limit in this community")
+    assert (await members.handle_message(message(old, "bob", BOB))).model_called
+    again = await members.handle_message(message(old, "bob again", BOB))  # the new bucket counts from here
+    assert limit_lines(again)[0].startswith("You're sending messages faster")
+    for author in (ALICE, BOB):  # each in a thread of their own: told once per thread
+        stopped = await members.handle_message(message(ThreadRef("discord", "G-spent", "c1", author.id), "hi", author))
+        assert limit_lines(stopped)[0].startswith("You've reached today's limit for this community")
+    assert model.calls == 1
+    assert await runtime.usage.members_day("G-old", day) == {"u-alice": 3000, "u-bob": 2000}
+    assert 0 < await any_redis.pttl(old_members) <= 400 * 86_400_000
+
+
+async def test_a_members_message_bucket_runs_on_across_midnight(any_redis):
+    clock = Clock()
+    clock.at = day_end(clock.at) - 5  # 23:59:55 UTC
+    runtime, _ = runtime_with(any_redis, clock, messages_per_minute=6, burst=2)  # one back every 10 s
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-midnight", "C1", "1.0")
+    assert [(await members.handle_message(message(thread, f"m{i}"))).model_called for i in range(3)] == [
+        True, True, False]
+    clock.at += 5  # 00:00 UTC, a new day: the same bucket, 5 s from its next message (told in a new thread)
+    refused = await members.handle_message(message(ThreadRef("slack", "T-midnight", "C1", "2.0"), "a new day"))
+    assert not refused.model_called and "in 5 s" in limit_lines(refused)[0]
+    clock.at += 5
+    assert (await members.handle_message(message(thread, "now"))).model_called
+
+
+async def test_a_ceiling_changed_during_the_day_applies_to_the_next_message(any_redis):
+    clock = Clock()
+    runtime, _ = runtime_with(any_redis, clock, daily_spend_usd=1.0)
+    members = runtime.member_actions
+    thread = ThreadRef("slack", "T-lowered", "C1", "1.0")
+    assert [(await members.handle_message(message(thread, f"m{i}"))).model_called for i in range(2)] == [True, True]
+    lowered, _ = runtime_with(any_redis, clock, daily_spend_usd=0.03)  # US$0.036 spent
+    stopped = await lowered.member_actions.handle_message(message(thread, "more"))
+    assert limit_lines(stopped)[0].startswith("You've reached today's limit for this community")
+    raised, _ = runtime_with(any_redis, clock, daily_spend_usd=0.05)
+    assert (await raised.member_actions.handle_message(message(thread, "one more"))).model_called  # US$0.054 now
+    assert not (await raised.member_actions.handle_message(message(thread, "and another"))).model_called
+
+
+async def test_a_limit_reached_exactly_stops_the_next_message(any_redis):
+    clock = Clock()
+    runtime, _ = runtime_with(any_redis, clock, tokens_per_day=4000)  # two turns of 2,000 tokens
+    thread = ThreadRef("slack", "T-exact", "C1", "1.0")
+    done = [(await runtime.member_actions.handle_message(message(thread, f"q{i}"))).model_called for i in range(3)]
+    assert done == [True, True, False]
+    runtime, _ = runtime_with(any_redis, clock, daily_spend_usd=0.036)  # two turns of US$0.018
+    thread = ThreadRef("slack", "T-exact-spend", "C1", "1.0")
+    outcomes = [await runtime.member_actions.handle_message(message(thread, f"q{i}", BOB)) for i in range(3)]
+    assert [o.model_called for o in outcomes] == [True, True, False]
+    assert [len(o.spend_alerts) for o in outcomes] == [0, 2, 0]  # 50%, then 80% and 100% at once
+
+
+@pytest.mark.parametrize(("limits", "field"), [({"messages_per_minute": 6}, "u-alice r"),  # the bucket
+                                                ({"daily_spend_usd": 10.0}, "$ spent")])  # the day's spend
+async def test_what_a_check_writes_expires_before_any_turn_is_committed(any_redis, limits, field):
+    runtime, model = gated_runtime(any_redis, **limits)
+    community = f"T-expiring-{field[-1]}"
+    first = await runtime.member_actions.accept(message(ThreadRef("slack", community, "C1", "1.0"), "one"))
+    members_day = f"tg:{{c:{community}}}:usage:{day_of(Clock().at)}:members"
+    assert list(await any_redis.hgetall(members_day)) == [field]  # checked, counted, its turn not done yet
+    assert 0 < await any_redis.pttl(members_day) <= 2 * 86_400_000
+    model.gate.set()
+    assert (await first.result()).model_called
+    await runtime.aclose()
 
 
 @pytest.mark.parametrize("limits", [{}, {"messages_per_minute": 0}])

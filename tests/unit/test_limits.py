@@ -69,11 +69,12 @@ def test_a_check_follows_the_utc_day_and_each_change_of_the_communitys_settings(
     config = CommunityConfig(limits=ON)
     first = limiter.check(alice, config, "G1")
     assert first is not None
-    assert first.spec() == f"u1 {noon * 1000} 6 6 0 0 {(noon + 12 * 3600) * 1000} 3.0 15.0 3.75 0.3"
+    # member, now, no ceiling, no tokens per day, a message every 10 s, a bucket of 6 (5 intervals ahead)
+    assert first.args == ("u1", str(noon * 1000), "0", "0", "10000000", "50000000", "3.0 15.0 3.75 0.3")
     clock.at = noon + 12 * 3600  # 00:00 UTC: the next day
     later = limiter.check(alice, config, "G1")
-    assert later is not None and later.day != first.day
-    assert later.spec().split()[6] == str((noon + 36 * 3600) * 1000)
+    assert later is not None and later.day == "2027-01-16" and first.day == "2027-01-15"
+    assert later.args[1] == str((noon + 12 * 3600) * 1000)
     spend = limiter.spend("u1", config)
     assert spend is not None and spend.day == later.day
     # settings saved on the dashboard are a new object: its limits and exemptions apply at once
@@ -81,5 +82,5 @@ def test_a_check_follows_the_utc_day_and_each_change_of_the_communitys_settings(
                               moderators=("u1",))
     assert limiter.check(alice, changed, "G1") is None  # now a moderator, exempt
     bob = limiter.check(Author("u2", "b"), changed, "G1")
-    assert bob is not None and bob.spec().split()[2:6] == ["2", "5", "0", "1500000"]
+    assert bob is not None and bob.args[2:6] == ("1500000", "0", "30000000", "120000000")
     assert limiter.spend("u2", CommunityConfig()) is None  # no limits: nothing counted

@@ -17,13 +17,15 @@ from bot.types import Entry
 # Accepting a member's message: dedupe, the frozen check, the thread's inbox, and the lease when the
 # thread is free. The state has its lifetime from the first commit on (every commit sets it), so only a
 # thread without turns needs one here. ``due`` is only a key on one server (on Cluster it is in another
-# slot). Encoded by ``Ingest``, decoded by ``IngestReply``.
+# slot), and so are the limits' keys (``check_keys``) with their arguments (``LimitCheck.args``, from
+# ``ARGV[LIMIT_ARGS]`` on). Encoded by ``Ingest``, decoded by ``IngestReply``.
 INGEST = START + GRANT + LIMITS + TELL_ONCE + HELD_FORM + DUE + """
-local state, log, lease, seen, remind, inbox, pending, parked, limited, due, rate, day, members =
+local state, log, lease, seen, remind, inbox, pending, parked, limited, due, members, yesterday, day =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12],
   KEYS[13]
-local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held, limit_spec, verdict, hold =
-  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
+local entry, limits, cooldown, unknown, take_lease, thread_key, due_at, have, held, verdict, hold =
+  ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local LIMIT_ARGS = 12
 local lease_ttl, dedupe, max_inbox, max_turns, idle, park =
   string.match(limits, '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
 if not redis.call('SET', seen, '1', 'NX', 'EX', dedupe) then return {'duplicate'} end
@@ -48,7 +50,7 @@ end
 -- the member's limits (never in a thread flagged at risk): checked here on one server, by ``LIMIT_CHECK`` on
 -- Cluster (its verdict); the member is told once per limit window in this thread
 local kept = false
-if (limit_spec ~= '' or verdict ~= '') and st[field_at.at_risk] ~= '1' then
+if (members or verdict ~= '') and st[field_at.at_risk] ~= '1' then
   local hit = false
   if verdict == '?' then
     -- Cluster: the verdict comes by ``LIMIT_CHECK``, sent alongside. A message that finds the thread free and
@@ -61,8 +63,8 @@ if (limit_spec ~= '' or verdict ~= '') and st[field_at.at_risk] ~= '1' then
   elseif verdict ~= '' then
     local kind, until_ms, now = string.match(verdict, '^(%a+) (%d+) (%d+)$')
     hit = {kind, until_ms, now}
-  elseif rate then
-    hit = check_limits(rate, day, members, limit_spec)
+  elseif members then
+    hit = check_limits(members, yesterday, day, LIMIT_ARGS)
   end
   if hit and hold == '' then
     return {'limited', hit[1], hit[2], hit[3], tell_once(limited, hit[1], hit[2], hit[3], idle)}
@@ -143,13 +145,18 @@ class Ingest:
                  keys.inbox(k), keys.pending(k), keys.parked(k), keys.limited(k)]
         if not one_server:
             return found
-        return [*found, keys.due(k), *(limit_keys(self.check) if self.check else [])]
+        found.append(keys.due(k))
+        if self.check is not None:
+            found += limit_keys(self.check)
+        return found
 
     def to_args(self, *, one_server: bool) -> list[Any]:
-        spec = self.check.spec() if self.check and one_server else ""
-        return [self.entry, self.limits, self.reminder_cooldown, self.unknown.value, flag(self.take_lease),
-                self.thread_key, self.due_at, *held_args(self.held), spec, self.verdict,
-                self.check.hold if self.check else ""]
+        check = self.check
+        args = [self.entry, self.limits, self.reminder_cooldown, self.unknown.value, flag(self.take_lease),
+                self.thread_key, self.due_at, *held_args(self.held), self.verdict, check.hold if check else ""]
+        if check is not None and one_server:
+            args += check.args
+        return args
 
 
 @dataclass(slots=True)

@@ -62,7 +62,7 @@ local usage_fields = {""" + lua_list(USAGE_FIELDS) + """}
 -- ``counts``: the increments of ``usage_fields``, then 1 when the community may not be in the set of
 -- communities with usage yet (0 when this process registered it), space-separated; '' for none. Returns
 -- the thread's new sums, the increments, and the day's new sums of the fields it added to (``priced``: the
--- four priced fields always, for the day's spend).
+-- four priced fields always, for the day's spend: the community has a ceiling).
 local function add_usage(usage, communities, day, counts, ttl, day_ttl, community, priced)
   if counts == '' then return false end
   local values, totals, sums = {}, {}, {}
@@ -93,16 +93,18 @@ local state, log, lease, pending, inbox, usage, pending_index, communities, day,
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local token, now, ttls, redirect_delta, warned_turn, at_risk, crisis_posted, platform, community, channel,
       jump_url, end_case, end_reason, end_category, entry_id, window_start, go_on, thread_key, have, held,
-      usage_counts, spend = unpack(ARGV, 1, 22)
-local FIRST_ENTRY = 23
+      usage_counts = unpack(ARGV, 1, 21)
+-- ARGV[22], [23], [24]: the member's count (``SpendCount.args``; '' when the community has no limits)
+local SPEND, FIRST_ENTRY = 22, 25
 local active, ended, lease_ttl, usage_ttl, day_ttl = string.match(ttls, '^(%d+) (%d+) (%d+) (%d+) (%d+)$')
 local fence, status, created_at, stored_jump_url, turn, redirects =
   unpack(redis.call('HMGET', state, 'fence', 'status', 'created_at', 'jump_url', 'turn', 'redirects'))
 local passed = false
 local function add(counts)
-  local spending = day and members and spend ~= ''
-  local totals, values, sums = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community, spending)
-  if spending and totals then passed = add_spend(day, members, alerts, values, day_ttl, spend, sums) end
+  local spending = day and members and ARGV[SPEND] ~= ''
+  local totals, values, sums = add_usage(usage, communities, day, counts, usage_ttl, day_ttl, community,
+                                         spending and ARGV[SPEND + 1] ~= '0')
+  if spending and totals then passed = add_spend(day, members, alerts, values, day_ttl, SPEND, sums) end
   return totals
 end
 local function reply(r, totals)
@@ -187,7 +189,7 @@ class Commit:
         if one_server:
             found += [pending_index, communities, *([day] if day else [])]
             if day and self.spend is not None:
-                found += spend_keys(self.thread.community, self.spend)
+                found += spend_keys(self.thread.community, self.spend.day)
         return found
 
     def to_args(self) -> list[Any]:
@@ -198,8 +200,11 @@ class Commit:
             c.jump_url or "", end.to_json() if end else "", (end.reason or "") if end else "",
             (end.category or "") if end else "", c.entry_id, "" if c.window_start is None else c.window_start,
             go_on_arg(self.go_on, self.hold), thread.key, *held_args(self.held), self.usage_counts,
-            self.spend.spec() if self.spend is not None else "", *(e.to_json() for e in c.entries),
+            *(self.spend.args if self.spend is not None else _NO_SPEND), *(e.to_json() for e in c.entries),
         ]
+
+
+_NO_SPEND = ("", "", "")
 
 
 def go_on_arg(go_on: bool, hold: bool) -> str:
