@@ -46,6 +46,10 @@ async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
     model = ScriptedModel(lambda text: [TextBlock(f"answer to {text}")], delay=0.02)
     rt = build_runtime(settings, model=model, communities=Communities(CommunityConfig()))
     rt.pipeline.register_sink("slack", CollectingSink())
+    if cluster:  # the servers are shared with other tests: start from nothing
+        await rt.redis.flushall(target_nodes=rt.redis.PRIMARIES)
+    else:
+        await rt.redis.flushall()
     try:
         yield rt
     finally:
@@ -53,7 +57,7 @@ async def runtime(request: pytest.FixtureRequest) -> AsyncIterator[Runtime]:
 
 
 def message(n: int, text: str = "hello") -> IncomingMessage:
-    thread = ThreadRef("slack", "T1", "C1", f"1700000000.{n:06d}")
+    thread = ThreadRef("slack", "TPOOL", "CPOOL", f"1700000000.{n:06d}")
     return IncomingMessage(thread, Author(f"u{n}", f"member {n}"), f"{text} {n}", message_id=f"m{n}")
 
 
