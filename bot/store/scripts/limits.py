@@ -23,8 +23,9 @@ without ``$ spent`` has it worked out from the community's day sums by its first
 the old buckets are not read: a member's message bucket starts full once after the deploy (at most one
 burst more), and the old bucket keys expire by themselves once they would have been full again. The
 members' day is kept two days now (``MEMBERS_DAY_TTL_MS``; before, as long as the day sums); one the
-release before created keeps its lifetime. A worker still on the release before reads the new fields as
-members with odd counts in ``threadguard usage``, nothing worse: every value is a whole number.
+release before created keeps its lifetime. While workers of both releases run (a rolling deploy), each
+release keeps its own message buckets, and one on the release before shows the new fields as members with
+odd counts in ``threadguard usage``, nothing worse: every value is a whole number.
 """
 
 from __future__ import annotations
