@@ -38,10 +38,12 @@ async def test_a_burst_of_events_through_bolt_makes_one_auth_test(make_env, payl
     standin = env.standin
     standin.delay_for = lambda method, args: 0.5 if method == "auth.test" else 0.0
     async with serve(env) as http:
-        mentions = [payloads.mention(f"hello {i}") for i in range(30)]
+        # (over 15 channels: posts in one channel are paced at Slack's one a second)
+        mentions = [payloads.mention(f"hello {i}", channel=f"CBURST{i % 15}") for i in range(30)]
         statuses = await asyncio.gather(*(http.event(m) for m in mentions))
         assert {status for status, _ in statuses} == {200}
         await env.settle()
     assert len(standin.attempts("auth.test")) == 1
     for mention in mentions:
-        assert thread_texts(standin, mention["event"]["ts"]), mention["event"]["text"]
+        event = mention["event"]
+        assert thread_texts(standin, event["ts"], channel=event["channel"]), event["text"]
