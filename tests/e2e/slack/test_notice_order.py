@@ -125,11 +125,15 @@ async def setup(standin: SlackStandin, anthropic_standin: AnthropicStandin,
                 w.close()
 
 
+#: Seconds Slack takes to accept a warning in the 30-thread test.
+SLOW_WARNING = 3.0
+
+
 async def test_notices_come_right_after_their_answer_in_30_threads_at_once(setup, standin, anthropic_standin,
                                                                            payloads: Payloads):
     script = Script(anthropic_standin)
     # Slack is slow to take warnings: the next answer would have seconds to overtake one
-    standin.delay_for = lambda method, args: 3.0 if str(args.get("text", "")).startswith("\u26a0") else 0.0
+    standin.delay_for = lambda method, args: SLOW_WARNING if str(args.get("text", "")).startswith("\u26a0") else 0.0
     a, b = await setup(2, **LEASE)
     workers = [a, b]
     crisis_delays: list[float] = []
@@ -197,7 +201,9 @@ async def test_notices_come_right_after_their_answer_in_30_threads_at_once(setup
     print(f"\nnotice order: {in_order}/{THREADS} threads in ladder order; crisis resources after the flagging "
           f"turn's last model response: median {statistics.median(crisis_delays):.3f} s, p99 {p99:.3f} s, "
           f"max {crisis_delays[-1]:.3f} s over {len(crisis_delays)} threads; {updates} chat.update calls")
-    assert p99 < 2.0
+    # Not a speed target (the figure above is printed for that): crisis resources that queued behind any
+    # thread's slow warning would arrive at least SLOW_WARNING late; the margin leaves room for a loaded machine.
+    assert p99 < SLOW_WARNING - 0.25
     for w in workers:
         assert "Traceback" not in w.log(), w.log()[-3000:]
 
