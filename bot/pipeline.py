@@ -307,7 +307,8 @@ class TurnPipeline:
             log.info("thread %s: taken over (lease %s)", thread.key, claimed.start.token)
             self._start_drain(thread, claimed.start, asked)
         elif claimed.status is ClaimStatus.HELD:
-            left = claimed.lease_left_ms if claimed.lease_left_ms > 0 else self.store_lease_ms
+            # a lease about to run out (0 ms left) is due again in a moment, not a whole lease later
+            left = claimed.lease_left_ms if claimed.lease_left_ms >= 0 else self.store_lease_ms
             await self.store.reschedule_due(thread, int(time.time() * 1000) + left + 50)
         return claimed.status
 

@@ -83,7 +83,7 @@ class IngestResult:
 class ClaimResult:
     status: ClaimStatus
     start: TurnStart | None = None
-    #: Milliseconds left on another owner's lease.
+    #: Milliseconds left on another owner's lease (0: it runs out now; -1: it has no lifetime).
     lease_left_ms: int = 0
 
 

@@ -226,7 +226,7 @@ class ClaimReply:
     status: ClaimStatus
     token: str = ""
     start: StartReply | None = None
-    #: Held: milliseconds left on the other owner's lease.
+    #: Held: milliseconds left on the other owner's lease (0: it runs out now; -1: it has no lifetime).
     lease_left_ms: int = 0
 
     @classmethod
@@ -235,7 +235,7 @@ class ClaimReply:
         if status is ClaimStatus.OWNER:
             return cls(status, token=str(reply[1]), start=StartReply.from_reply(reply[2]))
         if status is ClaimStatus.HELD:
-            return cls(status, lease_left_ms=max(0, int(reply[1])))
+            return cls(status, lease_left_ms=max(-1, int(reply[1])))
         return cls(status)
 
 
