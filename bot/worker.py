@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 PENDING_MIN_AGE = 10.0
 #: Queued notices carried out per platform and pass.
 NOTICES_PER_PASS = 20
+#: Seconds after a due time the recovery loop looks: a thread is due when its owner's lease could run out,
+#: which the accepting script sets a moment after the due time was worked out.
+DUE_MARGIN = 0.05
 
 
 class _Timer:
@@ -285,7 +288,7 @@ class Worker:
     def _due_at(self, platform: str, shard: int, at_ms: int) -> float:
         """Look at a due set at ``at_ms`` (epoch ms), or sooner if already planned; returns when (loop time)."""
         loop = asyncio.get_running_loop()
-        at = loop.time() + at_ms / 1000 - time.time()
+        at = loop.time() + at_ms / 1000 - time.time() + DUE_MARGIN
         planned = self._due.get((platform, shard))
         if planned is None or at < planned:
             self._due[platform, shard] = at
