@@ -44,6 +44,11 @@ NOTICES_PER_PASS = 20
 DUE_MARGIN = 0.05
 
 
+def _loop_time(epoch_ms: int) -> float:
+    """The event loop's time of an epoch moment (milliseconds, as Redis holds due times)."""
+    return asyncio.get_running_loop().time() + epoch_ms / 1000 - time.time()
+
+
 class _Timer:
     """When one loop looks next: when asked to (by its own pass or a wake-up), never sooner than ``gap``
     after its last look, and at the latest a ``horizon`` after it (the sweep, or the polling interval while
@@ -65,8 +70,7 @@ class _Timer:
 
     def at_epoch_ms(self, ms: int) -> None:
         """Look at ``ms`` (epoch milliseconds, as Redis holds due times)."""
-        loop = asyncio.get_running_loop()
-        self.at(loop.time() + ms / 1000 - time.time())
+        self.at(_loop_time(ms))
 
     def nudge(self) -> None:
         """The horizon changed: work out the wait again."""
@@ -287,8 +291,7 @@ class Worker:
 
     def _due_at(self, platform: str, shard: int, at_ms: int) -> float:
         """Look at a due set at ``at_ms`` (epoch ms), or sooner if already planned; returns when (loop time)."""
-        loop = asyncio.get_running_loop()
-        at = loop.time() + at_ms / 1000 - time.time() + DUE_MARGIN
+        at = _loop_time(at_ms) + DUE_MARGIN
         planned = self._due.get((platform, shard))
         if planned is None or at < planned:
             self._due[platform, shard] = at

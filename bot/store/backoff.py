@@ -13,8 +13,8 @@ import time
 
 from bot.store import keys
 from bot.store.connection import RedisConnection
+from bot.store.redis_inbox import DueMarks
 from bot.store.scripts import DUE
-from bot.store.scripts.inbox import ADD_DUE, AddDue
 from bot.types import ThreadRef
 
 KEY = f"{keys.PREFIX}:backoff:model"
@@ -55,7 +55,7 @@ class RedisBackoff:
         self._redis = connection
         self._share = connection.script(SHARE)
         self._wait_out = connection.script(WAIT_OUT)
-        self._add_due = connection.script(ADD_DUE)
+        self._mark_due = DueMarks(connection)
 
     async def wait_out(self, thread: ThreadRef, token: str, until_ms: int, tell_after_ms: int | None) -> bool:
         """Hand the thread's lease back until ``until_ms``; True when its member is to be told now that the
@@ -66,9 +66,8 @@ class RedisBackoff:
         redis = self._redis
         async with redis.trip("wait_out"):
             if redis.cluster:  # the due set is in another slot: sent at the same time
-                due = AddDue(k, until_ms)
                 told, _ = await asyncio.gather(redis.run(self._wait_out, thread_keys, args),
-                                               redis.run(self._add_due, due.keys(), due.to_args()))
+                                               self._mark_due(k, until_ms))
             else:
                 told = await redis.run(self._wait_out, [*thread_keys, keys.due(k)], args)
         return bool(told)

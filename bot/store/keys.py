@@ -59,7 +59,7 @@ Global:
     tg:communities        set    every community that has cases
     tg:outbox:<platform>  list   ThreadNotice JSON for that platform's bot process, oldest first
     tg:wake               pub/sub channel: what the background loops of every process wait for
-                                 (``bot.store.wakeups``): ``due <platform> <ms>`` (a due set's first
+                                 (``bot.store.wakeups``): ``due <platform> <shard> <ms>`` (a due set's first
                                  score moved earlier), ``notice <platform>``, ``settings``, ``pending``
                                  (an end's case waits for its number), ``backoff <ms>``, ``echo``
 """

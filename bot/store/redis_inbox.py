@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from bot.errors import StoreUnavailable
@@ -35,6 +35,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class DueMarks:
+    """``ADD_DUE`` on a connection: a thread due at ``at_ms`` in its due set, with the wake-up word when that
+    makes it the set's first (what every write that makes a thread due sooner goes through)."""
+
+    def __init__(self, connection: RedisConnection) -> None:
+        self._redis = connection
+        self._script = connection.script(scripts.ADD_DUE)
+
+    def __call__(self, thread_key: str, at_ms: int) -> Awaitable[Any]:
+        call = scripts.AddDue(thread_key, at_ms)
+        return self._redis.run(self._script, call.keys(), call.to_args())
+
+
 class RedisTurnInbox:
     def __init__(self, connection: RedisConnection, settings: StoreSettings, windows: WindowCache) -> None:
         self._redis = connection
@@ -51,7 +64,7 @@ class RedisTurnInbox:
         self._lease_for_end = connection.script(scripts.LEASE_FOR_END)
         self._renew = connection.script(scripts.RENEW)
         self._forget_due = connection.script(scripts.FORGET_DUE)
-        self._add_due = connection.script(scripts.ADD_DUE)
+        self._mark_due = DueMarks(connection)
 
     async def ingest(self, entry: InboxEntry, *, reminder_cooldown: int, unknown: UnknownThread,
                      take_lease: bool, max_inbox: int, max_turns: int,
@@ -107,9 +120,8 @@ class RedisTurnInbox:
         ``None`` without ``limits``)."""
         redis, k = self._redis, call.thread_key
         async with redis.trip("ingest"):
-            due = scripts.AddDue(k, call.due_at)
             sends = [redis.run(self._ingest, call.keys(one_server=False), call.to_args(one_server=False)),
-                     redis.run(self._add_due, due.keys(), due.to_args())]
+                     self._mark_due(k, call.due_at)]
             if limits is not None:
                 redis.round_trips += 1  # a request of its own, sent with the others
                 sends.append(redis.run(self._limit_check, limit_keys(limits), limits.args))
@@ -189,10 +201,9 @@ class RedisTurnInbox:
         """Hand the lease back (shutdown); the thread is due at once for another worker."""
         k = thread.key
         call = scripts.Renew(k, token, None)
-        due = scripts.AddDue(k, now_ms())
         async with self._redis.trip("release"):
             await self._renew(keys=call.keys(), args=call.to_args())
-            await self._redis.run(self._add_due, due.keys(), due.to_args())
+            await self._mark_due(k, now_ms())
 
     async def due_threads(self, platform: str, now_ms: int, limit: int,
                           shards: Iterable[int] | None = None) -> DueThreads:
@@ -232,9 +243,8 @@ class RedisTurnInbox:
         """Register threads whose due-set write failed at ingest (a failover); best effort."""
         for k, due_at in list(self._unindexed.items()):
             try:
-                due = scripts.AddDue(k, due_at)
                 async with self._redis.trip("index_late"):
-                    await self._redis.run(self._add_due, due.keys(), due.to_args())
+                    await self._mark_due(k, due_at)
             except StoreUnavailable:
                 return
             del self._unindexed[k]
@@ -245,8 +255,7 @@ class RedisTurnInbox:
             if later:  # never sooner: the processes waiting for the set's first due time need no word
                 await self._redis.client.zadd(keys.due(thread.key), {thread.key: at_ms}, xx=True, gt=True)
             else:
-                due = scripts.AddDue(thread.key, at_ms)
-                await self._redis.run(self._add_due, due.keys(), due.to_args())
+                await self._mark_due(thread.key, at_ms)
 
     async def charge_limits(self, check: LimitCheck) -> LimitHit | None:
         """Check a member's limits and count the message when it is within them (a message a limit kept,
