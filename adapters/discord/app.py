@@ -66,6 +66,7 @@ class DiscordBot:
 
     async def close(self) -> None:
         await self.notices.stop()
+        await self.conversations.surface.answers_shown()  # the last edits still on their way
         await self.client.close()
 
 

@@ -69,7 +69,7 @@ class Conversations:
         self.downloads = for_platform(members.file_limits, DISCORD_FILE_HOSTS, settings.api_base_url)
         #: Where outcomes and notices are carried out (its ``appeal_view`` is set by the bot builder).
         self.surface = DiscordSurface(client, locker, modlog)
-        self.delivery = Delivery(self.surface)
+        self.delivery = Delivery(self.surface, later=self.surface.later)
 
     # --- routing -------------------------------------------------------------------------------
 

@@ -3,11 +3,13 @@
 Every answer goes out through the sink, from the process that works on the thread (the turn pipeline may
 run a thread's turn in another process than the one that received the message, after a crash or when that
 process was busy): the answer streams into one message, with "typing…" shown from a moment after the turn
-started until its outcome is carried out (``adapters.delivery``). Notices queued by processes without a
-Discord connection (a reopen on the dashboard) are carried out here too: a ``reopen`` unlocks and
-unarchives the thread the way ``/threadguard reopen`` does, then posts the notice; an ``appeal`` decision
-is posted in the ended thread to the member who appealed; any other action only posts its replies. The
-loops that call the sink run in the core (``bot.worker``), the same for every platform.
+started until its outcome is carried out (``adapters.delivery``). Its edits are paced per channel, off the
+turn (``replies``, ``pacing``): the turn is over once the answer's messages are posted, its last edit
+follows. Notices queued by processes without a Discord connection (a reopen on the dashboard) are carried
+out here too: a ``reopen`` unlocks and unarchives the thread the way ``/threadguard reopen`` does, then
+posts the notice; an ``appeal`` decision is posted in the ended thread to the member who appealed; any
+other action only posts its replies. The loops that call the sink run in the core (``bot.worker``), the
+same for every platform.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ class DiscordSink:
 
     def stream(self, entry: InboxEntry) -> TextSink | None:
         conv = self._conversations
-        return AnswerMessage(conv.channel_for(entry.thread), entry.thread.key,
-                             interval=conv.settings.stream_edit_interval, delay=conv.typing_delay)
+        return conv.surface.answer(entry.thread, interval=conv.settings.stream_edit_interval,
+                                   delay=conv.typing_delay)
 
     async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
         answer = stream if isinstance(stream, AnswerMessage) else None

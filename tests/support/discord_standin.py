@@ -22,6 +22,8 @@ What it speaks:
   removes a message (MESSAGE_DELETE), after which editing it answers 404 (10008 Unknown Message);
   posting to a locked, archived thread answers 50083 unless the bot may manage threads; content over
   2,000 characters answers 400 (50035 Invalid Form Body), as Discord does.
+- rate limits (opt-in): ``limit_edits()`` limits message edits per channel as Discord does, with its
+  ``X-RateLimit-*`` headers on every edit's answer and a 429 past the limit (what discord.py obeys).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -48,6 +51,7 @@ MANAGE_THREADS = 0x400000000
 ADMIN_LIKE = EVERYONE_PERMISSIONS | MANAGE_MESSAGES | MANAGE_THREADS
 EPHEMERAL = 64
 CONTENT_LIMIT = 2000
+EDIT_BUCKET = "a1b2c3d4e5f60789"  # the bucket hash Discord names for message edits (per channel)
 
 
 def now_iso() -> str:
@@ -149,6 +153,9 @@ class DiscordStandin:
         self.identifies: list[dict[str, Any]] = []
         self.sessions: list[Session] = []
         self.bot_manages_threads = True
+        #: Message edits allowed per channel and window (seconds), when a test turns it on (``limit_edits``).
+        self.edit_limit: tuple[int, float] | None = None
+        self._edit_windows: dict[str, tuple[float, int]] = {}  # channel -> (window closes, edits in it)
         self.heartbeats = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._runner: web.AppRunner | None = None
@@ -300,6 +307,13 @@ class DiscordStandin:
         self.failures.append(Failure(method.upper(), re.compile(path_regex), status, code, times, retry_after))
 
     # --- acting as members ---------------------------------------------------------------------
+
+    def limit_edits(self, per: int = 5, seconds: float = 5.0) -> None:
+        """Limit message edits per channel as Discord does: ``per`` in a window of ``seconds`` that opens with
+        the first edit after the last window closed. Every edit's answer carries the bucket's
+        ``X-RateLimit-*`` headers; one past the limit answers 429 with Discord's body (``retry_after`` until
+        the window closes, ``global: false``) and edits nothing."""
+        self.edit_limit = (per, seconds)
 
     def _message(self, channel_id: str, author: dict[str, Any], content: str, **extra: Any) -> dict[str, Any]:
         channel = self.channels.get(channel_id, {})
@@ -583,6 +597,9 @@ class DiscordStandin:
         failure = self._failure_for(call)
         if failure is not None:
             return self._error_response(call, failure)
+        limited, headers = self._edit_bucket(call)
+        if limited is not None:
+            return limited
         for method, pattern, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if method == request.method and match:
@@ -590,11 +607,11 @@ class DiscordStandin:
                     result = handler(call, *match.groups())
                 except _ApiError as err:
                     call.status = err.status
-                    return _json(err.body(), err.status)
+                    return _json(err.body(), err.status, headers)
                 if result is None:
                     call.status = 204
-                    return web.Response(status=204)
-                return _json(result)
+                    return web.Response(status=204, headers=headers)
+                return _json(result, headers=headers)
         call.status = 404
         self.unknown.append(call)
         return _json({"message": "404: Not Found", "code": 0}, 404)
@@ -616,6 +633,29 @@ class DiscordStandin:
                 failure.times -= 1
                 return failure
         return None
+
+    def _edit_bucket(self, call: RestCall) -> tuple[web.Response | None, dict[str, str]]:
+        """With ``limit_edits``: a 429 for an edit past its channel's limit, else the headers its answer carries."""
+        match = re.fullmatch(r"/channels/(\d+)/messages/\d+", call.path)
+        if self.edit_limit is None or call.method != "PATCH" or match is None:
+            return None, {}
+        per, seconds = self.edit_limit
+        now = time.monotonic()
+        closes, used = self._edit_windows.get(match[1], (0.0, 0))
+        if now >= closes:
+            closes, used = now + seconds, 0
+        left = closes - now
+        headers = {"X-RateLimit-Limit": str(per), "X-RateLimit-Remaining": str(max(0, per - used - 1)),
+                   "X-RateLimit-Reset": f"{time.time() + left:.3f}", "X-RateLimit-Reset-After": f"{left:.3f}",
+                   "X-RateLimit-Bucket": EDIT_BUCKET}
+        if used >= per:
+            call.status = 429
+            headers.update({"X-RateLimit-Remaining": "0", "Retry-After": str(math.ceil(left)),
+                            "X-RateLimit-Scope": "user", "Via": "1.1 google"})
+            body = {"message": "You are being rate limited.", "retry_after": round(left, 3), "global": False}
+            return _json(body, 429, headers), headers
+        self._edit_windows[match[1]] = (closes, used + 1)
+        return None, headers
 
     def _error_response(self, call: RestCall, failure: Failure) -> web.Response:
         call.status = failure.status

@@ -103,7 +103,8 @@ async def runtime(redis_client: redis.asyncio.Redis, model: CountingModel, stand
 
 
 def _track(bot: DiscordBot, runtime: Runtime, standin: DiscordStandin) -> None:
-    """Tell the stand-in which member messages the bot has handled and whether turns are still running."""
+    """Tell the stand-in which member messages the bot has handled and whether turns (or their answers'
+    last edits) are still running."""
     original = bot.client.on_message  # type: ignore[attr-defined]
     handling = 0
     standin.handled = set()
@@ -119,7 +120,8 @@ def _track(bot: DiscordBot, runtime: Runtime, standin: DiscordStandin) -> None:
             standin.handled.add(str(message.id))
 
     bot.client.on_message = on_message  # type: ignore[attr-defined]
-    standin.busy = lambda: handling > 0 or runtime.pipeline.active > 0
+    surface = bot.conversations.surface  # answers' last edits run after their turns
+    standin.busy = lambda: handling > 0 or runtime.pipeline.active > 0 or surface.pending > 0
 
 
 @contextlib.asynccontextmanager
