@@ -228,8 +228,9 @@ class Conversations:
         key = f"slack:{self.slack.team_id}:CGENERAL:{ts}"
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            if any(c.method == "chat.postMessage" and c.args.get("thread_ts") == ts
-                   and "An answer" in str(c.args.get("text", "")) for c in self.slack.calls) \
+            shown = [self.slack.bot_messages.get(str(c.args.get("_ts")), "") for c in self.slack.calls
+                     if c.method in ("chat.postMessage", "chat.startStream") and c.args.get("thread_ts") == ts]
+            if any("An answer" in text for text in shown) \
                     and not await self.admin.exists(keys.inbox(key), keys.lock(key)):
                 return True
             await asyncio.sleep(0.05)

@@ -46,12 +46,26 @@ class SlackSettings(BaseSettings):
     mod_log_channel: str | None = None
     moderators: IdList = ()
     moderator_group: str | None = None
-    #: Minimum seconds between two ``chat.update`` calls of a streaming answer (Tier 3: ~50 a minute).
+    #: Minimum seconds between two steps (an update, an append) of a streaming answer.
     stream_edit_interval: float = Field(default=1.0, ge=0.0)
-    #: ``chat.update`` calls per minute per workspace, shared by every process through Redis (Slack's
-    #: Tier 3 allows about 50), and how many of them may go back to back.
+    #: Calls per minute per workspace, shared by every process through Redis, of ``chat.update`` (Slack's
+    #: Tier 3 allows about 50), of ``chat.startStream`` and ``chat.stopStream`` each (Tier 2: about 20) and of
+    #: ``chat.appendStream`` (Tier 4: about 100); and how many of each may go back to back.
     update_budget_per_minute: float = Field(default=50.0, gt=0)
+    stream_budget_per_minute: float = Field(default=20.0, gt=0)
+    append_budget_per_minute: float = Field(default=100.0, gt=0)
     update_burst: int = Field(default=3, ge=1)
+    #: ``chat.postMessage`` per channel (Slack: "1 per second, short bursts >1 allowed") and per workspace
+    #: (a limit Slack has but does not publish; about 1,000 a minute in bursts of 30 stays clear of what
+    #: workspaces report, with room for calls arriving unevenly: lower it if a workspace sees 429s).
+    channel_posts_per_minute: float = Field(default=60.0, gt=0)
+    channel_post_burst: int = Field(default=3, ge=1)
+    posts_per_minute: float = Field(default=1000.0, gt=0)
+    post_burst: int = Field(default=30, ge=1)
+    #: Answers use Slack's streaming methods where a channel takes them (else posts and updates).
+    streaming: bool = True
+    #: Slots of a budget an intermediate step (an update, an append) leaves for answers' last calls.
+    stream_headroom: int = Field(default=1, ge=0)
     #: Characters per Slack message before an answer continues in the next one.
     message_limit: int = Field(default=3500, ge=200, le=39000)
     #: Follow-up tasks (reminders, edits) run at the same time after the acknowledgement.

@@ -35,7 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.delivery import Delivery
 from bot.bootstrap import Runtime, build_runtime
 from bot.metrics import Metrics
-from bot.store.budget import SharedBudget
+from bot.store.budget import Rate, SharedBudget
 from config.settings import Settings
 from config.slack import SlackSettings
 
@@ -48,7 +48,7 @@ from .gate import RequestGate, unusable
 from .identity import IdentityCache, SingleWorkspaceAuthorize
 from .modlog import ModLog
 from .oauth import Workspaces
-from .replies import Poster
+from .replies import CHANNEL_POSTS, POSTS, Poster
 from .shared import ACTION as OWN_ACTION
 from .shared import OwnConversations
 from .tasks import EventTasks, OverCapacity
@@ -94,6 +94,19 @@ def web_client(slack: SlackSettings, *, metrics: Metrics | None = None, retry_ra
                           retry_handlers=handlers)
 
 
+def slack_budget(runtime: Runtime, slack: SlackSettings) -> SharedBudget:
+    """The budgets of the methods a streamed answer calls, per workspace, shared by every process."""
+    burst = slack.update_burst
+    return SharedBudget(runtime.redis, {
+        "chat.update": Rate(slack.update_budget_per_minute, burst),
+        "chat.startStream": Rate(slack.stream_budget_per_minute, burst),
+        "chat.stopStream": Rate(slack.stream_budget_per_minute, burst),
+        "chat.appendStream": Rate(slack.append_budget_per_minute, burst),
+        POSTS: Rate(slack.posts_per_minute, slack.post_burst),
+        CHANNEL_POSTS: Rate(slack.channel_posts_per_minute, slack.channel_post_burst),
+    })
+
+
 class SlackBot:
     """The Bolt app wired to the engine. ``app`` is what Socket Mode or the HTTP endpoint dispatches to."""
 
@@ -108,10 +121,9 @@ class SlackBot:
         self.tasks = EventTasks(max_concurrent=slack.max_concurrent_events, max_pending=slack.max_pending_events)
         identities = WorkspaceIdentities(self.client) if self.workspaces else None
         self.identity = identities or IdentityCache(self.client)
-        budget = SharedBudget(runtime.redis, "chat.update", per_minute=slack.update_budget_per_minute,
-                              burst=slack.update_burst)
-        poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=budget,
-                        stream_client=web_client(slack, retry_rate_limits=False, tokens=tokens))
+        poster = Poster(self.client, limit=slack.message_limit, metrics=metrics, budget=slack_budget(runtime, slack),
+                        stream_client=web_client(slack, retry_rate_limits=False, tokens=tokens),
+                        streams=slack.streaming, headroom=slack.stream_headroom)
         self.modlog = ModLog(self.client, poster, runtime.communities, slack)
         self.surface = SlackSurface(poster, self.modlog, self.identity)
         self.delivery = Delivery(self.surface, later=self._later)

@@ -27,10 +27,11 @@ from config.communities import Communities
 from config.slack import SlackSettings
 
 from . import translate
+from .answer import StreamingReply
 from .appeal import notice_blocks
 from .identity import IdentityCache
 from .modlog import ModLog
-from .replies import Poster, StreamingReply
+from .replies import Poster
 from .shared import post_addressed
 from .translate import Identity, escape
 
@@ -107,7 +108,7 @@ class SlackSink:
     def stream(self, entry: InboxEntry) -> TextSink | None:
         thread = entry.thread
         return StreamingReply(self._surface.poster, thread.channel, thread.thread, where=thread.key,
-                              interval=self._slack.stream_edit_interval)
+                              recipient=entry.target.user, interval=self._slack.stream_edit_interval)
 
     async def deliver(self, entry: InboxEntry, outcome: Outcome, stream: TextSink | None) -> None:
         await self._delivery.outcome(outcome, entry.target.user, stream if isinstance(stream, StreamingReply) else None)
@@ -214,7 +215,7 @@ class Conversations:
     async def _edit(self, edit: EditedMessage, identity: Identity) -> None:
         old = edit.thread
         stream = StreamingReply(self._surface.poster, old.channel, old.thread, where=old.key,
-                                interval=self._slack.stream_edit_interval)
+                                recipient=edit.author.id, interval=self._slack.stream_edit_interval)
 
         async def open_branch(first_text: str) -> ThreadRef:
             new = await self._open_branch(edit, first_text, identity)

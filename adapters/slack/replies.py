@@ -1,4 +1,5 @@
-"""Posting to Slack: clean splits of long text, ephemeral notices, and answers streamed by ``chat.update``.
+"""Posting to Slack: clean splits of long text, ephemeral notices, and the calls of streamed answers
+(``adapters.slack.answer``).
 
 Every Web API failure (after the client's own retries on 429, 5xx and connection errors) is logged
 with the thread key and the Slack error code, and reported as ``False``/``None``: a failed post never
@@ -8,10 +9,7 @@ stops the rest of an outcome (the freeze, the mod-log post) from being carried o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -35,6 +33,21 @@ API_ERRORS: tuple[type[BaseException], ...] = (SlackClientError, aiohttp.ClientE
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 
 
+#: Errors of ``chat.startStream`` worth another try later (the next answer); any other refusal means the
+#: channel (or, for these, the workspace) does not take streams.
+TRANSIENT_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout",
+                              "ClientConnectorError", "ServerDisconnectedError", "TimeoutError",
+                              "ClientOSError", "http_500", "http_502", "http_503", "http_504"})
+WORKSPACE_STREAM_ERRORS = frozenset({"unknown_method", "missing_scope", "not_allowed_token_type",
+                                     "feature_not_enabled", "team_not_allowed"})
+#: ``chat.stopStream``/``chat.appendStream`` errors that mean the stream is over (Slack ended it).
+STREAM_OVER_ERRORS = frozenset({"message_not_in_streaming_state", "message_not_found", "streaming_state_conflict"})
+
+
+#: The budgets of ``chat.postMessage``: the workspace's, and each channel's.
+POSTS, CHANNEL_POSTS = "chat.postMessage", "chat.postMessage.channel"
+
+
 class MessageGone(Exception):
     """``chat.update`` found no message of the bot's to update."""
 
@@ -53,14 +66,22 @@ class Poster:
     """Thin wrapper over the Web API calls the adapter makes; ``where`` (a thread key) goes in the logs."""
 
     def __init__(self, client: AsyncWebClient, *, limit: int = 3500, metrics: Metrics | None = None,
-                 stream_client: AsyncWebClient | None = None, budget: UpdateBudget | None = None) -> None:
+                 stream_client: AsyncWebClient | None = None, budget: Budget | None = None,
+                 streams: bool = True, headroom: int = 1) -> None:
         self.client = client
         self.limit = limit
         self.metrics = metrics or Metrics()
-        #: For streamed updates: a client that returns a 429 at once instead of sleeping on it.
+        #: For streamed answers: a client that returns a 429 at once instead of sleeping on it.
         self.stream_client = stream_client or client
-        #: The workspace's shared ``chat.update`` budget (None: only the per-reply interval paces updates).
+        #: The workspace's shared method budgets (None: only each answer's interval paces its calls).
         self.budget = budget
+        #: Answers may use Slack's streaming methods (``chat.startStream``…) where a channel takes them.
+        self.streams = streams
+        #: Slots of a budget an intermediate step leaves for answers' last calls.
+        self.headroom = headroom
+        #: Channels (``workspace:channel``) and workspaces that refused a stream: answers there are posted
+        #: and updated instead.
+        self._no_streams: set[str] = set()
 
     @staticmethod
     def workspace_of(where: str) -> str:
@@ -93,6 +114,7 @@ class Poster:
             pieces = [escape(p) for p in pieces]
         first: str | None = None
         for piece in pieces:
+            await self._post_slot(channel, where)
             try:
                 resp = await self.client.chat_postMessage(
                     channel=channel, thread_ts=thread_ts, text=piece, blocks=blocks,
@@ -102,6 +124,15 @@ class Poster:
                 return first
             first = first or str(resp.get("ts") or "") or None
         return first
+
+    async def _post_slot(self, channel: str, where: str) -> None:
+        """Wait for this post's slot: Slack posts about one message a second per channel and limits a
+        workspace's posts, so posts are scheduled across every process instead of refused with a 429."""
+        if self.budget is None:
+            return
+        wait = await self.budget.reserve(self.workspace_of(where), (POSTS, ""), (CHANNEL_POSTS, channel))
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     async def ephemeral(self, channel: str, user: str, thread_ts: str | None, text: str, *, where: str) -> bool:
         if self.withheld("chat.postEphemeral", where):
@@ -132,6 +163,67 @@ class Poster:
             return wait
         return True
 
+    def may_stream(self, workspace: str, channel: str, recipient: str | None) -> bool:
+        """Whether an answer here may try Slack's streaming methods (a channel's stream is addressed to one
+        member, so it needs to know whom)."""
+        return (self.streams and recipient is not None and workspace not in self._no_streams
+                and f"{workspace}:{channel}" not in self._no_streams)
+
+    async def start_stream(self, channel: str, thread_ts: str, text: str, *, where: str,
+                           recipient: str | None) -> str | float | None:
+        """``chat.startStream`` with the first words: the stream's ts, the seconds a 429 asks for, or None
+        (refused: the channel, or the workspace, is not streamed to again)."""
+        if self.withheld("chat.startStream", where):
+            return None
+        workspace = self.workspace_of(where)
+        try:
+            resp = await self.stream_client.chat_startStream(
+                channel=channel, thread_ts=thread_ts, markdown_text=text, recipient_user_id=recipient,
+                recipient_team_id=workspace if workspace != "-" else None)
+        except API_ERRORS as exc:
+            wait = retry_after(exc)
+            if wait is not None:
+                self.metrics.rate_limited("slack", "chat.startStream")
+                return wait
+            code = error_code(exc)
+            if code in TRANSIENT_ERRORS:
+                self.failed("chat.startStream", exc, where)
+                return None
+            log.info("%s: chat.startStream refused (%s): answers here are posted and updated", where, code)
+            self.metrics.platform_error("slack", code)
+            self._no_streams.add(workspace if code in WORKSPACE_STREAM_ERRORS else f"{workspace}:{channel}")
+            return None
+        return str(resp.get("ts") or "") or None
+
+    async def append_stream(self, channel: str, ts: str, text: str, *, where: str) -> bool | float:
+        """``chat.appendStream``: True, False (failed), or the seconds a 429 asks for."""
+        if self.withheld("chat.appendStream", where):
+            return False
+        try:
+            await self.stream_client.chat_appendStream(channel=channel, ts=ts, markdown_text=text)
+        except API_ERRORS as exc:
+            wait = retry_after(exc)
+            if wait is None:
+                self.failed("chat.appendStream", exc, where)
+                return False
+            return wait
+        return True
+
+    async def stop_stream(self, channel: str, ts: str, text: str, *, where: str) -> bool | float | None:
+        """``chat.stopStream`` with the rest of the text: True, False (failed), the seconds a 429 asks for,
+        or None when the stream was over already (Slack ended it: the text is set by an update)."""
+        if self.withheld("chat.stopStream", where):
+            return False
+        try:
+            await self.stream_client.chat_stopStream(channel=channel, ts=ts, markdown_text=text or None)
+        except API_ERRORS as exc:
+            wait = retry_after(exc)
+            if wait is not None:
+                return wait
+            self.failed("chat.stopStream", exc, where)
+            return None if error_code(exc) in STREAM_OVER_ERRORS else False
+        return True
+
     async def delete(self, channel: str, ts: str, *, where: str) -> bool:
         try:
             await self.client.chat_delete(channel=channel, ts=ts)
@@ -141,12 +233,14 @@ class Poster:
         return True
 
 
-class UpdateBudget(Protocol):
-    """A ``chat.update`` budget shared by the processes of a workspace (``bot.store.budget.SharedBudget``)."""
+class Budget(Protocol):
+    """Slack's method budgets shared by the processes of a workspace (``bot.store.budget.SharedBudget``)."""
 
-    async def wait_seconds(self, workspace: str) -> float: ...
+    async def spend(self, workspace: str, *methods: str, headroom: int = 0) -> float: ...
 
-    async def pause(self, workspace: str, seconds: float) -> None: ...
+    async def pause(self, workspace: str, method: str, seconds: float) -> None: ...
+
+    async def reserve(self, workspace: str, *budgets: tuple[str, str]) -> float: ...
 
 
 def retry_after(exc: BaseException) -> float | None:
@@ -163,238 +257,3 @@ def retry_after(exc: BaseException) -> float | None:
             except (TypeError, ValueError):
                 break
     return 1.0
-
-
-#: What a slow answer shows until its first words arrive (then the same message becomes the answer).
-WORKING = "_Working on it…_"
-
-
-class StreamingReply:
-    """A ``TextSink`` whose calls never wait on Slack: the text is kept, and one updater task per reply
-    shows the latest of it, at most once per ``interval`` and within the workspace's shared
-    ``chat.update`` budget. A 429 pauses the updater (and, through the budget, every process of the
-    workspace) for its Retry-After; the next update then shows the latest text, so nothing is sent twice.
-    Past the message limit that part is finished and the answer continues in a new message."""
-
-    def __init__(self, poster: Poster, channel: str, thread_ts: str, *, where: str, interval: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._poster = poster
-        self._channel = channel
-        self._thread_ts = thread_ts
-        self._where = where
-        self._interval = interval
-        self._clock = clock
-        self._text = ""
-        self._done = 0  # characters of _text already finished in earlier messages
-        self._live: str | None = None  # ts of the message being updated
-        self._live_text = ""
-        self._last = float("-inf")
-        self._broken = False
-        #: The live message shows ``WORKING``: its first words replace it at once, not paced.
-        self._placeholder = False
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._halted = False
-        self._task: asyncio.Task[None] | None = None
-        #: Set once the answer's first message is posted (or the updater stopped without one).
-        self._posted = asyncio.Event()
-        self.messages: list[str] = []
-        self.updates = 0
-        #: Seconds spent waiting for the budget or a Retry-After (for tests and logs).
-        self.waited = 0.0
-
-    @property
-    def started(self) -> bool:
-        return bool(self.messages) or self._pending_first
-
-    @property
-    def _pending_first(self) -> bool:
-        return self._task is not None and not self._task.done() and not self._halted
-
-    def move(self, thread_ts: str, *, where: str) -> None:
-        """Stream into another thread (a branch opened before its first answer)."""
-        self._thread_ts, self._where = thread_ts, where
-
-    async def __call__(self, delta: str) -> None:
-        self._text += delta
-        if self._broken or not self._text[self._done:].strip():
-            return
-        self._kick()
-
-    async def finish(self) -> None:
-        """Show whatever is not shown yet (trying once more if a post failed) and wait until it is."""
-        self._broken = False
-        self._closing = True
-        if self._text[self._done:].strip():
-            self._kick()
-        await self._join()
-
-    async def working(self) -> None:
-        """The model is slow to say anything: a placeholder that its first words will replace."""
-        if self.messages or self._text[self._done:].strip() or self._pending_first:
-            return
-        ts = await self._poster.post(self._channel, self._thread_ts, WORKING, where=self._where, raw=True)
-        if ts is None:
-            return
-        if self.messages or self._pending_first:  # the first words overtook it: they stand alone
-            await self._poster.delete(self._channel, ts, where=self._where)
-            return
-        self._live, self._live_text, self._placeholder = ts, WORKING, True
-        self.messages.append(ts)
-        self._posted.set()
-
-    async def finish_behind(self) -> None:
-        """Finish like ``finish``, but wait only until the answer's first message is posted: its last update
-        (which may wait on the workspace's budget) follows by itself, and new posts such as safety notices
-        need not wait behind it."""
-        self._broken = False
-        self._closing = True
-        if self._text[self._done:].strip():
-            self._kick()
-        if self._task is not None and not self._task.done():
-            await asyncio.shield(self._posted.wait())
-
-    async def replace(self, text: str) -> None:
-        """The engine settled on other words (an API refusal): show ``text`` in place of the stream."""
-        await self._halt()
-        extra, self.messages = self.messages[1:], self.messages[:1]
-        for ts in extra:
-            await self._poster.delete(self._channel, ts, where=self._where)
-        self._live = self.messages[0] if self.messages else None
-        self._live_text, self._text, self._done, self._broken = "", text, 0, False
-        self._halted, self._closing = False, True
-        self._kick()
-        await self._join()
-
-    async def discard(self) -> None:
-        """Nothing of the stream stands (the turn failed): remove what was posted."""
-        await self._halt()
-        for ts in self.messages:
-            await self._poster.delete(self._channel, ts, where=self._where)
-        self.messages, self._live, self._broken = [], None, True
-
-    # --- the updater ----------------------------------------------------------------------------
-
-    def _kick(self) -> None:
-        self._wake.set()
-        if self._task is None or self._task.done():
-            if not self.messages:
-                self._posted.clear()
-            self._task = asyncio.create_task(self._run(), name=f"slack stream {self._where}")
-
-    async def _join(self) -> None:
-        if self._task is not None:
-            await asyncio.shield(self._task)
-
-    async def _halt(self) -> None:
-        self._halted = True
-        self._wake.set()
-        await self._join()
-
-    @property
-    def _behind(self) -> bool:
-        pending = self._text[self._done:]
-        return bool(pending.strip()) and split_text(pending, self._poster.limit) != [self._live_text]
-
-    async def _run(self) -> None:
-        try:
-            await self._update_loop()
-        finally:
-            self._posted.set()
-
-    async def _update_loop(self) -> None:
-        while not self._halted:
-            if not self._behind or self._broken:
-                if self._closing:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            if self._live is not None and not self._placeholder:  # the first words go at once; updates are paced
-                await self._pause_until(self._last + self._interval)
-                if self._halted:
-                    return
-                if not await self._take_budget():
-                    return
-            self._wake.clear()
-            if not await self._flush():
-                if self._closing:
-                    return  # the last try at the end failed: the engine's outcome still goes out
-                await self._wake.wait()  # try again with the next text
-
-    async def _pause_until(self, when: float) -> None:
-        """Sleep until ``when`` (on ``clock``) unless the reply is finishing."""
-        delay = when - self._clock()
-        if delay > 0 and not self._closing:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing_signal(), delay)
-
-    async def _closing_signal(self) -> None:
-        while not (self._closing or self._halted):
-            self._wake.clear()
-            await self._wake.wait()
-
-    async def _take_budget(self) -> bool:
-        budget = self._poster.budget
-        if budget is None:
-            return True
-        while not self._halted:
-            wait = await budget.wait_seconds(self._poster.workspace_of(self._where))
-            if wait <= 0:
-                return True
-            self.waited += wait
-            await asyncio.sleep(wait)
-        return False
-
-    async def _flush(self) -> bool:
-        """Show the latest text; False when a post or update failed (a 429 is waited out, not failed)."""
-        pending = split_text(self._text[self._done:], self._poster.limit)
-        if not pending:
-            return True
-        try:
-            for piece in pending[:-1]:
-                shown = await self._show(piece)
-                if shown != "ok":
-                    return shown == "retry"
-                self._done = self._text.find(piece, self._done) + len(piece)
-                self._live, self._live_text = None, ""
-            return await self._show(pending[-1]) != "failed"
-        finally:
-            self._placeholder = False
-            self._last = self._clock()
-
-    async def _show(self, piece: str) -> str:
-        """``ok``, ``failed``, or ``retry`` (a 429 was waited out: show the latest text again)."""
-        if self._live is None:
-            ts = await self._poster.post(self._channel, self._thread_ts, piece, where=self._where)
-            if ts is None:
-                self._broken = True  # the engine's outcome still goes out; the stream stops trying
-                return "failed"
-            self._live = ts
-            self.messages.append(ts)
-            self._posted.set()
-        elif piece != self._live_text:
-            self.updates += 1
-            try:
-                result = await self._poster.update_streamed(self._channel, self._live, escape(piece),
-                                                            where=self._where)
-            except MessageGone as gone:
-                log.info("%s: streamed message not there to update (%s): posting it anew", self._where, gone)
-                self.messages.pop()  # the live message is always the last one
-                self._live = None
-                return await self._show(piece)
-            if result is False:
-                return "failed"
-            if result is not True:  # a 429: wait it out (the whole workspace does), then send the latest
-                await self._rate_limited(result)
-                return "retry"
-        self._live_text = piece
-        return "ok"
-
-    async def _rate_limited(self, seconds: float) -> None:
-        workspace = self._poster.workspace_of(self._where)
-        if self._poster.budget is not None:
-            await self._poster.budget.pause(workspace, seconds)
-        log.info("%s: chat.update rate limited; next update in %.1f s", self._where, seconds)
-        self.waited += seconds
-        await asyncio.sleep(seconds)

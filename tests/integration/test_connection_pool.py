@@ -18,7 +18,7 @@ from bot.bootstrap import Runtime, build_runtime
 from bot.errors import StoreUnavailable
 from bot.model import TextBlock
 from bot.store import keys
-from bot.store.budget import SharedBudget
+from bot.store.budget import Rate, SharedBudget
 from bot.types import Author, IncomingMessage, ReplyKind, ThreadRef
 from config.communities import Communities, CommunityConfig
 from config.settings import PipelineSettings, RedisSettings, Settings
@@ -64,10 +64,10 @@ def message(n: int, text: str = "hello") -> IncomingMessage:
 async def test_two_hundred_threads_and_their_reply_budgets_share_eight_connections(runtime: Runtime,
                                                                                   caplog: Any) -> None:
     caplog.set_level(logging.WARNING)
-    budget = SharedBudget(runtime.redis, "chat.update", per_minute=100_000, burst=1_000)
+    budget = SharedBudget(runtime.redis, {"chat.update": Rate(100_000, 1_000)})
 
     async def spend(n: int) -> float:
-        return await budget.wait_seconds(f"T{n % 7}")
+        return await budget.spend(f"T{n % 7}", "chat.update")
 
     outcomes, waits = await asyncio.gather(
         asyncio.gather(*(runtime.member_actions.handle_message(message(n)) for n in range(200))),

@@ -94,6 +94,10 @@ class SlackStandin:
     #: The bot's messages that exist, by ts: ``chat.update``/``chat.delete`` of any other ts answer
     #: ``message_not_found``, as Slack does.
     bot_messages: dict[str, str] = field(default_factory=dict)
+    #: Channels whose ``chat.startStream`` is refused, with the error Slack answers (a test of the fallback).
+    stream_refusals: dict[str, str] = field(default_factory=dict)
+    #: The bot's messages still streaming (``chat.startStream`` done, ``chat.stopStream`` not yet).
+    open_streams: set[str] = field(default_factory=set)
     #: Seconds Slack takes to answer a call (method, arguments), before it is recorded and shown.
     delay_for: Callable[[str, dict[str, Any]], float] | None = None
     #: OAuth: tokens expire ``token_lifetime`` seconds after they are issued and come with a refresh token.
@@ -360,6 +364,9 @@ class SlackStandin:
         if method in ("chat.update", "chat.delete") and str(args.get("ts")) not in self.bot_messages:
             call.error = "message_not_found"
             return _error(call.error)
+        if method.startswith("chat.") and method.endswith("Stream") and (refused := self._stream_refusal(method, args)):
+            call.error = refused
+            return _error(refused)
         return web.json_response({"ok": True, **handler(args)})
 
     def _next_failure(self, method: str) -> _Failure | None:
@@ -389,6 +396,41 @@ class SlackStandin:
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         self.bot_messages[str(args.get("ts"))] = str(args.get("text") or "")
         return {"channel": args.get("channel"), "ts": args.get("ts"), "text": args.get("text")}
+
+    def _stream_refusal(self, method: str, args: dict[str, Any]) -> str | None:
+        """Slack's refusals of the streaming methods: a channel that does not take streams, a channel stream
+        with nobody to address it to, text past 12,000 characters, a stream that is not open."""
+        if len(str(args.get("markdown_text") or "")) > 12_000:
+            return "msg_too_long"
+        channel = str(args.get("channel") or "")
+        if method == "chat.startStream":
+            if channel in self.stream_refusals:
+                return self.stream_refusals[channel]
+            if not channel.startswith("D") and not (args.get("recipient_user_id") and args.get("recipient_team_id")):
+                return "invalid_arguments"
+            return None
+        ts = str(args.get("ts") or "")
+        if ts not in self.bot_messages:
+            return "message_not_found"
+        return None if ts in self.open_streams else "message_not_in_streaming_state"
+
+    def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = self._new_ts()
+        args["_ts"] = ts
+        self.bot_messages[ts] = str(args.get("markdown_text") or "")
+        self.open_streams.add(ts)
+        return {"channel": args.get("channel"), "ts": ts}
+
+    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = str(args.get("ts"))
+        self.bot_messages[ts] = self.bot_messages[ts] + str(args.get("markdown_text") or "")
+        return {"channel": args.get("channel"), "ts": ts}
+
+    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = str(args.get("ts"))
+        self.bot_messages[ts] = self.bot_messages[ts] + str(args.get("markdown_text") or "")
+        self.open_streams.discard(ts)
+        return {"channel": args.get("channel"), "ts": ts, "message": {"text": self.bot_messages[ts], "ts": ts}}
 
     def _m_chat_delete(self, args: dict[str, Any]) -> dict[str, Any]:
         del self.bot_messages[str(args.get("ts"))]

@@ -116,6 +116,9 @@ def worker_env(redis_url: str, slack_api: str, anthropic_url: str, *, cluster: b
         "REDIS_URL": redis_url, "REDIS_CLUSTER": "true" if cluster else "false",
         "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_BASE_URL": slack_api,
         "SLACK_STREAM_EDIT_INTERVAL": "0.2", "SLACK_RETRY_INTERVAL": "0.05",
+        # posts unpaced: these stand-ins do not enforce Slack's limits (the load bench runs with them)
+        "SLACK_CHANNEL_POSTS_PER_MINUTE": "60000", "SLACK_CHANNEL_POST_BURST": "1000",
+        "SLACK_POSTS_PER_MINUTE": "60000", "SLACK_POST_BURST": "1000",
         "ANTHROPIC_API_KEY": "test-key", "ANTHROPIC_BASE_URL": anthropic_url, "ANTHROPIC_MAX_RETRIES": "0",
         "ANTHROPIC_TIMEOUT": "30",
         "THREADGUARD_LOCK_TTL_SECONDS": "2", "THREADGUARD_RECOVERY_INTERVAL": "0.3",

@@ -185,3 +185,35 @@ async def test_answers_stream_in_paced_chunks_and_record_their_last_token(
     [last] = anthropic_standin.last_tokens
     assert last.text == answer
     assert started + 4 * 0.05 <= last.at <= done  # after the paced deltas, before the stream ended
+
+
+# --- streaming methods ------------------------------------------------------------------------
+
+async def test_streams_grow_the_visible_text_and_refuse_as_slack_does() -> None:
+    standin = SlackStandin(bot_messages=TextTimeline())
+    await standin.start()
+    try:
+        client = _client(standin)
+        lacking = await _refused(client.chat_startStream(channel="C1", thread_ts="1.0", markdown_text="Hi"))
+        assert lacking.response["error"] == "invalid_arguments"  # a channel's stream names its member
+        started = await client.chat_startStream(channel="C1", thread_ts="1.0", markdown_text="Hello",
+                                                recipient_user_id="U1", recipient_team_id="T1")
+        ts = started["ts"]
+        await client.chat_appendStream(channel="C1", ts=ts, markdown_text=" there")
+        await client.chat_stopStream(channel="C1", ts=ts, markdown_text=", friend.")
+        assert standin.bot_messages[ts] == "Hello there, friend."
+        timeline = standin.bot_messages
+        assert isinstance(timeline, TextTimeline)
+        assert [c.text for c in timeline.changes if c.ts == ts] == ["Hello", "Hello there", "Hello there, friend."]
+        over = await _refused(client.chat_appendStream(channel="C1", ts=ts, markdown_text="more"))
+        assert over.response["error"] == "message_not_in_streaming_state"
+        unknown = await _refused(client.chat_stopStream(channel="C1", ts="9.9"))
+        assert unknown.response["error"] == "message_not_found"
+        too_long = await _refused(client.chat_startStream(channel="D1", thread_ts="1.0", markdown_text="x" * 12_001))
+        assert too_long.response["error"] == "msg_too_long"
+        standin.stream_refusals["C2"] = "not_allowed"
+        refused = await _refused(client.chat_startStream(channel="C2", thread_ts="1.0", markdown_text="Hi",
+                                                         recipient_user_id="U1", recipient_team_id="T1"))
+        assert refused.response["error"] == "not_allowed"
+    finally:
+        await standin.stop()

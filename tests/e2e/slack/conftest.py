@@ -74,6 +74,10 @@ def slack_settings(standin: SlackStandin, **overrides: Any) -> SlackSettings:
         "bot_token": BOT_TOKEN, "app_token": APP_TOKEN, "signing_secret": SIGNING_SECRET,
         "api_base_url": standin.base_url, "stream_edit_interval": 0.0, "retry_interval": 0.01,
         "shutdown_grace": 2.0, "message_limit": 3500,
+        # Posts unpaced: the stand-in enforces Slack's limits only where a test asks for them
+        # (test_answer_modes.py, the load bench), and these tests post faster than one a second per channel.
+        "channel_posts_per_minute": 60_000, "channel_post_burst": 1_000,
+        "posts_per_minute": 60_000, "post_burst": 1_000,
     }
     values.update(overrides)
     return SlackSettings(**values)
@@ -285,12 +289,15 @@ def thread_texts(standin: SlackStandin, thread_ts: str, channel: str = CHANNEL) 
     for call in standin.calls:
         if call.status != 200:
             continue
-        if call.method == "chat.postMessage" and call.args.get("channel") == channel \
+        if call.method in ("chat.postMessage", "chat.startStream") and call.args.get("channel") == channel \
                 and call.args.get("thread_ts") == thread_ts and "_ts" in call.args:  # refused: no ts
             order.append(call.args["_ts"])
-            shown[call.args["_ts"]] = call.args.get("text", "")
+            shown[call.args["_ts"]] = call.args.get("text") or call.args.get("markdown_text") or ""
         elif call.method == "chat.update" and call.args.get("ts") in shown:
             shown[call.args["ts"]] = call.args.get("text", "")
+        elif call.method in ("chat.appendStream", "chat.stopStream") and call.args.get("ts") in shown \
+                and call.error is None:
+            shown[call.args["ts"]] += call.args.get("markdown_text") or ""
         elif call.method == "chat.delete" and call.args.get("ts") in shown:
             order.remove(call.args["ts"])
     return [shown[ts] for ts in order if ts in standin.bot_messages]

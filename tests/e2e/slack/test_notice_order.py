@@ -241,12 +241,13 @@ async def test_a_stopped_owner_resumed_after_takeover_posts_nothing(setup, stand
             await asyncio.sleep(0.5)
             thread_calls = [c for c in standin.calls if c.args.get("thread_ts") == root
                             or c.args.get("ts") in _bot_ts(standin, root)]
-            posted = [c for c in thread_calls if c.method == "chat.postMessage"]
+            posted = [c for c in thread_calls if c.method in ("chat.postMessage", "chat.startStream")]
             extra_posts += len(posted) - 1
             extra_deletes += len([c for c in standin.calls if c.method == "chat.delete"
                                   and c.args.get("ts") in _bot_ts(standin, root)])
             answer_ts = {c.args.get("_ts") for c in posted}
-            extra_updates += len([c for c in standin.calls if c.method == "chat.update"
+            extra_updates += len([c for c in standin.calls
+                                  if c.method in ("chat.update", "chat.appendStream", "chat.stopStream")
                                   and c.args.get("channel") and c.args.get("ts") not in answer_ts
                                   and c.args.get("ts") in _bot_ts(standin, root)])
             assert thread_texts(standin, root) == [f"{ANSWER}{said}{FILLER}"]
@@ -261,4 +262,5 @@ async def test_a_stopped_owner_resumed_after_takeover_posts_nothing(setup, stand
 
 def _bot_ts(standin: SlackStandin, root: str) -> set[str]:
     return {str(c.args["_ts"]) for c in standin.calls
-            if c.method == "chat.postMessage" and c.args.get("thread_ts") == root and c.args.get("_ts")}
+            if c.method in ("chat.postMessage", "chat.startStream") and c.args.get("thread_ts") == root
+            and c.args.get("_ts")}

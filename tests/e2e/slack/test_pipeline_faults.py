@@ -568,18 +568,12 @@ async def test_redis_restarted_five_times_during_a_200_message_load(standin, ant
 
 
 def all_answers(standin: SlackStandin) -> collections.Counter[tuple[str, str]]:
-    """(thread ts, member text) -> times answered, over every thread, in one pass over the calls."""
-    shown: dict[str, tuple[str, str]] = {}
-    for call in standin.calls:
-        if call.status != 200:
-            continue
-        if call.method == "chat.postMessage" and "_ts" in call.args and call.args.get("thread_ts"):
-            shown[call.args["_ts"]] = (call.args["thread_ts"], call.args.get("text", ""))
-        elif call.method == "chat.update" and call.args.get("ts") in shown:
-            root, _ = shown[call.args["ts"]]
-            shown[call.args["ts"]] = (root, call.args.get("text", ""))
-        elif call.method == "chat.delete":
-            shown.pop(call.args.get("ts"), None)
+    """(thread ts, member text) -> times answered, over every thread: each of the bot's thread messages that
+    still exists (posted, or streamed), with what it shows now."""
+    roots = {str(call.args["_ts"]): str(call.args["thread_ts"]) for call in standin.calls
+             if call.status == 200 and call.method in ("chat.postMessage", "chat.startStream")
+             and "_ts" in call.args and call.args.get("thread_ts")}
+    shown = {ts: (root, standin.bot_messages[ts]) for ts, root in roots.items() if ts in standin.bot_messages}
     return collections.Counter((root, text[len(ANSWER):]) for root, text in shown.values() if text.startswith(ANSWER))
 
 

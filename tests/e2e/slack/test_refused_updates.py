@@ -42,6 +42,7 @@ def _first_post(standin: SlackStandin, root: str) -> str:
 
 async def test_a_deleted_streaming_message_is_posted_anew(slack_env, http, payloads) -> None:
     standin = slack_env.standin
+    slack_env.bot.surface.poster.streams = False  # posted and updated: what a refused update is about
     mention = payloads.mention("tell me a long story")
     root = mention["event"]["ts"]
     slack_env.model._inner = LongAnswer(standin, lambda: standin.delete_message(_first_post(standin, root)))
@@ -62,6 +63,7 @@ async def test_a_deleted_streaming_message_is_posted_anew(slack_env, http, paylo
 
 async def test_a_message_that_cannot_be_updated_is_posted_anew(slack_env, http, payloads) -> None:
     standin = slack_env.standin
+    slack_env.bot.surface.poster.streams = False  # posted and updated: what a refused update is about
     mention = payloads.mention("tell me a long story")
     root = mention["event"]["ts"]
     slack_env.model._inner = LongAnswer(

@@ -5,7 +5,7 @@ The real Bolt app over HTTP, the engine on a real Redis, a model that says nothi
 
 from __future__ import annotations
 
-from adapters.slack.replies import WORKING
+from adapters.slack.answer import WORKING
 from bot.errors import ModelTimedOut
 from tests.e2e.slack.conftest import serve, thread_texts
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 
-from adapters.slack.replies import StreamingReply
+from adapters.slack.answer import StreamingReply
 from adapters.slack.translate import Identity, clean_text, escape, parse_thread_link, permalink
 from adapters.text import split_text
 
@@ -39,6 +39,11 @@ def test_split_prefers_paragraphs_then_words():
 class _FakePoster:
     limit = 50
     budget = None
+    headroom = 1
+
+    @staticmethod
+    def may_stream(workspace, channel, recipient):
+        return False
 
     def __init__(self):
         self.posts: list[str] = []

@@ -157,7 +157,8 @@ async def install(session: aiohttp.ClientSession, standin: SlackStandin, start: 
 
 def answered(standin: SlackStandin, team: Team) -> collections.Counter[str]:
     """Answers shown in the team's channel (their latest text, after streaming updates), by member text."""
-    roots = {str(c.get("thread_ts")) for c in standin.calls_to("chat.postMessage") if c.get("channel") == team.channel}
+    roots = {str(c.get("thread_ts")) for method in ("chat.postMessage", "chat.startStream")
+             for c in standin.calls_to(method) if c.get("channel") == team.channel}
     return collections.Counter(t[len(ANSWER):] for root in roots for t in thread_texts(standin, root, team.channel)
                                if t.startswith(ANSWER))
 
@@ -335,6 +336,6 @@ async def test_an_org_wide_installation_serves_the_workspaces_of_its_org(make_en
         status, _ = await endpoint.event(mention)
         assert status == 200
         await env.settle()
-        posts = [c for c in standin.calls if c.method == "chat.postMessage"]
+        posts = [c for c in standin.calls if c.method in ("chat.postMessage", "chat.startStream")]
         assert posts and {c.team for c in posts} == {"TGRID"} and not [c for c in standin.calls if c.error]
         assert await env.bot.workspaces.records.workspace_of("TGRID") == "E1:-"  # for deliveries anywhere
